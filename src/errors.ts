@@ -1,0 +1,65 @@
+/**
+ * Gatehouse errors. Two families that must never be confused:
+ *
+ * - {@link ConfigError}: a mistake in configuration, thrown once when an object is built
+ *   (at start-up), naming the field and the expected form.
+ * - {@link TokenError} / {@link StoreError}: a per-request failure. These become a
+ *   deny Decision (401 / 503); they never look like a bad configuration.
+ *
+ * Callers switch on `code`; tests assert the class or the code, never the message.
+ * Messages never contain a token, a key, a secret or a claims set.
+ */
+
+export abstract class GatehouseError extends Error {
+  abstract readonly code: string;
+}
+
+/** A configuration value is missing or malformed. `field` is a dotted path such as `issuers[0].jwksUri`. */
+export class ConfigError extends GatehouseError {
+  override readonly name = 'ConfigError';
+  readonly code = 'invalid_config' as const;
+  readonly field: string;
+  constructor(field: string, expected: string, options?: { cause?: unknown }) {
+    super(`${field}: ${expected}`, options);
+    this.field = field;
+  }
+}
+
+/** Stable reasons a bearer token is refused. Each maps to a 401 except `keys_unavailable` (503). */
+export type TokenErrorCode =
+  | 'token_missing'
+  | 'token_malformed'
+  | 'token_too_large'
+  | 'token_unsupported'
+  | 'token_unknown_issuer'
+  | 'token_unknown_key'
+  | 'token_algorithm_mismatch'
+  | 'token_invalid_signature'
+  | 'token_invalid_type'
+  | 'token_invalid_audience'
+  | 'token_expired'
+  | 'token_not_yet_valid'
+  | 'token_too_old'
+  | 'token_invalid_claims'
+  | 'keys_unavailable';
+
+export class TokenError extends GatehouseError {
+  override readonly name = 'TokenError';
+  readonly code: TokenErrorCode;
+  constructor(code: TokenErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+export type StoreErrorCode = 'store_unavailable' | 'store_invalid_record';
+
+/** The permission store could not answer. Always a 503 / authorizer failure, never an allow. */
+export class StoreError extends GatehouseError {
+  override readonly name = 'StoreError';
+  readonly code: StoreErrorCode;
+  constructor(code: StoreErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
