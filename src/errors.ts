@@ -19,9 +19,12 @@ export class ConfigError extends GatehouseError {
   override readonly name = 'ConfigError';
   readonly code = 'invalid_config' as const;
   readonly field: string;
+  /** What was expected, without the field: "expected a permission like read:posts". */
+  readonly expected: string;
   constructor(field: string, expected: string, options?: { cause?: unknown }) {
     super(`${field}: ${expected}`, options);
     this.field = field;
+    this.expected = expected;
   }
 }
 

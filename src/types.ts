@@ -112,6 +112,8 @@ export interface SubjectKey {
 export interface PermissionStore {
   /** Short name for logs and explain output (`memory`, `file`, `claims`, `kv`, `dynamodb`). */
   readonly kind: string;
+  /** False when a record depends on the token rather than the subject (claims), so caches skip it. */
+  readonly cacheable?: boolean;
   /** The subject's record, or null when the store has none. `principal` lets a claims store read the token. */
   getUser(key: SubjectKey, principal?: Principal): Promise<UserRecord | null>;
   /** Role definitions held by the store for a tenant (in addition to the policy's static roles). */
@@ -130,6 +132,7 @@ export type ReasonCode =
   | 'tenant_mismatch'
   | 'store_unavailable'
   | 'configuration_error'
+  | 'internal_error'
   | import('./errors.ts').TokenErrorCode;
 
 /** One required permission and what satisfied it. */
@@ -159,7 +162,8 @@ export interface Decision {
   /** Cache hints: whether the token and permissions came from caches, and how long this answer stays valid. */
   readonly cache?: {
     readonly token?: 'hit' | 'miss';
-    readonly permissions?: 'hit' | 'miss';
+    /** `stale`: served past its TTL because the store failed (only with staleIfErrorSeconds). */
+    readonly permissions?: 'hit' | 'miss' | 'stale';
     /** Seconds this decision may be reused for the same token and route (token expiry, grant expiry, store TTL). */
     readonly maxAgeSeconds?: number;
   };

@@ -1,0 +1,337 @@
+/**
+ * A bounded TTL cache in front of any {@link PermissionStore}, so a hot subject costs one store
+ * read per TTL and concurrent misses for one key cost one read between them.
+ *
+ * Staleness is bounded: a revocation is seen at most `ttlSeconds` later (plus
+ * `staleIfErrorSeconds` while the store is failing, when that is turned on). Errors are never
+ * cached and, by default, never answered from an expired entry: a store outage fails closed.
+ *
+ * Single-flight shares one pending load among concurrent callers. A CachedStore kept per Worker
+ * isolate therefore lets one request await a load started by another (jose avoids exactly that
+ * for JWKS fetches, issues 355 and 509); the Worker wiring decides whether that is acceptable.
+ */
+
+import { ConfigError, StoreError } from '../errors.ts';
+import type { PermissionStore, Principal, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
+import { subjectStorageKey, tenantStorageKey } from './keys.ts';
+
+export interface CacheOptions {
+  /** Seconds a record or role list stays fresh; default 30, 0 to 3600 (0: single-flight only). */
+  readonly ttlSeconds?: number;
+  /** Seconds a "no such user" answer stays fresh; default 5, 0 to 3600. */
+  readonly negativeTtlSeconds?: number;
+  /** Entries per cache (users, role lists) before LRU eviction; default 10000, 1 to 1000000. */
+  readonly maxEntries?: number;
+  /** Seconds past expiry an entry serves while the store fails; default 0 (off), 0 to 86400. */
+  readonly staleIfErrorSeconds?: number;
+  /** Clock in milliseconds since the epoch; default `Date.now`. Injected so tests fake time. */
+  readonly now?: () => number;
+}
+
+/** Counters since construction, for tests and logs. */
+export interface CacheStats {
+  /** Lookups answered from a fresh entry. */
+  readonly hits: number;
+  /** Lookups that needed the inner store (including bypassed ones). */
+  readonly misses: number;
+  /** Calls made to the inner store. */
+  readonly loads: number;
+  /** Inner store calls that failed. */
+  readonly errors: number;
+  /** Failed lookups answered from an expired entry (stale-if-error). */
+  readonly stale: number;
+  /** Entries dropped to stay within `maxEntries`. */
+  readonly evictions: number;
+}
+
+/** Which path answered a lookup; the decision reports it as a cache hint. */
+export type CacheOutcome = 'hit' | 'miss' | 'stale';
+
+export interface UserLookup {
+  readonly record: UserRecord | null;
+  readonly cache: CacheOutcome;
+}
+
+export interface RolesLookup {
+  readonly roles: readonly RoleRecord[];
+  readonly cache: CacheOutcome;
+}
+
+/** A cached value and the time (ms) after which it is no longer fresh. */
+class ExpirableValue<T> {
+  readonly value: T;
+  readonly expiresAt: number;
+
+  constructor(value: T, ttlMs: number, now: number) {
+    this.value = value;
+    this.expiresAt = now + ttlMs;
+  }
+
+  isExpired(now: number): boolean {
+    return now >= this.expiresAt;
+  }
+}
+
+/** LRU by Map insertion order: a hit re-inserts its key, so the first key is the coldest. */
+class LruMap<T> {
+  readonly #entries = new Map<string, ExpirableValue<T>>();
+  readonly #max: number;
+  readonly #onEvict: () => void;
+
+  constructor(max: number, onEvict: () => void) {
+    this.#max = max;
+    this.#onEvict = onEvict;
+  }
+
+  peek(key: string): ExpirableValue<T> | undefined {
+    return this.#entries.get(key);
+  }
+
+  touch(key: string, entry: ExpirableValue<T>): void {
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+  }
+
+  set(key: string, entry: ExpirableValue<T>): void {
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+    while (this.#entries.size > this.#max) {
+      const coldest = this.#entries.keys().next();
+      if (coldest.done) break;
+      this.#entries.delete(coldest.value);
+      this.#onEvict();
+    }
+  }
+
+  delete(key: string): void {
+    this.#entries.delete(key);
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+}
+
+function checkNumber(
+  options: CacheOptions,
+  key: 'ttlSeconds' | 'negativeTtlSeconds' | 'maxEntries' | 'staleIfErrorSeconds',
+  fallback: number,
+  min: number,
+  max: number,
+  integer: boolean,
+): number {
+  const value: unknown = options[key];
+  if (value === undefined) return fallback;
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value < min ||
+    value > max ||
+    (integer && !Number.isInteger(value))
+  ) {
+    const kind = integer ? 'an integer' : 'a number';
+    throw new ConfigError(`cache.${key}`, `expected ${kind} from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function toStoreError(error: unknown, kind: string): StoreError {
+  if (error instanceof StoreError) return error;
+  // The inner message may quote backend details; keep it only as the cause.
+  return new StoreError('store_unavailable', `permission store (${kind}) unavailable`, {
+    cause: error,
+  });
+}
+
+/** Stores whose user records depend on the token (ClaimsStore) say `cacheable: false`. */
+type MaybeCacheable = PermissionStore & { readonly cacheable?: boolean };
+
+export class CachedStore implements PermissionStore {
+  readonly kind: string;
+  readonly #inner: PermissionStore;
+  readonly #bypassUsers: boolean;
+  readonly #ttlMs: number;
+  readonly #negativeTtlMs: number;
+  readonly #staleMs: number;
+  readonly #now: () => number;
+  readonly #users: LruMap<UserRecord | null>;
+  readonly #roles: LruMap<readonly RoleRecord[]>;
+  readonly #userLoads = new Map<string, Promise<UserRecord | null>>();
+  readonly #roleLoads = new Map<string, Promise<readonly RoleRecord[]>>();
+  #hits = 0;
+  #misses = 0;
+  #loads = 0;
+  #errors = 0;
+  #stale = 0;
+  #evictions = 0;
+
+  /** Validates the options now; a bad one throws {@link ConfigError} naming it (`cache.now`). */
+  constructor(inner: PermissionStore, options: CacheOptions = {}) {
+    this.kind = inner.kind;
+    this.#inner = inner;
+    this.#bypassUsers = (inner as MaybeCacheable).cacheable === false;
+    this.#ttlMs = checkNumber(options, 'ttlSeconds', 30, 0, 3600, false) * 1000;
+    this.#negativeTtlMs = checkNumber(options, 'negativeTtlSeconds', 5, 0, 3600, false) * 1000;
+    const maxEntries = checkNumber(options, 'maxEntries', 10_000, 1, 1_000_000, true);
+    this.#staleMs = checkNumber(options, 'staleIfErrorSeconds', 0, 0, 86_400, false) * 1000;
+    if (options.now !== undefined && typeof options.now !== 'function') {
+      throw new ConfigError(
+        'cache.now',
+        'expected a function returning milliseconds since the epoch',
+      );
+    }
+    this.#now = options.now ?? Date.now;
+    const onEvict = () => {
+      this.#evictions++;
+    };
+    this.#users = new LruMap(maxEntries, onEvict);
+    this.#roles = new LruMap(maxEntries, onEvict);
+  }
+
+  get stats(): CacheStats {
+    return Object.freeze({
+      hits: this.#hits,
+      misses: this.#misses,
+      loads: this.#loads,
+      errors: this.#errors,
+      stale: this.#stale,
+      evictions: this.#evictions,
+    });
+  }
+
+  async getUser(key: SubjectKey, principal?: Principal): Promise<UserRecord | null> {
+    return (await this.lookupUser(key, principal)).record;
+  }
+
+  async getRoles(tenant: string | undefined): Promise<readonly RoleRecord[]> {
+    return (await this.lookupRoles(tenant)).roles;
+  }
+
+  /** The user record and which path answered it. Rejects only with {@link StoreError}. */
+  async lookupUser(key: SubjectKey, principal?: Principal): Promise<UserLookup> {
+    if (this.#bypassUsers) {
+      // The record comes from the token, so caching it by subject would serve one token's
+      // permissions for another token of the same subject.
+      this.#misses++;
+      return { record: await this.#bypass(key, principal), cache: 'miss' };
+    }
+    const cacheKey = subjectStorageKey(key);
+    const { value, cache } = await this.#lookup(this.#users, this.#userLoads, cacheKey, () =>
+      this.#inner.getUser(key, principal),
+    );
+    return { record: value, cache };
+  }
+
+  /** The tenant's store roles and which path answered. Rejects only with {@link StoreError}. */
+  async lookupRoles(tenant: string | undefined): Promise<RolesLookup> {
+    const { value, cache } = await this.#lookup(
+      this.#roles,
+      this.#roleLoads,
+      tenantStorageKey(tenant),
+      () => this.#inner.getRoles(tenant),
+    );
+    return { roles: value, cache };
+  }
+
+  /** Drops the cached record of one subject, or of every subject. Roles are kept. */
+  invalidate(key?: SubjectKey): void {
+    if (key === undefined) {
+      this.#users.clear();
+      this.#userLoads.clear();
+      return;
+    }
+    const cacheKey = subjectStorageKey(key);
+    this.#users.delete(cacheKey);
+    // A load already under way may have read the old data; it must not refill the cache.
+    this.#userLoads.delete(cacheKey);
+  }
+
+  /** Drops one tenant's roles (`undefined`: the untenanted ones), or all without an argument. */
+  invalidateRoles(): void;
+  invalidateRoles(tenant: string | undefined): void;
+  invalidateRoles(...args: [] | [string | undefined]): void {
+    if (args.length === 0) {
+      this.#roles.clear();
+      this.#roleLoads.clear();
+      return;
+    }
+    const cacheKey = tenantStorageKey(args[0]);
+    this.#roles.delete(cacheKey);
+    this.#roleLoads.delete(cacheKey);
+  }
+
+  async #bypass(key: SubjectKey, principal: Principal | undefined): Promise<UserRecord | null> {
+    this.#loads++;
+    try {
+      return await this.#inner.getUser(key, principal);
+    } catch (error) {
+      this.#errors++;
+      throw toStoreError(error, this.kind);
+    }
+  }
+
+  async #lookup<T>(
+    entries: LruMap<T>,
+    loads: Map<string, Promise<T>>,
+    key: string,
+    load: () => Promise<T>,
+  ): Promise<{ value: T; cache: CacheOutcome }> {
+    const cached = entries.peek(key);
+    if (cached !== undefined && !cached.isExpired(this.#now())) {
+      this.#hits++;
+      entries.touch(key, cached);
+      return { value: cached.value, cache: 'hit' };
+    }
+    this.#misses++;
+    try {
+      return { value: await this.#singleFlight(entries, loads, key, load), cache: 'miss' };
+    } catch (error) {
+      const stale = entries.peek(key);
+      if (
+        stale !== undefined &&
+        this.#staleMs > 0 &&
+        this.#now() - stale.expiresAt <= this.#staleMs
+      ) {
+        this.#stale++;
+        return { value: stale.value, cache: 'stale' };
+      }
+      throw toStoreError(error, this.kind);
+    }
+  }
+
+  /** Concurrent misses for one key share the first caller's load; the slot empties on settling. */
+  #singleFlight<T>(
+    entries: LruMap<T>,
+    loads: Map<string, Promise<T>>,
+    key: string,
+    load: () => Promise<T>,
+  ): Promise<T> {
+    const pending = loads.get(key);
+    if (pending !== undefined) return pending;
+    this.#loads++;
+    // Wrapped so a loader that throws synchronously still settles through the cleanup below.
+    const started = (async () => load())();
+    const promise: Promise<T> = started.then(
+      (value) => {
+        // Only the current load may fill the cache: invalidate() drops a load it overtook.
+        if (loads.get(key) === promise) {
+          loads.delete(key);
+          entries.set(key, this.#entry(value));
+        }
+        return value;
+      },
+      (error: unknown) => {
+        this.#errors++;
+        if (loads.get(key) === promise) loads.delete(key);
+        throw error;
+      },
+    );
+    loads.set(key, promise);
+    return promise;
+  }
+
+  #entry<T>(value: T): ExpirableValue<T> {
+    const ttl = value === null ? this.#negativeTtlMs : this.#ttlMs;
+    return new ExpirableValue(value, ttl, this.#now());
+  }
+}

@@ -1,0 +1,18 @@
+/** Permission stores (memory, JSON file, token claims) and the cache in front of any of them. */
+
+export type { CacheOptions, CacheOutcome, CacheStats, RolesLookup, UserLookup } from './cache.ts';
+export { CachedStore } from './cache.ts';
+export type { ClaimsStoreOptions } from './claims.ts';
+export { ClaimsStore } from './claims.ts';
+export type {
+  GrantEntry,
+  PermissionData,
+  PermissionSection,
+  RoleAssignmentEntry,
+  RoleEntry,
+  UserEntry,
+} from './file.ts';
+export { createFileStore, exportPermissionData, FileStore, parsePermissionData } from './file.ts';
+export { encodeKeyPart, subjectStorageKey, tenantStorageKey } from './keys.ts';
+export type { TenantRole } from './memory.ts';
+export { MemoryStore } from './memory.ts';

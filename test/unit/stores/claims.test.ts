@@ -1,0 +1,191 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../../src/errors.ts';
+import { ClaimsStore } from '../../../src/stores/index.ts';
+import type { Principal } from '../../../src/types.ts';
+
+function principal(
+  claims: Record<string, unknown>,
+  scopes: string[] = [],
+  tenant?: string,
+): Principal {
+  const base = {
+    issuer: 'https://issuer.example',
+    issuerKind: 'external' as const,
+    subject: 'alice',
+    scopes,
+    claims,
+    actors: [],
+    expiresAt: 2_000_000_000,
+  };
+  return tenant === undefined ? base : { ...base, tenant };
+}
+
+const alice = { subject: 'alice' };
+
+describe('ClaimsStore', () => {
+  it('grants each entry of the permissions claim', async () => {
+    const store = new ClaimsStore();
+
+    const record = await store.getUser(
+      alice,
+      principal({ permissions: ['read:posts', 'write:posts'] }),
+    );
+
+    expect(record?.grants).toEqual([{ permission: 'read:posts' }, { permission: 'write:posts' }]);
+  });
+
+  it('grants each scope of a space-separated scope claim', async () => {
+    const store = new ClaimsStore({ permissionsClaim: null });
+
+    const record = await store.getUser(alice, principal({ scope: 'read:posts  write:posts' }));
+
+    expect(record?.grants).toEqual([{ permission: 'read:posts' }, { permission: 'write:posts' }]);
+  });
+
+  it('grants each scope of an scp array', async () => {
+    const store = new ClaimsStore({ permissionsClaim: null });
+
+    const record = await store.getUser(alice, principal({ scp: ['read:posts', 'write:posts'] }));
+
+    expect(record?.grants).toEqual([{ permission: 'read:posts' }, { permission: 'write:posts' }]);
+  });
+
+  it("grants the principal's scopes when the scope claim itself was not kept", async () => {
+    const store = new ClaimsStore({ permissionsClaim: null });
+
+    const record = await store.getUser(alice, principal({}, ['read:posts']));
+
+    expect(record?.grants).toEqual([{ permission: 'read:posts' }]);
+  });
+
+  it('reads a custom scope claim but not scp', async () => {
+    const store = new ClaimsStore({ permissionsClaim: null, scopeClaim: 'perms' });
+
+    const record = await store.getUser(
+      alice,
+      principal({ perms: 'read:posts', scp: ['admin:*'] }, ['admin:*']),
+    );
+
+    expect(record?.grants).toEqual([{ permission: 'read:posts' }]);
+  });
+
+  it('grants nothing from scopes when scopeClaim is null', async () => {
+    const store = new ClaimsStore({ scopeClaim: null });
+
+    const record = await store.getUser(alice, principal({ scope: 'read:posts' }, ['read:posts']));
+
+    expect(record?.grants).toEqual([]);
+  });
+
+  it('assigns the roles named in the roles claim', async () => {
+    const store = new ClaimsStore({ rolesClaim: 'roles' });
+
+    const record = await store.getUser(alice, principal({ roles: ['editor', 'reader'] }));
+
+    expect(record?.roles).toEqual([{ role: 'editor' }, { role: 'reader' }]);
+  });
+
+  it('assigns no roles by default', async () => {
+    const store = new ClaimsStore();
+
+    const record = await store.getUser(alice, principal({ roles: ['admin'] }));
+
+    expect(record?.roles).toEqual([]);
+  });
+
+  it('ignores entries that are not usable strings', async () => {
+    const store = new ClaimsStore({ rolesClaim: 'roles' });
+
+    const record = await store.getUser(
+      alice,
+      principal({
+        permissions: ['read:posts', 42, null, { p: 'x' }, '', 'a b'],
+        roles: [7, 'editor'],
+      }),
+    );
+
+    expect(record).toMatchObject({
+      grants: [{ permission: 'read:posts' }],
+      roles: [{ role: 'editor' }],
+    });
+  });
+
+  it('ignores a permissions claim that is not an array', async () => {
+    const store = new ClaimsStore();
+
+    const record = await store.getUser(alice, principal({ permissions: 'admin:*' }));
+
+    expect(record?.grants).toEqual([]);
+  });
+
+  it('never produces denies', async () => {
+    const store = new ClaimsStore();
+
+    const record = await store.getUser(
+      alice,
+      principal({ permissions: ['read:posts'], denies: ['x'] }),
+    );
+
+    expect(record?.denies).toEqual([]);
+  });
+
+  it('returns null without a principal', async () => {
+    const store = new ClaimsStore();
+
+    const record = await store.getUser(alice);
+
+    expect(record).toBeNull();
+  });
+
+  it('returns null when the principal is a different subject', async () => {
+    const store = new ClaimsStore();
+
+    const record = await store.getUser({ subject: 'bob' }, principal({ permissions: ['admin:*'] }));
+
+    expect(record).toBeNull();
+  });
+
+  it("carries the principal's tenant", async () => {
+    const store = new ClaimsStore();
+
+    const record = await store.getUser(
+      { subject: 'alice', tenant: 'acme' },
+      principal({}, [], 'acme'),
+    );
+
+    expect(record?.tenant).toBe('acme');
+  });
+
+  it('returns no store roles', async () => {
+    const store = new ClaimsStore();
+
+    const roles = await store.getRoles('acme');
+
+    expect(roles).toEqual([]);
+  });
+
+  it('declares itself not cacheable', () => {
+    const store = new ClaimsStore();
+
+    const cacheable = store.cacheable;
+
+    expect(cacheable).toBe(false);
+  });
+
+  it('returns a frozen record', async () => {
+    const store = new ClaimsStore();
+
+    const record = await store.getUser(alice, principal({ permissions: ['read:posts'] }));
+
+    expect(Object.isFrozen(record?.grants)).toBe(true);
+  });
+
+  it('rejects an empty claim name with a ConfigError naming the option', () => {
+    const options = { rolesClaim: '' };
+
+    const build = () => new ClaimsStore(options);
+
+    expect(build).toThrow(expect.objectContaining({ field: 'claimsStore.rolesClaim' }));
+    expect(build).toThrow(ConfigError);
+  });
+});
