@@ -1,0 +1,53 @@
+/**
+ * Strict base64url (RFC 4648 §5) without padding, as JWS compact serialization requires
+ * (RFC 7515 §2, §C). Only the canonical encoding of a byte string is accepted: decoding then
+ * re-encoding must give the input back, so a token has exactly one spelling (RFC 4648 §3.5).
+ */
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+const INVALID = 255;
+const LOOKUP = new Uint8Array(128).fill(INVALID);
+for (let i = 0; i < ALPHABET.length; i++) LOOKUP[ALPHABET.charCodeAt(i)] = i;
+
+function sextet(text: string, index: number): number {
+  return LOOKUP[text.charCodeAt(index)] ?? INVALID;
+}
+
+/**
+ * Decodes canonical unpadded base64url, or returns null. Rejects: the empty string, characters
+ * outside the URL-safe alphabet (including `=`, `+`, `/`, whitespace), a length of 4k+1 (no byte
+ * string encodes to it), and non-zero trailing bits in the last character. Checking the trailing
+ * bits is equivalent to "decode, re-encode, compare" without the second pass.
+ */
+export function decodeBase64url(text: string): Uint8Array<ArrayBuffer> | null {
+  const length = text.length;
+  const rest = length & 3;
+  if (length === 0 || rest === 1) return null;
+  const out = new Uint8Array((length * 3) >> 2);
+  const whole = length - rest;
+  let o = 0;
+  for (let i = 0; i < whole; i += 4) {
+    const a = sextet(text, i);
+    const b = sextet(text, i + 1);
+    const c = sextet(text, i + 2);
+    const d = sextet(text, i + 3);
+    if ((a | b | c | d) > 63) return null;
+    out[o++] = (a << 2) | (b >> 4);
+    out[o++] = ((b & 15) << 4) | (c >> 2);
+    out[o++] = ((c & 3) << 6) | d;
+  }
+  if (rest === 2) {
+    const a = sextet(text, whole);
+    const b = sextet(text, whole + 1);
+    if ((a | b) > 63 || (b & 15) !== 0) return null;
+    out[o] = (a << 2) | (b >> 4);
+  } else if (rest === 3) {
+    const a = sextet(text, whole);
+    const b = sextet(text, whole + 1);
+    const c = sextet(text, whole + 2);
+    if ((a | b | c) > 63 || (c & 3) !== 0) return null;
+    out[o++] = (a << 2) | (b >> 4);
+    out[o] = ((b & 15) << 4) | (c >> 2);
+  }
+  return out;
+}

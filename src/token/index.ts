@@ -1,0 +1,15 @@
+/** The token layer: format pre-check, verification against per-issuer keys, bearer extraction. */
+export { extractBearer } from './bearer.ts';
+export type {
+  Algorithm,
+  IssuerOptions,
+  JSONWebKeySet,
+  JwksPersistence,
+  KeySourceOptions,
+  PrecheckedToken,
+  TokenVerifier,
+  VerifierOptions,
+  VerifyResult,
+} from './options.ts';
+export { precheckToken } from './precheck.ts';
+export { createVerifier } from './verifier.ts';

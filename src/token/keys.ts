@@ -1,0 +1,324 @@
+/**
+ * Verification keys: each key is imported once into a CryptoKey and bound to exactly one
+ * algorithm. A JWK's own `alg` wins; a JWK without one takes the first configured algorithm that
+ * fits its kty/crv, never the token's header (RFC 8725 §3.1, §2.1 algorithm confusion).
+ */
+import { type CryptoKey, importJWK, importSPKI } from 'jose';
+import { TokenError } from '../errors.ts';
+import {
+  ALGORITHMS,
+  type AlgorithmSpec,
+  canonicalAlgorithm,
+  expectedSignatureLength,
+  isHmac,
+  keyFits,
+  MIN_RSA_BITS,
+} from './algorithms.ts';
+import type { Algorithm } from './options.ts';
+import { KID_PATTERN } from './precheck.ts';
+
+/** An imported key bound to one algorithm. */
+export interface BoundKey {
+  readonly kid: string | undefined;
+  readonly spec: AlgorithmSpec;
+  readonly key: CryptoKey;
+  /** Exact signature length this key produces, bytes. */
+  readonly signatureLength: number;
+  /** The source's key-set version this key belongs to (see KeySource.version). */
+  readonly version: number;
+}
+
+export interface KeySet {
+  readonly byKid: ReadonlyMap<string, readonly BoundKey[]>;
+  readonly all: readonly BoundKey[];
+}
+
+export interface KeySource {
+  /** Changes whenever the key set changes; cached verifications from another version are void. */
+  readonly version: number;
+  /** Milliseconds since the epoch until which the current keys are fresh (Infinity when static). */
+  readonly freshUntil: number;
+  /** The key for this `kid` and (canonical) header `alg`; throws TokenError. */
+  resolve(kid: string | undefined, alg: Algorithm): BoundKey | Promise<BoundKey>;
+}
+
+/** A JWK reduced to its public members and paired with the algorithm it is bound to. */
+export interface JwkCandidate {
+  readonly kid: string | undefined;
+  readonly spec: AlgorithmSpec;
+  /** Public members only, without alg/use/key_ops, ready for import. */
+  readonly jwk: Record<string, string>;
+  /** The JWK as it may be persisted: public members plus kid and alg when present. */
+  readonly stored: Record<string, string>;
+}
+
+const PUBLIC_MEMBERS: Readonly<Record<string, readonly string[]>> = {
+  RSA: ['n', 'e'],
+  EC: ['crv', 'x', 'y'],
+  OKP: ['crv', 'x'],
+};
+
+/**
+ * Picks the algorithm for one JWK and strips it to public members. Returns a reason string when
+ * the key can never be used (malformed, unsupported kty, symmetric, encryption-only, or an
+ * algorithm outside the issuer's allowlist).
+ */
+export function selectJwk(raw: unknown, allowed: readonly Algorithm[]): JwkCandidate | string {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return 'not an object';
+  const jwk = raw as Record<string, unknown>;
+  const kty = jwk.kty;
+  if (typeof kty !== 'string') return 'kty missing';
+  // Symmetric keys are configured with `secret`, never taken from a key set that may be public.
+  const members = PUBLIC_MEMBERS[kty];
+  if (members === undefined) return `unsupported kty`;
+  if (jwk.use !== undefined && jwk.use !== 'sig') return 'use is not sig';
+  if (
+    jwk.key_ops !== undefined &&
+    !(Array.isArray(jwk.key_ops) && (jwk.key_ops as unknown[]).includes('verify'))
+  ) {
+    return 'key_ops lacks verify';
+  }
+  let kid: string | undefined;
+  if (jwk.kid !== undefined) {
+    // A kid no token could carry (see KID_PATTERN) could never be selected.
+    if (typeof jwk.kid !== 'string' || !KID_PATTERN.test(jwk.kid))
+      return 'kid has an unexpected form';
+    kid = jwk.kid;
+  }
+  const publicJwk: Record<string, string> = { kty };
+  for (const name of members) {
+    const value = jwk[name];
+    if (typeof value !== 'string' || value.length === 0) return `${name} missing`;
+    publicJwk[name] = value;
+  }
+  let spec: AlgorithmSpec | undefined;
+  if (jwk.alg !== undefined) {
+    const alg = canonicalAlgorithm(jwk.alg);
+    if (alg === undefined) return 'alg unsupported';
+    if (!allowed.includes(alg)) return 'alg not in the issuer algorithms';
+    spec = ALGORITHMS.get(alg);
+    if (spec === undefined || !keyFits(spec, kty, jwk.crv)) return 'alg does not fit the key';
+  } else {
+    for (const alg of allowed) {
+      const candidate = ALGORITHMS.get(alg);
+      if (candidate !== undefined && keyFits(candidate, kty, jwk.crv)) {
+        spec = candidate;
+        break;
+      }
+    }
+    if (spec === undefined) return 'no configured algorithm fits the key';
+  }
+  const stored: Record<string, string> = { ...publicJwk };
+  if (kid !== undefined) stored.kid = kid;
+  if (typeof jwk.alg === 'string') stored.alg = jwk.alg;
+  return { kid, spec, jwk: publicJwk, stored };
+}
+
+function rsaTooShort(spec: AlgorithmSpec, key: CryptoKey): boolean {
+  if (spec.kty !== 'RSA') return false;
+  const bits = (key.algorithm as { modulusLength?: number }).modulusLength ?? 0;
+  return bits < MIN_RSA_BITS;
+}
+
+function bind(kid: string | undefined, spec: AlgorithmSpec, key: CryptoKey): BoundKey {
+  return { kid, spec, key, signatureLength: expectedSignatureLength(spec, key), version: 0 };
+}
+
+/** Imports one candidate, or null when the runtime refuses it or an RSA key is under 2048 bits. */
+export async function importCandidate(candidate: JwkCandidate): Promise<BoundKey | null> {
+  try {
+    const key = await importJWK(candidate.jwk, candidate.spec.alg, { extractable: false });
+    if (key instanceof Uint8Array || rsaTooShort(candidate.spec, key)) return null;
+    return bind(candidate.kid, candidate.spec, key);
+  } catch {
+    return null;
+  }
+}
+
+export function buildKeySet(keys: readonly BoundKey[]): KeySet {
+  const byKid = new Map<string, BoundKey[]>();
+  for (const key of keys) {
+    if (key.kid === undefined) continue;
+    const list = byKid.get(key.kid);
+    if (list === undefined) byKid.set(key.kid, [key]);
+    else list.push(key);
+  }
+  return { byKid, all: keys };
+}
+
+/** The usable candidates of a JWKS document, or null when it is not `{ keys: [...] }`. */
+export function selectKeySet(
+  document: unknown,
+  allowed: readonly Algorithm[],
+): JwkCandidate[] | null {
+  if (typeof document !== 'object' || document === null) return null;
+  const keys = (document as { keys?: unknown }).keys;
+  if (!Array.isArray(keys)) return null;
+  const out: JwkCandidate[] = [];
+  for (const raw of keys) {
+    const candidate = selectJwk(raw, allowed);
+    if (typeof candidate !== 'string') out.push(candidate);
+  }
+  return out;
+}
+
+/**
+ * Finds the key for a token. With a `kid`, an exact Map lookup and nothing else. Without one,
+ * the single key bound to the header's algorithm; several would be ambiguous, so none is chosen.
+ * `anyKid` lets a single configured key (PEM, secret) without its own kid accept any token kid.
+ */
+export function lookupKey(
+  set: KeySet,
+  kid: string | undefined,
+  alg: Algorithm,
+  anyKid: boolean,
+): BoundKey | 'unknown' | 'mismatch' {
+  if (kid !== undefined) {
+    const list = set.byKid.get(kid);
+    if (list !== undefined) {
+      for (const key of list) if (key.spec.alg === alg) return key;
+      return 'mismatch';
+    }
+    if (!anyKid) return 'unknown';
+  }
+  let found: BoundKey | undefined;
+  let candidates = 0;
+  for (const key of set.all) {
+    // A key with its own kid is only reachable by that kid.
+    if (kid !== undefined && key.kid !== undefined) continue;
+    candidates++;
+    if (key.spec.alg !== alg) continue;
+    if (found !== undefined) return 'unknown';
+    found = key;
+  }
+  if (found !== undefined) return found;
+  return candidates > 0 ? 'mismatch' : 'unknown';
+}
+
+export function lookupError(result: 'unknown' | 'mismatch'): TokenError {
+  return result === 'mismatch'
+    ? new TokenError('token_algorithm_mismatch', 'token alg differs from the key algorithm')
+    : new TokenError('token_unknown_key', 'no key matches the token');
+}
+
+/**
+ * A fixed key set (inline JWKS, PEM or secret), imported on first use and then held; after the
+ * import settles, lookups are synchronous. With `share` off (Workers), concurrent first callers
+ * each import rather than await a promise another request started.
+ */
+export class StaticKeySource implements KeySource {
+  readonly version = 0;
+  readonly freshUntil = Number.POSITIVE_INFINITY;
+  readonly #load: () => Promise<KeySet>;
+  readonly #anyKid: boolean;
+  readonly #share: boolean;
+  #set: KeySet | null = null;
+  #failed = false;
+  #pending: Promise<KeySet | null> | null = null;
+
+  constructor(load: () => Promise<KeySet>, anyKid: boolean, share: boolean) {
+    this.#load = load;
+    this.#anyKid = anyKid;
+    this.#share = share;
+  }
+
+  resolve(kid: string | undefined, alg: Algorithm): BoundKey | Promise<BoundKey> {
+    if (this.#set !== null) return this.#find(this.#set, kid, alg);
+    return this.#init().then((set) => this.#find(set, kid, alg));
+  }
+
+  #find(set: KeySet, kid: string | undefined, alg: Algorithm): BoundKey {
+    const found = lookupKey(set, kid, alg, this.#anyKid);
+    if (typeof found === 'string') throw lookupError(found);
+    return found;
+  }
+
+  async #init(): Promise<KeySet> {
+    if (!this.#failed) {
+      let pending: Promise<KeySet | null>;
+      if (this.#share) {
+        this.#pending ??= this.#import();
+        pending = this.#pending;
+      } else {
+        pending = this.#import();
+      }
+      const set = await pending;
+      if (set !== null) return set;
+    }
+    throw new TokenError('keys_unavailable', 'configured keys could not be imported');
+  }
+
+  #import(): Promise<KeySet | null> {
+    return this.#load().then(
+      (set) => {
+        if (set.all.length > 0) this.#set = set;
+        else this.#failed = true;
+        return this.#set;
+      },
+      () => {
+        // Import failures are deterministic (a bad configured key): fail closed every time.
+        this.#failed = true;
+        return null;
+      },
+    );
+  }
+}
+
+/** A static source for an inline JWKS whose candidates were validated at construction. */
+export function inlineJwksSource(
+  candidates: readonly JwkCandidate[],
+  share: boolean,
+): StaticKeySource {
+  return new StaticKeySource(
+    async () => {
+      const imported = await Promise.all(candidates.map(importCandidate));
+      return buildKeySet(imported.filter((k): k is BoundKey => k !== null));
+    },
+    false,
+    share,
+  );
+}
+
+/** A static source for one SPKI public key bound to `alg`. */
+export function pemSource(
+  pem: string,
+  alg: Algorithm,
+  kid: string | undefined,
+  share: boolean,
+): StaticKeySource {
+  return new StaticKeySource(
+    async () => {
+      const spec = ALGORITHMS.get(alg)!;
+      const key = await importSPKI(pem, alg, { extractable: false });
+      if (rsaTooShort(spec, key)) throw new Error('RSA key too short');
+      return buildKeySet([bind(kid, spec, key)]);
+    },
+    kid === undefined,
+    share,
+  );
+}
+
+/** A static source for one HMAC secret bound to `alg` (already length-checked). */
+export function secretSource(
+  secret: Uint8Array,
+  alg: Algorithm,
+  kid: string | undefined,
+  share: boolean,
+): StaticKeySource {
+  return new StaticKeySource(
+    async () => {
+      const spec = ALGORITHMS.get(alg)!;
+      if (!isHmac(alg)) throw new Error('not an HMAC algorithm');
+      const key = await crypto.subtle.importKey(
+        'raw',
+        secret as Uint8Array<ArrayBuffer>,
+        { name: 'HMAC', hash: spec.hash },
+        false,
+        ['verify'],
+      );
+      return buildKeySet([bind(kid, spec, key)]);
+    },
+    kid === undefined,
+    share,
+  );
+}

@@ -1,0 +1,129 @@
+/**
+ * Public option and result types of the token verifier. Validation lives in config.ts; this
+ * file only describes shapes so the policy layer can import types without pulling in code.
+ */
+import type { JSONWebKeySet } from 'jose';
+import type { Principal } from '../types.ts';
+
+export type { JSONWebKeySet } from 'jose';
+
+/** JWS algorithms the verifier supports (RFC 7518 §3.1, RFC 8037 for EdDSA over Ed25519). */
+export type Algorithm =
+  | 'RS256'
+  | 'RS384'
+  | 'RS512'
+  | 'PS256'
+  | 'PS384'
+  | 'PS512'
+  | 'ES256'
+  | 'ES384'
+  | 'ES512'
+  | 'EdDSA'
+  | 'HS256'
+  | 'HS384'
+  | 'HS512';
+
+/** Stores the last good key set per issuer so a cold isolate can start without a fetch. */
+export interface JwksPersistence {
+  /** The stored key set for `issuer`, or null. Errors are swallowed (treated as null). */
+  load(issuer: string): Promise<JSONWebKeySet | null>;
+  /** Called after each successful fetch. Errors are swallowed, never fatal. */
+  save(issuer: string, jwks: JSONWebKeySet): Promise<void>;
+}
+
+/** Where an issuer's verification keys come from. */
+export type KeySourceOptions =
+  | {
+      /** JWKS URL; https, or http on a loopback host (127.0.0.1, ::1, localhost) for development. */
+      jwksUri: string;
+      /** Seconds a fetched key set is fresh before a refetch; default 600, 1..86400. */
+      cacheTtlSeconds?: number;
+      /** Minimum seconds between fetches (unknown `kid`, failures); default 30, 0..3600. */
+      cooldownSeconds?: number;
+      /** Fetch timeout, milliseconds; default 3000, 1..60000. */
+      timeoutMs?: number;
+      /** Seconds (from its fetch) a key set is served while the endpoint fails; default 86400, 0..604800, at least the TTL. */
+      maxStaleSeconds?: number;
+    }
+  | {
+      /** An inline JSON Web Key Set (public keys only). */
+      jwks: JSONWebKeySet;
+    }
+  | {
+      /** A SPKI public key (`-----BEGIN PUBLIC KEY-----`), bound to `algorithm`. */
+      publicKeyPem: string;
+      /** The one algorithm this key verifies; never HS*. */
+      algorithm: Algorithm;
+      /** Optional key id; when set, a token `kid` must equal it. */
+      kid?: string;
+    }
+  | {
+      /** HMAC secret (development); at least the hash output: 32/48/64 bytes for HS256/384/512. */
+      secret: string | Uint8Array;
+      /** The one HMAC algorithm this secret verifies. */
+      algorithm: 'HS256' | 'HS384' | 'HS512';
+      /** Optional key id; when set, a token `kid` must equal it. */
+      kid?: string;
+    };
+
+export interface IssuerOptions {
+  /** The exact `iss` value (compared as a string, no normalisation). */
+  issuer: string;
+  /** Which kind of issuer this is; default 'external'. 'self' is for Gatehouse's own tokens. */
+  kind?: 'external' | 'self';
+  /** The issuer's key source. */
+  keys: KeySourceOptions;
+  /** Accepted `aud` values (one must match); `null` explicitly skips the audience check. Required. */
+  audiences: string[] | null;
+  /** Server-side algorithm allowlist, compared exactly with the header `alg`; non-empty. */
+  algorithms: Algorithm[];
+  /** Accepted `typ` values, case-insensitive, `application/` optional; default ['JWT', 'at+jwt']; null skips. */
+  types?: string[] | null;
+  /** Reject tokens with no `typ` header; default false. */
+  requireType?: boolean;
+  /** Where the tenant comes from: a string claim (required in every token) or a fixed value. */
+  tenant?: { claim: string } | { fixed: string };
+  /** Claim names kept in `Principal.claims` besides iss, sub, aud, exp, nbf, iat, jti; default []. */
+  keepClaims?: string[];
+  /** Maximum token age from `iat`, seconds (`iat` then required); default null (no limit), > 0. */
+  maxAgeSeconds?: number | null;
+}
+
+export interface VerifierOptions {
+  /** The issuer allowlist; non-empty, each `issuer` at most once. */
+  issuers: IssuerOptions[];
+  /** Clock skew tolerance for exp/nbf/iat/max age, seconds; default 30, 0..300. */
+  leewaySeconds?: number;
+  /** Largest accepted token, bytes, checked before decoding; default 8192, 256..65536. */
+  maxTokenBytes?: number;
+  /** Verified-token cache size, entries (1..1000000); default { maxEntries: 1000 }; false disables. */
+  tokenCache?: { maxEntries: number } | false;
+  /** Fetch used for JWKS; default globalThis.fetch. */
+  fetch?: typeof fetch;
+  /** Clock, milliseconds since the epoch; default Date.now. */
+  now?: () => number;
+  /** Optional store for the last good key set per issuer; default none. */
+  persistence?: JwksPersistence;
+  /** Concurrent JWKS misses join one in-flight fetch; default true, false on Cloudflare Workers. */
+  shareInFlight?: boolean;
+}
+
+export interface VerifyResult {
+  readonly principal: Principal;
+  /** 'hit' when the verified-token cache answered (no parsing, no signature work). */
+  readonly cache: 'hit' | 'miss';
+}
+
+export interface TokenVerifier {
+  /** Verifies a compact JWS; throws TokenError on any failure. */
+  verify(token: string): Promise<VerifyResult>;
+}
+
+/** Shape returned by {@link precheckToken}. */
+export interface PrecheckedToken {
+  readonly header: Record<string, unknown>;
+  readonly payload: Record<string, unknown>;
+  readonly signature: Uint8Array;
+  /** `base64url(header) + '.' + base64url(payload)`, the bytes the signature covers (RFC 7515 §5.2). */
+  readonly signingInput: string;
+}

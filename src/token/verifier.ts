@@ -1,0 +1,93 @@
+/**
+ * The verifier: pre-check (parse once) → issuer allowlist → algorithm allowlist → typ → key
+ * (bound to one algorithm) → signature shape → WebCrypto verify → claims → Principal.
+ * No jose.jwtVerify on top: the header and payload are parsed once, by the pre-check.
+ */
+import { TokenError } from '../errors.ts';
+import { canonicalAlgorithm, signatureShapeOk } from './algorithms.ts';
+import { checkClaims } from './claims.ts';
+import { type ResolvedIssuer, resolveOptions } from './config.ts';
+import type { TokenVerifier, VerifierOptions, VerifyResult } from './options.ts';
+import { normalizeMediaType, precheckToken } from './precheck.ts';
+import { TokenCache } from './token-cache.ts';
+
+const encoder = new TextEncoder();
+
+function checkType(typ: unknown, issuer: ResolvedIssuer): void {
+  if (typ === undefined) {
+    if (issuer.requireType) throw new TokenError('token_invalid_type', 'token typ is required');
+    return;
+  }
+  // RFC 7515 §4.1.9: typ is a media type, compared case-insensitively, `application/` implied.
+  if (
+    typeof typ !== 'string' ||
+    (issuer.types !== null && !issuer.types.has(normalizeMediaType(typ)))
+  ) {
+    throw new TokenError('token_invalid_type', 'token typ is not accepted');
+  }
+}
+
+/**
+ * Builds a verifier. Validates all options now and throws ConfigError naming the first bad
+ * field; keys are imported on first use and then held.
+ */
+export function createVerifier(options: VerifierOptions): TokenVerifier {
+  const { issuers, leewaySeconds, maxTokenBytes, cacheEntries, now } = resolveOptions(options);
+  const cache = cacheEntries > 0 ? new TokenCache(cacheEntries) : null;
+
+  async function verify(token: string): Promise<VerifyResult> {
+    if (cache !== null && typeof token === 'string') {
+      const hit = cache.get(token, now());
+      if (hit !== undefined) return hit;
+    }
+    const { header, payload, signature, signingInput } = precheckToken(token, maxTokenBytes);
+
+    // The unverified iss only selects which configuration to verify against.
+    const iss = payload.iss;
+    const issuer = typeof iss === 'string' ? issuers.get(iss) : undefined;
+    if (issuer === undefined) throw new TokenError('token_unknown_issuer', 'issuer not accepted');
+
+    // Exact allowlist: `none`, `None`, `HS256` against an RSA issuer all stop here.
+    const alg = canonicalAlgorithm(header.alg);
+    if (alg === undefined || !issuer.algorithms.has(alg)) {
+      throw new TokenError('token_algorithm_mismatch', 'token alg is not allowed for this issuer');
+    }
+    checkType(header.typ, issuer);
+
+    const source = issuer.source;
+    const pending = source.resolve(header.kid as string | undefined, alg);
+    const key = pending instanceof Promise ? await pending : pending;
+    // The key's bound algorithm, never the header, decides how to verify (RFC 8725 §3.1).
+    if (key.spec.alg !== alg) {
+      throw new TokenError('token_algorithm_mismatch', 'token alg differs from the key algorithm');
+    }
+    if (!signatureShapeOk(key.spec, signature, key.signatureLength)) {
+      throw new TokenError('token_invalid_signature', 'signature has the wrong shape');
+    }
+    let valid = false;
+    try {
+      valid = await crypto.subtle.verify(
+        key.spec.verifyParams,
+        key.key,
+        signature as Uint8Array<ArrayBuffer>,
+        encoder.encode(signingInput),
+      );
+    } catch {
+      valid = false;
+    }
+    if (!valid) throw new TokenError('token_invalid_signature', 'signature does not verify');
+
+    const { principal, validUntil } = checkClaims(payload, issuer, now(), leewaySeconds);
+    if (cache !== null) {
+      cache.set(token, {
+        result: Object.freeze({ principal, cache: 'hit' }),
+        validUntil: Math.min(validUntil, source.freshUntil),
+        source,
+        version: key.version,
+      });
+    }
+    return { principal, cache: 'miss' };
+  }
+
+  return { verify };
+}

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { extractBearer } from '../../../src/token/index.ts';
+import { expectSyncCode } from './helpers.ts';
+
+describe('extractBearer', () => {
+  it('returns the token after a case-insensitive Bearer scheme', () => {
+    expect(extractBearer('Bearer abc.def.ghi')).toBe('abc.def.ghi');
+    expect(extractBearer('bearer abc.def.ghi')).toBe('abc.def.ghi');
+    expect(extractBearer('BEARER a-b_c~d+e/f==')).toBe('a-b_c~d+e/f==');
+  });
+
+  it('reports a missing header as token_missing', () => {
+    for (const value of [undefined, null, ''])
+      expectSyncCode(() => extractBearer(value), 'token_missing');
+  });
+
+  it('reports other schemes and malformed credentials as token_malformed', () => {
+    for (const value of [
+      'Basic dXNlcjpwYXNz',
+      'Bearer',
+      'Bearer ',
+      'Bearer  abc',
+      'Bearer\tabc',
+      ' Bearer abc',
+      'Bearer abc ',
+      'Bearer abc def',
+      'Bearer a=b',
+      'Bearerabc',
+      'Token abc',
+    ]) {
+      expectSyncCode(() => extractBearer(value), 'token_malformed');
+    }
+  });
+});

@@ -1,0 +1,400 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { JSONWebKeySet, JwksPersistence, VerifierOptions } from '../../../src/token/index.ts';
+import { createVerifier } from '../../../src/token/index.ts';
+import {
+  AUDIENCE,
+  Clock,
+  expectCode,
+  ISSUER,
+  JwksServer,
+  makeKey,
+  mint,
+  type TestKey,
+} from './helpers.ts';
+
+let server: JwksServer;
+let base: string;
+let k1: TestKey;
+let k2: TestKey;
+const paths: string[] = [];
+
+beforeAll(async () => {
+  server = new JwksServer();
+  base = await server.start();
+  [k1, k2] = await Promise.all([makeKey('ES256', 'key-1'), makeKey('ES256', 'key-2')]);
+});
+
+afterAll(async () => {
+  await server.close();
+});
+
+afterEach(() => {
+  server.requests = 0;
+  paths.length = 0;
+});
+
+function serve(...keys: TestKey[]): void {
+  server.serve(keys.map((k) => k.jwk));
+  const inner = server.handler;
+  server.handler = (req, res) => {
+    paths.push(req.url ?? '');
+    inner(req, res);
+  };
+}
+
+type RemoteExtra = {
+  cacheTtlSeconds?: number;
+  cooldownSeconds?: number;
+  timeoutMs?: number;
+  maxStaleSeconds?: number;
+};
+
+function remote(clock: Clock, keys: RemoteExtra = {}, extra: Partial<VerifierOptions> = {}) {
+  return createVerifier({
+    issuers: [
+      {
+        issuer: ISSUER,
+        keys: { jwksUri: `${base}/jwks`, ...keys },
+        audiences: [AUDIENCE],
+        algorithms: ['ES256'],
+      },
+    ],
+    now: clock.now,
+    tokenCache: false,
+    ...extra,
+  });
+}
+
+/** A token minted for the clock's current time. */
+async function fresh(key: TestKey, clock: Clock, extra: Record<string, unknown> = {}) {
+  const iat = Math.floor(clock.ms / 1000);
+  return mint(key, { iat, exp: iat + 3600, ...extra });
+}
+
+describe('remote JWKS', () => {
+  it('fetches once and serves from cache within the TTL', async () => {
+    serve(k1);
+    const clock = new Clock();
+    const verifier = remote(clock);
+    for (let i = 0; i < 3; i++) {
+      await verifier.verify(await fresh(k1, clock, { jti: `t${i}` }));
+      clock.advance(100);
+    }
+    expect(server.requests).toBe(1);
+    expect(paths).toEqual(['/jwks']);
+  });
+
+  it('refetches after the TTL', async () => {
+    serve(k1);
+    const clock = new Clock();
+    const verifier = remote(clock, { cacheTtlSeconds: 600 });
+    await verifier.verify(await fresh(k1, clock));
+    clock.advance(601);
+    await verifier.verify(await fresh(k1, clock));
+    expect(server.requests).toBe(2);
+  });
+
+  it('picks up a rotated key with one refetch on its unknown kid', async () => {
+    serve(k1);
+    const clock = new Clock();
+    const verifier = remote(clock);
+    await verifier.verify(await fresh(k1, clock));
+    serve(k1, k2);
+    clock.advance(31);
+    await expect(verifier.verify(await fresh(k2, clock))).resolves.toBeDefined();
+    await expect(verifier.verify(await fresh(k2, clock, { jti: 'again' }))).resolves.toBeDefined();
+    expect(server.requests).toBe(2);
+  });
+
+  it('survives a random-kid flood with at most one fetch per cooldown, known keys still working', async () => {
+    serve(k1);
+    const clock = new Clock();
+    const verifier = remote(clock, { cooldownSeconds: 30 });
+    await verifier.verify(await fresh(k1, clock));
+    clock.advance(31);
+    const flood = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => fresh(k1, clock, {}).then((t) => ({ t, i }))),
+    );
+    const forged = await Promise.all(
+      flood.map(({ i }) =>
+        mint({ ...k1, kid: `random-${i}-${Math.random().toString(36).slice(2)}` }),
+      ),
+    );
+    const results = await Promise.allSettled(forged.map((t) => verifier.verify(t)));
+    expect(results.every((r) => r.status === 'rejected')).toBe(true);
+    expect(server.requests).toBe(2);
+    // Within the same cooldown, another flood costs nothing.
+    await Promise.allSettled(forged.map((t) => verifier.verify(`${t}`)));
+    expect(server.requests).toBe(2);
+    await expect(verifier.verify(await fresh(k1, clock))).resolves.toBeDefined();
+    await expectCode(verifier.verify(forged[0]!), 'token_unknown_key');
+  });
+
+  it('never fetches a URL named by jku or x5u', async () => {
+    serve(k1);
+    const clock = new Clock();
+    const header = { jku: `${base}/evil-jwks`, x5u: `${base}/evil-cert`, kid: 'attacker' };
+    const inline = createVerifier({
+      issuers: [
+        {
+          issuer: ISSUER,
+          keys: { jwks: { keys: [k1.jwk] } },
+          audiences: [AUDIENCE],
+          algorithms: ['ES256'],
+        },
+      ],
+      now: clock.now,
+    });
+    await expectCode(inline.verify(await mint(k2, {}, header)), 'token_unknown_key');
+    expect(server.requests).toBe(0);
+    await expectCode(
+      remote(clock, { cooldownSeconds: 0 }).verify(await mint(k2, {}, header)),
+      'token_unknown_key',
+    );
+    expect(paths.every((p) => p === '/jwks')).toBe(true);
+  });
+
+  it('never turns a path-like kid into a request path', async () => {
+    serve(k1);
+    const clock = new Clock();
+    const verifier = remote(clock, { cooldownSeconds: 0 });
+    await expectCode(
+      verifier.verify(await mint({ ...k1, kid: '../../admin/keys' })),
+      'token_unknown_key',
+    );
+    expect(paths.every((p) => p === '/jwks')).toBe(true);
+  });
+
+  it('keeps serving the last good keys when the endpoint answers 500', async () => {
+    serve(k1);
+    const clock = new Clock();
+    const verifier = remote(clock);
+    await verifier.verify(await fresh(k1, clock));
+    server.fail(500);
+    clock.advance(700);
+    await expect(verifier.verify(await fresh(k1, clock))).resolves.toBeDefined();
+    expect(server.requests).toBe(2);
+    // A failed refresh is retried at most once per cooldown.
+    clock.advance(10);
+    await expect(verifier.verify(await fresh(k1, clock))).resolves.toBeDefined();
+    expect(server.requests).toBe(2);
+  });
+
+  it('keeps serving the last good keys when the connection is refused', async () => {
+    const own = new JwksServer();
+    const url = await own.start();
+    own.serve([k1.jwk]);
+    const clock = new Clock();
+    const verifier = createVerifier({
+      issuers: [
+        {
+          issuer: ISSUER,
+          keys: { jwksUri: `${url}/jwks` },
+          audiences: [AUDIENCE],
+          algorithms: ['ES256'],
+        },
+      ],
+      now: clock.now,
+      tokenCache: false,
+    });
+    await verifier.verify(await fresh(k1, clock));
+    await own.close();
+    clock.advance(700);
+    await expect(verifier.verify(await fresh(k1, clock))).resolves.toBeDefined();
+  });
+
+  it('gives up on a hanging endpoint after the timeout and serves the last good keys', async () => {
+    serve(k1);
+    const clock = new Clock();
+    const verifier = remote(clock, { timeoutMs: 150 });
+    await verifier.verify(await fresh(k1, clock));
+    server.hang();
+    clock.advance(700);
+    const started = performance.now();
+    await expect(verifier.verify(await fresh(k1, clock))).resolves.toBeDefined();
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(100);
+    expect(elapsed).toBeLessThan(2000);
+  });
+
+  it('fails closed with keys_unavailable beyond the maximum staleness', async () => {
+    serve(k1);
+    const clock = new Clock();
+    const verifier = remote(clock, { cacheTtlSeconds: 600, maxStaleSeconds: 3600 });
+    await verifier.verify(await fresh(k1, clock));
+    server.fail(503);
+    clock.advance(3000);
+    await expect(verifier.verify(await fresh(k1, clock))).resolves.toBeDefined();
+    clock.advance(601);
+    await expectCode(verifier.verify(await fresh(k1, clock)), 'keys_unavailable');
+  });
+
+  it('fails closed with keys_unavailable when no keys were ever fetched, retrying once per cooldown', async () => {
+    server.fail(500);
+    const clock = new Clock();
+    const verifier = remote(clock, { cooldownSeconds: 30 });
+    await expectCode(verifier.verify(await fresh(k1, clock)), 'keys_unavailable');
+    await expectCode(verifier.verify(await fresh(k1, clock)), 'keys_unavailable');
+    expect(server.requests).toBe(1);
+    clock.advance(31);
+    serve(k1);
+    await expect(verifier.verify(await fresh(k1, clock))).resolves.toBeDefined();
+    expect(server.requests).toBe(2);
+  });
+
+  it('treats a document that is not a key set as unavailable keys', async () => {
+    server.handler = (_req, res) => res.writeHead(200).end('{"keys": "nope"}');
+    const clock = new Clock();
+    await expectCode(remote(clock).verify(await fresh(k1, clock)), 'keys_unavailable');
+    server.handler = (_req, res) => res.writeHead(200).end('<html>');
+    await expectCode(remote(clock).verify(await fresh(k1, clock)), 'keys_unavailable');
+  });
+
+  it('skips malformed or unsupported keys without failing the whole set', async () => {
+    server.handler = (_req, res) => {
+      const keys = [
+        'junk',
+        { kty: 'oct', k: 'c2VjcmV0', kid: 'hmac' },
+        { kty: 'EC', crv: 'P-256', kid: 'no-x' },
+        { kty: 'EC', crv: 'P-256', x: 'AAAA', y: 'AAAA', kid: 'bad-point' },
+        { ...k2.jwk, use: 'enc' },
+        { ...k2.jwk, kid: 'bad kid with spaces' },
+        { kty: 'RSA', n: 'AQAB', e: 'AQAB', kid: 'tiny-rsa' },
+        k1.jwk,
+      ];
+      res.writeHead(200).end(JSON.stringify({ keys }));
+    };
+    const clock = new Clock();
+    const verifier = remote(clock);
+    await expect(verifier.verify(await fresh(k1, clock))).resolves.toBeDefined();
+    await expectCode(verifier.verify(await fresh(k2, clock)), 'token_unknown_key');
+  });
+
+  describe('persistence', () => {
+    function store(initial: JSONWebKeySet | null) {
+      const saved: [string, JSONWebKeySet][] = [];
+      const loads: string[] = [];
+      const persistence: JwksPersistence = {
+        load: async (issuer) => {
+          loads.push(issuer);
+          return initial;
+        },
+        save: async (issuer, jwks) => {
+          saved.push([issuer, jwks]);
+        },
+      };
+      return { persistence, saved, loads };
+    }
+
+    it('verifies from a stored key set with zero fetches', async () => {
+      serve(k1);
+      const { persistence, loads } = store({ keys: [k1.jwk] });
+      const clock = new Clock();
+      const verifier = remote(clock, {}, { persistence });
+      await expect(verifier.verify(await fresh(k1, clock))).resolves.toBeDefined();
+      await expect(verifier.verify(await fresh(k1, clock, { jti: 'b' }))).resolves.toBeDefined();
+      expect(server.requests).toBe(0);
+      expect(loads).toEqual([ISSUER]);
+    });
+
+    it('saves the key set after a successful fetch', async () => {
+      serve(k1);
+      const { persistence, saved } = store(null);
+      const clock = new Clock();
+      await remote(clock, {}, { persistence }).verify(await fresh(k1, clock));
+      expect(server.requests).toBe(1);
+      expect(saved).toHaveLength(1);
+      expect(saved[0]![0]).toBe(ISSUER);
+      expect(saved[0]![1].keys.map((k) => k.kid)).toEqual(['key-1']);
+      expect(saved[0]![1].keys[0]).not.toHaveProperty('d');
+    });
+
+    it('swallows errors from the hook', async () => {
+      serve(k1);
+      const persistence: JwksPersistence = {
+        load: async () => {
+          throw new Error('kv down');
+        },
+        save: async () => {
+          throw new Error('kv down');
+        },
+      };
+      const clock = new Clock();
+      await expect(
+        remote(clock, {}, { persistence }).verify(await fresh(k1, clock)),
+      ).resolves.toBeDefined();
+      expect(server.requests).toBe(1);
+    });
+  });
+
+  it('lets concurrent requests with a rotated kid join one refetch', async () => {
+    serve(k1);
+    const clock = new Clock();
+    const verifier = remote(clock, {}, { shareInFlight: true });
+    await verifier.verify(await fresh(k1, clock));
+    serve(k1, k2);
+    clock.advance(31);
+    const tokens = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => fresh(k2, clock, { jti: `${i}` })),
+    );
+    const results = await Promise.allSettled(tokens.map((t) => verifier.verify(t)));
+    expect(results.map((r) => r.status)).toEqual(Array(5).fill('fulfilled'));
+    expect(server.requests).toBe(2);
+  });
+
+  describe('concurrent cold requests', () => {
+    it('share one in-flight fetch when shareInFlight is true', async () => {
+      serve(k1);
+      const clock = new Clock();
+      const verifier = remote(clock, {}, { shareInFlight: true });
+      const token = await fresh(k1, clock);
+      await Promise.all(Array.from({ length: 10 }, () => verifier.verify(token)));
+      expect(server.requests).toBe(1);
+    });
+
+    it('fetch independently when shareInFlight is false (Workers)', async () => {
+      serve(k1);
+      const clock = new Clock();
+      const verifier = remote(clock, {}, { shareInFlight: false });
+      const token = await fresh(k1, clock);
+      const results = await Promise.allSettled(
+        Array.from({ length: 5 }, () => verifier.verify(token)),
+      );
+      expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
+      expect(server.requests).toBe(5);
+    });
+  });
+
+  it('does not share in-flight fetches by default on Cloudflare Workers', async () => {
+    serve(k1);
+    vi.stubGlobal('navigator', { userAgent: 'Cloudflare-Workers' });
+    try {
+      const clock = new Clock();
+      const verifier = remote(clock);
+      const token = await fresh(k1, clock);
+      await Promise.all(Array.from({ length: 3 }, () => verifier.verify(token)));
+      expect(server.requests).toBe(3);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+
+  it('uses the injected fetch', async () => {
+    let calls = 0;
+    const clock = new Clock();
+    const verifier = remote(
+      clock,
+      {},
+      {
+        fetch: async (input) => {
+          calls++;
+          expect(String(input)).toBe(`${base}/jwks`);
+          return new Response(JSON.stringify({ keys: [k1.jwk] }), { status: 200 });
+        },
+      },
+    );
+    await expect(verifier.verify(await fresh(k1, clock))).resolves.toBeDefined();
+    expect(calls).toBe(1);
+    expect(server.requests).toBe(0);
+  });
+});

@@ -1,0 +1,224 @@
+import { describe, expect, it } from 'vitest';
+import { decodeBase64url } from '../../../src/token/base64url.ts';
+import { precheckToken } from '../../../src/token/index.ts';
+import { hasDuplicateMemberName } from '../../../src/token/json.ts';
+import { b64url, expectSyncCode, json } from './helpers.ts';
+
+const HEADER = json({ alg: 'ES256', typ: 'JWT', kid: 'k1' });
+const PAYLOAD = json({ iss: 'https://issuer.example.com/', sub: 'u' });
+const SIG = b64url(new Uint8Array(64).fill(7));
+const VALID = `${HEADER}.${PAYLOAD}.${SIG}`;
+
+function withHeader(header: unknown): string {
+  return `${json(header)}.${PAYLOAD}.${SIG}`;
+}
+
+function withPayloadText(text: string | Uint8Array): string {
+  return `${HEADER}.${b64url(text)}.${SIG}`;
+}
+
+describe('precheckToken', () => {
+  it('parses a canonical compact JWS once into header, payload, signature and signing input', () => {
+    const result = precheckToken(VALID);
+    expect(result.header).toEqual({ alg: 'ES256', typ: 'JWT', kid: 'k1' });
+    expect(result.payload).toEqual({ iss: 'https://issuer.example.com/', sub: 'u' });
+    expect(result.signature).toEqual(new Uint8Array(64).fill(7));
+    expect(result.signingInput).toBe(`${HEADER}.${PAYLOAD}`);
+  });
+
+  it('rejects an oversized token before decoding', () => {
+    const big = `${HEADER}.${b64url('x'.repeat(9000))}.${SIG}`;
+    expectSyncCode(() => precheckToken(big), 'token_too_large');
+  });
+
+  it('honours a configured size cap', () => {
+    expect(() => precheckToken(VALID, VALID.length)).not.toThrow();
+    expectSyncCode(() => precheckToken(VALID, VALID.length - 1), 'token_too_large');
+  });
+
+  it('rejects an empty token as missing', () => {
+    expectSyncCode(() => precheckToken(''), 'token_missing');
+  });
+
+  describe('non-canonical compact form', () => {
+    const cases: Record<string, string> = {
+      'leading whitespace': ` ${VALID}`,
+      'trailing newline': `${VALID}\n`,
+      'inner space': `${HEADER}. ${PAYLOAD}.${SIG}`,
+      padding: `${HEADER}.${PAYLOAD}.${SIG}==`,
+      'padding in header': `${HEADER}=.${PAYLOAD}.${SIG}`,
+      'plus sign': `${HEADER}.${PAYLOAD}.${SIG.slice(0, -1)}+`,
+      slash: `${HEADER}.${PAYLOAD}.${SIG.slice(0, -1)}/`,
+      'extra dot': `${VALID}.`,
+      'four parts': `${VALID}.${SIG}`,
+      'two parts': `${HEADER}.${PAYLOAD}`,
+      'empty signature (stripped)': `${HEADER}.${PAYLOAD}.`,
+      'empty payload': `${HEADER}..${SIG}`,
+      'five-part JWE': `${HEADER}.${SIG}.${SIG}.${SIG}.${SIG}`,
+      'non-ASCII character': `${HEADER}.${PAYLOAD}.${SIG}é`,
+    };
+    for (const [name, token] of Object.entries(cases)) {
+      it(`rejects ${name}`, () => {
+        expectSyncCode(() => precheckToken(token), 'token_malformed');
+      });
+    }
+  });
+
+  it('rejects non-zero trailing bits in base64url (decode then re-encode must match)', () => {
+    // 'QQ' is the canonical encoding of 'A'; 'QR' decodes to the same byte with stray bits.
+    expect(decodeBase64url('QQ')).toEqual(new Uint8Array([0x41]));
+    expect(decodeBase64url('QR')).toBeNull();
+    expect(decodeBase64url('QUI')).toEqual(new Uint8Array([0x41, 0x42]));
+    expect(decodeBase64url('QUJ')).toBeNull();
+    const sig = `${SIG.slice(0, -1)}${SIG.endsWith('A') ? 'B' : 'A'}`;
+    expect(SIG.length % 4).toBe(2);
+    expectSyncCode(() => precheckToken(`${HEADER}.${PAYLOAD}.${sig}x`), 'token_malformed');
+    const header = `${HEADER.slice(0, -1)}${String.fromCharCode(HEADER.charCodeAt(HEADER.length - 1) + 1)}`;
+    if (HEADER.length % 4 !== 0) {
+      expectSyncCode(() => precheckToken(`${header}.${PAYLOAD}.${SIG}`), 'token_malformed');
+    }
+  });
+
+  it('rejects a segment whose length is 1 mod 4', () => {
+    expect(decodeBase64url('QUJDR')).toBeNull();
+    expectSyncCode(() => precheckToken(`${HEADER}.${PAYLOAD}.${SIG}AAA`), 'token_malformed');
+  });
+
+  it('rejects duplicate member names in the header', () => {
+    const header = b64url('{"alg":"ES256","alg":"none"}');
+    expectSyncCode(() => precheckToken(`${header}.${PAYLOAD}.${SIG}`), 'token_malformed');
+  });
+
+  it('rejects duplicate member names in the payload, also when spelled with escapes', () => {
+    expectSyncCode(
+      () => precheckToken(withPayloadText('{"sub":"a","sub":"b"}')),
+      'token_malformed',
+    );
+    expectSyncCode(
+      () => precheckToken(withPayloadText('{"sub":"a","\\u0073ub":"b"}')),
+      'token_malformed',
+    );
+    expectSyncCode(
+      () => precheckToken(withPayloadText('{"act":{"sub":"a","sub":"b"}}')),
+      'token_malformed',
+    );
+  });
+
+  it('accepts equal member names in different objects', () => {
+    const result = precheckToken(
+      withPayloadText('{"sub":"a","act":{"sub":"b","act":{"sub":"c"}}}'),
+    );
+    expect(result.payload.sub).toBe('a');
+  });
+
+  it('rejects invalid UTF-8', () => {
+    const bytes = new Uint8Array([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0x22, 0x7d]);
+    expectSyncCode(() => precheckToken(withPayloadText(bytes)), 'token_malformed');
+    const overlong = new Uint8Array([0x7b, 0x22, 0xc0, 0xaf, 0x22, 0x3a, 0x31, 0x7d]);
+    expectSyncCode(() => precheckToken(withPayloadText(overlong)), 'token_malformed');
+  });
+
+  it('rejects a byte-order mark before the JSON', () => {
+    expectSyncCode(() => precheckToken(withPayloadText('\ufeff{"sub":"a"}')), 'token_malformed');
+  });
+
+  it('rejects JSON that is not an object', () => {
+    for (const text of ['[1,2]', '42', '"s"', 'null', 'true', '{"a":1} x', '{']) {
+      expectSyncCode(() => precheckToken(withPayloadText(text)), 'token_malformed');
+    }
+    expectSyncCode(() => precheckToken(`${b64url('[]')}.${PAYLOAD}.${SIG}`), 'token_malformed');
+  });
+
+  it('rejects a header without a string alg', () => {
+    expectSyncCode(() => precheckToken(withHeader({ typ: 'JWT' })), 'token_malformed');
+    expectSyncCode(() => precheckToken(withHeader({ alg: 1 })), 'token_malformed');
+    expectSyncCode(() => precheckToken(withHeader({ alg: '' })), 'token_malformed');
+  });
+
+  it('rejects crit with any content', () => {
+    expectSyncCode(
+      () => precheckToken(withHeader({ alg: 'ES256', crit: ['exp'] })),
+      'token_unsupported',
+    );
+    expectSyncCode(
+      () => precheckToken(withHeader({ alg: 'ES256', crit: [] })),
+      'token_unsupported',
+    );
+  });
+
+  it('rejects b64 in any form, including b64: false', () => {
+    expectSyncCode(
+      () => precheckToken(withHeader({ alg: 'ES256', b64: false, crit: ['b64'] })),
+      'token_unsupported',
+    );
+    expectSyncCode(
+      () => precheckToken(withHeader({ alg: 'ES256', b64: false })),
+      'token_unsupported',
+    );
+    expectSyncCode(
+      () => precheckToken(withHeader({ alg: 'ES256', b64: true })),
+      'token_unsupported',
+    );
+  });
+
+  it('rejects a JWE header (enc)', () => {
+    expectSyncCode(
+      () => precheckToken(withHeader({ alg: 'RSA-OAEP', enc: 'A256GCM' })),
+      'token_unsupported',
+    );
+  });
+
+  it('rejects a nested JWT (cty JWT in any letter case, with or without application/)', () => {
+    for (const cty of ['JWT', 'jwt', 'application/jwt', 'Application/JWT']) {
+      expectSyncCode(() => precheckToken(withHeader({ alg: 'ES256', cty })), 'token_unsupported');
+    }
+    expect(() => precheckToken(withHeader({ alg: 'ES256', cty: 'json' }))).not.toThrow();
+  });
+
+  it('ignores jku, x5u, jwk and x5c at this stage (never reads them)', () => {
+    const header = {
+      alg: 'ES256',
+      jku: 'http://127.0.0.1:1/jwks',
+      x5u: 'http://127.0.0.1:1/cert',
+      jwk: { kty: 'EC' },
+      x5c: ['AAAA'],
+    };
+    expect(precheckToken(withHeader(header)).header.jku).toBe(header.jku);
+  });
+
+  describe('kid', () => {
+    const bad: Record<string, unknown> = {
+      'a backslash path': '..\\..\\windows',
+      'a URL': 'http://evil.example/k',
+      'a quote (SQL)': "k1' OR '1'='1",
+      'a semicolon (shell)': 'k1; rm -rf /',
+      'a space': 'k 1',
+      'a NUL': 'k\u00001',
+      '300 characters': 'k'.repeat(300),
+      'the empty string': '',
+      'a number': 7,
+      null: null,
+    };
+    for (const [name, kid] of Object.entries(bad)) {
+      it(`rejects a kid with ${name}`, () => {
+        expectSyncCode(() => precheckToken(withHeader({ alg: 'ES256', kid })), 'token_malformed');
+      });
+    }
+
+    it('accepts Cognito-style kids with + / = and 128 characters', () => {
+      for (const kid of ['abc+def/ghi=', 'k'.repeat(128), 'a.b_c~d-e']) {
+        expect(precheckToken(withHeader({ alg: 'ES256', kid })).header.kid).toBe(kid);
+      }
+    });
+  });
+});
+
+describe('hasDuplicateMemberName', () => {
+  it('finds duplicates only within one object', () => {
+    expect(hasDuplicateMemberName('{"a":1,"b":{"a":2},"c":[{"a":1},{"a":2}]}')).toBe(false);
+    expect(hasDuplicateMemberName('{"a":1,"b":{"a":2,"a":3}}')).toBe(true);
+    expect(hasDuplicateMemberName('{"a":"\\"a\\"","b":"a"}')).toBe(false);
+    expect(hasDuplicateMemberName('{"a\\"":1,"a\\u0022":2}')).toBe(true);
+    expect(hasDuplicateMemberName('[{"x":1,"x":1}]')).toBe(true);
+  });
+});
