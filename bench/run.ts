@@ -1,0 +1,324 @@
+/**
+ * `npm run bench`: Gatehouse against its baselines, side by side in one run on the same tokens and
+ * keys. Writes BENCHMARKS.md (machine, date, Node version, ratios against goals) and
+ * bench/results.json (flat keys to numbers).
+ *
+ * Method: every comparison alternates the two contenders round by round (A B, B A, ...) over the
+ * same slice of tokens, so drift (JIT warm-up, frequency scaling, the other core) hits both alike;
+ * the figure is the ratio of the medians of per-operation times across rounds.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { JwtRsaVerifier } from 'aws-jwt-verify';
+import * as jose from 'jose';
+import { compilePermissions, compileRoles } from '../src/permissions/index.ts';
+import { compilePolicy, Gatehouse } from '../src/policy/index.ts';
+import { MemoryStore } from '../src/stores/index.ts';
+import type { Grant, RoleRecord } from '../src/types.ts';
+
+const ISSUER = 'https://id.bench.example/';
+const AUDIENCE = 'https://api.bench.example';
+const ALGS = ['RS256', 'ES256', 'EdDSA'] as const;
+type Alg = (typeof ALGS)[number];
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 12);
+const BATCH = Number(process.env.BENCH_BATCH ?? 150);
+
+const results: Record<string, number> = {};
+const lines: string[] = [];
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Per-operation microseconds of `fn` over `items`, awaited one by one (as requests are). */
+async function timeEach<T>(
+  items: readonly T[],
+  fn: (item: T) => Promise<unknown>,
+): Promise<number> {
+  const start = performance.now();
+  for (const item of items) await fn(item);
+  return ((performance.now() - start) * 1000) / items.length;
+}
+
+/** Alternates two contenders over the same slices; returns median µs/op for each. */
+async function sideBySide<T>(
+  slices: readonly (readonly T[])[],
+  a: (item: T) => Promise<unknown>,
+  b: (item: T) => Promise<unknown>,
+): Promise<{ a: number; b: number }> {
+  const ta: number[] = [];
+  const tb: number[] = [];
+  for (let r = 0; r < slices.length; r++) {
+    const slice = slices[r]!;
+    if (r % 2 === 0) {
+      ta.push(await timeEach(slice, a));
+      tb.push(await timeEach(slice, b));
+    } else {
+      tb.push(await timeEach(slice, b));
+      ta.push(await timeEach(slice, a));
+    }
+  }
+  return { a: median(ta), b: median(tb) };
+}
+
+type CryptoKey = Awaited<ReturnType<typeof jose.generateKeyPair>>['privateKey'];
+
+interface KeyMaterial {
+  alg: Alg;
+  kid: string;
+  privateKey: CryptoKey;
+  publicKey: CryptoKey;
+  jwk: jose.JWK;
+}
+
+async function makeKey(alg: Alg): Promise<KeyMaterial> {
+  const { privateKey, publicKey } = await jose.generateKeyPair(alg, { extractable: true });
+  const kid = `bench-${alg.toLowerCase()}`;
+  const jwk = { ...(await jose.exportJWK(publicKey)), kid, alg, use: 'sig' };
+  return { alg, kid, privateKey, publicKey, jwk };
+}
+
+async function mint(key: KeyMaterial, n: number, offset: number): Promise<string[]> {
+  const now = Math.floor(Date.now() / 1000);
+  const tokens: string[] = [];
+  for (let i = 0; i < n; i++) {
+    tokens.push(
+      await new jose.SignJWT({ scope: 'openid profile', jti: `t${offset + i}` })
+        .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
+        .setIssuer(ISSUER)
+        .setAudience(AUDIENCE)
+        .setSubject('alice')
+        .setIssuedAt(now)
+        .setExpirationTime(now + 3600)
+        .sign(key.privateKey),
+    );
+  }
+  return tokens;
+}
+
+function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+async function main(): Promise<void> {
+  const keys = await Promise.all(ALGS.map(makeKey));
+  const policy = compilePolicy({
+    version: 1,
+    issuers: [
+      {
+        issuer: ISSUER,
+        audiences: [AUDIENCE],
+        algorithms: [...ALGS],
+        keys: { jwks: { keys: keys.map((k) => k.jwk) } },
+      },
+    ],
+    roles: { reader: { grants: ['read:posts'] } },
+    routes: [{ method: 'GET', path: '/posts/:id', require: ['read:posts'] }],
+  });
+  const store = new MemoryStore();
+  store.putUser({ subject: 'alice', roles: [{ role: 'reader' }], grants: [], denies: [] });
+  const gatehouse = new Gatehouse({ policy, store });
+  const decide = (token: string) =>
+    gatehouse.decide({ method: 'GET', path: '/posts/42', authorization: `Bearer ${token}` });
+  const joseVerify = (key: KeyMaterial) => (token: string) =>
+    jose.jwtVerify(token, key.publicKey, {
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      algorithms: [key.alg],
+    });
+
+  // Warm up both paths (JIT, permission cache) on tokens outside the measured ones.
+  for (const key of keys) {
+    const warm = await mint(key, 200, 1_000_000);
+    const first = await decide(warm[0]!);
+    if (!first.allow) throw new Error(`bench setup: expected allow, got ${first.reason}`);
+    await timeEach(warm.slice(1, 100), decide);
+    await timeEach(warm.slice(100), joseVerify(key));
+  }
+
+  // Fresh tokens: a full decision for a never-seen token over bare jose.jwtVerify.
+  const table: string[] = [];
+  for (const key of keys) {
+    const tokens = await mint(key, ROUNDS * BATCH, 0);
+    const { a, b } = await sideBySide(chunk(tokens, BATCH), decide, joseVerify(key));
+    const ratio = a / b;
+    results[`fresh.${key.alg}.gatehouse_us`] = round(a);
+    results[`fresh.${key.alg}.jose_us`] = round(b);
+    results[`fresh.${key.alg}.ratio_vs_jose`] = round(ratio, 3);
+    table.push(
+      row(
+        `fresh.${key.alg}.ratio_vs_jose`,
+        ratio,
+        '≤ 1.15',
+        ratio <= 1.15,
+        `${fmt(a)} µs vs jose ${fmt(b)} µs`,
+      ),
+    );
+  }
+
+  // Repeated token: bare jose every time vs a decision whose token is cached.
+  {
+    const key = keys[0]!;
+    const [token] = await mint(key, 1, 2_000_000);
+    await decide(token!);
+    const repeated = Array.from({ length: ROUNDS }, () =>
+      Array.from({ length: BATCH * 4 }, () => token!),
+    );
+    const { a, b } = await sideBySide(repeated, joseVerify(key), decide);
+    const speedup = a / b;
+    results['repeat.gatehouse_us'] = round(b);
+    results['repeat.jose_us'] = round(a);
+    results['repeat.speedup_vs_jose'] = round(speedup, 1);
+    table.push(
+      row(
+        'repeat.speedup_vs_jose',
+        speedup,
+        '≥ 20',
+        speedup >= 20,
+        `jose ${fmt(a)} µs vs ${fmt(b)} µs (RS256)`,
+      ),
+    );
+  }
+
+  // One permission check: 200 grants, 10 roles, wildcards included.
+  {
+    const checkUs = benchCheck();
+    results['check.median_us'] = round(checkUs, 3);
+    table.push(
+      row('check.median_us', checkUs, '≤ 2', checkUs <= 2, '200 grants, 10 roles, wildcards'),
+    );
+  }
+
+  // Baselines for the record: RS256 verification in jose and aws-jwt-verify, fresh tokens.
+  {
+    const key = keys[0]!;
+    const tokens = await mint(key, ROUNDS * BATCH, 3_000_000);
+    const aws = JwtRsaVerifier.create({
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      jwksUri: `${ISSUER}jwks.json`,
+    });
+    aws.cacheJwks({ keys: [key.jwk as never] });
+    await aws.verify(tokens[0]!);
+    const { a, b } = await sideBySide(chunk(tokens, BATCH), (t) => aws.verify(t), joseVerify(key));
+    results['baseline.aws_jwt_verify.rs256_us'] = round(a);
+    results['baseline.jose.rs256_us'] = round(b);
+    table.push(
+      row(
+        'baseline.aws_jwt_verify.rs256_us',
+        a,
+        'record',
+        true,
+        'aws-jwt-verify, fresh RS256 token',
+      ),
+    );
+    table.push(
+      row('baseline.jose.rs256_us', b, 'record', true, 'jose.jwtVerify, fresh RS256 token'),
+    );
+  }
+
+  lines.push(...table);
+  writeReport();
+}
+
+function benchCheck(): number {
+  const grant = (permission: string): Grant => ({ permission });
+  const roles: RoleRecord[] = [];
+  for (let r = 0; r < 10; r++) {
+    roles.push({
+      name: `role${r}`,
+      inherits: r > 0 ? [`role${r - 1}`] : [],
+      grants: Array.from({ length: 10 }, (_, i) => grant(`act${i}:res${r}:*`)),
+    });
+  }
+  const direct: Grant[] = [];
+  for (let i = 0; i < 100; i++)
+    direct.push(grant(i % 10 === 0 ? `read:*:item${i}` : `act${i % 7}:thing${i}:${i}`));
+  const set = compilePermissions({
+    user: {
+      subject: 'bench',
+      roles: [{ role: 'role9' }],
+      grants: direct,
+      denies: [grant('delete:secrets:*')],
+    },
+    roles: compileRoles(roles),
+  });
+  const required = [
+    'act3:res4:doc:7',
+    'read:posts:item50',
+    'act2:thing44:44',
+    'write:nothing:here',
+  ];
+  const input = { now: Date.now(), claims: {} };
+  const expectAllow = required.map((p) => set.check(p, input).effect);
+  if (expectAllow.slice(0, 3).some((e) => e !== 'allow') || expectAllow[3] !== 'none') {
+    throw new Error(`bench setup: unexpected check results ${expectAllow.join(',')}`);
+  }
+  const perBatch = 1000;
+  const samples: number[] = [];
+  let sink = 0;
+  for (let s = 0; s < 400; s++) {
+    const start = performance.now();
+    for (let i = 0; i < perBatch; i++) {
+      if (set.check(required[i & 3]!, input).effect === 'allow') sink++;
+    }
+    samples.push(((performance.now() - start) * 1000) / perBatch);
+  }
+  if (sink === 0) throw new Error('unreachable');
+  return median(samples.slice(50));
+}
+
+function round(value: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+function fmt(value: number): string {
+  return value < 10 ? value.toFixed(2) : value.toFixed(1);
+}
+
+function row(name: string, value: number, goal: string, ok: boolean, note: string): string {
+  const status = goal === 'record' ? '' : ok ? '✅' : '❌';
+  return `| \`${name}\` | ${fmt(value)} | ${goal} | ${status} | ${note} |`;
+}
+
+function writeReport(): void {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  const header = [
+    '# Benchmarks',
+    '',
+    'Written by `npm run bench` (bench/run.ts). Each comparison runs both contenders side by side in',
+    'one process on the same tokens and keys, alternating round by round; figures are medians of',
+    'per-operation times across rounds.',
+    '',
+    `- Date: ${new Date().toISOString()}`,
+    `- Machine: ${cpu}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}`,
+    `- Node: ${process.version}; jose ${joseVersion()}`,
+    `- Rounds: ${ROUNDS} × ${BATCH} operations per contender`,
+    '',
+    '| figure | value | goal | met | notes |',
+    '|---|---|---|---|---|',
+  ];
+  writeFileSync(
+    new URL('../BENCHMARKS.md', import.meta.url),
+    `${[...header, ...lines].join('\n')}\n`,
+  );
+  writeFileSync(
+    new URL('./results.json', import.meta.url),
+    `${JSON.stringify(results, null, 2)}\n`,
+  );
+  console.log([...header, ...lines].join('\n'));
+}
+
+function joseVersion(): string {
+  const pkg = new URL('../node_modules/jose/package.json', import.meta.url);
+  return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
+}
+
+await main();

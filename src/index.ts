@@ -1,0 +1,46 @@
+/**
+ * Gatehouse: the platform-free core. Platform entry points live in handlers/; subpath exports
+ * for each platform arrive with their edges.
+ */
+
+export type { StoreErrorCode, TokenErrorCode } from './errors.ts';
+export { ConfigError, GatehouseError, StoreError, TokenError } from './errors.ts';
+export {
+  compilePermissions,
+  compileRoles,
+  isValidPermission,
+  permissionMatches,
+} from './permissions/index.ts';
+export type {
+  CompiledPolicy,
+  DecisionRequest,
+  GatehouseOptions,
+  PolicyDocument,
+} from './policy/index.ts';
+export {
+  compilePolicy,
+  Gatehouse,
+  parsePolicyText,
+} from './policy/index.ts';
+export {
+  CachedStore,
+  ClaimsStore,
+  createFileStore,
+  MemoryStore,
+  parsePermissionData,
+} from './stores/index.ts';
+export type { IssuerOptions, TokenVerifier, VerifierOptions } from './token/index.ts';
+export { createVerifier, extractBearer } from './token/index.ts';
+export type {
+  Actor,
+  Conditions,
+  Decision,
+  Grant,
+  PermissionMatch,
+  PermissionStore,
+  Principal,
+  ReasonCode,
+  RequestContext,
+  RoleRecord,
+  UserRecord,
+} from './types.ts';

@@ -1,0 +1,359 @@
+/**
+ * decide(): one request in, one Decision out. Follows the data flow in the README:
+ * route match → token → principal → permissions (store → cache) → check → Decision.
+ * Fails closed: any error on the way is a deny with a status that says why (401, 403, 503).
+ */
+import { ConfigError, StoreError, TokenError, type TokenErrorCode } from '../errors.ts';
+import {
+  type CheckResult,
+  type ConditionInput,
+  compilePermissions,
+  compileRoles,
+  type PermissionSet,
+  type RoleGraph,
+} from '../permissions/index.ts';
+import { CachedStore, ClaimsStore } from '../stores/index.ts';
+import {
+  createVerifier,
+  extractBearer,
+  type JwksPersistence,
+  type TokenVerifier,
+} from '../token/index.ts';
+import type {
+  Decision,
+  PermissionMatch,
+  PermissionStore,
+  Principal,
+  ReasonCode,
+  RoleRecord,
+  UserRecord,
+} from '../types.ts';
+import type { CompiledPolicy } from './policy.ts';
+import { fillTemplate, type RouteMatch } from './routes.ts';
+
+export interface GatehouseOptions {
+  readonly policy: CompiledPolicy;
+  /** Where permissions live; required unless the policy's permissions source is `claims`. Wrapped in the policy's cache. */
+  readonly store?: PermissionStore;
+  /** Replaces the verifier built from the policy (tests, or a platform with its own). */
+  readonly verifier?: TokenVerifier;
+  /** fetch for JWKS endpoints (default: global fetch). */
+  readonly fetch?: typeof fetch;
+  /** Clock in milliseconds (default Date.now); injected so tests fake time, not logic. */
+  readonly now?: () => number;
+  /** Stores fetched JWKS so a cold isolate verifies without calling the identity provider. */
+  readonly persistence?: JwksPersistence;
+  /** Let concurrent JWKS misses share one fetch (default: true except on workerd). */
+  readonly shareInFlight?: boolean;
+}
+
+export interface DecisionRequest {
+  /** HTTP method (any case). */
+  readonly method: string;
+  /** Raw URL path, undecoded; a query string is ignored. */
+  readonly path: string;
+  /** The Authorization header value, if any. */
+  readonly authorization?: string | null | undefined;
+  readonly ip?: string | undefined;
+  readonly country?: string | undefined;
+}
+
+type PermissionsHint = 'hit' | 'miss' | 'stale' | undefined;
+
+const STATUS_FOR_TOKEN: Partial<Record<TokenErrorCode, 503>> = { keys_unavailable: 503 };
+
+export class Gatehouse {
+  readonly policy: CompiledPolicy;
+  readonly verifier: TokenVerifier;
+  /** The permission store behind its cache (absent when permissions come from claims). */
+  readonly store: PermissionStore;
+  private readonly now: () => number;
+  /** Compiled permission sets, keyed by the cached record (or principal, for claims) they came from. */
+  private readonly compiled = new WeakMap<object, { graph: RoleGraph; set: PermissionSet }>();
+  /** Role graphs per store role list (the cache hands back the same array while it is fresh). */
+  private readonly graphs = new WeakMap<readonly RoleRecord[], RoleGraph>();
+
+  constructor(options: GatehouseOptions) {
+    const { policy } = options;
+    this.policy = policy;
+    this.now = options.now ?? Date.now;
+    this.verifier = options.verifier ?? this.verifierFromPolicy(options);
+    if (policy.permissions.source === 'claims') {
+      this.store = new ClaimsStore(policy.permissions.claims);
+    } else {
+      if (!options.store) {
+        throw new ConfigError(
+          'store',
+          'expected a PermissionStore when policy permissions.source is store',
+        );
+      }
+      this.store = new CachedStore(options.store, { ...policy.cache, now: this.now });
+    }
+  }
+
+  private verifierFromPolicy(options: GatehouseOptions): TokenVerifier {
+    try {
+      return createVerifier({
+        ...options.policy.verifier,
+        now: this.now,
+        ...(options.fetch && { fetch: options.fetch }),
+        ...(options.persistence && { persistence: options.persistence }),
+        ...(options.shareInFlight !== undefined && { shareInFlight: options.shareInFlight }),
+      });
+    } catch (error) {
+      // The verifier's issuers are the policy's, index for index: name the field as the policy does.
+      if (error instanceof ConfigError) {
+        throw new ConfigError(`policy.${error.field}`, error.expected, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  /** Decides one HTTP request. Never throws: every failure is a deny Decision. */
+  async decide(request: DecisionRequest): Promise<Decision> {
+    try {
+      return await this.decideUnsafe(request);
+    } catch (error) {
+      return failure(error);
+    }
+  }
+
+  /**
+   * Checks permissions for an already-verified principal (check API, async consumers).
+   * `mode` all requires every permission; any requires one.
+   */
+  async check(
+    principal: Principal,
+    permissions: readonly string[],
+    context: { ip?: string | undefined; country?: string | undefined } = {},
+    mode: 'all' | 'any' = 'all',
+  ): Promise<Decision> {
+    try {
+      return await this.authorize(principal, permissions, mode, context, undefined, undefined);
+    } catch (error) {
+      return failure(error, principal);
+    }
+  }
+
+  private async decideUnsafe(request: DecisionRequest): Promise<Decision> {
+    const method = request.method.toUpperCase();
+    const match = this.policy.routes.match(method, request.path);
+    if (match === 'malformed') {
+      return deny(400, 'malformed_request', 'The request path is malformed or ambiguous.');
+    }
+    if (match?.route.requirement.kind === 'public') {
+      return {
+        allow: true,
+        status: 200,
+        reason: 'public_route',
+        route: match.route.label,
+        explain: `Route ${match.route.label} is public.`,
+      };
+    }
+
+    const token = extractBearer(request.authorization);
+    const verified = await this.verifier.verify(token);
+    const principal = verified.principal;
+    const tokenHint = verified.cache;
+
+    if (!match) {
+      return deny(403, 'no_route', `No route matches ${method} ${pathOnly(request.path)}.`, {
+        principal,
+      });
+    }
+    const route = match.route;
+    const tenantProblem = this.checkTenant(principal, match);
+    if (tenantProblem) return tenantProblem;
+
+    if (route.requirement.kind === 'authenticated') {
+      return {
+        allow: true,
+        status: 200,
+        reason: 'authenticated_route',
+        route: route.label,
+        principal,
+        explain: `Route ${route.label} needs only a valid token.`,
+        cache: { token: tokenHint, maxAgeSeconds: this.secondsLeft(principal.expiresAt) },
+      };
+    }
+    const requirement = route.requirement;
+    if (requirement.kind === 'public') throw new Error('unreachable: public routes return early');
+    const required = requirement.permissions.map((t) => fillTemplate(t, match.params));
+    const mode = requirement.kind === 'all' ? 'all' : 'any';
+    return this.authorize(principal, required, mode, request, route.label, tokenHint);
+  }
+
+  private checkTenant(principal: Principal, match: RouteMatch): Decision | null {
+    const param = this.policy.tenantParam;
+    if (param === undefined) return null;
+    const wanted = match.params[param];
+    if (wanted === undefined || wanted === principal.tenant) return null;
+    return deny(403, 'tenant_mismatch', `The route names a tenant other than the caller's.`, {
+      principal,
+      route: match.route.label,
+    });
+  }
+
+  private async authorize(
+    principal: Principal,
+    required: readonly string[],
+    mode: 'all' | 'any',
+    context: { ip?: string | undefined; country?: string | undefined },
+    routeLabel: string | undefined,
+    tokenHint: 'hit' | 'miss' | undefined,
+  ): Promise<Decision> {
+    const { set, permissionsHint } = await this.permissionsFor(principal);
+    const now = this.now();
+    const input: ConditionInput = {
+      now,
+      claims: principal.claims,
+      ...(context.ip !== undefined && { ip: context.ip }),
+      ...(context.country !== undefined && { country: context.country }),
+    };
+
+    const matched: PermissionMatch[] = [];
+    const missing: string[] = [];
+    for (const permission of required) {
+      const result: CheckResult = set.check(permission, input);
+      if (result.effect === 'deny') {
+        return deny(
+          403,
+          'explicit_deny',
+          `${permission} is explicitly denied by ${result.grant} (${describeVia(result.via)}).`,
+          {
+            principal,
+            ...(routeLabel && { route: routeLabel }),
+            required,
+            matched: [{ required: permission, grant: result.grant, via: result.via }],
+          },
+        );
+      }
+      if (result.effect === 'allow') {
+        matched.push({ required: permission, grant: result.grant, via: result.via });
+        if (mode === 'any') break;
+      } else {
+        missing.push(permission);
+      }
+    }
+
+    const allowed = mode === 'all' ? missing.length === 0 : matched.length > 0;
+    const base = {
+      principal,
+      ...(routeLabel && { route: routeLabel }),
+      required,
+    };
+    if (!allowed) {
+      const what = mode === 'all' ? missing.join(', ') : `any of ${required.join(', ')}`;
+      return deny(403, 'missing_permission', `Missing ${what}.`, { ...base, matched });
+    }
+    const maxAge = Math.min(
+      this.secondsLeft(principal.expiresAt),
+      set.nextExpiry === undefined ? Number.POSITIVE_INFINITY : this.secondsLeft(set.nextExpiry),
+      // A stale record is an emergency answer: nobody should keep it.
+      permissionsHint === 'stale'
+        ? 0
+        : this.policy.permissions.source === 'store'
+          ? (this.policy.cache.ttlSeconds ?? 30)
+          : Number.POSITIVE_INFINITY,
+    );
+    return {
+      allow: true,
+      status: 200,
+      reason: 'allowed',
+      ...base,
+      matched,
+      explain: matched
+        .map((m) => `${m.required} granted by ${m.grant} (${describeVia(m.via)}).`)
+        .join(' '),
+      cache: {
+        ...(tokenHint && { token: tokenHint }),
+        ...(permissionsHint && { permissions: permissionsHint }),
+        maxAgeSeconds: maxAge,
+      },
+    };
+  }
+
+  /** Loads (through the cache) and compiles the principal's permissions; compiled once per record. */
+  private async permissionsFor(
+    principal: Principal,
+  ): Promise<{ set: PermissionSet; permissionsHint: PermissionsHint }> {
+    const key = {
+      subject: principal.subject,
+      ...(principal.tenant !== undefined && { tenant: principal.tenant }),
+    };
+    let record: UserRecord | null;
+    let permissionsHint: PermissionsHint;
+    if (this.store instanceof CachedStore) {
+      const lookup = await this.store.lookupUser(key, principal);
+      record = lookup.record;
+      permissionsHint = lookup.cache;
+    } else {
+      record = await this.store.getUser(key, principal);
+    }
+    const graph = await this.roleGraph(principal.tenant);
+    // Claims records are rebuilt per request; the principal is what the token cache keeps stable.
+    const memoKey: object = this.store instanceof ClaimsStore ? principal : (record ?? principal);
+    const memo = this.compiled.get(memoKey);
+    if (memo && memo.graph === graph) return { set: memo.set, permissionsHint };
+    // Grants read from the token are labelled `claims` in explain output, not `direct`.
+    const set =
+      this.store instanceof ClaimsStore && record !== null
+        ? compilePermissions({
+            user: { ...record, grants: [] },
+            roles: graph,
+            now: this.now(),
+            extraGrants: record.grants,
+            extraVia: 'claims',
+          })
+        : compilePermissions({ user: record, roles: graph, now: this.now() });
+    this.compiled.set(memoKey, { graph, set });
+    return { set, permissionsHint };
+  }
+
+  private async roleGraph(tenant: string | undefined): Promise<RoleGraph> {
+    const storeRoles = await this.store.getRoles(tenant);
+    if (storeRoles.length === 0) return this.policy.roleGraph;
+    let graph = this.graphs.get(storeRoles);
+    if (!graph) {
+      graph = compileRoles(this.policy.roles, storeRoles);
+      this.graphs.set(storeRoles, graph);
+    }
+    return graph;
+  }
+
+  private secondsLeft(unixSeconds: number): number {
+    return Math.max(0, Math.floor(unixSeconds - this.now() / 1000));
+  }
+}
+
+function describeVia(via: PermissionMatch['via']): string {
+  if (via === 'direct') return 'direct grant';
+  if (via === 'claims') return 'token claims';
+  return `role ${via.join(' → ')}`;
+}
+
+function pathOnly(path: string): string {
+  const q = path.indexOf('?');
+  return q === -1 ? path : path.slice(0, q);
+}
+
+function deny(
+  status: Decision['status'],
+  reason: ReasonCode,
+  explain: string,
+  extra: Partial<Pick<Decision, 'principal' | 'route' | 'required' | 'matched'>> = {},
+): Decision {
+  return { allow: false, status, reason, explain, ...extra } as Decision;
+}
+
+/** Maps any error to a fail-closed Decision without leaking its details. */
+function failure(error: unknown, principal?: Principal): Decision {
+  const extra = principal ? { principal } : {};
+  if (error instanceof TokenError) {
+    return deny(STATUS_FOR_TOKEN[error.code] ?? 401, error.code, error.message, extra);
+  }
+  if (error instanceof StoreError) {
+    return deny(503, 'store_unavailable', 'The permission store could not be read.', extra);
+  }
+  return deny(503, 'internal_error', 'The authorizer failed; the request is denied.', extra);
+}

@@ -1,0 +1,11 @@
+export { type DecisionRequest, Gatehouse, type GatehouseOptions } from './decide.ts';
+export {
+  type CompiledPolicy,
+  compilePolicy,
+  type LoadPolicyOptions,
+  toGrant,
+  toUnixSeconds,
+} from './policy.ts';
+export { fillTemplate, RouteTable, splitPath } from './routes.ts';
+export { type PolicyDocument, PolicySchema } from './schema.ts';
+export { parsePolicyText } from './text.ts';

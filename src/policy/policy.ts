@@ -1,0 +1,302 @@
+/**
+ * Loads a policy document once (per isolate / cold start) into a compiled form: a route table,
+ * a role graph, and options for the token verifier and the permission cache. Every mistake is a
+ * ConfigError naming the field, thrown here and never per request.
+ */
+import * as v from 'valibot';
+import { ConfigError } from '../errors.ts';
+import {
+  assertPermission,
+  compileConditions,
+  compileRoles,
+  type RoleGraph,
+} from '../permissions/index.ts';
+import type { CacheOptions, ClaimsStoreOptions } from '../stores/index.ts';
+import type { IssuerOptions, KeySourceOptions, VerifierOptions } from '../token/index.ts';
+import type { Conditions, Grant, RoleRecord } from '../types.ts';
+import { compileRoute, parseTemplate, type RouteRequirement, RouteTable } from './routes.ts';
+import {
+  describeIssue,
+  type GrantDocument,
+  type IssuerDocument,
+  type PolicyDocument,
+  PolicySchema,
+  type RouteDocument,
+} from './schema.ts';
+
+export interface CompiledPolicy {
+  readonly routes: RouteTable;
+  /** The policy's static roles, validated; store roles are merged over these per tenant. */
+  readonly roles: readonly RoleRecord[];
+  /** The static role graph, compiled once (cycles already rejected). */
+  readonly roleGraph: RoleGraph;
+  /** Verifier options without the runtime seams (fetch, clock, persistence). */
+  readonly verifier: Pick<
+    VerifierOptions,
+    'issuers' | 'leewaySeconds' | 'maxTokenBytes' | 'tokenCache'
+  >;
+  /** Permission cache options (without the clock). */
+  readonly cache: Omit<CacheOptions, 'now'>;
+  readonly permissions:
+    | { readonly source: 'store' }
+    | { readonly source: 'claims'; readonly claims: ClaimsStoreOptions };
+  /** Route parameter that must equal the principal's tenant, when tenancy is path-based. */
+  readonly tenantParam: string | undefined;
+}
+
+export interface LoadPolicyOptions {
+  /** Environment used to resolve `secretEnv` references (process.env on Node, the Worker's env). */
+  readonly env?: Readonly<Record<string, unknown>>;
+}
+
+/** Validates and compiles a parsed policy document (JSON or YAML already parsed to a value). */
+export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): CompiledPolicy {
+  const parsed = v.safeParse(PolicySchema, input, { abortPipeEarly: true });
+  if (!parsed.success) {
+    const [field, expected] = describeIssue(parsed.issues[0]);
+    throw new ConfigError(field, expected);
+  }
+  const doc = parsed.output;
+
+  const roles = Object.entries(doc.roles ?? {}).map(
+    ([name, role]): RoleRecord => ({
+      name,
+      grants: (role.grants ?? []).map((g, i) => toGrant(g, `policy.roles.${name}.grants[${i}]`)),
+      denies: (role.denies ?? []).map((g, i) => toGrant(g, `policy.roles.${name}.denies[${i}]`)),
+      inherits: role.inherits ?? [],
+    }),
+  );
+  const roleGraph = compileRoles(roles);
+
+  const routes = new RouteTable(doc.routes.map((r, i) => compileRouteDoc(r, i)));
+
+  const source = doc.permissions?.source ?? 'store';
+  const claims: ClaimsStoreOptions = {
+    permissionsClaim: doc.permissions?.permissionsClaim ?? 'permissions',
+    scopeClaim: doc.permissions?.scopeClaim ?? 'scope',
+    rolesClaim: doc.permissions?.rolesClaim ?? null,
+  };
+  if (source === 'store') {
+    for (const key of ['permissionsClaim', 'scopeClaim', 'rolesClaim'] as const) {
+      if (doc.permissions?.[key] !== undefined) {
+        throw new ConfigError(`policy.permissions.${key}`, 'only applies when source is claims');
+      }
+    }
+  }
+  // Claims that rules read must survive the verifier's claim filter.
+  const neededClaims = new Set<string>(conditionClaimNames(roles));
+  if (source === 'claims') {
+    for (const name of [claims.permissionsClaim, claims.rolesClaim, claims.scopeClaim]) {
+      if (name) neededClaims.add(name);
+    }
+  }
+
+  const issuers = doc.issuers.map((issuer, i) =>
+    toIssuerOptions(issuer, `policy.issuers[${i}]`, neededClaims, options.env ?? {}),
+  );
+  const seen = new Set<string>();
+  doc.issuers.forEach((issuer, i) => {
+    if (seen.has(issuer.issuer)) {
+      throw new ConfigError(`policy.issuers[${i}].issuer`, 'each issuer may appear once');
+    }
+    seen.add(issuer.issuer);
+  });
+
+  const tokenCacheEntries = doc.token?.cacheEntries ?? 1000;
+  return {
+    routes,
+    roles,
+    roleGraph,
+    verifier: {
+      issuers,
+      leewaySeconds: doc.token?.leewaySeconds ?? 30,
+      maxTokenBytes: doc.token?.maxTokenBytes ?? 8192,
+      tokenCache: tokenCacheEntries === 0 ? false : { maxEntries: tokenCacheEntries },
+    },
+    cache: {
+      ttlSeconds: doc.cache?.ttlSeconds ?? 30,
+      negativeTtlSeconds: doc.cache?.negativeTtlSeconds ?? 5,
+      maxEntries: doc.cache?.maxEntries ?? 10_000,
+      staleIfErrorSeconds: doc.cache?.staleIfErrorSeconds ?? 0,
+    },
+    permissions: source === 'claims' ? { source, claims } : { source },
+    tenantParam: doc.tenancy?.pathParam,
+  };
+}
+
+function compileRouteDoc(route: RouteDocument, index: number) {
+  const field = `policy.routes[${index}]`;
+  const kinds = (['public', 'authenticated', 'require', 'anyOf'] as const).filter(
+    (k) => route[k] !== undefined,
+  );
+  if (kinds.length !== 1) {
+    throw new ConfigError(
+      field,
+      `expected exactly one of public, authenticated, require, anyOf (found ${kinds.join(', ') || 'none'})`,
+    );
+  }
+  const templates = (list: readonly string[], key: string) =>
+    list.map((text, i) => {
+      const template = parseTemplate(text, `${field}.${key}[${i}]`);
+      // Check the grammar with each hole replaced by a plain segment value.
+      const sample = template.parts.map((p, j) => (j % 2 === 1 ? 'x' : p)).join('');
+      assertPermission(sample, `${field}.${key}[${i}]`, { allowWildcards: false });
+      return template;
+    });
+  let requirement: RouteRequirement;
+  if (route.public) requirement = { kind: 'public' };
+  else if (route.authenticated) requirement = { kind: 'authenticated' };
+  else if (route.require)
+    requirement = { kind: 'all', permissions: templates(route.require, 'require') };
+  else requirement = { kind: 'any', permissions: templates(route.anyOf!, 'anyOf') };
+  return compileRoute(
+    route.method === undefined
+      ? { path: route.path, requirement }
+      : { method: route.method, path: route.path, requirement },
+    index,
+    field,
+  );
+}
+
+/** A grant as written in the policy or a seed file: a string, or `{ permission, expires, when }`. */
+export function toGrant(input: GrantDocument, field: string): Grant {
+  if (typeof input === 'string') {
+    assertPermission(input, field, { allowWildcards: true });
+    return { permission: input };
+  }
+  assertPermission(input.permission, `${field}.permission`, { allowWildcards: true });
+  const grant: { permission: string; expiresAt?: number; when?: Conditions } = {
+    permission: input.permission,
+  };
+  if (input.expires !== undefined)
+    grant.expiresAt = toUnixSeconds(input.expires, `${field}.expires`);
+  if (input.when !== undefined) {
+    compileConditions(input.when as Conditions, `${field}.when`); // validates; compiled again per set
+    grant.when = input.when as Conditions;
+  }
+  return grant;
+}
+
+/** ISO 8601 with an explicit zone, or Unix seconds. */
+export function toUnixSeconds(value: string | number, field: string): number {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value) || value < 0) throw new ConfigError(field, 'expected Unix seconds');
+    return Math.floor(value);
+  }
+  const withZone = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+  const ms = withZone.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(ms)) {
+    throw new ConfigError(field, 'expected an ISO 8601 time with zone, like 2026-12-31T00:00:00Z');
+  }
+  return Math.floor(ms / 1000);
+}
+
+function conditionClaimNames(roles: readonly RoleRecord[]): string[] {
+  const names: string[] = [];
+  for (const role of roles) {
+    for (const grant of [...role.grants, ...(role.denies ?? [])]) {
+      names.push(...Object.keys(grant.when?.claims ?? {}));
+    }
+  }
+  return names;
+}
+
+function toIssuerOptions(
+  doc: IssuerDocument,
+  field: string,
+  neededClaims: ReadonlySet<string>,
+  env: Readonly<Record<string, unknown>>,
+): IssuerOptions {
+  if (doc.tenant !== undefined && doc.tenantClaim !== undefined) {
+    throw new ConfigError(`${field}.tenant`, 'use either tenant (fixed) or tenantClaim, not both');
+  }
+  const keepClaims = [...new Set([...(doc.keepClaims ?? []), ...neededClaims])];
+  const options: IssuerOptions = {
+    issuer: doc.issuer,
+    keys: toKeySource(doc, `${field}.keys`, env),
+    audiences: doc.audiences,
+    algorithms: doc.algorithms,
+    ...(doc.types !== undefined && { types: doc.types }),
+    ...(doc.requireType !== undefined && { requireType: doc.requireType }),
+    ...(doc.tenantClaim !== undefined && { tenant: { claim: doc.tenantClaim } }),
+    ...(doc.tenant !== undefined && { tenant: { fixed: doc.tenant } }),
+    ...(keepClaims.length > 0 && { keepClaims }),
+    ...(doc.maxAgeSeconds !== undefined && { maxAgeSeconds: doc.maxAgeSeconds }),
+  };
+  return options;
+}
+
+function toKeySource(
+  doc: IssuerDocument,
+  field: string,
+  env: Readonly<Record<string, unknown>>,
+): KeySourceOptions {
+  const keys = doc.keys;
+  const given = (['jwksUri', 'jwks', 'publicKeyPem', 'secretEnv'] as const).filter(
+    (k) => keys[k] !== undefined,
+  );
+  if (given.length !== 1) {
+    throw new ConfigError(
+      field,
+      `expected exactly one of jwksUri, jwks, publicKeyPem, secretEnv (found ${given.join(', ') || 'none'})`,
+    );
+  }
+  const remoteOnly = [
+    'cacheTtlSeconds',
+    'cooldownSeconds',
+    'timeoutMs',
+    'maxStaleSeconds',
+  ] as const;
+  if (keys.jwksUri === undefined) {
+    for (const k of remoteOnly) {
+      if (keys[k] !== undefined) throw new ConfigError(`${field}.${k}`, 'only applies to jwksUri');
+    }
+  }
+  if (keys.jwksUri !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(keys.jwksUri);
+    } catch {
+      throw new ConfigError(`${field}.jwksUri`, 'expected an absolute https URL');
+    }
+    const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+      throw new ConfigError(
+        `${field}.jwksUri`,
+        'expected https (http is allowed only on loopback)',
+      );
+    }
+    return {
+      jwksUri: keys.jwksUri,
+      ...(keys.cacheTtlSeconds !== undefined && { cacheTtlSeconds: keys.cacheTtlSeconds }),
+      ...(keys.cooldownSeconds !== undefined && { cooldownSeconds: keys.cooldownSeconds }),
+      ...(keys.timeoutMs !== undefined && { timeoutMs: keys.timeoutMs }),
+      ...(keys.maxStaleSeconds !== undefined && { maxStaleSeconds: keys.maxStaleSeconds }),
+    };
+  }
+  if (keys.jwks !== undefined) {
+    return { jwks: keys.jwks as unknown as Extract<KeySourceOptions, { jwks: unknown }>['jwks'] };
+  }
+  const algorithm = keys.algorithm ?? doc.algorithms[0]!;
+  if (!doc.algorithms.includes(algorithm)) {
+    throw new ConfigError(`${field}.algorithm`, `expected one of the issuer's algorithms`);
+  }
+  const kid = keys.kid !== undefined ? { kid: keys.kid } : {};
+  if (keys.publicKeyPem !== undefined) {
+    if (algorithm.startsWith('HS')) {
+      throw new ConfigError(`${field}.algorithm`, 'a public key needs an asymmetric algorithm');
+    }
+    return { publicKeyPem: keys.publicKeyPem, algorithm, ...kid };
+  }
+  const name = keys.secretEnv!;
+  const secret = env[name];
+  if (typeof secret !== 'string' || secret.length === 0) {
+    throw new ConfigError(`${field}.secretEnv`, `environment variable ${name} is not set`);
+  }
+  if (algorithm !== 'HS256' && algorithm !== 'HS384' && algorithm !== 'HS512') {
+    throw new ConfigError(`${field}.algorithm`, 'a shared secret needs HS256, HS384 or HS512');
+  }
+  return { secret, algorithm, ...kid };
+}
+
+export type { PolicyDocument };

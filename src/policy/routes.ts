@@ -1,0 +1,269 @@
+/**
+ * The route table: method + path pattern → what the route requires. Compiled once per policy
+ * load; matching a request is a walk over pre-split segments, most specific route first.
+ */
+import { ConfigError } from '../errors.ts';
+
+type Segment = { readonly literal: string } | { readonly param: string };
+
+export type RouteRequirement =
+  | { readonly kind: 'public' }
+  | { readonly kind: 'authenticated' }
+  | { readonly kind: 'all'; readonly permissions: readonly PermissionTemplate[] }
+  | { readonly kind: 'any'; readonly permissions: readonly PermissionTemplate[] };
+
+/** A permission with `{param}` holes, pre-split so filling it does no parsing per request. */
+export interface PermissionTemplate {
+  readonly text: string;
+  /** Alternating literal text and parameter names: ['delete:posts:', 'id', ''] for `delete:posts:{id}`. */
+  readonly parts: readonly string[];
+}
+
+export interface CompiledRoute {
+  /** As written, for explain output and logs: `DELETE /posts/:id`. */
+  readonly label: string;
+  /** null means any method. */
+  readonly methods: ReadonlySet<string> | null;
+  readonly segments: readonly Segment[];
+  /** A trailing `*`: matches zero or more further segments. */
+  readonly rest: boolean;
+  readonly requirement: RouteRequirement;
+  readonly index: number;
+}
+
+export interface RouteMatch {
+  readonly route: CompiledRoute;
+  readonly params: Readonly<Record<string, string>>;
+}
+
+/** Why a request path cannot be matched safely. */
+export type PathProblem = 'malformed';
+
+const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export interface RouteInput {
+  readonly method?: string | readonly string[];
+  readonly path: string;
+  readonly requirement: RouteRequirement;
+}
+
+export function compileRoute(input: RouteInput, index: number, field: string): CompiledRoute {
+  const { path } = input;
+  if (!path.startsWith('/')) {
+    throw new ConfigError(`${field}.path`, 'expected a path starting with /, like /posts/:id');
+  }
+  const raw = path === '/' ? [] : path.slice(1).split('/');
+  if (raw.at(-1) === '') raw.pop(); // a trailing slash is the same route
+  const segments: Segment[] = [];
+  let rest = false;
+  const names = new Set<string>();
+  raw.forEach((part, i) => {
+    const at = `${field}.path`;
+    if (part === '*') {
+      if (i !== raw.length - 1) throw new ConfigError(at, '* is only allowed as the last segment');
+      rest = true;
+    } else if (part.startsWith(':')) {
+      const name = part.slice(1);
+      if (!PARAM_NAME.test(name)) {
+        throw new ConfigError(at, `parameter "${part}" must be :name with letters, digits or _`);
+      }
+      if (names.has(name)) throw new ConfigError(at, `parameter :${name} appears twice`);
+      names.add(name);
+      segments.push({ param: name });
+    } else if (part === '' || part === '.' || part === '..' || part.includes('*')) {
+      throw new ConfigError(at, `segment "${part}" is not allowed (empty, dot, or * inside)`);
+    } else {
+      segments.push({ literal: part });
+    }
+  });
+
+  const methods =
+    input.method === undefined || input.method === '*'
+      ? null
+      : new Set(typeof input.method === 'string' ? [input.method] : input.method);
+  if (methods?.has('*')) throw new ConfigError(`${field}.method`, 'use * alone, not in a list');
+
+  const requirement = input.requirement;
+  if (requirement.kind === 'all' || requirement.kind === 'any') {
+    for (const template of requirement.permissions) {
+      for (let p = 1; p < template.parts.length; p += 2) {
+        if (!names.has(template.parts[p]!)) {
+          throw new ConfigError(
+            `${field}.${requirement.kind === 'all' ? 'require' : 'anyOf'}`,
+            `{${template.parts[p]}} in ${template.text} is not a parameter of ${path}`,
+          );
+        }
+      }
+    }
+  }
+  const methodLabel = methods ? [...methods].join(',') : '*';
+  return { label: `${methodLabel} ${path}`, methods, segments, rest, requirement, index };
+}
+
+/** `delete:posts:{id}` → parts. Parameter names follow the route's `:name` rule. */
+export function parseTemplate(text: string, field: string): PermissionTemplate {
+  const parts: string[] = [];
+  const re = /\{([^{}]*)\}/g;
+  let last = 0;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    if (!PARAM_NAME.test(m[1]!)) throw new ConfigError(field, `bad parameter {${m[1]}}`);
+    parts.push(text.slice(last, m.index), m[1]!);
+    last = m.index + m[0].length;
+  }
+  parts.push(text.slice(last));
+  if (parts.some((p, i) => i % 2 === 0 && (p.includes('{') || p.includes('}')))) {
+    throw new ConfigError(field, `unbalanced braces in ${text}`);
+  }
+  return { text, parts };
+}
+
+/** Characters a filled value may keep; everything else is percent-encoded so a value is one segment. */
+const SAFE_VALUE = /^[A-Za-z0-9._~@+-]+$/;
+
+/**
+ * Fills a template from path parameters. A value is percent-encoded (`:` `*` `%` `/` included) so
+ * that `/posts/a:b` can never become the two-segment permission `delete:posts:a:b`.
+ */
+export function fillTemplate(
+  template: PermissionTemplate,
+  params: Readonly<Record<string, string>>,
+): string {
+  if (template.parts.length === 1) return template.text;
+  let out = template.parts[0]!;
+  for (let i = 1; i < template.parts.length; i += 2) {
+    const value = params[template.parts[i]!] ?? '';
+    out += SAFE_VALUE.test(value) ? value : encodeValue(value);
+    out += template.parts[i + 1]!;
+  }
+  return out;
+}
+
+function encodeValue(value: string): string {
+  return encodeURIComponent(value).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+}
+
+/**
+ * Orders routes so the first match is the most specific: compared segment by segment, a literal
+ * beats a parameter, which beats a trailing `*`; at equal paths a route naming the method beats
+ * one for any method. Each route maps to a fixed rank sequence, so this is a total order.
+ */
+function compareSpecificity(a: CompiledRoute, b: CompiledRoute): number {
+  const n = Math.max(a.segments.length, b.segments.length);
+  for (let i = 0; i < n; i++) {
+    const ra = rank(a, i);
+    const rb = rank(b, i);
+    if (ra !== rb) return rb - ra;
+  }
+  if (a.rest !== b.rest) return a.rest ? 1 : -1;
+  if ((a.methods === null) !== (b.methods === null)) return a.methods === null ? 1 : -1;
+  return a.index - b.index;
+}
+
+function rank(route: CompiledRoute, i: number): number {
+  const segment = route.segments[i];
+  if (segment) return 'literal' in segment ? 3 : 2;
+  // Past its last segment a route either ends (and then beats a `*` that would also match the
+  // same short path: `/posts` before `/posts/*`) or continues with its trailing `*`.
+  return route.rest ? 1 : 4;
+}
+
+export class RouteTable {
+  readonly routes: readonly CompiledRoute[];
+
+  constructor(routes: readonly CompiledRoute[]) {
+    this.routes = [...routes].sort(compareSpecificity);
+    this.rejectDuplicates();
+  }
+
+  /**
+   * Finds the most specific route for a method and raw (undecoded) path. A GET route also serves
+   * HEAD, as HTTP servers answer HEAD with GET's headers (RFC 9110 §9.3.2).
+   */
+  match(method: string, rawPath: string): RouteMatch | PathProblem | null {
+    const segments = splitPath(rawPath);
+    if (segments === null) return 'malformed';
+    const head = method === 'HEAD';
+    for (const route of this.routes) {
+      const methods = route.methods;
+      if (methods && !methods.has(method) && !(head && methods.has('GET'))) continue;
+      const params = matchSegments(route, segments);
+      if (params) return { route, params };
+    }
+    return null;
+  }
+
+  private rejectDuplicates(): void {
+    const seen = new Map<string, CompiledRoute>();
+    for (const route of this.routes) {
+      const shape = `${route.segments.map((s) => ('literal' in s ? s.literal : ':')).join('/')}${route.rest ? '/*' : ''}`;
+      for (const method of route.methods ?? ['*']) {
+        const key = `${method} ${shape}`;
+        const other = seen.get(key);
+        if (other) {
+          throw new ConfigError(
+            `policy.routes[${route.index}]`,
+            `overlaps routes[${other.index}] (${other.label}); each method and path shape may appear once`,
+          );
+        }
+        seen.set(key, route);
+      }
+    }
+  }
+}
+
+function matchSegments(
+  route: CompiledRoute,
+  segments: readonly string[],
+): Record<string, string> | null {
+  const pattern = route.segments;
+  if (route.rest ? segments.length < pattern.length : segments.length !== pattern.length) {
+    return null;
+  }
+  let params: Record<string, string> | null = null;
+  for (let i = 0; i < pattern.length; i++) {
+    const want = pattern[i]!;
+    const got = segments[i]!;
+    if ('literal' in want) {
+      if (want.literal !== got) return null;
+    } else {
+      params ??= {};
+      params[want.param] = got;
+    }
+  }
+  return params ?? EMPTY;
+}
+
+const EMPTY: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
+/**
+ * Splits and percent-decodes a request path. Returns null for paths that an origin might resolve
+ * differently from the guard: bad percent-encoding, empty interior segments (`//`), dot segments
+ * (also when encoded, `%2e%2e`), and encoded slashes or backslashes inside a segment.
+ */
+export function splitPath(rawPath: string): string[] | null {
+  const q = rawPath.indexOf('?');
+  const path = q === -1 ? rawPath : rawPath.slice(0, q);
+  if (!path.startsWith('/')) return null;
+  if (path === '/') return [];
+  const parts = path.slice(1).split('/');
+  if (parts.at(-1) === '') parts.pop();
+  for (let i = 0; i < parts.length; i++) {
+    let part = parts[i]!;
+    if (part.includes('%')) {
+      try {
+        part = decodeURIComponent(part);
+      } catch {
+        return null;
+      }
+      if (part.includes('/') || part.includes('\\')) return null;
+      parts[i] = part;
+    } else if (part.includes('\\')) {
+      return null;
+    }
+    if (part === '' || part === '.' || part === '..') return null;
+  }
+  return parts;
+}

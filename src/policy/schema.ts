@@ -1,0 +1,210 @@
+/**
+ * The policy file's structure, validated once at load. valibot keeps Workers bundles small
+ * and converts to the JSON Schema published for editors (schema/policy.schema.json).
+ *
+ * Structure only lives here (types, required fields, ranges, unknown keys). Meaning that needs
+ * other modules (permission grammar, route syntax, CIDR ranges, role cycles) is checked when the
+ * policy is compiled, with errors that name the same dotted field paths.
+ */
+import * as v from 'valibot';
+
+const ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'HS256',
+  'HS384',
+  'HS512',
+] as const;
+
+const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+
+const nonEmpty = v.pipe(v.string(), v.minLength(1));
+const seconds = (min: number, max: number) =>
+  v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
+const scalar = v.union([v.string(), v.number(), v.boolean()]);
+
+const ConditionsSchema = v.strictObject({
+  ip: v.optional(v.array(nonEmpty)),
+  time: v.optional(
+    v.strictObject({
+      days: v.optional(v.array(v.picklist(WEEKDAYS))),
+      hours: v.optional(
+        v.strictObject({
+          from: v.pipe(v.string(), v.regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'HH:MM')),
+          to: v.pipe(v.string(), v.regex(/^([01]\d|2[0-4]):[0-5]\d$/, 'HH:MM')),
+        }),
+      ),
+      timezone: v.optional(nonEmpty),
+    }),
+  ),
+  claims: v.optional(v.record(nonEmpty, v.union([scalar, v.array(scalar)]))),
+  country: v.optional(v.array(v.pipe(v.string(), v.regex(/^[A-Za-z]{2}$/, 'two-letter code')))),
+});
+
+const GrantSchema = v.union([
+  nonEmpty,
+  v.strictObject({
+    permission: nonEmpty,
+    /** ISO 8601 time with zone, or Unix seconds. */
+    expires: v.optional(v.union([nonEmpty, v.number()])),
+    when: v.optional(ConditionsSchema),
+  }),
+]);
+
+const KeysSchema = v.strictObject({
+  /** Remote JWKS endpoint (https; http only for loopback during development). */
+  jwksUri: v.optional(nonEmpty),
+  /** Inline JWKS document. */
+  jwks: v.optional(v.strictObject({ keys: v.array(v.record(v.string(), v.unknown())) })),
+  /** SPKI PEM public key; its algorithm is the issuer's first algorithm unless `algorithm` is set. */
+  publicKeyPem: v.optional(nonEmpty),
+  /** Name of the environment variable holding an HS secret (development only; at least the hash length). */
+  secretEnv: v.optional(nonEmpty),
+  /** Algorithm for `publicKeyPem` / `secretEnv` keys. */
+  algorithm: v.optional(v.picklist(ALGORITHMS)),
+  /** Key id to bind to a `publicKeyPem` / `secretEnv` key. */
+  kid: v.optional(nonEmpty),
+  /** JWKS cache TTL, seconds (default 600). */
+  cacheTtlSeconds: v.optional(seconds(1, 86_400)),
+  /** Minimum seconds between refetches caused by an unknown kid (default 30). */
+  cooldownSeconds: v.optional(seconds(0, 3_600)),
+  /** JWKS fetch timeout, milliseconds (default 3000). */
+  timeoutMs: v.optional(seconds(100, 30_000)),
+  /** How long the last good key set is served while the endpoint fails, seconds (default 86400). */
+  maxStaleSeconds: v.optional(seconds(0, 604_800)),
+});
+
+const IssuerSchema = v.strictObject({
+  /** The exact `iss` value accepted. */
+  issuer: nonEmpty,
+  keys: KeysSchema,
+  /** Accepted `aud` values; `null` explicitly skips the audience check. */
+  audiences: v.nullable(v.pipe(v.array(nonEmpty), v.minLength(1))),
+  /** Algorithm allowlist; keys are bound to one of these. */
+  algorithms: v.pipe(v.array(v.picklist(ALGORITHMS)), v.minLength(1)),
+  /** Accepted `typ` header values (default JWT and at+jwt); `null` skips the check. */
+  types: v.optional(v.nullable(v.array(nonEmpty))),
+  /** Reject tokens that have no `typ` header. */
+  requireType: v.optional(v.boolean()),
+  /** Claim that carries the tenant (mutually exclusive with `tenant`). */
+  tenantClaim: v.optional(nonEmpty),
+  /** Fixed tenant for every token of this issuer. */
+  tenant: v.optional(nonEmpty),
+  /** Extra claims to keep on the principal (claims used by conditions are kept automatically). */
+  keepClaims: v.optional(v.array(nonEmpty)),
+  /** Maximum token age from `iat`, seconds; `null` or absent for none. */
+  maxAgeSeconds: v.optional(v.nullable(seconds(1, 31_536_000))),
+});
+
+const METHOD = v.pipe(v.string(), v.regex(/^([A-Z]+|\*)$/, 'an upper-case HTTP method or *'));
+
+const RouteSchema = v.strictObject({
+  /** HTTP method, list of methods, or `*` (default `*`). */
+  method: v.optional(v.union([METHOD, v.pipe(v.array(METHOD), v.minLength(1))])),
+  /** Path pattern: `/posts`, `/posts/:id`, `/static/*`. */
+  path: nonEmpty,
+  /** No token needed. */
+  public: v.optional(v.literal(true)),
+  /** Any valid token is enough. */
+  authenticated: v.optional(v.literal(true)),
+  /** All of these permissions are required; `{param}` fills from the path. */
+  require: v.optional(v.pipe(v.array(nonEmpty), v.minLength(1))),
+  /** Any one of these permissions is enough. */
+  anyOf: v.optional(v.pipe(v.array(nonEmpty), v.minLength(1))),
+});
+
+const RoleSchema = v.strictObject({
+  grants: v.optional(v.array(GrantSchema)),
+  denies: v.optional(v.array(GrantSchema)),
+  inherits: v.optional(v.array(nonEmpty)),
+});
+
+export const PolicySchema = v.strictObject({
+  /** JSON Schema reference for editors; ignored. */
+  $schema: v.optional(v.string()),
+  version: v.literal(1),
+  token: v.optional(
+    v.strictObject({
+      /** Clock leeway for exp / nbf / iat, seconds (default 30, at most 300). */
+      leewaySeconds: v.optional(seconds(0, 300)),
+      /** Largest accepted token, bytes (default 8192). */
+      maxTokenBytes: v.optional(seconds(256, 65_536)),
+      /** Verified-token cache size, entries (default 1000; 0 disables). */
+      cacheEntries: v.optional(seconds(0, 1_000_000)),
+    }),
+  ),
+  issuers: v.pipe(v.array(IssuerSchema), v.minLength(1)),
+  permissions: v.optional(
+    v.strictObject({
+      /** Where permissions come from: the configured store (default) or the token's claims. */
+      source: v.optional(v.picklist(['store', 'claims'])),
+      /** Claim names for the `claims` source. `null` turns one off. */
+      permissionsClaim: v.optional(v.nullable(nonEmpty)),
+      scopeClaim: v.optional(v.nullable(nonEmpty)),
+      rolesClaim: v.optional(v.nullable(nonEmpty)),
+    }),
+  ),
+  cache: v.optional(
+    v.strictObject({
+      /** Permission cache TTL, seconds (default 30): the bound on how stale a grant or revocation can be. */
+      ttlSeconds: v.optional(seconds(0, 3_600)),
+      /** TTL for "no such user", seconds (default 5). */
+      negativeTtlSeconds: v.optional(seconds(0, 3_600)),
+      /** Most cached subjects (default 10000). */
+      maxEntries: v.optional(seconds(1, 10_000_000)),
+      /** Serve a stale record while the store fails, up to this many seconds past expiry (default 0: fail closed). */
+      staleIfErrorSeconds: v.optional(seconds(0, 86_400)),
+    }),
+  ),
+  tenancy: v.optional(
+    v.strictObject({
+      /** Route parameter that names the tenant; a principal of another tenant is denied. */
+      pathParam: v.optional(nonEmpty),
+    }),
+  ),
+  roles: v.optional(v.record(nonEmpty, RoleSchema)),
+  routes: v.pipe(v.array(RouteSchema), v.minLength(1)),
+});
+
+export type PolicyDocument = v.InferInput<typeof PolicySchema>;
+export type RouteDocument = v.InferInput<typeof RouteSchema>;
+export type IssuerDocument = v.InferInput<typeof IssuerSchema>;
+export type GrantDocument = v.InferInput<typeof GrantSchema>;
+export type ConditionsDocument = v.InferInput<typeof ConditionsSchema>;
+
+/** `routes[3].require[0]` from a valibot issue path. */
+export function issueField(issue: v.BaseIssue<unknown>, root = 'policy'): string {
+  let field = root;
+  for (const item of issue.path ?? []) {
+    const key = item.key;
+    field += typeof key === 'number' ? `[${key}]` : `.${String(key)}`;
+  }
+  return field;
+}
+
+/** Turns the first valibot issue into "field: expected …" without echoing secrets or large values. */
+export function describeIssue(issue: v.BaseIssue<unknown>, root = 'policy'): [string, string] {
+  const field = issueField(issue, root);
+  if (issue.type === 'strict_object' && issue.path?.length) {
+    return [field, 'unknown field (check the spelling against the policy reference)'];
+  }
+  if (issue.type === 'union' && issue.issues?.length) {
+    // The most useful nested issue is the deepest one.
+    const deepest = [...issue.issues].sort(
+      (a, b) => (b.path?.length ?? 0) - (a.path?.length ?? 0),
+    )[0];
+    if (deepest && (deepest.path?.length ?? 0) > (issue.path?.length ?? 0)) {
+      return describeIssue(deepest, root);
+    }
+  }
+  const expected = issue.expected ?? issue.type;
+  return [field, `expected ${expected}${issue.received ? `, received ${issue.received}` : ''}`];
+}
