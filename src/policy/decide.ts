@@ -173,7 +173,10 @@ export class Gatehouse {
         route: route.label,
         principal,
         explain: `Route ${route.label} needs only a valid token.`,
-        cache: { token: tokenHint, maxAgeSeconds: this.secondsLeft(principal.expiresAt) },
+        cache: {
+          token: tokenHint,
+          maxAgeSeconds: secondsLeft(principal.expiresAt, this.now() / 1000),
+        },
       };
     }
     const requirement = route.requirement;
@@ -204,12 +207,9 @@ export class Gatehouse {
   ): Promise<Decision> {
     const { set, permissionsHint } = await this.permissionsFor(principal);
     const now = this.now();
-    const input: ConditionInput = {
-      now,
-      claims: principal.claims,
-      ...(context.ip !== undefined && { ip: context.ip }),
-      ...(context.country !== undefined && { country: context.country }),
-    };
+    const input: Mutable<ConditionInput> = { now, claims: principal.claims };
+    if (context.ip !== undefined) input.ip = context.ip;
+    if (context.country !== undefined) input.country = context.country;
 
     const matched: PermissionMatch[] = [];
     const missing: string[] = [];
@@ -246,9 +246,12 @@ export class Gatehouse {
       const what = mode === 'all' ? missing.join(', ') : `any of ${required.join(', ')}`;
       return deny(403, 'missing_permission', `Missing ${what}.`, { ...base, matched });
     }
+    const nowSeconds = now / 1000;
     const maxAge = Math.min(
-      this.secondsLeft(principal.expiresAt),
-      set.nextExpiry === undefined ? Number.POSITIVE_INFINITY : this.secondsLeft(set.nextExpiry),
+      secondsLeft(principal.expiresAt, nowSeconds),
+      set.nextExpiry === undefined
+        ? Number.POSITIVE_INFINITY
+        : secondsLeft(set.nextExpiry, nowSeconds),
       // A stale record is an emergency answer: nobody should keep it.
       permissionsHint === 'stale'
         ? 0
@@ -256,20 +259,22 @@ export class Gatehouse {
           ? (this.policy.cache.ttlSeconds ?? 30)
           : Number.POSITIVE_INFINITY,
     );
+    const cache: Mutable<NonNullable<Decision['cache']>> = { maxAgeSeconds: maxAge };
+    if (tokenHint) cache.token = tokenHint;
+    if (permissionsHint) cache.permissions = permissionsHint;
     return {
       allow: true,
       status: 200,
       reason: 'allowed',
       ...base,
       matched,
-      explain: matched
-        .map((m) => `${m.required} granted by ${m.grant} (${describeVia(m.via)}).`)
-        .join(' '),
-      cache: {
-        ...(tokenHint && { token: tokenHint }),
-        ...(permissionsHint && { permissions: permissionsHint }),
-        maxAgeSeconds: maxAge,
+      // Built on first read: most allows are never explained, and this is the hot path.
+      get explain() {
+        return matched
+          .map((m) => `${m.required} granted by ${m.grant} (${describeVia(m.via)}).`)
+          .join(' ');
       },
+      cache,
     };
   }
 
@@ -320,10 +325,12 @@ export class Gatehouse {
     }
     return graph;
   }
+}
 
-  private secondsLeft(unixSeconds: number): number {
-    return Math.max(0, Math.floor(unixSeconds - this.now() / 1000));
-  }
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+function secondsLeft(unixSeconds: number, nowSeconds: number): number {
+  return Math.max(0, Math.floor(unixSeconds - nowSeconds));
 }
 
 function describeVia(via: PermissionMatch['via']): string {

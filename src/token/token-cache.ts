@@ -1,7 +1,15 @@
 /**
- * The verified-token cache: a bounded LRU keyed by the exact token string. Not by a short or
- * non-cryptographic hash: two tokens sharing a key would let one stand in for the other. A hit
- * costs a Map lookup and two comparisons, with no parsing and no signature work.
+ * The verified-token cache: a bounded, approximately-LRU map whose identity is the exact token
+ * string. Not a short or non-cryptographic hash: two tokens sharing an identity would let one
+ * stand in for the other. A hit costs one short Map lookup and one string comparison, with no
+ * parsing and no signature work.
+ *
+ * Why not `Map<token, entry>`: hashing a 500–1000 character token string on every request cost
+ * ~0.8 µs in Node 22, more than the rest of a cached decision. The Map is instead indexed by the
+ * last 32 characters of the token (signature bytes, effectively random for tokens an issuer
+ * signed) and a hit is confirmed by comparing the whole token. A bucket collision can only cause a
+ * miss (and a re-verification), never a hit for a different token. Only verified tokens are ever
+ * inserted, so an attacker cannot plant entries by choosing suffixes.
  */
 import type { KeySource } from './keys.ts';
 import type { VerifyResult } from './options.ts';
@@ -16,34 +24,56 @@ export interface CacheEntry {
   readonly version: number;
 }
 
+interface Slot {
+  readonly token: string;
+  readonly entry: CacheEntry;
+  /** Insertion sequence number; the Map's iteration order follows it. */
+  seq: number;
+}
+
+const BUCKET_CHARS = 32;
+
 export class TokenCache {
   readonly #maxEntries: number;
-  // A Map iterates in insertion order; re-inserting on a hit makes the first key the LRU one.
-  readonly #entries = new Map<string, CacheEntry>();
+  // A Map iterates in insertion order, so the first key is the least recently (re)inserted.
+  readonly #slots = new Map<string, Slot>();
+  #seq = 0;
 
   constructor(maxEntries: number) {
     this.#maxEntries = maxEntries;
   }
 
   get size(): number {
-    return this.#entries.size;
+    return this.#slots.size;
   }
 
   get(token: string, now: number): VerifyResult | undefined {
-    const entry = this.#entries.get(token);
-    if (entry === undefined) return undefined;
-    this.#entries.delete(token);
-    if (now >= entry.validUntil || entry.source.version !== entry.version) return undefined;
-    this.#entries.set(token, entry);
+    const bucket = token.slice(-BUCKET_CHARS);
+    const slot = this.#slots.get(bucket);
+    if (slot === undefined || slot.token !== token) return undefined;
+    const entry = slot.entry;
+    if (now >= entry.validUntil || entry.source.version !== entry.version) {
+      this.#slots.delete(bucket);
+      return undefined;
+    }
+    // Approximate LRU: moving every hit to the back costs a delete and an insert per request;
+    // moving only entries that have drifted into the older half keeps hot tokens safe from
+    // eviction at a fraction of the cost.
+    if (this.#seq - slot.seq >= this.#maxEntries >> 1) {
+      this.#slots.delete(bucket);
+      slot.seq = ++this.#seq;
+      this.#slots.set(bucket, slot);
+    }
     return entry.result;
   }
 
   set(token: string, entry: CacheEntry): void {
-    this.#entries.delete(token);
-    this.#entries.set(token, entry);
-    if (this.#entries.size > this.#maxEntries) {
-      const oldest = this.#entries.keys().next();
-      if (!oldest.done) this.#entries.delete(oldest.value);
+    const bucket = token.slice(-BUCKET_CHARS);
+    this.#slots.delete(bucket);
+    this.#slots.set(bucket, { token, entry, seq: ++this.#seq });
+    if (this.#slots.size > this.#maxEntries) {
+      const oldest = this.#slots.keys().next();
+      if (!oldest.done) this.#slots.delete(oldest.value);
     }
   }
 }

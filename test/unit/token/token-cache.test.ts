@@ -89,6 +89,18 @@ describe('verified-token cache', () => {
     expect((await v.verify(b!)).cache).toBe('miss');
   });
 
+  it('never answers a different token from the cache, even one sharing its signature', async () => {
+    const clock = new Clock();
+    const v = verifier(clock);
+    const genuine = await mint(key, { sub: 'alice' });
+    await v.verify(genuine);
+    const [header, , signature] = genuine.split('.');
+    const other = await mint(key, { sub: 'mallory' });
+    const forged = `${header}.${other.split('.')[1]}.${signature}`;
+    await expectCode(v.verify(forged), 'token_invalid_signature');
+    expect((await v.verify(genuine)).principal.subject).toBe('alice');
+  });
+
   it('is off with tokenCache: false', async () => {
     const clock = new Clock();
     const v = verifier(clock, { tokenCache: false });
