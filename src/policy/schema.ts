@@ -70,8 +70,16 @@ const KeysSchema = v.strictObject({
   secretEnv: v.optional(nonEmpty),
   /** Algorithm for `publicKeyPem` / `secretEnv` keys. */
   algorithm: v.optional(v.picklist(ALGORITHMS)),
-  /** Key id to bind to a `publicKeyPem` / `secretEnv` key. */
-  kid: v.optional(nonEmpty),
+  /** Key id to bind to a `publicKeyPem` / `secretEnv` key (the verifier's kid rule). */
+  kid: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(
+        /^[A-Za-z0-9._~+/=-]{1,128}$/,
+        'a kid of 1-128 characters from A-Z a-z 0-9 . _ ~ + / = -',
+      ),
+    ),
+  ),
   /** JWKS cache TTL, seconds (default 600). */
   cacheTtlSeconds: v.optional(seconds(1, 86_400)),
   /** Minimum seconds between refetches caused by an unknown kid (default 30). */
