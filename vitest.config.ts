@@ -1,8 +1,9 @@
 import { cloudflareTest } from '@cloudflare/vitest-plugin';
 import { defineConfig } from 'vitest/config';
 
-// Two suites, one run: the core in Node, and the same core (plus Worker code) inside workerd
-// through the Workers Vitest integration.
+// Every suite in one run: the core in Node, the core and the Worker inside workerd (through
+// the Workers Vitest integration), the AWS edge against a local DynamoDB-compatible server,
+// and end-to-end tests that start real processes on loopback.
 export default defineConfig({
   test: {
     projects: [
@@ -20,6 +21,23 @@ export default defineConfig({
           name: 'workers',
           include: ['test/workers/**/*.test.ts'],
           testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: 'aws',
+          include: ['test/aws/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 30_000,
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
         },
       },
     ],
