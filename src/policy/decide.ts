@@ -9,6 +9,7 @@ import {
   type ConditionInput,
   compilePermissions,
   compileRoles,
+  isValidPermission,
   type PermissionSet,
   type RoleGraph,
 } from '../permissions/index.ts';
@@ -129,6 +130,12 @@ export class Gatehouse {
     mode: 'all' | 'any' = 'all',
   ): Promise<Decision> {
     try {
+      // An empty list would be vacuously "all granted": a caller's filtering bug must not allow.
+      if (permissions.length === 0 || !permissions.every((p) => isValidPermission(p))) {
+        return deny(400, 'malformed_request', 'Expected one or more permissions like read:posts.', {
+          principal,
+        });
+      }
       return await this.authorize(principal, permissions, mode, context, undefined, undefined);
     } catch (error) {
       return failure(error, principal);
@@ -182,6 +189,14 @@ export class Gatehouse {
     const requirement = route.requirement;
     if (requirement.kind === 'public') throw new Error('unreachable: public routes return early');
     const required = requirement.permissions.map((t) => fillTemplate(t, match.params));
+    // A filled value can break the grammar's limits (a 200-character id); such a permission
+    // could match no deny, so the request is refused rather than checked.
+    if (requirement.filled && !required.every((p) => isValidPermission(p))) {
+      return deny(400, 'malformed_request', 'A path parameter is too long for a permission.', {
+        principal,
+        route: route.label,
+      });
+    }
     const mode = requirement.kind === 'all' ? 'all' : 'any';
     return this.authorize(principal, required, mode, request, route.label, tokenHint);
   }
@@ -213,6 +228,8 @@ export class Gatehouse {
 
     const matched: PermissionMatch[] = [];
     const missing: string[] = [];
+    // Every alternative is checked, also in `any` mode: a deny wins over any allow, whatever
+    // the order of the list.
     for (const permission of required) {
       const result: CheckResult = set.check(permission, input);
       if (result.effect === 'deny') {
@@ -230,7 +247,6 @@ export class Gatehouse {
       }
       if (result.effect === 'allow') {
         matched.push({ required: permission, grant: result.grant, via: result.via });
-        if (mode === 'any') break;
       } else {
         missing.push(permission);
       }

@@ -51,6 +51,7 @@ export interface LoadPolicyOptions {
 
 /** Validates and compiles a parsed policy document (JSON or YAML already parsed to a value). */
 export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): CompiledPolicy {
+  rejectReservedKeys(input, 'policy');
   const parsed = v.safeParse(PolicySchema, input, { abortPipeEarly: true });
   if (!parsed.success) {
     const [field, expected] = describeIssue(parsed.issues[0]);
@@ -69,6 +70,8 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
   const roleGraph = compileRoles(roles);
 
   const routes = new RouteTable(doc.routes.map((r, i) => compileRouteDoc(r, i)));
+  const tenantParam = doc.tenancy?.pathParam;
+  if (tenantParam !== undefined) checkTenantParam(tenantParam, routes);
 
   const source = doc.permissions?.source ?? 'store';
   const claims: ClaimsStoreOptions = {
@@ -120,7 +123,7 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
       staleIfErrorSeconds: doc.cache?.staleIfErrorSeconds ?? 0,
     },
     permissions: source === 'claims' ? { source, claims } : { source },
-    tenantParam: doc.tenancy?.pathParam,
+    tenantParam,
   };
 }
 
@@ -146,9 +149,13 @@ function compileRouteDoc(route: RouteDocument, index: number) {
   let requirement: RouteRequirement;
   if (route.public) requirement = { kind: 'public' };
   else if (route.authenticated) requirement = { kind: 'authenticated' };
-  else if (route.require)
-    requirement = { kind: 'all', permissions: templates(route.require, 'require') };
-  else requirement = { kind: 'any', permissions: templates(route.anyOf!, 'anyOf') };
+  else {
+    const kind = route.require ? 'all' : 'any';
+    const permissions = route.require
+      ? templates(route.require, 'require')
+      : templates(route.anyOf!, 'anyOf');
+    requirement = { kind, permissions, filled: permissions.some((t) => t.parts.length > 1) };
+  }
   return compileRoute(
     route.method === undefined
       ? { path: route.path, requirement }
@@ -156,6 +163,40 @@ function compileRouteDoc(route: RouteDocument, index: number) {
     index,
     field,
   );
+}
+
+/**
+ * A misspelt tenant parameter would switch tenant isolation off without a word: it must be a
+ * parameter name that some route declares.
+ */
+function checkTenantParam(name: string, routes: RouteTable): void {
+  const declared = routes.routes.some((route) =>
+    route.segments.some((segment) => 'param' in segment && segment.param === name),
+  );
+  if (!declared) {
+    throw new ConfigError(
+      'policy.tenancy.pathParam',
+      `no route declares :${name}; expected the name of a path parameter such as tenant in /t/:tenant/...`,
+    );
+  }
+}
+
+const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * valibot's record() silently drops these keys, which could remove a role or a claim condition
+ * (and so widen a grant): refuse them anywhere in the document.
+ */
+function rejectReservedKeys(value: unknown, field: string): void {
+  if (Array.isArray(value)) {
+    value.forEach((item, i) => rejectReservedKeys(item, `${field}[${i}]`));
+  } else if (value !== null && typeof value === 'object') {
+    for (const key of Object.keys(value)) {
+      if (RESERVED_KEYS.has(key))
+        throw new ConfigError(`${field}.${key}`, 'reserved name; choose another');
+      rejectReservedKeys((value as Record<string, unknown>)[key], `${field}.${key}`);
+    }
+  }
 }
 
 /** A grant as written in the policy or a seed file: a string, or `{ permission, expires, when }`. */

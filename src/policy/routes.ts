@@ -9,8 +9,12 @@ type Segment = { readonly literal: string } | { readonly param: string };
 export type RouteRequirement =
   | { readonly kind: 'public' }
   | { readonly kind: 'authenticated' }
-  | { readonly kind: 'all'; readonly permissions: readonly PermissionTemplate[] }
-  | { readonly kind: 'any'; readonly permissions: readonly PermissionTemplate[] };
+  | {
+      readonly kind: 'all' | 'any';
+      readonly permissions: readonly PermissionTemplate[];
+      /** Some permission has `{param}` holes, so filled values need checking per request. */
+      readonly filled: boolean;
+    };
 
 /** A permission with `{param}` holes, pre-split so filling it does no parsing per request. */
 export interface PermissionTemplate {
@@ -70,8 +74,13 @@ export function compileRoute(input: RouteInput, index: number, field: string): C
       if (names.has(name)) throw new ConfigError(at, `parameter :${name} appears twice`);
       names.add(name);
       segments.push({ param: name });
-    } else if (part === '' || part === '.' || part === '..' || part.includes('*')) {
-      throw new ConfigError(at, `segment "${part}" is not allowed (empty, dot, or * inside)`);
+    } else if (splitPath(`/${part}`)?.[0] !== part || part.includes('*')) {
+      // A literal must be what a request segment decodes to, or it could never match and a
+      // broader route would quietly take its requests.
+      throw new ConfigError(
+        at,
+        `segment "${part}" can never match a request (empty, dot, *, %, ;, or non-ASCII that normalises)`,
+      );
     } else {
       segments.push({ literal: part });
     }
@@ -113,6 +122,21 @@ export function parseTemplate(text: string, field: string): PermissionTemplate {
   parts.push(text.slice(last));
   if (parts.some((p, i) => i % 2 === 0 && (p.includes('{') || p.includes('}')))) {
     throw new ConfigError(field, `unbalanced braces in ${text}`);
+  }
+  // A hole fills a whole segment: `read:doc-{id}` or `{a}.{b}` would let two different paths
+  // produce the same permission.
+  for (let i = 1; i < parts.length; i += 2) {
+    const before = parts[i - 1]!;
+    const after = parts[i + 1]!;
+    const startsSegment = i === 1 ? before === '' || before.endsWith(':') : before.endsWith(':');
+    const endsSegment =
+      i === parts.length - 2 ? after === '' || after.startsWith(':') : after.startsWith(':');
+    if (!startsSegment || !endsSegment) {
+      throw new ConfigError(
+        field,
+        `{${parts[i]}} in ${text} must be a whole segment, like delete:posts:{id}`,
+      );
+    }
   }
   return { text, parts };
 }
@@ -186,11 +210,24 @@ export class RouteTable {
     const segments = splitPath(rawPath);
     if (segments === null) return 'malformed';
     const head = method === 'HEAD';
-    for (const route of this.routes) {
+    const routes = this.routes;
+    for (let i = 0; i < routes.length; i++) {
+      const route = routes[i]!;
       const methods = route.methods;
-      if (methods && !methods.has(method) && !(head && methods.has('GET'))) continue;
+      const viaGet = head && methods !== null && !methods.has('HEAD') && methods.has('GET');
+      if (methods && !methods.has(method) && !viaGet) continue;
       const params = matchSegments(route, segments);
-      if (params) return { route, params };
+      if (!params) continue;
+      if (viaGet) {
+        // An explicit HEAD route of the same shape beats GET serving HEAD (HEAD requests are
+        // rare enough for a scan of the rest).
+        for (let j = i + 1; j < routes.length; j++) {
+          const other = routes[j]!;
+          if (other.methods?.has('HEAD') && sameShape(other, route))
+            return { route: other, params };
+        }
+      }
+      return { route, params };
     }
     return null;
   }
@@ -212,6 +249,17 @@ export class RouteTable {
       }
     }
   }
+}
+
+/** Same literals, parameters in the same places, same trailing `*` (parameter names aside). */
+function sameShape(a: CompiledRoute, b: CompiledRoute): boolean {
+  if (a.rest !== b.rest || a.segments.length !== b.segments.length) return false;
+  return a.segments.every((segment, i) => {
+    const other = b.segments[i]!;
+    return 'literal' in segment
+      ? 'literal' in other && other.literal === segment.literal
+      : 'param' in other;
+  });
 }
 
 function matchSegments(
@@ -238,15 +286,24 @@ function matchSegments(
 
 const EMPTY: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
+/** A raw request path: printable ASCII only (RFC 3986 request-targets are percent-encoded). */
+const RAW_PATH = /^[\x21-\x7E]*$/;
+/** Characters no decoded segment may hold: separators, and controls some origins truncate at. */
+const UNSAFE_DECODED = /[/\\;\x00-\x1F\x7F]/;
+
 /**
  * Splits and percent-decodes a request path. Returns null for paths that an origin might resolve
- * differently from the guard: bad percent-encoding, empty interior segments (`//`), dot segments
- * (also when encoded, `%2e%2e`), and encoded slashes or backslashes inside a segment.
+ * differently from the guard:
+ * - raw characters outside printable ASCII (a real HTTP request-target has none);
+ * - bad percent-encoding, empty interior segments (`//`), dot segments (also encoded, `%2e%2e`);
+ * - `/` `\` `;` or control characters inside a decoded segment: Tomcat and Spring strip
+ *   `;params` (so `..;` acts as `..` and `/posts/42;x` as `/posts/42`), and some stacks stop at NUL;
+ * - non-ASCII that Unicode NFKC normalisation changes (full-width `．．` becomes `..` on some origins).
  */
 export function splitPath(rawPath: string): string[] | null {
   const q = rawPath.indexOf('?');
   const path = q === -1 ? rawPath : rawPath.slice(0, q);
-  if (!path.startsWith('/')) return null;
+  if (!path.startsWith('/') || !RAW_PATH.test(path)) return null;
   if (path === '/') return [];
   const parts = path.slice(1).split('/');
   if (parts.at(-1) === '') parts.pop();
@@ -258,12 +315,15 @@ export function splitPath(rawPath: string): string[] | null {
       } catch {
         return null;
       }
-      if (part.includes('/') || part.includes('\\')) return null;
+      if (!isAscii(part) && part.normalize('NFKC') !== part) return null;
       parts[i] = part;
-    } else if (part.includes('\\')) {
-      return null;
     }
-    if (part === '' || part === '.' || part === '..') return null;
+    if (part === '' || part === '.' || part === '..' || UNSAFE_DECODED.test(part)) return null;
   }
   return parts;
+}
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7e) return false;
+  return true;
 }

@@ -237,6 +237,60 @@ describe('decide: permissions', () => {
   });
 });
 
+describe('decide: review regressions', () => {
+  it('lets a deny win in anyOf whatever the order of the alternatives', async () => {
+    const policy = compilePolicy(
+      blogPolicy({
+        routes: [
+          { method: 'DELETE', path: '/a/:id', anyOf: ['delete:posts:{id}', 'admin:posts'] },
+          { method: 'DELETE', path: '/b/:id', anyOf: ['admin:posts', 'delete:posts:{id}'] },
+        ],
+        tenancy: undefined,
+      }),
+    );
+    gatehouse = new Gatehouse({ policy, store, now });
+    store.putUser(
+      user('alice', {
+        grants: [{ permission: 'admin:posts' }, { permission: 'delete:posts:*' }],
+        denies: [{ permission: 'delete:posts:42' }],
+      }),
+    );
+    expect((await decide('DELETE', '/a/42')).reason).toBe('explicit_deny');
+    expect((await decide('DELETE', '/b/42')).reason).toBe('explicit_deny');
+    expect((await decide('DELETE', '/b/43')).allow).toBe(true);
+  });
+
+  it('refuses a path parameter too long to form a permission instead of skipping denies', async () => {
+    store.putUser(
+      user('alice', {
+        grants: [{ permission: 'admin:posts' }],
+        denies: [{ permission: 'delete:posts:*' }],
+      }),
+    );
+    const d = await decide('DELETE', `/posts/${'a'.repeat(129)}`);
+    expect(d).toMatchObject({ allow: false, status: 400, reason: 'malformed_request' });
+  });
+
+  it('refuses a check of no permissions at all', async () => {
+    const token = await idp.mint({ tid: 'acme', sub: 'nobody' });
+    const { principal } = await gatehouse.verifier.verify(token);
+    const d = await gatehouse.check(principal, []);
+    expect(d).toMatchObject({ allow: false, status: 400, reason: 'malformed_request' });
+    expect((await gatehouse.check(principal, ['read posts'])).allow).toBe(false);
+  });
+
+  it('refuses a matrix parameter that an origin would strip', async () => {
+    store.putUser(
+      user('alice', {
+        grants: [{ permission: 'write:posts:*' }],
+        denies: [{ permission: 'write:posts:42' }],
+      }),
+    );
+    expect((await decide('PUT', '/posts/42')).reason).toBe('explicit_deny');
+    expect((await decide('PUT', '/posts/42;jsessionid=x')).status).toBe(400);
+  });
+});
+
 describe('decide: store failures and caching', () => {
   it('answers 503 store_unavailable when the store fails, never an allow', async () => {
     store.failWith(new StoreError('store_unavailable', 'down'));

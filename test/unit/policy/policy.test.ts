@@ -137,6 +137,31 @@ describe('policy validation names the field', () => {
       (d) => (d.permissions = { scopeClaim: 'scp' }),
       'policy.permissions.scopeClaim',
     ],
+    [
+      'a tenant parameter no route declares',
+      (d) => (d.tenancy = { pathParam: 'tenantId' }),
+      'policy.tenancy.pathParam',
+    ],
+    [
+      'a role named __proto__',
+      (d) => (d.roles = JSON.parse('{"__proto__": {"grants": ["a:b"]}}')),
+      'policy.roles.__proto__',
+    ],
+    [
+      'a claim condition named constructor',
+      (d) =>
+        (d.roles = {
+          r: {
+            grants: [
+              {
+                permission: 'a:b',
+                when: JSON.parse('{"claims": {"constructor": "x", "mfa": true}}'),
+              },
+            ],
+          },
+        }),
+      'policy.roles.r.grants[0].when.claims.constructor',
+    ],
   ])('rejects %s', (_name, change, field) => {
     expect(fieldOf(mutate(change))).toBe(field);
   });

@@ -52,6 +52,21 @@ describe('route matching', () => {
     expect(matched(routes, 'GET', '/users')).toBeNull();
   });
 
+  it('accepts non-ASCII that is already in normal form', () => {
+    const m = routes.match('GET', '/posts/caf%C3%A9');
+    expect(m !== null && m !== 'malformed' && m.params).toEqual({ id: 'café' });
+  });
+
+  it('prefers an explicit HEAD route over GET serving HEAD', () => {
+    const t = table(
+      { method: 'GET', path: '/x' },
+      { method: 'GET', path: '/y' },
+      { method: 'HEAD', path: '/x' },
+    );
+    expect(matched(t, 'HEAD', '/x')).toBe('HEAD /x');
+    expect(matched(t, 'HEAD', '/y')).toBe('GET /y');
+  });
+
   it('passes decoded path parameters', () => {
     const m = routes.match('GET', '/posts/a%20b');
     expect(m !== null && m !== 'malformed' && m.params).toEqual({ id: 'a b' });
@@ -66,6 +81,17 @@ describe('route matching', () => {
     '/posts/a\\b',
     '/posts/%zz',
     'posts',
+    '/posts/42;jsessionid=x',
+    '/posts/42%3Bx',
+    '/static/..;/admin',
+    '/static/%2e%2e;/admin',
+    '/posts/42%00',
+    '/posts/a%0Ab',
+    '/posts/%7F',
+    '/static/%EF%BC%8E%EF%BC%8E/admin',
+    '/posts/\uD800',
+    '/posts/caf\u00e9',
+    '/posts/a b',
   ])('treats %s as malformed', (path) => {
     expect(matched(routes, 'GET', path)).toBe('malformed');
   });
@@ -78,6 +104,9 @@ describe('route compilation', () => {
     [{ path: '/a/:x/:x' }, 'r.path'],
     [{ path: '/a/:1x' }, 'r.path'],
     [{ path: '/a/../b' }, 'r.path'],
+    [{ path: '/files/top%20secret' }, 'r.path'],
+    [{ path: '/a;b' }, 'r.path'],
+    [{ path: '/caf\u00e9' }, 'r.path'],
     [{ path: '/a', method: ['GET', '*'] }, 'r.method'],
   ])('rejects %j naming %s', (route, field) => {
     const run = () => compileRoute({ ...route, requirement: pub } as RouteInput, 0, 'r');
@@ -92,7 +121,11 @@ describe('route compilation', () => {
   it('rejects a template parameter the path does not have', () => {
     const permissions = [parseTemplate('delete:posts:{slug}', 'f')];
     expect(() =>
-      compileRoute({ path: '/posts/:id', requirement: { kind: 'all', permissions } }, 0, 'r'),
+      compileRoute(
+        { path: '/posts/:id', requirement: { kind: 'all', permissions, filled: true } },
+        0,
+        'r',
+      ),
     ).toThrow(ConfigError);
   });
 
@@ -115,6 +148,13 @@ describe('permission templates', () => {
     expect(fillTemplate(t, { id: '*' })).toBe('delete:posts:%2A');
     expect(fillTemplate(t, { id: '100%' })).toBe('delete:posts:100%25');
   });
+
+  it.each(['read:doc-{id}', 'read:{a}{b}', 'read:{a}.{b}'])(
+    'rejects %s: a hole must fill a whole segment',
+    (text) => {
+      expect(() => parseTemplate(text, 'f')).toThrow(ConfigError);
+    },
+  );
 
   it('rejects unbalanced braces', () => {
     expect(() => parseTemplate('read:{id', 'f')).toThrow(ConfigError);
