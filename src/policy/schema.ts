@@ -83,7 +83,7 @@ const KeysSchema = v.strictObject({
   /** JWKS cache TTL, seconds (default 600). */
   cacheTtlSeconds: v.optional(seconds(1, 86_400)),
   /** Minimum seconds between refetches caused by an unknown kid (default 30). */
-  cooldownSeconds: v.optional(seconds(0, 3_600)),
+  cooldownSeconds: v.optional(seconds(1, 3_600)),
   /** JWKS fetch timeout, milliseconds (default 3000). */
   timeoutMs: v.optional(seconds(100, 30_000)),
   /** How long the last good key set is served while the endpoint fails, seconds (default 86400). */
