@@ -1,6 +1,11 @@
 /**
  * Conditions on grants and denies, compiled once into a predicate so a check does no parsing:
  * CIDR ranges are parsed to numbers, claim values to sets, time zones to cached formatters.
+ *
+ * A compiled condition answers in three values: `true` (holds), `false` (fails) and `undefined`
+ * (unknown: the input it needs is missing or unreadable). A grant applies only on `true`; a deny
+ * applies on `true` or `undefined`, so a request the guard cannot judge is never let through by
+ * the absence of the fact a deny looks at (fail closed).
  */
 
 import { ConfigError } from '../errors.ts';
@@ -9,18 +14,28 @@ import { type CidrRange, cidrContains, type IpAddress, parseCidr, parseIp } from
 
 /** What a condition may look at when a permission is checked. */
 export interface ConditionInput {
-  /** Client IP (v4 or v6) as the platform reports it; absent makes an `ip` condition fail. */
+  /**
+   * Client IP (v4 or v6) as the platform reports it: one address, no list, port or zone id.
+   * Absent or unreadable makes an `ip` condition unknown (a grant does not apply, a deny does).
+   */
   ip?: string;
-  /** ISO 3166-1 alpha-2 country; absent makes a `country` condition fail (fail closed). */
+  /**
+   * ISO 3166-1 alpha-2 country (`DE`; lower case is accepted). Absent, or not a country (`XX`,
+   * Cloudflare's "unknown", or `T1`, Tor), makes a `country` condition unknown.
+   */
   country?: string;
   /** Check time, milliseconds since the epoch; injected so tests fake the clock. */
   now: number;
-  /** The principal's claims that rules need; compared with `===`. */
+  /** The principal's claims that rules need; compared with `===`. An absent claim is unknown. */
   claims: Readonly<Record<string, unknown>>;
 }
 
-/** A compiled condition: true when every present key of the {@link Conditions} holds. */
-export type CompiledCondition = (input: ConditionInput) => boolean;
+/**
+ * A compiled condition: `true` when every present key of the {@link Conditions} holds, `false`
+ * when one fails, otherwise `undefined` (unknown: an input it needs is missing or unreadable).
+ * A grant applies only on `true`; a deny applies unless the answer is `false`.
+ */
+export type CompiledCondition = (input: ConditionInput) => boolean | undefined;
 
 const CONDITION_KEYS = new Set(['ip', 'time', 'claims', 'country']);
 const TIME_KEYS = new Set(['days', 'hours', 'timezone']);
@@ -71,10 +86,14 @@ function compileIp(value: unknown, field: string): CompiledCondition {
     }
     ranges.push(range);
   });
+  // IPv6 ranges never match IPv4 clients, including those a dual-stack listener reports in
+  // mapped form (`::ffff:1.2.3.4`): parseIp folds a mapped address to v4 and families never
+  // cross, so `::/0` covers IPv6 clients only. Write `0.0.0.0/0` as well to cover both.
   return (input) => {
-    if (input.ip === undefined) return false;
+    if (typeof input.ip !== 'string') return undefined;
+    // Not one address (a forwarded list, a port, a zone id): unknown, never "elsewhere".
     const address = clientAddress(input.ip);
-    if (address === undefined) return false;
+    if (address === undefined) return undefined;
     for (const range of ranges) if (cidrContains(range, address)) return true;
     return false;
   };
@@ -195,16 +214,20 @@ function compileTime(value: unknown, field: string): CompiledCondition {
     if (from === to) throw new ConfigError(`${field}.hours`, 'expected from and to to differ');
   }
 
+  const dayListed = (local: number, daysBack: number): boolean =>
+    days === undefined ||
+    days[mod(Math.floor(local / DAY_MINUTES) - daysBack + EPOCH_WEEKDAY, 7)] === true;
+
   return (input) => {
     const local = localMinutes(clock, input.now);
-    if (days !== undefined) {
-      const weekday = mod(Math.floor(local / DAY_MINUTES) + EPOCH_WEEKDAY, 7);
-      if (days[weekday] !== true) return false;
-    }
-    if (!hasHours) return true;
+    if (!hasHours) return dayListed(local, 0);
     const m = mod(local, DAY_MINUTES);
-    // [from, to); when to < from the window wraps past midnight.
-    return from < to ? m >= from && m < to : m >= from || m < to;
+    // [from, to) on the listed days.
+    if (from < to) return m >= from && m < to && dayListed(local, 0);
+    // When to < from the window wraps past midnight, and the part after midnight belongs to the
+    // day the window started: `days: [fri]`, 22:00 to 02:00 is Friday 22:00 to Saturday 02:00.
+    if (m >= from) return dayListed(local, 0);
+    return m < to && dayListed(local, 1);
   };
 }
 
@@ -240,15 +263,21 @@ function compileClaims(value: unknown, field: string): CompiledCondition {
     rules.push({ name, one: undefined, any: new Set(list as ClaimValue[]) });
   }
   return (input) => {
+    let unknown = false;
     for (const rule of rules) {
       // Own properties only: a claim named `constructor` must not find Object.prototype's.
-      if (!Object.hasOwn(input.claims, rule.name)) return false;
-      const actual = input.claims[rule.name];
+      // An absent claim is unknown (the token may not carry it, or keepClaims may have dropped
+      // it), so a deny on it still applies; a present claim with another value is false.
+      const actual = Object.hasOwn(input.claims, rule.name) ? input.claims[rule.name] : undefined;
+      if (actual === undefined) {
+        unknown = true;
+        continue;
+      }
       if (rule.any === undefined ? actual !== rule.one : !rule.any.has(actual as ClaimValue)) {
         return false;
       }
     }
-    return true;
+    return unknown ? undefined : true;
   };
 }
 
@@ -256,12 +285,23 @@ function compileCountry(value: unknown, field: string): CompiledCondition {
   const list = nonEmptyArray(value, field, 'expected a non-empty list of ISO alpha-2 codes');
   const codes = new Set<string>();
   list.forEach((item, i) => {
-    if (typeof item !== 'string' || !/^[A-Za-z]{2}$/.test(item)) {
-      throw new ConfigError(`${field}[${i}]`, 'expected an ISO 3166-1 alpha-2 code like DE');
+    // Upper case only, as the permission file requires: one spelling per code.
+    if (typeof item !== 'string' || !/^[A-Z]{2}$/.test(item)) {
+      throw new ConfigError(
+        `${field}[${i}]`,
+        'expected an upper-case ISO 3166-1 alpha-2 code like DE',
+      );
     }
-    codes.add(item.toUpperCase());
+    codes.add(item);
   });
-  return (input) => input.country !== undefined && codes.has(input.country.toUpperCase());
+  return (input) => {
+    const country = input.country;
+    // Platforms report codes that name no country: XX (unknown) and T1 (Tor) on Cloudflare.
+    if (typeof country !== 'string' || !/^[A-Za-z]{2}$/.test(country)) return undefined;
+    const code = country.toUpperCase();
+    if (code === 'XX') return undefined;
+    return codes.has(code);
+  };
 }
 
 /**
@@ -277,13 +317,20 @@ export function compileConditions(conditions: Conditions, field: string): Compil
   if (raw.country !== undefined) parts.push(compileCountry(raw.country, `${field}.country`));
   if (raw.claims !== undefined) parts.push(compileClaims(raw.claims, `${field}.claims`));
   // Time last: it is the costliest to evaluate, and the loop below stops at the first failure.
+  // Time is never unknown: the check time is always given.
   if (raw.time !== undefined) parts.push(compileTime(raw.time, `${field}.time`));
   if (parts.length === 0)
     throw new ConfigError(field, 'expected at least one of ip, time, claims, country');
   if (parts.length === 1) return parts[0] as CompiledCondition;
+  // All keys must hold: any false is false; otherwise any unknown is unknown; otherwise true.
   return (input) => {
-    for (const part of parts) if (!part(input)) return false;
-    return true;
+    let unknown = false;
+    for (const part of parts) {
+      const holds = part(input);
+      if (holds === false) return false;
+      if (holds === undefined) unknown = true;
+    }
+    return unknown ? undefined : true;
   };
 }
 

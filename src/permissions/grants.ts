@@ -3,6 +3,8 @@
  * perfect (ConfigError at start-up). Store grants fail closed without taking the tenant down:
  * a broken allow is skipped, a deny with a broken condition or expiry applies unconditionally,
  * and a deny whose permission is unreadable fails the whole load (we cannot know what it denied).
+ * A store grant with a key other than permission, expiresAt and when (a misspelt `expires` would
+ * otherwise mean "never expires") is broken: an allow is skipped, a deny fails the load.
  */
 
 import { ConfigError, StoreError } from '../errors.ts';
@@ -22,6 +24,15 @@ export interface ValidGrant {
 
 /** `config` throws ConfigError; `store` applies the fail-closed rules above, noting warnings. */
 export type GrantSource = 'config' | 'store';
+
+/** The keys a grant may have; anything else in a store grant makes it unusable. */
+export const GRANT_KEYS: ReadonlySet<string> = new Set(['permission', 'expiresAt', 'when']);
+
+/** The first key of `value` outside `known`, or undefined. */
+export function unknownKey(value: object, known: ReadonlySet<string>): string | undefined {
+  for (const key of Object.keys(value)) if (!known.has(key)) return key;
+  return undefined;
+}
 
 // Role grants are read once by the role graph and again for every user that holds the role.
 const validated = new WeakMap<Grant, ValidGrant>();
@@ -58,6 +69,17 @@ export function readGrant(
   };
 
   if (!isObject(raw)) return unusable(new ConfigError(field, 'expected { permission, ... }'));
+  if (store) {
+    const extra = unknownKey(raw, GRANT_KEYS);
+    if (extra !== undefined) {
+      return unusable(
+        new ConfigError(
+          `${field}.${extra}`,
+          'unknown key; expected one of permission, expiresAt, when',
+        ),
+      );
+    }
+  }
   let segments: readonly string[];
   try {
     segments = assertPermission(raw.permission as string, `${field}.permission`, {

@@ -7,7 +7,7 @@ import { StoreError } from '../errors.ts';
 import type { Conditions, Grant, PermissionMatch, UserRecord } from '../types.ts';
 import type { CompiledCondition, ConditionInput } from './conditions.ts';
 import { isValidPermission } from './grammar.ts';
-import { readGrant } from './grants.ts';
+import { readGrant, unknownKey } from './grants.ts';
 import type { RoleGraph } from './roles.ts';
 
 /** The outcome of checking one required permission. `none` means nothing granted it. */
@@ -28,7 +28,10 @@ export interface PermissionEntry {
 
 /** A principal's compiled permissions. */
 export interface PermissionSet {
-  /** Decides one required permission: a live deny whose condition holds beats every allow. */
+  /**
+   * Decides one required permission: a live deny whose condition holds, or cannot be evaluated
+   * (input missing or unreadable), beats every allow; an allow applies only when its holds.
+   */
   check(required: string, input: ConditionInput): CheckResult;
   /** Every allow/deny with its origin, expiry and condition text, for `show` and explain output. */
   entries(): readonly PermissionEntry[];
@@ -107,7 +110,8 @@ function firstAllow(
   if (entries === undefined) return undefined;
   for (const entry of entries) {
     if (!(input.now < entry.expiresAtMs)) continue;
-    if (entry.condition !== undefined && !entry.condition(input)) continue;
+    // A grant applies only when its condition holds: unknown counts as not holding.
+    if (entry.condition !== undefined && entry.condition(input) !== true) continue;
     return entry;
   }
   return undefined;
@@ -117,7 +121,8 @@ function firstDeny(entries: TrieEntry[] | undefined, input: ConditionInput): Tri
   if (entries === undefined) return undefined;
   for (const entry of entries) {
     if (input.now >= entry.expiresAtMs) continue;
-    if (entry.condition !== undefined && !entry.condition(input)) continue;
+    // A deny applies unless its condition is known to fail: unknown input fails closed.
+    if (entry.condition !== undefined && entry.condition(input) === false) continue;
     return entry;
   }
   return undefined;
@@ -286,6 +291,12 @@ export function compilePermissions(input: CompilePermissionsInput): PermissionSe
     if (typeof raw !== 'object' || raw === null || typeof assignment.role !== 'string') {
       invalid(`${field}.role`, 'expected a role name');
     }
+    const extra = unknownKey(assignment, ASSIGNMENT_KEYS);
+    if (extra !== undefined) {
+      // A misspelt `expires` would make the assignment permanent; skipping it would drop its
+      // denies. Either widens access, so the record is refused.
+      invalid(`${field}.${extra}`, 'unknown key; expected one of role, expiresAt');
+    }
     const expiry: unknown = assignment.expiresAt;
     if (expiry !== undefined && (typeof expiry !== 'number' || !Number.isFinite(expiry))) {
       // Skipping the assignment would also drop its denies; refuse the record instead.
@@ -309,6 +320,8 @@ export function compilePermissions(input: CompilePermissionsInput): PermissionSe
     Object.freeze(warnings),
   );
 }
+
+const ASSIGNMENT_KEYS: ReadonlySet<string> = new Set(['role', 'expiresAt']);
 
 function invalid(field: string, expected: string): never {
   throw new StoreError('store_invalid_record', `${field}: ${expected}`);

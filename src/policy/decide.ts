@@ -27,7 +27,7 @@ import type {
   Principal,
   ReasonCode,
   RoleRecord,
-  UserRecord,
+  SubjectKey,
 } from '../types.ts';
 import type { CompiledPolicy } from './policy.ts';
 import { fillTemplate, type RouteMatch } from './routes.ts';
@@ -66,8 +66,8 @@ const STATUS_FOR_TOKEN: Partial<Record<TokenErrorCode, 503>> = { keys_unavailabl
 export class Gatehouse {
   readonly policy: CompiledPolicy;
   readonly verifier: TokenVerifier;
-  /** The permission store behind its cache (absent when permissions come from claims). */
-  readonly store: PermissionStore;
+  /** The permission store behind its cache, or the claims store when permissions come from tokens. */
+  readonly store: CachedStore | ClaimsStore;
   private readonly now: () => number;
   /** Compiled permission sets, keyed by the cached record (or principal, for claims) they came from. */
   private readonly compiled = new WeakMap<object, { graph: RoleGraph; set: PermissionSet }>();
@@ -220,7 +220,7 @@ export class Gatehouse {
     routeLabel: string | undefined,
     tokenHint: 'hit' | 'miss' | undefined,
   ): Promise<Decision> {
-    const { set, permissionsHint } = await this.permissionsFor(principal);
+    const { set, permissionsHint, freshUntil } = await this.permissionsFor(principal);
     const now = this.now();
     const input: Mutable<ConditionInput> = { now, claims: principal.claims };
     if (context.ip !== undefined) input.ip = context.ip;
@@ -268,12 +268,9 @@ export class Gatehouse {
       set.nextExpiry === undefined
         ? Number.POSITIVE_INFINITY
         : secondsLeft(set.nextExpiry, nowSeconds),
-      // A stale record is an emergency answer: nobody should keep it.
-      permissionsHint === 'stale'
-        ? 0
-        : this.policy.permissions.source === 'store'
-          ? (this.policy.cache.ttlSeconds ?? 30)
-          : Number.POSITIVE_INFINITY,
+      // Never outlast the records the answer came from (so caching a decision for maxAge keeps
+      // the revocation bound); a stale record is an emergency answer nobody should keep.
+      permissionsHint === 'stale' ? 0 : secondsLeft(freshUntil / 1000, nowSeconds),
     );
     const cache: Mutable<NonNullable<Decision['cache']>> = { maxAgeSeconds: maxAge };
     if (tokenHint) cache.token = tokenHint;
@@ -294,45 +291,54 @@ export class Gatehouse {
     };
   }
 
-  /** Loads (through the cache) and compiles the principal's permissions; compiled once per record. */
-  private async permissionsFor(
-    principal: Principal,
-  ): Promise<{ set: PermissionSet; permissionsHint: PermissionsHint }> {
-    const key = {
-      subject: principal.subject,
-      ...(principal.tenant !== undefined && { tenant: principal.tenant }),
-    };
-    let record: UserRecord | null;
-    let permissionsHint: PermissionsHint;
-    if (this.store instanceof CachedStore) {
-      const lookup = await this.store.lookupUser(key, principal);
-      record = lookup.record;
-      permissionsHint = lookup.cache;
-    } else {
-      record = await this.store.getUser(key, principal);
+  /**
+   * Loads (through the cache) and compiles the principal's permissions; compiled once per record.
+   * `freshUntil` (ms) is when the older of the user and role records it came from goes stale.
+   */
+  private async permissionsFor(principal: Principal): Promise<{
+    set: PermissionSet;
+    permissionsHint: PermissionsHint;
+    freshUntil: number;
+  }> {
+    const store = this.store;
+    if (store instanceof ClaimsStore) {
+      // Claims records are rebuilt per request; the principal is what the token cache keeps stable.
+      const record = await store.getUser(principalKey(principal), principal);
+      const graph = this.policy.roleGraph;
+      const memo = this.compiled.get(principal);
+      if (memo && memo.graph === graph) {
+        return { set: memo.set, permissionsHint: undefined, freshUntil: Number.POSITIVE_INFINITY };
+      }
+      // Grants read from the token are labelled `claims` in explain output, not `direct`.
+      const set = compilePermissions({
+        user: record && { ...record, grants: [] },
+        roles: graph,
+        now: this.now(),
+        extraGrants: record?.grants ?? [],
+        extraVia: 'claims',
+      });
+      this.compiled.set(principal, { graph, set });
+      return { set, permissionsHint: undefined, freshUntil: Number.POSITIVE_INFINITY };
     }
-    const graph = await this.roleGraph(principal.tenant);
-    // Claims records are rebuilt per request; the principal is what the token cache keeps stable.
-    const memoKey: object = this.store instanceof ClaimsStore ? principal : (record ?? principal);
+
+    const [user, roles] = await Promise.all([
+      store.lookupUser(principalKey(principal), principal),
+      store.lookupRoles(principal.tenant),
+    ]);
+    const graph = this.roleGraph(roles.roles);
+    const permissionsHint: PermissionsHint =
+      user.cache === 'stale' || roles.cache === 'stale' ? 'stale' : user.cache;
+    const freshUntil = Math.min(user.freshUntil, roles.freshUntil);
+    const memoKey: object = user.record ?? principal;
     const memo = this.compiled.get(memoKey);
-    if (memo && memo.graph === graph) return { set: memo.set, permissionsHint };
-    // Grants read from the token are labelled `claims` in explain output, not `direct`.
-    const set =
-      this.store instanceof ClaimsStore && record !== null
-        ? compilePermissions({
-            user: { ...record, grants: [] },
-            roles: graph,
-            now: this.now(),
-            extraGrants: record.grants,
-            extraVia: 'claims',
-          })
-        : compilePermissions({ user: record, roles: graph, now: this.now() });
+    if (memo && memo.graph === graph) return { set: memo.set, permissionsHint, freshUntil };
+    const set = compilePermissions({ user: user.record, roles: graph, now: this.now() });
     this.compiled.set(memoKey, { graph, set });
-    return { set, permissionsHint };
+    return { set, permissionsHint, freshUntil };
   }
 
-  private async roleGraph(tenant: string | undefined): Promise<RoleGraph> {
-    const storeRoles = await this.store.getRoles(tenant);
+  /** The policy's roles merged with the store's, compiled once per store role list. */
+  private roleGraph(storeRoles: readonly RoleRecord[]): RoleGraph {
     if (storeRoles.length === 0) return this.policy.roleGraph;
     let graph = this.graphs.get(storeRoles);
     if (!graph) {
@@ -344,6 +350,12 @@ export class Gatehouse {
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+function principalKey(principal: Principal): SubjectKey {
+  return principal.tenant === undefined
+    ? { subject: principal.subject }
+    : { subject: principal.subject, tenant: principal.tenant };
+}
 
 function secondsLeft(unixSeconds: number, nowSeconds: number): number {
   return Math.max(0, Math.floor(unixSeconds - nowSeconds));

@@ -4,7 +4,6 @@ export {
   compilePolicy,
   type LoadPolicyOptions,
   toGrant,
-  toUnixSeconds,
 } from './policy.ts';
 export { fillTemplate, RouteTable, splitPath } from './routes.ts';
 export { type PolicyDocument, PolicySchema } from './schema.ts';

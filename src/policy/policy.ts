@@ -11,7 +11,11 @@ import {
   compileRoles,
   type RoleGraph,
 } from '../permissions/index.ts';
-import type { CacheOptions, ClaimsStoreOptions } from '../stores/index.ts';
+import {
+  type CacheOptions,
+  type ClaimsStoreOptions,
+  expiryToUnixSeconds,
+} from '../stores/index.ts';
 import type { IssuerOptions, KeySourceOptions, VerifierOptions } from '../token/index.ts';
 import type { Conditions, Grant, RoleRecord } from '../types.ts';
 import { compileRoute, parseTemplate, type RouteRequirement, RouteTable } from './routes.ts';
@@ -210,26 +214,12 @@ export function toGrant(input: GrantDocument, field: string): Grant {
     permission: input.permission,
   };
   if (input.expires !== undefined)
-    grant.expiresAt = toUnixSeconds(input.expires, `${field}.expires`);
+    grant.expiresAt = expiryToUnixSeconds(input.expires, `${field}.expires`);
   if (input.when !== undefined) {
     compileConditions(input.when as Conditions, `${field}.when`); // validates; compiled again per set
     grant.when = input.when as Conditions;
   }
   return grant;
-}
-
-/** ISO 8601 with an explicit zone, or Unix seconds. */
-export function toUnixSeconds(value: string | number, field: string): number {
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value) || value < 0) throw new ConfigError(field, 'expected Unix seconds');
-    return Math.floor(value);
-  }
-  const withZone = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
-  const ms = withZone.test(value) ? Date.parse(value) : Number.NaN;
-  if (Number.isNaN(ms)) {
-    throw new ConfigError(field, 'expected an ISO 8601 time with zone, like 2026-12-31T00:00:00Z');
-  }
-  return Math.floor(ms / 1000);
 }
 
 function conditionClaimNames(roles: readonly RoleRecord[]): string[] {

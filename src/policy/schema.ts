@@ -46,7 +46,9 @@ const ConditionsSchema = v.strictObject({
     }),
   ),
   claims: v.optional(v.record(nonEmpty, v.union([scalar, v.array(scalar)]))),
-  country: v.optional(v.array(v.pipe(v.string(), v.regex(/^[A-Za-z]{2}$/, 'two-letter code')))),
+  country: v.optional(
+    v.array(v.pipe(v.string(), v.regex(/^[A-Z]{2}$/, 'an upper-case ISO 3166-1 alpha-2 code'))),
+  ),
 });
 
 const GrantSchema = v.union([

@@ -9,6 +9,9 @@
  * Single-flight shares one pending load among concurrent callers. A CachedStore kept per Worker
  * isolate therefore lets one request await a load started by another (jose avoids exactly that
  * for JWKS fetches, issues 355 and 509); the Worker wiring decides whether that is acceptable.
+ * A load that has not settled within `loadTimeoutMs` (a promise whose request was cancelled may
+ * never settle) fails every caller that joined it with `store_unavailable` and frees the slot;
+ * its late result, if any, is discarded.
  */
 
 import { ConfigError, StoreError } from '../errors.ts';
@@ -20,10 +23,15 @@ export interface CacheOptions {
   readonly ttlSeconds?: number;
   /** Seconds a "no such user" answer stays fresh; default 5, 0 to 3600. */
   readonly negativeTtlSeconds?: number;
-  /** Entries per cache (users, role lists) before LRU eviction; default 10000, 1 to 1000000. */
+  /** Entries per cache (users, role lists) before LRU eviction; default 10000, 1 to 10000000. */
   readonly maxEntries?: number;
   /** Seconds past expiry an entry serves while the store fails; default 0 (off), 0 to 86400. */
   readonly staleIfErrorSeconds?: number;
+  /**
+   * Milliseconds a store load may take before every caller waiting on it gets `store_unavailable`;
+   * default 5000, 100 to 60000. Measured with real timers, not the `now` clock.
+   */
+  readonly loadTimeoutMs?: number;
   /** Clock in milliseconds since the epoch; default `Date.now`. Injected so tests fake time. */
   readonly now?: () => number;
 }
@@ -50,11 +58,19 @@ export type CacheOutcome = 'hit' | 'miss' | 'stale';
 export interface UserLookup {
   readonly record: UserRecord | null;
   readonly cache: CacheOutcome;
+  /**
+   * Milliseconds since the epoch (the cache's clock) until which this answer is fresh: when the
+   * entry served expires. A `stale` answer is fresh until now (already past it); a record the
+   * cache never holds (a claims store, which depends on the token) is `Infinity`.
+   */
+  readonly freshUntil: number;
 }
 
 export interface RolesLookup {
   readonly roles: readonly RoleRecord[];
   readonly cache: CacheOutcome;
+  /** As {@link UserLookup.freshUntil}. */
+  readonly freshUntil: number;
 }
 
 /** A cached value and the time (ms) after which it is no longer fresh. */
@@ -114,7 +130,7 @@ class LruMap<T> {
 
 function checkNumber(
   options: CacheOptions,
-  key: 'ttlSeconds' | 'negativeTtlSeconds' | 'maxEntries' | 'staleIfErrorSeconds',
+  key: 'ttlSeconds' | 'negativeTtlSeconds' | 'maxEntries' | 'staleIfErrorSeconds' | 'loadTimeoutMs',
   fallback: number,
   min: number,
   max: number,
@@ -143,6 +159,12 @@ function toStoreError(error: unknown, kind: string): StoreError {
   });
 }
 
+/** A loaded value and when (ms) the entry holding it stops being fresh. */
+interface Loaded<T> {
+  readonly value: T;
+  readonly expiresAt: number;
+}
+
 /** Stores whose user records depend on the token (ClaimsStore) say `cacheable: false`. */
 type MaybeCacheable = PermissionStore & { readonly cacheable?: boolean };
 
@@ -153,11 +175,12 @@ export class CachedStore implements PermissionStore {
   readonly #ttlMs: number;
   readonly #negativeTtlMs: number;
   readonly #staleMs: number;
+  readonly #loadTimeoutMs: number;
   readonly #now: () => number;
   readonly #users: LruMap<UserRecord | null>;
   readonly #roles: LruMap<readonly RoleRecord[]>;
-  readonly #userLoads = new Map<string, Promise<UserRecord | null>>();
-  readonly #roleLoads = new Map<string, Promise<readonly RoleRecord[]>>();
+  readonly #userLoads = new Map<string, Promise<Loaded<UserRecord | null>>>();
+  readonly #roleLoads = new Map<string, Promise<Loaded<readonly RoleRecord[]>>>();
   #hits = 0;
   #misses = 0;
   #loads = 0;
@@ -172,8 +195,11 @@ export class CachedStore implements PermissionStore {
     this.#bypassUsers = (inner as MaybeCacheable).cacheable === false;
     this.#ttlMs = checkNumber(options, 'ttlSeconds', 30, 0, 3600, false) * 1000;
     this.#negativeTtlMs = checkNumber(options, 'negativeTtlSeconds', 5, 0, 3600, false) * 1000;
-    const maxEntries = checkNumber(options, 'maxEntries', 10_000, 1, 1_000_000, true);
+    // The policy schema allows up to 10 million; the maps grow on demand, so the bound costs
+    // nothing until it is used.
+    const maxEntries = checkNumber(options, 'maxEntries', 10_000, 1, 10_000_000, true);
     this.#staleMs = checkNumber(options, 'staleIfErrorSeconds', 0, 0, 86_400, false) * 1000;
+    this.#loadTimeoutMs = checkNumber(options, 'loadTimeoutMs', 5000, 100, 60_000, false);
     if (options.now !== undefined && typeof options.now !== 'function') {
       throw new ConfigError(
         'cache.now',
@@ -213,24 +239,28 @@ export class CachedStore implements PermissionStore {
       // The record comes from the token, so caching it by subject would serve one token's
       // permissions for another token of the same subject.
       this.#misses++;
-      return { record: await this.#bypass(key, principal), cache: 'miss' };
+      const record = await this.#bypass(key, principal);
+      return { record, cache: 'miss', freshUntil: Number.POSITIVE_INFINITY };
     }
     const cacheKey = subjectStorageKey(key);
-    const { value, cache } = await this.#lookup(this.#users, this.#userLoads, cacheKey, () =>
-      this.#inner.getUser(key, principal),
+    const { value, cache, freshUntil } = await this.#lookup(
+      this.#users,
+      this.#userLoads,
+      cacheKey,
+      () => this.#inner.getUser(key, principal),
     );
-    return { record: value, cache };
+    return { record: value, cache, freshUntil };
   }
 
   /** The tenant's store roles and which path answered. Rejects only with {@link StoreError}. */
   async lookupRoles(tenant: string | undefined): Promise<RolesLookup> {
-    const { value, cache } = await this.#lookup(
+    const { value, cache, freshUntil } = await this.#lookup(
       this.#roles,
       this.#roleLoads,
       tenantStorageKey(tenant),
       () => this.#inner.getRoles(tenant),
     );
-    return { roles: value, cache };
+    return { roles: value, cache, freshUntil };
   }
 
   /** Drops the cached record of one subject, or of every subject. Roles are kept. */
@@ -272,60 +302,92 @@ export class CachedStore implements PermissionStore {
 
   async #lookup<T>(
     entries: LruMap<T>,
-    loads: Map<string, Promise<T>>,
+    loads: Map<string, Promise<Loaded<T>>>,
     key: string,
     load: () => Promise<T>,
-  ): Promise<{ value: T; cache: CacheOutcome }> {
+  ): Promise<{ value: T; cache: CacheOutcome; freshUntil: number }> {
     const cached = entries.peek(key);
     if (cached !== undefined && !cached.isExpired(this.#now())) {
       this.#hits++;
       entries.touch(key, cached);
-      return { value: cached.value, cache: 'hit' };
+      return { value: cached.value, cache: 'hit', freshUntil: cached.expiresAt };
     }
     this.#misses++;
     try {
-      return { value: await this.#singleFlight(entries, loads, key, load), cache: 'miss' };
+      const loaded = await this.#singleFlight(entries, loads, key, load);
+      return { value: loaded.value, cache: 'miss', freshUntil: loaded.expiresAt };
     } catch (error) {
       const stale = entries.peek(key);
-      if (
-        stale !== undefined &&
-        this.#staleMs > 0 &&
-        this.#now() - stale.expiresAt <= this.#staleMs
-      ) {
+      const now = this.#now();
+      if (stale !== undefined && this.#staleMs > 0 && now - stale.expiresAt <= this.#staleMs) {
         this.#stale++;
-        return { value: stale.value, cache: 'stale' };
+        return { value: stale.value, cache: 'stale', freshUntil: now };
       }
       throw toStoreError(error, this.kind);
     }
   }
 
-  /** Concurrent misses for one key share the first caller's load; the slot empties on settling. */
+  /**
+   * Concurrent misses for one key share the first caller's load; the slot empties on settling,
+   * or on timing out after `loadTimeoutMs`, whichever comes first.
+   */
   #singleFlight<T>(
     entries: LruMap<T>,
-    loads: Map<string, Promise<T>>,
+    loads: Map<string, Promise<Loaded<T>>>,
     key: string,
     load: () => Promise<T>,
-  ): Promise<T> {
+  ): Promise<Loaded<T>> {
     const pending = loads.get(key);
     if (pending !== undefined) return pending;
     this.#loads++;
     // Wrapped so a loader that throws synchronously still settles through the cleanup below.
     const started = (async () => load())();
-    const promise: Promise<T> = started.then(
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timedOut = false;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        timedOut = true;
+        // Free the slot so the next miss starts a fresh load; a late result is not cached.
+        if (loads.get(key) === promise) loads.delete(key);
+        this.#errors++;
+        reject(
+          new StoreError(
+            'store_unavailable',
+            `permission store (${this.kind}) did not answer within ${this.#loadTimeoutMs} ms`,
+          ),
+        );
+      }, this.#loadTimeoutMs);
+    });
+    const settled: Promise<Loaded<T>> = started.then(
       (value) => {
-        // Only the current load may fill the cache: invalidate() drops a load it overtook.
+        // Only the current load may fill the cache: invalidate() drops a load it overtook, and
+        // a timed-out load has already left the slot, so its late result is discarded.
         if (loads.get(key) === promise) {
           loads.delete(key);
-          entries.set(key, this.#entry(value));
+          const entry = this.#entry(value);
+          entries.set(key, entry);
+          return { value, expiresAt: entry.expiresAt };
         }
-        return value;
+        return { value, expiresAt: this.#now() };
       },
       (error: unknown) => {
-        this.#errors++;
+        if (!timedOut) this.#errors++;
         if (loads.get(key) === promise) loads.delete(key);
         throw error;
       },
     );
+    const promise: Promise<Loaded<T>> = Promise.race([settled, timeout]).then(
+      (loaded) => {
+        clearTimeout(timer);
+        return loaded;
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        throw error;
+      },
+    );
+    // A load that fails after its timeout must not surface as an unhandled rejection.
+    settled.catch(() => {});
     loads.set(key, promise);
     return promise;
   }

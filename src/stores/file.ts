@@ -12,12 +12,17 @@
  * ```
  *
  * Validation is strict: an unknown key anywhere is an error, because a misspelt `expires` or
- * condition would otherwise be ignored and silently widen a grant.
+ * condition would otherwise be ignored and silently widen a grant. {@link parsePermissionData}
+ * also checks what would otherwise only fail at request time: the permission grammar, conditions
+ * (CIDR ranges, empty `when`, `from` equal to `to`), and each section's role inheritance.
  */
 
 import * as v from 'valibot';
 import { ConfigError } from '../errors.ts';
-import type { Conditions, Grant, RoleAssignment, UserRecord } from '../types.ts';
+import { assertPermission } from '../permissions/grammar.ts';
+import { readGrant } from '../permissions/grants.ts';
+import { compileRoles } from '../permissions/roles.ts';
+import type { Conditions, Grant, RoleAssignment, RoleRecord, UserRecord } from '../types.ts';
 import { MemoryStore, type TenantRole } from './memory.ts';
 
 /** A grant or deny as written in the file: a bare permission, or one with expiry or conditions. */
@@ -76,6 +81,8 @@ const MAX_UNIX_SECONDS = 253_402_300_799;
 const ISO_TIME =
   /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|([+-])(\d{2}):(\d{2}))$/;
 const HH_MM = /^(?:[01]\d|2[0-3]):[0-5]\d$/;
+/** `hours.to` may also be 24:00, the end of the day (`hours.from` may not). */
+const HH_MM_TO = /^(?:(?:[01]\d|2[0-3]):[0-5]\d|24:00)$/;
 const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 /** valibot's `record` silently skips these keys; a skipped deny or condition would widen access. */
 const RESERVED_KEYS = ['__proto__', 'prototype', 'constructor'];
@@ -103,6 +110,17 @@ function toUnixSeconds(value: unknown): number | undefined {
     typeof value === 'number' ? value : typeof value === 'string' ? isoToUnixSeconds(value) : NaN;
   if (seconds === undefined || !Number.isSafeInteger(seconds)) return undefined;
   return seconds >= 0 && seconds <= MAX_UNIX_SECONDS ? seconds : undefined;
+}
+
+/**
+ * An expiry as the permission file and the policy write it: Unix seconds (an integer from 0 to
+ * 253402300799, so milliseconds are refused) or an ISO 8601 time with a zone, checked against the
+ * calendar (2026-02-30 is refused, not rolled over). Throws {@link ConfigError} naming `field`.
+ */
+export function expiryToUnixSeconds(value: string | number, field: string): number {
+  const seconds = toUnixSeconds(value);
+  if (seconds === undefined) throw new ConfigError(field, EXPIRES_EXPECTED);
+  return seconds;
 }
 
 function isTimeZone(zone: string): boolean {
@@ -219,7 +237,7 @@ const CONDITIONS = strict('an object of conditions', {
           ),
           to: v.pipe(
             v.string('expected "HH:MM"'),
-            v.regex(HH_MM, 'expected "HH:MM" (00:00-23:59)'),
+            v.regex(HH_MM_TO, 'expected "HH:MM" (00:00-24:00)'),
           ),
         }),
       ),
@@ -360,6 +378,104 @@ function validate(value: unknown, source: string | undefined): ParsedFile {
   return fail(formatPath(path), message, source);
 }
 
+/** Options for {@link parsePermissionData}. */
+export interface ParsePermissionOptions {
+  /**
+   * Role names defined outside the file (the policy's roles) that roles in the file may inherit.
+   * Without them, every `inherits` entry must name a role of the same section.
+   */
+  readonly knownRoles?: readonly string[];
+}
+
+type SectionPath = readonly PathItem[];
+
+/** A grant as the store will hold it, validated as the permissions module reads it at runtime. */
+function checkGrant(entry: ParsedGrant, path: SectionPath, effect: 'allow' | 'deny'): void {
+  const field = formatPath(path);
+  if (typeof entry === 'string') {
+    assertPermission(entry, field, { allowWildcards: true });
+    return;
+  }
+  // 'config' rules: every problem throws ConfigError naming `field` and the key under it.
+  readGrant(toGrant(entry), field, effect, 'config', []);
+}
+
+function checkGrantLists(
+  value: {
+    readonly grants?: readonly ParsedGrant[] | undefined;
+    readonly denies?: readonly ParsedGrant[] | undefined;
+  },
+  path: SectionPath,
+): void {
+  value.grants?.forEach((entry, i) => {
+    checkGrant(entry, [...path, { key: 'grants' }, { key: i }], 'allow');
+  });
+  value.denies?.forEach((entry, i) => {
+    checkGrant(entry, [...path, { key: 'denies' }, { key: i }], 'deny');
+  });
+}
+
+/**
+ * What the permissions module would refuse at request time, refused at load time instead: the
+ * grammar and conditions of every grant and deny, unknown parents and inheritance cycles.
+ */
+function checkSection(section: ParsedSection, base: SectionPath, knownRoles: readonly string[]) {
+  for (const [subject, user] of Object.entries(section.users ?? {})) {
+    checkGrantLists(user, [...base, { key: 'users' }, { key: subject }]);
+  }
+  const roles = section.roles ?? {};
+  const defined = new Set(Object.keys(roles));
+  for (const [name, role] of Object.entries(roles)) {
+    const rolePath = [...base, { key: 'roles' }, { key: name }];
+    checkGrantLists(role, rolePath);
+    role.inherits?.forEach((parent, i) => {
+      if (!defined.has(parent) && !knownRoles.includes(parent)) {
+        throw new ConfigError(
+          formatPath([...rolePath, { key: 'inherits' }, { key: i }]),
+          `unknown role ${parent}`,
+        );
+      }
+    });
+  }
+  // Cycles, found by the role graph itself; grants were checked above, so only names matter.
+  const records: RoleRecord[] = Object.entries(roles).map(([name, role]) => ({
+    name,
+    grants: [],
+    inherits: role.inherits ?? [],
+  }));
+  for (const name of new Set(knownRoles)) {
+    if (!defined.has(name)) records.push({ name, grants: [], inherits: [] });
+  }
+  try {
+    compileRoles(records);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    const rolesField = formatPath([...base, { key: 'roles' }]);
+    throw new ConfigError(rolesField, error.expected, { cause: error });
+  }
+}
+
+function checkFile(file: ParsedFile, options: ParsePermissionOptions): void {
+  const knownRoles = options.knownRoles ?? [];
+  if (!Array.isArray(knownRoles) || knownRoles.some((name) => typeof name !== 'string')) {
+    throw new ConfigError('knownRoles', 'expected a list of role names');
+  }
+  checkSection(file, [], knownRoles);
+  for (const [tenant, section] of Object.entries(file.tenants ?? {})) {
+    checkSection(section, [{ key: 'tenants' }, { key: tenant }], knownRoles);
+  }
+}
+
+function checked(file: ParsedFile, options: ParsePermissionOptions, source: string | undefined) {
+  try {
+    checkFile(file, options);
+  } catch (error) {
+    if (!(error instanceof ConfigError) || source === undefined) throw error;
+    fail(error.field, error.expected, source, error.cause);
+  }
+  return file;
+}
+
 // ---------------------------------------------------------------------------------------------
 // File ⇄ records
 
@@ -424,6 +540,45 @@ function toSnapshot(file: ParsedFile): Snapshot {
   return snapshot;
 }
 
+const GRANT_RECORD_KEYS: ReadonlySet<string> = new Set(['permission', 'expiresAt', 'when']);
+const ASSIGNMENT_RECORD_KEYS: ReadonlySet<string> = new Set(['role', 'expiresAt']);
+
+/**
+ * Refuses to export a store record whose grant or assignment has an unknown key (a misspelt
+ * `expires`): the file has no way to say it, and dropping it would make the grant permanent.
+ */
+function refuseUnknownKeys(value: object, known: ReadonlySet<string>, path: SectionPath): void {
+  for (const key of Object.keys(value)) {
+    if (!known.has(key)) {
+      throw new ConfigError(
+        formatPath([...path, { key }]),
+        `unknown key in a store record; expected one of ${[...known].join(', ')}`,
+      );
+    }
+  }
+}
+
+function toEntries(grants: readonly Grant[], path: SectionPath): GrantEntry[] {
+  return grants.map((grant, i) => {
+    refuseUnknownKeys(grant, GRANT_RECORD_KEYS, [...path, { key: i }]);
+    return toEntry(grant);
+  });
+}
+
+function toAssignmentEntries(
+  assignments: readonly RoleAssignment[],
+  path: SectionPath,
+): RoleAssignmentEntry[] {
+  return assignments.map((assignment, i) => {
+    refuseUnknownKeys(assignment, ASSIGNMENT_RECORD_KEYS, [...path, { key: i }]);
+    return toAssignmentEntry(assignment);
+  });
+}
+
+function sectionPath(tenant: string | undefined): SectionPath {
+  return tenant === undefined ? [] : [{ key: 'tenants' }, { key: tenant }];
+}
+
 function toEntry(grant: Grant): GrantEntry {
   if (grant.expiresAt === undefined && grant.when === undefined) return grant.permission;
   const entry: { permission: string; expires?: number; when?: Conditions } = {
@@ -479,18 +634,29 @@ function fromSnapshot(snapshot: Snapshot): PermissionData {
   for (const user of snapshot.users) {
     const section = sectionFor(user.tenant);
     const entry: { grants?: GrantEntry[]; denies?: GrantEntry[] } = {};
-    if (user.grants.length > 0) entry.grants = user.grants.map(toEntry);
-    if (user.denies.length > 0) entry.denies = user.denies.map(toEntry);
+    const userPath = [...sectionPath(user.tenant), { key: 'users' }, { key: user.subject }];
+    if (user.grants.length > 0)
+      entry.grants = toEntries(user.grants, [...userPath, { key: 'grants' }]);
+    if (user.denies.length > 0)
+      entry.denies = toEntries(user.denies, [...userPath, { key: 'denies' }]);
     // A subject with nothing at all still has a record ("known, no permissions"), so keep it.
     if (entry.grants || entry.denies || user.roles.length === 0)
       section.users[user.subject] = entry;
-    if (user.roles.length > 0) section.user_roles[user.subject] = user.roles.map(toAssignmentEntry);
+    if (user.roles.length > 0) {
+      section.user_roles[user.subject] = toAssignmentEntries(user.roles, [
+        ...sectionPath(user.tenant),
+        { key: 'user_roles' },
+        { key: user.subject },
+      ]);
+    }
   }
   for (const { tenant, role } of snapshot.roles) {
     const entry: { grants?: GrantEntry[]; denies?: GrantEntry[]; inherits?: string[] } = {};
-    if (role.grants.length > 0) entry.grants = role.grants.map(toEntry);
+    const rolePath = [...sectionPath(tenant), { key: 'roles' }, { key: role.name }];
+    if (role.grants.length > 0)
+      entry.grants = toEntries(role.grants, [...rolePath, { key: 'grants' }]);
     if (role.denies !== undefined && role.denies.length > 0)
-      entry.denies = role.denies.map(toEntry);
+      entry.denies = toEntries(role.denies, [...rolePath, { key: 'denies' }]);
     if (role.inherits.length > 0) entry.inherits = [...role.inherits];
     sectionFor(tenant).roles[role.name] = entry;
   }
@@ -507,22 +673,34 @@ function fromSnapshot(snapshot: Snapshot): PermissionData {
 /**
  * Parses and validates a permission file. Throws {@link ConfigError} whose `field` is the path of
  * the first problem (`users.alice.grants[2].expires`); `source` (a file name) goes in the message.
+ * Beyond the shape, it refuses what would otherwise fail at request time: a permission outside
+ * the grammar (`users.alice.denies[0]`), a bad condition (`...when.ip[0]`, an empty `when`,
+ * `from` equal to `to`), a parent role the section does not define (`roles.editor.inherits[0]`;
+ * pass the policy's role names as `options.knownRoles` to allow those) and inheritance cycles.
  */
-export function parsePermissionData(text: string, source?: string): PermissionData {
+export function parsePermissionData(
+  text: string,
+  source?: string,
+  options: ParsePermissionOptions = {},
+): PermissionData {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
     fail('(root)', 'expected valid JSON', source, error);
   }
-  return fromSnapshot(toSnapshot(validate(value, source)));
+  return fromSnapshot(toSnapshot(checked(validate(value, source), options, source)));
 }
 
 /** A {@link MemoryStore} loaded from a permission file; mutators stay available for tools. */
 export class FileStore extends MemoryStore {
   override readonly kind: string = 'file';
 
-  /** Validates `data` (it may be hand-built) and loads it; throws {@link ConfigError}. */
+  /**
+   * Validates the shape of `data` (it may be hand-built) and loads it; throws {@link ConfigError}.
+   * The deeper checks of {@link parsePermissionData} are left to it: stores that validate single
+   * records with this class keep the permissions module's runtime rules (a broken allow skipped).
+   */
   constructor(data: PermissionData, source?: string) {
     super();
     const snapshot = toSnapshot(validate(data, source));
@@ -532,11 +710,18 @@ export class FileStore extends MemoryStore {
 }
 
 /** Parses `text` (the file's contents; reading the file is the caller's job) into a store. */
-export function createFileStore(text: string, source?: string): FileStore {
-  return new FileStore(parsePermissionData(text, source), source);
+export function createFileStore(
+  text: string,
+  source?: string,
+  options?: ParsePermissionOptions,
+): FileStore {
+  return new FileStore(parsePermissionData(text, source, options), source);
 }
 
-/** The store's contents in canonical file form; `JSON.stringify` it to write a permission file. */
+/**
+ * The store's contents in canonical file form; `JSON.stringify` it to write a permission file.
+ * Throws {@link ConfigError} naming the path of a grant or assignment with an unknown key.
+ */
 export function exportPermissionData(store: MemoryStore): PermissionData {
   return fromSnapshot({ users: store.listUsers(), roles: store.listRoles() });
 }

@@ -6,13 +6,20 @@ export type { ClaimsStoreOptions } from './claims.ts';
 export { ClaimsStore } from './claims.ts';
 export type {
   GrantEntry,
+  ParsePermissionOptions,
   PermissionData,
   PermissionSection,
   RoleAssignmentEntry,
   RoleEntry,
   UserEntry,
 } from './file.ts';
-export { createFileStore, exportPermissionData, FileStore, parsePermissionData } from './file.ts';
+export {
+  createFileStore,
+  expiryToUnixSeconds,
+  exportPermissionData,
+  FileStore,
+  parsePermissionData,
+} from './file.ts';
 export { encodeKeyPart, subjectStorageKey, tenantStorageKey } from './keys.ts';
 export type { TenantRole } from './memory.ts';
 export { MemoryStore } from './memory.ts';

@@ -71,20 +71,38 @@ describe('ip condition', () => {
     expect(condition(fromIp('10.0.0.1'))).toBe(false);
   });
 
-  it('fails when the context has no IP', () => {
+  it('is unknown, not false, when the context has no IP', () => {
     const condition = compileConditions({ ip: ['0.0.0.0/0', '::/0'] }, 'when');
 
-    expect(condition(at('2024-03-08T12:00:00Z'))).toBe(false);
+    expect(condition(at('2024-03-08T12:00:00Z'))).toBeUndefined();
   });
 
-  it.each(['not-an-ip', '010.0.0.1', '10.0.0', '10.0.0.256', 'fe80::1%eth0', '1::2::3', ''])(
-    'fails for the unparseable client address %j',
-    (ip) => {
-      const condition = compileConditions({ ip: ['0.0.0.0/0', '::/0'] }, 'when');
+  it.each([
+    'not-an-ip',
+    '010.0.0.1',
+    '10.0.0',
+    '10.0.0.256',
+    'fe80::1%eth0',
+    '1::2::3',
+    '',
+    '203.0.113.9, 10.0.0.1',
+    '203.0.113.9,10.0.0.1',
+    '203.0.113.9:5555',
+    '[2001:db8::1]:443',
+    ' 203.0.113.9',
+  ])('is unknown for the client address %j, which is not one address', (ip) => {
+    const inside = compileConditions({ ip: ['203.0.113.0/24'] }, 'when');
+    const outside = compileConditions({ ip: ['198.51.100.0/24'] }, 'when');
 
-      expect(condition(fromIp(ip))).toBe(false);
-    },
-  );
+    expect(inside(fromIp(ip))).toBeUndefined();
+    expect(outside(fromIp(ip))).toBeUndefined();
+  });
+
+  it('is false, not unknown, for a readable address outside every range', () => {
+    const condition = compileConditions({ ip: ['203.0.113.0/24'] }, 'when');
+
+    expect(condition(fromIp('198.51.100.1'))).toBe(false);
+  });
 
   it.each([
     '10.0.0.0/33',
@@ -255,6 +273,92 @@ describe('time condition', () => {
     expect(ny(input)).toBe(true);
   });
 
+  describe('a window that wraps midnight with days', () => {
+    // Friday night: Friday 22:00 to Saturday 02:00.
+    const fridayNight = compileConditions(
+      { time: { days: ['fri'], hours: { from: '22:00', to: '02:00' } } },
+      'w',
+    );
+
+    it.each([
+      ['2024-03-08T21:59:00Z', false], // Friday, before the window
+      ['2024-03-08T22:00:00Z', true], // Friday 22:00
+      ['2024-03-08T23:59:00Z', true],
+      ['2024-03-09T00:00:00Z', true], // Saturday 00:00: still Friday's night
+      ['2024-03-09T01:59:00Z', true],
+      ['2024-03-09T02:00:00Z', false], // Saturday 02:00: the window has ended
+      ['2024-03-08T00:30:00Z', false], // Friday 00:30 belongs to Thursday's night
+      ['2024-03-08T01:59:00Z', false],
+      ['2024-03-09T22:30:00Z', false], // Saturday evening
+      ['2024-03-10T00:30:00Z', false], // Sunday 00:30 belongs to Saturday's night
+    ])('at %s: %s', (iso, expected) => {
+      expect(fridayNight(at(iso))).toBe(expected);
+    });
+
+    it('counts the after-midnight part across a week boundary (sun 23:00 to mon 01:00)', () => {
+      const sundayNight = compileConditions(
+        { time: { days: ['sun'], hours: { from: '23:00', to: '01:00' } } },
+        'w',
+      );
+
+      expect(sundayNight(at('2024-03-10T23:30:00Z'))).toBe(true); // Sunday
+      expect(sundayNight(at('2024-03-11T00:30:00Z'))).toBe(true); // Monday
+      expect(sundayNight(at('2024-03-10T00:30:00Z'))).toBe(false); // Sunday morning
+    });
+
+    it('follows local days across the spring DST change (Berlin, 2024-03-31)', () => {
+      // Saturday 30 March 22:00 CET to Sunday 02:00; at 02:00 CET the clock jumps to 03:00 CEST.
+      const saturdayNight = compileConditions(
+        {
+          time: {
+            days: ['sat'],
+            hours: { from: '22:00', to: '02:00' },
+            timezone: 'Europe/Berlin',
+          },
+        },
+        'w',
+      );
+
+      expect(saturdayNight(at('2024-03-30T20:59:00Z'))).toBe(false); // Sat 21:59 CET
+      expect(saturdayNight(at('2024-03-30T21:00:00Z'))).toBe(true); // Sat 22:00 CET
+      expect(saturdayNight(at('2024-03-31T00:59:00Z'))).toBe(true); // Sun 01:59 CET
+      expect(saturdayNight(at('2024-03-31T01:00:00Z'))).toBe(false); // Sun 03:00 CEST
+      expect(saturdayNight(at('2024-03-31T21:30:00Z'))).toBe(false); // Sun 23:30 CEST
+    });
+
+    it('covers both occurrences of the repeated hour at the autumn DST change', () => {
+      // Berlin, 2024-10-27: 03:00 CEST goes back to 02:00 CET, so 02:30 happens twice.
+      const saturdayNight = compileConditions(
+        {
+          time: {
+            days: ['sat'],
+            hours: { from: '23:00', to: '03:00' },
+            timezone: 'Europe/Berlin',
+          },
+        },
+        'w',
+      );
+
+      expect(saturdayNight(at('2024-10-26T20:59:00Z'))).toBe(false); // Sat 22:59 CEST
+      expect(saturdayNight(at('2024-10-26T21:00:00Z'))).toBe(true); // Sat 23:00 CEST
+      expect(saturdayNight(at('2024-10-27T00:30:00Z'))).toBe(true); // Sun 02:30 CEST
+      expect(saturdayNight(at('2024-10-27T01:30:00Z'))).toBe(true); // Sun 02:30 CET
+      expect(saturdayNight(at('2024-10-27T02:00:00Z'))).toBe(false); // Sun 03:00 CET
+      // A week later, Saturday's night does not spill into Sunday morning of the next week.
+      expect(saturdayNight(at('2024-10-27T22:30:00Z'))).toBe(false); // Sun 23:30 CET
+    });
+
+    it('treats 24:00 as the end of the day, not a wrap', () => {
+      const fridayEvening = compileConditions(
+        { time: { days: ['fri'], hours: { from: '22:00', to: '24:00' } } },
+        'w',
+      );
+
+      expect(fridayEvening(at('2024-03-08T23:59:00Z'))).toBe(true);
+      expect(fridayEvening(at('2024-03-09T00:00:00Z'))).toBe(false);
+    });
+  });
+
   it('requires both days and hours when both are given', () => {
     const weekdayMornings = compileConditions(
       {
@@ -305,22 +409,33 @@ describe('claims condition', () => {
     expect(condition(at('2024-01-01T00:00:00Z', { claims: { role: 'guest' } }))).toBe(false);
   });
 
-  it('fails when the claim is missing', () => {
+  it('is unknown, not false, when the claim is absent', () => {
     const condition = compileConditions({ claims: { mfa: true } }, 'w');
 
-    expect(condition(at('2024-01-01T00:00:00Z'))).toBe(false);
+    expect(condition(at('2024-01-01T00:00:00Z'))).toBeUndefined();
   });
 
-  it('does not find inherited properties as claims', () => {
+  it('is false when the claim is present with another value, including null', () => {
+    const condition = compileConditions({ claims: { contractor: true } }, 'w');
+
+    expect(condition(at('2024-01-01T00:00:00Z', { claims: { contractor: false } }))).toBe(false);
+    expect(condition(at('2024-01-01T00:00:00Z', { claims: { contractor: null } }))).toBe(false);
+  });
+
+  it('does not find inherited properties as claims: they are absent', () => {
     const condition = compileConditions({ claims: { constructor: 'Object' } }, 'w');
 
-    expect(condition(at('2024-01-01T00:00:00Z'))).toBe(false);
+    expect(condition(at('2024-01-01T00:00:00Z'))).toBeUndefined();
   });
 
-  it('requires every named claim', () => {
+  it('requires every named claim: one absent is unknown, one different is false', () => {
     const condition = compileConditions({ claims: { mfa: true, tier: 'gold' } }, 'w');
 
-    expect(condition(at('2024-01-01T00:00:00Z', { claims: { mfa: true } }))).toBe(false);
+    expect(condition(at('2024-01-01T00:00:00Z', { claims: { mfa: true } }))).toBeUndefined();
+    expect(condition(at('2024-01-01T00:00:00Z', { claims: { mfa: false } }))).toBe(false);
+    expect(condition(at('2024-01-01T00:00:00Z', { claims: { mfa: true, tier: 'gold' } }))).toBe(
+      true,
+    );
   });
 
   it.each([
@@ -334,9 +449,9 @@ describe('claims condition', () => {
 });
 
 describe('country condition', () => {
-  const europe = compileConditions({ country: ['DE', 'fr'] }, 'w');
+  const europe = compileConditions({ country: ['DE', 'FR'] }, 'w');
 
-  it('holds when the country is listed, whatever the case', () => {
+  it('holds when the country is listed, whatever case the platform reports it in', () => {
     expect(europe(at('2024-01-01T00:00:00Z', { country: 'de' }))).toBe(true);
     expect(europe(at('2024-01-01T00:00:00Z', { country: 'FR' }))).toBe(true);
   });
@@ -345,13 +460,22 @@ describe('country condition', () => {
     expect(europe(at('2024-01-01T00:00:00Z', { country: 'US' }))).toBe(false);
   });
 
-  it('fails closed when the platform supplies no country', () => {
-    expect(europe(at('2024-01-01T00:00:00Z'))).toBe(false);
+  it('is unknown when the platform supplies no country', () => {
+    expect(europe(at('2024-01-01T00:00:00Z'))).toBeUndefined();
   });
+
+  it.each(['XX', 'xx', 'T1', '', 'DEU', 'D'])(
+    'is unknown for %j, which names no country',
+    (country) => {
+      expect(europe(at('2024-01-01T00:00:00Z', { country }))).toBeUndefined();
+    },
+  );
 
   it.each([
     [{ country: ['DEU'] }, 'when.country[0]'],
     [{ country: [] }, 'when.country'],
+    [{ country: ['DE', 'fr'] }, 'when.country[1]'],
+    [{ country: ['D1'] }, 'when.country[0]'],
   ])('rejects %j naming %s', (conditions, field) => {
     expect(fieldOf(conditions)).toBe(field);
   });
@@ -364,6 +488,30 @@ describe('combined conditions', () => {
     expect(condition(at('2024-01-01T00:00:00Z', { ip: '10.0.0.1', country: 'DE' }))).toBe(true);
     expect(condition(at('2024-01-01T00:00:00Z', { ip: '10.0.0.1', country: 'US' }))).toBe(false);
     expect(condition(at('2024-01-01T00:00:00Z', { ip: '11.0.0.1', country: 'DE' }))).toBe(false);
+  });
+
+  it('is false when any key fails, even if another is unknown', () => {
+    const condition = compileConditions(
+      { ip: ['10.0.0.0/8'], country: ['DE'], claims: { mfa: true } },
+      'w',
+    );
+
+    expect(condition(at('2024-01-01T00:00:00Z', { country: 'US' }))).toBe(false);
+    expect(condition(at('2024-01-01T00:00:00Z', { ip: '11.0.0.1' }))).toBe(false);
+  });
+
+  it('is unknown when no key fails and one is unknown', () => {
+    const condition = compileConditions(
+      { ip: ['10.0.0.0/8'], country: ['DE'], time: { days: ['mon'] } },
+      'w',
+    );
+    const monday = '2024-01-01T00:00:00Z';
+
+    expect(condition(at(monday, { ip: '10.0.0.1' }))).toBeUndefined();
+    expect(condition(at(monday, { country: 'DE' }))).toBeUndefined();
+    expect(condition(at(monday, { ip: '10.0.0.1', country: 'DE' }))).toBe(true);
+    // Time is always known: a Tuesday makes the whole condition false.
+    expect(condition(at('2024-01-02T00:00:00Z', { ip: '10.0.0.1' }))).toBe(false);
   });
 
   it.each([

@@ -272,6 +272,116 @@ describe('explicit denies', () => {
   });
 });
 
+describe('a conditional deny whose condition cannot be evaluated applies (fail closed)', () => {
+  // The review's repro: an `ops` role with `*` and three conditional denies.
+  const ops = compileRoles([
+    {
+      name: 'ops',
+      grants: [{ permission: '*' }],
+      denies: [
+        { permission: 'delete:*', when: { ip: ['203.0.113.0/24'] } },
+        { permission: 'admin:*', when: { country: ['KP'] } },
+        { permission: 'write:*', when: { claims: { contractor: true } } },
+      ],
+      inherits: [],
+    },
+  ]);
+  const set = setFor(user({ roles: ['ops'] }), { roles: ops });
+
+  it.each([
+    ['in the range', { ip: '203.0.113.9' }, 'deny'],
+    ['outside the range', { ip: '198.51.100.1' }, 'allow'],
+    ['no ip', {}, 'deny'],
+    ['a forwarded list', { ip: '203.0.113.9, 10.0.0.1' }, 'deny'],
+    ['a list starting outside the range', { ip: '10.0.0.1, 203.0.113.9' }, 'deny'],
+    ['an address with a port', { ip: '203.0.113.9:5555' }, 'deny'],
+    ['a zone id', { ip: 'fe80::1%eth0' }, 'deny'],
+    ['garbage', { ip: 'unknown' }, 'deny'],
+  ] as const)('an ip deny with %s: %s', (_case, extra, expected) => {
+    expect(effectOf(set, 'delete:posts:1', extra)).toBe(expected);
+  });
+
+  it.each([
+    ['the listed country', { country: 'KP' }, 'deny'],
+    ['another country', { country: 'DE' }, 'allow'],
+    ['no country', {}, 'deny'],
+    ['an unknown country (XX)', { country: 'XX' }, 'deny'],
+    ['Tor (T1)', { country: 'T1' }, 'deny'],
+  ] as const)('a country deny with %s: %s', (_case, extra, expected) => {
+    expect(effectOf(set, 'admin:users', extra)).toBe(expected);
+  });
+
+  it.each([
+    ['the claim equal', { claims: { contractor: true } }, 'deny'],
+    ['the claim different', { claims: { contractor: false } }, 'allow'],
+    ['the claim absent', {}, 'deny'],
+  ] as const)('a claims deny with %s: %s', (_case, extra, expected) => {
+    expect(effectOf(set, 'write:posts:1', extra)).toBe(expected);
+  });
+
+  it('reports the deny that applied', () => {
+    expect(set.check('delete:posts:1', input())).toEqual({
+      effect: 'deny',
+      grant: 'delete:*',
+      via: ['ops'],
+    });
+  });
+
+  it('still lets a deny whose condition is known to fail stand aside', () => {
+    const both = setFor(
+      user({
+        grants: ['delete:posts:1'],
+        denies: [{ permission: 'delete:*', when: { ip: ['203.0.113.0/24'], country: ['KP'] } }],
+      }),
+    );
+
+    // The ip is outside the range, so the deny cannot hold whatever the country.
+    expect(effectOf(both, 'delete:posts:1', { ip: '198.51.100.1' })).toBe('allow');
+    expect(effectOf(both, 'delete:posts:1', { ip: '203.0.113.9' })).toBe('deny');
+  });
+});
+
+describe('a conditional grant whose condition cannot be evaluated does not apply', () => {
+  const set = setFor(
+    user({
+      grants: [
+        { permission: 'delete:posts:*', when: { ip: ['203.0.113.0/24'] } },
+        { permission: 'admin:users', when: { country: ['DE'] } },
+        { permission: 'write:posts:*', when: { claims: { staff: true } } },
+      ],
+    }),
+  );
+
+  it.each([
+    ['no ip', {}],
+    ['a forwarded list', { ip: '203.0.113.9, 10.0.0.1' }],
+    ['an address with a port', { ip: '203.0.113.9:5555' }],
+    ['a zone id', { ip: 'fe80::1%eth0' }],
+  ] as const)('an ip grant with %s', (_case, extra) => {
+    expect(effectOf(set, 'delete:posts:1', extra)).toBe('none');
+  });
+
+  it('an ip grant with its address allows', () => {
+    expect(effectOf(set, 'delete:posts:1', { ip: '203.0.113.9' })).toBe('allow');
+  });
+
+  it.each([
+    ['no country', {}, 'none'],
+    ['XX', { country: 'XX' }, 'none'],
+    ['DE', { country: 'DE' }, 'allow'],
+  ] as const)('a country grant with %s: %s', (_case, extra, expected) => {
+    expect(effectOf(set, 'admin:users', extra)).toBe(expected);
+  });
+
+  it.each([
+    ['absent', {}, 'none'],
+    ['different', { claims: { staff: false } }, 'none'],
+    ['equal', { claims: { staff: true } }, 'allow'],
+  ] as const)('a claims grant with the claim %s: %s', (_case, extra, expected) => {
+    expect(effectOf(set, 'write:posts:1', extra)).toBe(expected);
+  });
+});
+
 describe('conditional grants', () => {
   it('allows only when the condition holds', () => {
     const set = setFor(user({ roles: ['office'] }));
@@ -343,6 +453,63 @@ describe('broken store records fail closed', () => {
     const record = { subject: 'u', grants: [], roles: [] } as unknown as UserRecord;
 
     expect(() => setFor(record)).toThrow(expect.objectContaining({ code: 'store_invalid_record' }));
+  });
+
+  it('skip an allow with an unknown key (a misspelt expires), with a warning', () => {
+    const set = setFor(
+      user({
+        grants: [{ permission: 'read:posts', expires: 1 } as unknown as Grant, 'read:comments'],
+      }),
+      { now: 9e12 },
+    );
+
+    expect(set.check('read:posts', input({ now: 9e12 })).effect).toBe('none');
+    expect(set.check('read:comments', input({ now: 9e12 })).effect).toBe('allow');
+    expect(set.warnings).toEqual([expect.stringContaining('user.grants[0].expires')]);
+  });
+
+  it('skip a role allow with an unknown key, with a warning', () => {
+    const roles = compileRoles(policyRoles, [
+      {
+        name: 'temp',
+        grants: [{ permission: 'read:posts', expire: 1 } as unknown as Grant],
+        inherits: [],
+      },
+    ]);
+
+    const set = setFor(user({ roles: ['temp'] }), { roles });
+
+    expect(effectOf(set, 'read:posts')).toBe('none');
+    expect(roles.warnings).toEqual([expect.stringContaining('store roles.temp.grants[0].expire')]);
+  });
+
+  it('throw StoreError for a deny with an unknown key', () => {
+    const act = () =>
+      setFor(user({ denies: [{ permission: 'read:posts', expires: 1 } as unknown as Grant] }));
+
+    expect(act).toThrow(expect.objectContaining({ code: 'store_invalid_record' }));
+  });
+
+  it('throw StoreError for a role assignment with an unknown key', () => {
+    const record = user({ roles: [{ role: 'editor', expires: 1 } as unknown as RoleAssignment] });
+
+    expect(() => setFor(record, { now: 9e12 })).toThrow(
+      expect.objectContaining({ code: 'store_invalid_record' }),
+    );
+  });
+
+  it('throw StoreError for a store role deny with an unknown key', () => {
+    const act = () =>
+      compileRoles(policyRoles, [
+        {
+          name: 'temp',
+          grants: [],
+          denies: [{ permission: 'read:posts', when: undefined, until: 1 } as unknown as Grant],
+          inherits: [],
+        },
+      ]);
+
+    expect(act).toThrow(expect.objectContaining({ code: 'store_invalid_record' }));
   });
 
   it('throw StoreError for a role assignment with a malformed expiry', () => {

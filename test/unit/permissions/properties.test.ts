@@ -1,11 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  type ConditionInput,
+  compileConditions,
   compilePermissions,
   compileRoles,
   permissionMatches,
 } from '../../../src/permissions/index.ts';
-import type { Grant, RoleAssignment } from '../../../src/types.ts';
+import type { Conditions, Grant, RoleAssignment } from '../../../src/types.ts';
 
 const NOW_S = 1_700_000_000;
 const NOW_MS = NOW_S * 1000;
@@ -162,5 +164,108 @@ describe('permission set properties', () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  describe('missing or unreadable input never allows more than a real value would', () => {
+    // Conditions over ip, country and one claim; each input fact may be known, missing or
+    // unreadable. Completions replace every unknown fact by each readable value.
+    const readableIps = ['203.0.113.9', '198.51.100.1'];
+    const readableCountries = ['DE', 'KP'];
+    const claimValues = [true, false];
+    const ipInput = fc.constantFrom(
+      ...readableIps,
+      undefined,
+      '203.0.113.9, 198.51.100.1',
+      '203.0.113.9:443',
+      'fe80::1%eth0',
+      '',
+    );
+    const countryInput = fc.constantFrom(...readableCountries, undefined, 'XX', 'T1');
+    const claimInput = fc.constantFrom(...claimValues, undefined);
+    const when: fc.Arbitrary<Conditions> = fc
+      .record(
+        {
+          ip: fc.constantFrom(['203.0.113.0/24'], ['198.51.100.0/24']),
+          country: fc.constantFrom(['DE'], ['KP']),
+          claims: fc.constantFrom({ contractor: true }, { contractor: false }),
+        },
+        { requiredKeys: [] },
+      )
+      .filter((c) => Object.keys(c).length > 0);
+    const conditional: fc.Arbitrary<Grant> = fc.record({ permission: pattern, when });
+    const rule = fc.oneof(
+      conditional,
+      pattern.map((permission) => ({ permission })),
+    );
+
+    const inputOf = (ip: unknown, country: unknown, contractor: unknown): ConditionInput => ({
+      now: NOW_MS,
+      claims: contractor === undefined ? {} : { contractor },
+      ...(typeof ip === 'string' && { ip }),
+      ...(typeof country === 'string' && { country }),
+    });
+
+    it('a set that allows with unknown input allows for every completion of it', () => {
+      fc.assert(
+        fc.property(
+          fc.array(rule, { maxLength: 6 }),
+          fc.array(conditional, { minLength: 1, maxLength: 3 }),
+          required,
+          ipInput,
+          countryInput,
+          claimInput,
+          (grants, denies, req, ip, country, contractor) => {
+            const set = compilePermissions({
+              user: { subject: 's', grants, denies, roles: [] },
+              roles: compileRoles([]),
+              now: NOW_MS,
+            });
+            fc.pre(set.check(req, inputOf(ip, country, contractor)).effect === 'allow');
+            const ips = ip !== undefined && readableIps.includes(ip) ? [ip] : readableIps;
+            const countries =
+              country !== undefined && readableCountries.includes(country)
+                ? [country]
+                : readableCountries;
+            const claims = contractor === undefined ? claimValues : [contractor];
+
+            for (const i of ips) {
+              for (const c of countries) {
+                for (const k of claims) {
+                  expect(set.check(req, inputOf(i, c, k)).effect).toBe('allow');
+                }
+              }
+            }
+          },
+        ),
+        { numRuns: 1000 },
+      );
+    });
+
+    it('a matching deny whose condition is not known to fail always denies', () => {
+      fc.assert(
+        fc.property(
+          fc.array(rule, { maxLength: 6 }),
+          conditional,
+          required,
+          ipInput,
+          countryInput,
+          claimInput,
+          (grants, deny, req, ip, country, contractor) => {
+            fc.pre(permissionMatches(deny.permission, req));
+            const input = inputOf(ip, country, contractor);
+            const holds = compileConditions(deny.when as Conditions, 'when')(input);
+            fc.pre(holds !== false);
+            const set = compilePermissions({
+              user: { subject: 's', grants, denies: [deny], roles: [] },
+              roles: compileRoles([]),
+              now: NOW_MS,
+            });
+
+            expect(set.check(req, input).effect).toBe('deny');
+          },
+        ),
+        { numRuns: 1000 },
+      );
+    });
   });
 });

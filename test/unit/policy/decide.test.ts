@@ -324,6 +324,29 @@ describe('decide: store failures and caching', () => {
   });
 });
 
+describe('decide: decision max-age follows record freshness', () => {
+  it('shrinks maxAgeSeconds as the cached record ages, so caching a decision keeps the bound', async () => {
+    expect((await decide('GET', '/posts/42')).cache?.maxAgeSeconds).toBe(30);
+    clock += 20_000;
+    expect((await decide('GET', '/posts/42')).cache).toMatchObject({
+      permissions: 'hit',
+      maxAgeSeconds: 10,
+    });
+  });
+
+  it('reports stale with max-age 0 when a record is served past its TTL during an outage', async () => {
+    const policy = compilePolicy(
+      blogPolicy({ cache: { ttlSeconds: 30, staleIfErrorSeconds: 600 } }),
+    );
+    gatehouse = new Gatehouse({ policy, store, now });
+    expect((await decide('GET', '/posts/42')).allow).toBe(true);
+    store.failWith(new StoreError('store_unavailable', 'down'));
+    clock += 31_000;
+    const d = await decide('GET', '/posts/42');
+    expect(d).toMatchObject({ allow: true, cache: { permissions: 'stale', maxAgeSeconds: 0 } });
+  });
+});
+
 describe('decide: permissions from token claims', () => {
   it('allows from a permissions claim and a scope string without any store', async () => {
     const policy = compilePolicy(blogPolicy({ permissions: { source: 'claims' } }));

@@ -115,7 +115,7 @@ describe('CachedStore', () => {
 
     const lookup = await cache.lookupUser({ subject: 'nobody' });
 
-    expect(lookup).toEqual({ record: null, cache: 'hit' });
+    expect(lookup).toEqual({ record: null, cache: 'hit', freshUntil: 5_000 });
     expect(inner.userReads).toBe(1);
   });
 
@@ -374,6 +374,11 @@ describe('CachedStore', () => {
     [{ maxEntries: 0 }, 'cache.maxEntries'],
     [{ maxEntries: 1.5 }, 'cache.maxEntries'],
     [{ staleIfErrorSeconds: 86_401 }, 'cache.staleIfErrorSeconds'],
+    [{ maxEntries: 10_000_001 }, 'cache.maxEntries'],
+    [{ loadTimeoutMs: 99 }, 'cache.loadTimeoutMs'],
+    [{ loadTimeoutMs: 60_001 }, 'cache.loadTimeoutMs'],
+    [{ loadTimeoutMs: Number.POSITIVE_INFINITY }, 'cache.loadTimeoutMs'],
+    [{ loadTimeoutMs: '5000' }, 'cache.loadTimeoutMs'],
     [{ now: 0 }, 'cache.now'],
   ])('rejects %o with a ConfigError naming %s', (options, field) => {
     const bad = options as unknown as CacheOptions;
@@ -390,5 +395,253 @@ describe('CachedStore', () => {
     const build = () => new CachedStore(new MemoryStore(), bad);
 
     expect(build).toThrow('cache.ttlSeconds: expected a number from 0 to 3600');
+  });
+
+  it('accepts maxEntries up to 10,000,000, as the policy schema does', () => {
+    const build = () => new CachedStore(new MemoryStore(), { maxEntries: 10_000_000 });
+
+    expect(build).not.toThrow();
+  });
+
+  it.each([100, 60_000])('accepts loadTimeoutMs %d', (loadTimeoutMs) => {
+    const build = () => new CachedStore(new MemoryStore(), { loadTimeoutMs });
+
+    expect(build).not.toThrow();
+  });
+});
+
+describe('CachedStore freshUntil', () => {
+  it('is the load time plus the TTL on a miss', async () => {
+    const { clock, cache } = setup({ ttlSeconds: 30 });
+    clock.ms = 1_000;
+
+    const lookup = await cache.lookupUser(alice);
+
+    expect(lookup).toMatchObject({ cache: 'miss', freshUntil: 31_000 });
+  });
+
+  it('is the expiry of the entry served on a hit, not a fresh TTL', async () => {
+    const { clock, cache } = setup({ ttlSeconds: 30 });
+    await cache.getUser(alice);
+    clock.ms = 29_000;
+
+    const lookup = await cache.lookupUser(alice);
+
+    expect(lookup).toMatchObject({ cache: 'hit', freshUntil: 30_000 });
+  });
+
+  it('uses the negative TTL for "no such user"', async () => {
+    const { clock, cache } = setup({ ttlSeconds: 30, negativeTtlSeconds: 5 });
+    clock.ms = 2_000;
+
+    const lookup = await cache.lookupUser({ subject: 'nobody' });
+
+    expect(lookup).toMatchObject({ record: null, cache: 'miss', freshUntil: 7_000 });
+  });
+
+  it('is now for a stale answer', async () => {
+    const { inner, clock, cache } = setup({ ttlSeconds: 30, staleIfErrorSeconds: 60 });
+    await cache.getUser(alice);
+    inner.failure = new Error('down');
+    clock.ms = 45_000;
+
+    const lookup = await cache.lookupUser(alice);
+
+    expect(lookup).toMatchObject({ cache: 'stale', freshUntil: 45_000 });
+  });
+
+  it('is now with ttlSeconds 0 (single-flight only)', async () => {
+    const { clock, cache } = setup({ ttlSeconds: 0 });
+    clock.ms = 8_000;
+
+    const lookup = await cache.lookupUser(alice);
+
+    expect(lookup.freshUntil).toBe(8_000);
+  });
+
+  it('is reported for roles: miss, hit and stale', async () => {
+    const { inner, clock, cache } = setup({ ttlSeconds: 10, staleIfErrorSeconds: 60 });
+    const miss = await cache.lookupRoles('acme');
+    clock.ms = 4_000;
+    const hit = await cache.lookupRoles('acme');
+    clock.ms = 12_000;
+    inner.failure = new Error('down');
+    const stale = await cache.lookupRoles('acme');
+
+    expect([miss, hit, stale].map(({ cache: c, freshUntil }) => [c, freshUntil])).toEqual([
+      ['miss', 10_000],
+      ['hit', 10_000],
+      ['stale', 12_000],
+    ]);
+  });
+
+  it('is the same for callers that joined one load', async () => {
+    const { inner, clock, cache } = setup({ ttlSeconds: 30 });
+    inner.hold();
+    const first = cache.lookupUser(alice);
+    const second = cache.lookupUser(alice);
+    clock.ms = 500;
+    inner.release();
+
+    const lookups = await Promise.all([first, second]);
+
+    expect(lookups.map((lookup) => lookup.freshUntil)).toEqual([30_500, 30_500]);
+  });
+
+  it('is now for a load that invalidate overtook, since it was not cached', async () => {
+    const { inner, clock, cache } = setup({ ttlSeconds: 30 });
+    inner.hold();
+    const early = cache.lookupUser(alice);
+    cache.invalidate(alice);
+    clock.ms = 700;
+    inner.release();
+
+    const lookup = await early;
+
+    expect(lookup.freshUntil).toBe(700);
+  });
+
+  it('is Infinity for a claims store, which the cache bypasses', async () => {
+    const cache = new CachedStore(new ClaimsStore());
+    const principal: Principal = {
+      issuer: 'https://issuer.example',
+      issuerKind: 'external',
+      subject: 'alice',
+      scopes: [],
+      claims: { permissions: ['read:posts'] },
+      actors: [],
+      expiresAt: 2_000_000_000,
+    };
+
+    const lookup = await cache.lookupUser(alice, principal);
+
+    expect(lookup.freshUntil).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+/** A store whose reads wait for `settle` to be called; never called, they never settle. */
+class StuckStore implements PermissionStore {
+  readonly kind = 'stuck';
+  reads = 0;
+  readonly #waiting: ((outcome: { record: UserRecord | null } | { error: unknown }) => void)[] = [];
+
+  settle(outcome: { record: UserRecord | null } | { error: unknown }): void {
+    for (const resolve of this.#waiting.splice(0)) resolve(outcome);
+  }
+
+  async getUser(): Promise<UserRecord | null> {
+    this.reads++;
+    const outcome = await new Promise<{ record: UserRecord | null } | { error: unknown }>(
+      (resolve) => {
+        this.#waiting.push(resolve);
+      },
+    );
+    if ('error' in outcome) throw outcome.error;
+    return outcome.record;
+  }
+
+  async getRoles(): Promise<readonly RoleRecord[]> {
+    this.reads++;
+    return new Promise(() => {});
+  }
+}
+
+describe('CachedStore load timeout', () => {
+  it('fails every joined caller with store_unavailable when a load never settles', async () => {
+    const inner = new StuckStore();
+    const cache = new CachedStore(inner, { loadTimeoutMs: 100 });
+    const started = Date.now();
+
+    const lookups = await Promise.allSettled([
+      cache.lookupUser(alice),
+      cache.lookupUser(alice),
+      cache.lookupUser(alice),
+    ]);
+
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(inner.reads).toBe(1);
+    for (const lookup of lookups) {
+      expect(lookup).toMatchObject({
+        status: 'rejected',
+        reason: { name: 'StoreError', code: 'store_unavailable' },
+      });
+    }
+  });
+
+  it('times out role loads too', async () => {
+    const cache = new CachedStore(new StuckStore(), { loadTimeoutMs: 100 });
+
+    const lookup = cache.lookupRoles('acme');
+
+    await expect(lookup).rejects.toMatchObject({ code: 'store_unavailable' });
+  });
+
+  it('frees the slot, so the next miss starts a new load', async () => {
+    const inner = new StuckStore();
+    const cache = new CachedStore(inner, { loadTimeoutMs: 100 });
+    await cache.lookupUser(alice).catch(() => undefined);
+
+    const next = cache.lookupUser(alice);
+    inner.settle({ record: user('alice') });
+
+    await expect(next).resolves.toMatchObject({ cache: 'miss' });
+    expect(inner.reads).toBe(2);
+  });
+
+  it('discards a result that arrives after the timeout instead of caching it', async () => {
+    const inner = new StuckStore();
+    const cache = new CachedStore(inner, { loadTimeoutMs: 100 });
+    await cache.lookupUser(alice).catch(() => undefined);
+    inner.settle({ record: user('alice', 'read:old') });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+
+    const next = cache.lookupUser(alice);
+    inner.settle({ record: user('alice', 'read:new') });
+    const lookup = await next;
+
+    expect(inner.reads).toBe(2);
+    expect(lookup.record?.grants).toEqual([{ permission: 'read:new' }]);
+  });
+
+  it('swallows a failure that arrives after the timeout', async () => {
+    const inner = new StuckStore();
+    const cache = new CachedStore(inner, { loadTimeoutMs: 100 });
+    await cache.lookupUser(alice).catch(() => undefined);
+
+    inner.settle({ error: new Error('late') });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+
+    expect(cache.stats).toMatchObject({ loads: 1, errors: 1 });
+  });
+
+  it('serves a stale entry when the load times out, within staleIfErrorSeconds', async () => {
+    const inner = new StuckStore();
+    const clock = { ms: 0 };
+    const cache = new CachedStore(inner, {
+      loadTimeoutMs: 100,
+      ttlSeconds: 10,
+      staleIfErrorSeconds: 60,
+      now: () => clock.ms,
+    });
+    const first = cache.lookupUser(alice);
+    inner.settle({ record: user('alice') });
+    await first;
+    clock.ms = 20_000;
+
+    const lookup = await cache.lookupUser(alice);
+
+    expect(lookup).toMatchObject({ cache: 'stale', freshUntil: 20_000 });
+  });
+
+  it('does not time out a load that settles in time', async () => {
+    const { inner, cache } = setup({ loadTimeoutMs: 100 });
+    inner.hold();
+    const lookup = cache.lookupUser(alice);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    inner.release();
+
+    await expect(lookup).resolves.toMatchObject({ cache: 'miss' });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(cache.stats.errors).toBe(0);
   });
 });

@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/errors.ts';
+import { expiryToUnixSeconds } from '../../../src/stores/file.ts';
 import {
   createFileStore,
   exportPermissionData,
   FileStore,
+  MemoryStore,
   parsePermissionData,
 } from '../../../src/stores/index.ts';
 
@@ -86,22 +88,24 @@ describe('parsePermissionData', () => {
 
   it('converts an ISO expiry with an offset to Unix seconds', () => {
     const text = JSON.stringify({
-      users: { alice: { grants: [{ permission: 'a', expires: '2026-12-31T01:00:00+01:00' }] } },
+      users: {
+        alice: { grants: [{ permission: 'read:a', expires: '2026-12-31T01:00:00+01:00' }] },
+      },
     });
 
     const data = parsePermissionData(text);
 
-    expect(data.users.alice?.grants).toEqual([{ permission: 'a', expires: 1798675200 }]);
+    expect(data.users.alice?.grants).toEqual([{ permission: 'read:a', expires: 1798675200 }]);
   });
 
   it('accepts a numeric expiry as Unix seconds', () => {
     const text = JSON.stringify({
-      users: { alice: { grants: [{ permission: 'a', expires: 1798675200 }] } },
+      users: { alice: { grants: [{ permission: 'read:a', expires: 1798675200 }] } },
     });
 
     const data = parsePermissionData(text);
 
-    expect(data.users.alice?.grants).toEqual([{ permission: 'a', expires: 1798675200 }]);
+    expect(data.users.alice?.grants).toEqual([{ permission: 'read:a', expires: 1798675200 }]);
   });
 
   it('reads tenant sections alongside the untenanted ones', () => {
@@ -245,12 +249,202 @@ describe('parsePermissionData', () => {
     expect(error.field).toBe(field);
   });
 
+  it.each([
+    [
+      'a deny outside the grammar',
+      { users: { alice: { denies: ['delete'] } } },
+      'users.alice.denies[0]',
+    ],
+    [
+      'a grant with a partial wildcard',
+      { users: { alice: { grants: ['read:*x'] } } },
+      'users.alice.grants[0]',
+    ],
+    [
+      'a grant object outside the grammar',
+      { users: { alice: { grants: [{ permission: 'read::x', expires: 1 }] } } },
+      'users.alice.grants[0].permission',
+    ],
+    [
+      'a role grant outside the grammar',
+      { roles: { r: { grants: ['read:a|b'] } } },
+      'roles.r.grants[0]',
+    ],
+    [
+      'a role deny outside the grammar in a tenant',
+      { tenants: { acme: { roles: { r: { grants: [], denies: ['drop'] } } } } },
+      'tenants.acme.roles.r.denies[0]',
+    ],
+    [
+      'a CIDR with host bits set',
+      { users: { alice: { grants: [{ permission: 'read:a', when: { ip: ['10.0.0.1/8'] } }] } } },
+      'users.alice.grants[0].when.ip[0]',
+    ],
+    [
+      'a CIDR that is no address',
+      { roles: { r: { denies: [{ permission: 'read:a', when: { ip: ['10.0.0.0/8', 'x/8'] } }] } } },
+      'roles.r.denies[0].when.ip[1]',
+    ],
+    [
+      'an empty when',
+      { users: { alice: { grants: [{ permission: 'read:a', when: {} }] } } },
+      'users.alice.grants[0].when',
+    ],
+    [
+      'an empty ip list',
+      { users: { alice: { denies: [{ permission: 'read:a', when: { ip: [] } }] } } },
+      'users.alice.denies[0].when.ip',
+    ],
+    [
+      'an empty time',
+      { users: { alice: { grants: [{ permission: 'read:a', when: { time: {} } }] } } },
+      'users.alice.grants[0].when.time',
+    ],
+    [
+      'hours with from equal to to',
+      {
+        users: {
+          alice: {
+            grants: [
+              { permission: 'read:a', when: { time: { hours: { from: '09:00', to: '09:00' } } } },
+            ],
+          },
+        },
+      },
+      'users.alice.grants[0].when.time.hours',
+    ],
+    [
+      'hours from 24:00',
+      {
+        users: {
+          alice: {
+            grants: [
+              { permission: 'read:a', when: { time: { hours: { from: '24:00', to: '09:00' } } } },
+            ],
+          },
+        },
+      },
+      'users.alice.grants[0].when.time.hours.from',
+    ],
+    [
+      'a lower-case country',
+      { users: { alice: { grants: [{ permission: 'read:a', when: { country: ['de'] } }] } } },
+      'users.alice.grants[0].when.country[0]',
+    ],
+    [
+      'an unknown parent role',
+      { roles: { editor: { inherits: ['reader', 'nope'] }, reader: {} } },
+      'roles.editor.inherits[1]',
+    ],
+    [
+      'an unknown parent role in a tenant',
+      { tenants: { acme: { roles: { editor: { inherits: ['nope'] } } } } },
+      'tenants.acme.roles.editor.inherits[0]',
+    ],
+    [
+      'a parent defined only in another section',
+      { roles: { reader: {} }, tenants: { acme: { roles: { editor: { inherits: ['reader'] } } } } },
+      'tenants.acme.roles.editor.inherits[0]',
+    ],
+    [
+      'an inheritance cycle',
+      { roles: { a: { inherits: ['b'] }, b: { inherits: ['a'] } } },
+      'roles',
+    ],
+    ['a role that inherits itself', { roles: { a: { inherits: ['a'] } } }, 'roles'],
+    [
+      'an inheritance cycle in a tenant',
+      { tenants: { acme: { roles: { a: { inherits: ['b'] }, b: { inherits: ['a'] } } } } },
+      'tenants.acme.roles',
+    ],
+  ])('rejects %s, which would fail at request time, naming the field', (_case, value, field) => {
+    const error = parseError(value);
+
+    expect(error.field).toBe(field);
+  });
+
+  it('names the cycle and the source in the message', () => {
+    const error = parseError({ roles: { a: { inherits: ['b'] }, b: { inherits: ['a'] } } });
+
+    expect(error.message).toMatch(/a -> b -> a.*permissions\.json/);
+  });
+
+  it('accepts parents named in knownRoles (the policy roles)', () => {
+    const text = JSON.stringify({
+      roles: { auditor: { inherits: ['reader'] } },
+      tenants: { acme: { roles: { editor: { inherits: ['reader', 'auditor2'] }, auditor2: {} } } },
+    });
+
+    const data = parsePermissionData(text, undefined, { knownRoles: ['reader', 'reader'] });
+
+    expect(data.roles.auditor?.inherits).toEqual(['reader']);
+  });
+
+  it('still finds a cycle through a role that shadows a known role', () => {
+    const text = JSON.stringify({
+      roles: { reader: { inherits: ['auditor'] }, auditor: { inherits: ['reader'] } },
+    });
+
+    const parse = () => parsePermissionData(text, undefined, { knownRoles: ['reader'] });
+
+    expect(parse).toThrow(expect.objectContaining({ field: 'roles' }));
+  });
+
+  it('passes knownRoles through createFileStore', async () => {
+    const text = JSON.stringify({ roles: { auditor: { inherits: ['reader'] } } });
+
+    const store = createFileStore(text, 'permissions.json', { knownRoles: ['reader'] });
+
+    expect((await store.getRoles(undefined)).map((role) => role.name)).toEqual(['auditor']);
+  });
+
+  it('accepts hours.to 24:00, as the permissions module does', () => {
+    const when = { time: { days: ['fri'], hours: { from: '22:00', to: '24:00' } } };
+    const text = JSON.stringify({ users: { alice: { grants: [{ permission: 'read:a', when }] } } });
+
+    const data = parsePermissionData(text);
+
+    expect(data.users.alice?.grants).toEqual([{ permission: 'read:a', when }]);
+  });
+
   it('names the expected form and the source in the message', () => {
     const input = { users: { alice: { grants: [{ permission: 'c', expires: 'soon' }] } } };
 
     const error = parseError(input);
 
     expect(error.message).toMatch(/ISO 8601.*Unix seconds.*permissions\.json/);
+  });
+});
+
+describe('expiryToUnixSeconds', () => {
+  it.each([
+    [1798675200, 1798675200],
+    [0, 0],
+    [253402300799, 253402300799],
+    ['2026-12-31T00:00:00Z', 1798675200],
+    ['2026-12-31T01:00:00+01:00', 1798675200],
+    ['2026-12-31T00:00:00.999Z', 1798675200],
+    ['2026-12-31T00:00Z', 1798675200],
+  ])('reads %j as %d', (value, seconds) => {
+    expect(expiryToUnixSeconds(value, 'grants[0].expires')).toBe(seconds);
+  });
+
+  it.each([
+    ['an impossible date', '2026-02-30T00:00:00Z'],
+    ['milliseconds', 1798675200000],
+    ['a negative number', -1],
+    ['a fraction', 1.5],
+    ['NaN', Number.NaN],
+    ['a time without a zone', '2026-12-31T00:00:00'],
+    ['a date only', '2026-12-31'],
+    ['hour 24', '2026-12-31T24:00:00Z'],
+    ['a leap second', '2026-12-31T23:59:60Z'],
+    ['an offset beyond 23 hours', '2026-12-31T00:00:00+24:00'],
+  ])('refuses %s with a ConfigError naming the field', (_case, value) => {
+    const read = () => expiryToUnixSeconds(value, 'policy.roles.r.grants[0].expires');
+
+    expect(read).toThrow(ConfigError);
+    expect(read).toThrow(expect.objectContaining({ field: 'policy.roles.r.grants[0].expires' }));
   });
 });
 
@@ -312,6 +506,53 @@ describe('FileStore', () => {
 });
 
 describe('exportPermissionData', () => {
+  it('exports the demo-style data again after the deeper checks', () => {
+    const text = JSON.stringify({
+      users: {
+        alice: {
+          grants: [{ permission: 'read:stats', when: { ip: ['127.0.0.0/8', '::1/128'] } }],
+        },
+      },
+      user_roles: { alice: ['reader'] },
+    });
+
+    const exported = exportPermissionData(createFileStore(text));
+
+    expect(parsePermissionData(JSON.stringify(exported))).toEqual(parsePermissionData(text));
+  });
+
+  it('refuses to export a grant with an unknown key rather than drop it', () => {
+    const store = new MemoryStore();
+    store.putUser({
+      subject: 'alice',
+      roles: [],
+      grants: [{ permission: 'read:a', expires: 1 } as never],
+      denies: [],
+    });
+
+    const exported = () => exportPermissionData(store);
+
+    expect(exported).toThrow(ConfigError);
+    expect(exported).toThrow(expect.objectContaining({ field: 'users.alice.grants[0].expires' }));
+  });
+
+  it('refuses to export a tenant role assignment with an unknown key', () => {
+    const store = new MemoryStore();
+    store.putUser({
+      subject: 'bob',
+      tenant: 'acme',
+      roles: [{ role: 'editor', until: 1 } as never],
+      grants: [],
+      denies: [],
+    });
+
+    const exported = () => exportPermissionData(store);
+
+    expect(exported).toThrow(
+      expect.objectContaining({ field: 'tenants.acme.user_roles.bob[0].until' }),
+    );
+  });
+
   it('round-trips: parse, load, export, parse again gives equal data', () => {
     const text = JSON.stringify({
       ...JSON.parse(EXAMPLE),

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { StoreError } from '../../../src/errors.ts';
+import { compilePermissions, compileRoles } from '../../../src/permissions/index.ts';
 import { MemoryStore } from '../../../src/stores/index.ts';
-import type { RoleRecord, UserRecord } from '../../../src/types.ts';
+import type { Grant, RoleAssignment, RoleRecord, UserRecord } from '../../../src/types.ts';
 
 function user(subject: string, tenant?: string, permission = 'read:posts'): UserRecord {
   const record = { subject, roles: [], grants: [{ permission }], denies: [] };
@@ -209,5 +210,81 @@ describe('MemoryStore', () => {
     };
 
     expect(mutate).toThrow(TypeError);
+  });
+});
+
+describe('MemoryStore records with unknown keys (a misspelt expires)', () => {
+  const misspelt = { permission: 'read:posts', expires: 1 } as unknown as Grant;
+  const roles = compileRoles([{ name: 'editor', grants: [{ permission: '*' }], inherits: [] }]);
+  const NOW_MS = 9e12;
+  const compile = (record: UserRecord | null) =>
+    compilePermissions({ user: record, roles, now: NOW_MS });
+
+  it('keeps the unknown key on a copied grant, frozen, instead of dropping it', async () => {
+    const store = new MemoryStore();
+    store.putUser({ subject: 'alice', roles: [], grants: [misspelt], denies: [] });
+
+    const record = await store.getUser({ subject: 'alice' });
+
+    expect(record?.grants).toEqual([{ permission: 'read:posts', expires: 1 }]);
+    expect(Object.isFrozen(record?.grants[0])).toBe(true);
+  });
+
+  it('skips such an allow when permissions are compiled, with a warning', async () => {
+    const store = new MemoryStore();
+    store.putUser({ subject: 'alice', roles: [], grants: [misspelt], denies: [] });
+
+    const set = compile(await store.getUser({ subject: 'alice' }));
+
+    expect(set.check('read:posts', { now: NOW_MS, claims: {} }).effect).toBe('none');
+    expect(set.warnings).toEqual([expect.stringContaining('user.grants[0].expires')]);
+  });
+
+  it('makes a record with such a deny invalid', async () => {
+    const store = new MemoryStore();
+    store.putUser({ subject: 'alice', roles: [], grants: [], denies: [misspelt] });
+    const record = await store.getUser({ subject: 'alice' });
+
+    const act = () => compile(record);
+
+    expect(act).toThrow(StoreError);
+    expect(act).toThrow(expect.objectContaining({ code: 'store_invalid_record' }));
+  });
+
+  it('makes a record with such a role assignment invalid', async () => {
+    const store = new MemoryStore();
+    const assignment = { role: 'editor', expires: 1 } as unknown as RoleAssignment;
+    store.putUser({ subject: 'alice', roles: [assignment], grants: [], denies: [] });
+    const record = await store.getUser({ subject: 'alice' });
+
+    const act = () => compile(record);
+
+    expect(record?.roles).toEqual([{ role: 'editor', expires: 1 }]);
+    expect(act).toThrow(expect.objectContaining({ code: 'store_invalid_record' }));
+  });
+
+  it('keeps unknown keys on store role grants too', async () => {
+    const store = new MemoryStore();
+    store.putRole(undefined, { name: 'temp', grants: [misspelt], denies: [], inherits: [] });
+
+    const [role] = await store.getRoles(undefined);
+    const graph = compileRoles([], [role as RoleRecord]);
+
+    expect(role?.grants).toEqual([{ permission: 'read:posts', expires: 1 }]);
+    expect(graph.expand('temp')).toEqual([]);
+    expect(graph.warnings).toEqual([expect.stringContaining('store roles.temp.grants[0].expires')]);
+  });
+
+  it('copies an unknown key named __proto__ as an own key, not a prototype', async () => {
+    const store = new MemoryStore();
+    const grant = JSON.parse('{"permission": "read:posts", "__proto__": {"expiresAt": 1}}');
+    store.putUser({ subject: 'alice', roles: [], grants: [grant], denies: [] });
+
+    const record = await store.getUser({ subject: 'alice' });
+    const copy = record?.grants[0] as Grant;
+
+    expect(Object.hasOwn(copy, '__proto__')).toBe(true);
+    expect(copy.expiresAt).toBeUndefined();
+    expect(compile(record).check('read:posts', { now: NOW_MS, claims: {} }).effect).toBe('none');
   });
 });
