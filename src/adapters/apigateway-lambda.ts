@@ -1,0 +1,207 @@
+/**
+ * Lambda wiring: configuration from environment variables, validated once at cold start, into a
+ * Gatehouse with the DynamoDB store behind its cache and the authorizer. A bad configuration is
+ * logged once, naming the variable, and every invocation then fails (API Gateway 500): never an
+ * allow. docs/aws.md has the reference for every variable.
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ConfigError } from '../errors.ts';
+import { Gatehouse } from '../policy/decide.ts';
+import { compilePolicy } from '../policy/policy.ts';
+import { createDynamoDBClient, DynamoDBStore } from '../stores/dynamodb.ts';
+import {
+  type Authorizer,
+  type AuthorizerEvent,
+  AuthorizerFailure,
+  type AuthorizerMode,
+  type AuthorizerResponse,
+  createAuthorizer,
+  type HttpApiResponse,
+} from './apigateway.ts';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** The environment variables the handler reads (template.yaml sets them). */
+export const ENV = {
+  tableName: 'TABLE_NAME',
+  mode: 'AUTHORIZER_MODE',
+  httpApiResponse: 'HTTP_API_RESPONSE',
+  cacheTtl: 'AUTHORIZER_TTL_SECONDS',
+  usageClaim: 'USAGE_IDENTIFIER_CLAIM',
+  policy: 'GATEHOUSE_POLICY',
+  issuer: 'GATEHOUSE_ISSUER',
+  audience: 'GATEHOUSE_AUDIENCE',
+  jwksUrl: 'GATEHOUSE_JWKS_URL',
+  algorithms: 'GATEHOUSE_ALGORITHMS',
+  tenantClaim: 'GATEHOUSE_TENANT_CLAIM',
+  endpoint: 'DYNAMODB_ENDPOINT',
+} as const;
+
+export interface LambdaHandlerOptions {
+  /** The bundled policy document (parsed JSON); `GATEHOUSE_POLICY` replaces it. */
+  readonly policy: unknown;
+  readonly env: Env;
+  /** The DynamoDB client; default one built by createDynamoDBClient (per container). */
+  readonly client?: DynamoDBClient;
+  readonly fetch?: typeof fetch;
+  readonly now?: () => number;
+  readonly log?: (entry: Record<string, unknown>) => void;
+}
+
+export interface LambdaHandler {
+  (event: AuthorizerEvent): Promise<AuthorizerResponse>;
+  /** The configuration problem, when the handler refuses every invocation. */
+  readonly configError: ConfigError | Error | undefined;
+  readonly gatehouse: Gatehouse | undefined;
+}
+
+const ALGORITHMS = new Set([
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+]);
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The policy document after environment overrides: `GATEHOUSE_POLICY` (inline JSON) replaces
+ * the bundled one; `GATEHOUSE_ISSUER` replaces its issuers with one JWKS issuer (the SAM
+ * parameters), and `USAGE_IDENTIFIER_CLAIM` is kept on the principal.
+ */
+export function effectivePolicy(bundled: unknown, env: Env): unknown {
+  let doc: unknown = bundled;
+  const inline = env[ENV.policy];
+  if (inline !== undefined && inline !== '') {
+    try {
+      doc = JSON.parse(inline);
+    } catch {
+      throw new ConfigError(ENV.policy, 'expected a policy document as JSON');
+    }
+  }
+  if (!isObject(doc)) throw new ConfigError('policy', 'expected a policy document object');
+  const issuer = env[ENV.issuer];
+  let issuers = doc.issuers;
+  if (issuer !== undefined && issuer !== '') {
+    const audience = env[ENV.audience];
+    const jwksUri = env[ENV.jwksUrl];
+    if (!audience)
+      throw new ConfigError(ENV.audience, `expected the token audience when ${ENV.issuer} is set`);
+    if (!jwksUri)
+      throw new ConfigError(ENV.jwksUrl, `expected an https JWKS URL when ${ENV.issuer} is set`);
+    const algorithms = (env[ENV.algorithms] ?? 'RS256')
+      .split(',')
+      .map((a) => a.trim())
+      .filter(Boolean);
+    if (algorithms.length === 0 || algorithms.some((a) => !ALGORITHMS.has(a))) {
+      throw new ConfigError(
+        ENV.algorithms,
+        `expected a comma-separated list of ${[...ALGORITHMS].join(', ')}`,
+      );
+    }
+    const tenantClaim = env[ENV.tenantClaim];
+    issuers = [
+      {
+        issuer,
+        audiences: audience
+          .split(',')
+          .map((a) => a.trim())
+          .filter(Boolean),
+        algorithms,
+        keys: { jwksUri },
+        ...(tenantClaim ? { tenantClaim } : {}),
+      },
+    ];
+  }
+  const usageClaim = env[ENV.usageClaim];
+  if (usageClaim !== undefined && usageClaim !== '' && Array.isArray(issuers)) {
+    issuers = issuers.map((i: unknown) =>
+      isObject(i)
+        ? {
+            ...i,
+            keepClaims: [
+              ...new Set([...((i.keepClaims as string[] | undefined) ?? []), usageClaim]),
+            ],
+          }
+        : i,
+    );
+  }
+  return { ...doc, issuers };
+}
+
+function intFrom(env: Env, name: string, fallback: number): number {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  if (!/^\d{1,5}$/.test(text)) throw new ConfigError(name, 'expected a whole number of seconds');
+  return Number(text);
+}
+
+/** Builds the whole authorizer from the environment. Throws ConfigError naming the variable. */
+export function buildAuthorizer(options: LambdaHandlerOptions): {
+  authorizer: Authorizer;
+  gatehouse: Gatehouse;
+} {
+  const env = options.env;
+  const policy = compilePolicy(effectivePolicy(options.policy, env), { env });
+  let store: DynamoDBStore | undefined;
+  if (policy.permissions.source === 'store') {
+    const tableName = env[ENV.tableName];
+    if (!tableName) throw new ConfigError(ENV.tableName, 'expected the DynamoDB table name');
+    const endpoint = env[ENV.endpoint];
+    const client = options.client ?? createDynamoDBClient(endpoint ? { endpoint } : {});
+    store = new DynamoDBStore({ client, tableName, ...(options.now && { now: options.now }) });
+  }
+  const gatehouse = new Gatehouse({
+    policy,
+    ...(store && { store }),
+    ...(options.fetch && { fetch: options.fetch }),
+    ...(options.now && { now: options.now }),
+  });
+  const mode = (env[ENV.mode] ?? 'route') as AuthorizerMode;
+  const httpApiResponse = (env[ENV.httpApiResponse] ?? 'simple') as HttpApiResponse;
+  const usageClaim = env[ENV.usageClaim];
+  const authorizer = createAuthorizer({
+    gatehouse,
+    mode,
+    httpApiResponse,
+    cacheTtlSeconds: intFrom(env, ENV.cacheTtl, 300),
+    ...(usageClaim ? { usageIdentifierClaim: usageClaim } : {}),
+    ...(options.log && { log: options.log }),
+    ...(options.now && { now: options.now }),
+  });
+  return { authorizer, gatehouse };
+}
+
+/**
+ * The Lambda handler. Configuration is read once; if it is wrong, one line names the variable
+ * and every invocation fails with an authorizer error (API Gateway 500).
+ */
+export function createLambdaHandler(options: LambdaHandlerOptions): LambdaHandler {
+  const log =
+    options.log ?? ((entry: Record<string, unknown>) => console.log(JSON.stringify(entry)));
+  let built: { authorizer: Authorizer; gatehouse: Gatehouse } | undefined;
+  let configError: Error | undefined;
+  try {
+    built = buildAuthorizer({ ...options, log });
+  } catch (error) {
+    configError = error instanceof Error ? error : new Error(String(error));
+    const where =
+      error instanceof ConfigError
+        ? `${error.field}: ${error.expected}`
+        : 'unexpected error while starting';
+    log({ level: 'error', msg: `gatehouse configuration error: ${where}` });
+  }
+  const handler = async (event: AuthorizerEvent): Promise<AuthorizerResponse> => {
+    if (!built) throw new AuthorizerFailure('authorizer configuration error');
+    return built.authorizer(event);
+  };
+  return Object.assign(handler, { configError, gatehouse: built?.gatehouse });
+}

@@ -1,0 +1,504 @@
+/**
+ * Principal-mode policies: every route this principal may call, as IAM resource patterns that
+ * stay correct when API Gateway caches the answer per token and evaluates it against the
+ * caller's later routes (docs/aws.md, "Modes and caching").
+ *
+ * Rules, each chosen so a cached policy can only be narrower than the uncached authorizer:
+ * - a route is allowed for every value of its parameters only when an unconditional grant with
+ *   `*` at each parameter covers it and no deny (conditional or not) could touch any value;
+ * - otherwise only the specific items named by unconditional grants are listed, exactly;
+ * - grants with conditions (ip, time, claims, country) or expiring within the cache window
+ *   never widen the list: their routes are left out (a deliberate, documented false deny);
+ * - a path parameter becomes `?*`, which in IAM also spans `/`, so each wildcard allow carries
+ *   Deny patterns for the paths it over-matches and for more specific routes that are not
+ *   allowed; a Deny that would remove an allowed route instead drops that allow (false deny).
+ */
+import { permissionMatches } from '../permissions/grammar.ts';
+import type { PermissionEntry, PermissionSet } from '../permissions/permission-set.ts';
+import type { CompiledRoute, PermissionTemplate, RouteTable } from '../policy/routes.ts';
+import { fillTemplate } from '../policy/routes.ts';
+import { iamMatch, iamTokens, intersects, literalTokens, type Token } from './iam-glob.ts';
+
+/** Verbs an any-method route (`method: *`) is listed for; other verbs are denied from cache. */
+export const ANY_METHOD_VERBS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+
+/**
+ * Paths the core refuses as malformed (400) that an IAM wildcard could still match: dot
+ * segments, empty segments, encoded slashes, backslashes and encoded dots. Denied for every verb
+ * whenever the policy holds a wildcard allow. (`%2E` also denies a legitimate encoded dot inside
+ * a segment such as `a%2Eb`: a documented false deny.)
+ */
+export const MALFORMED_PATTERNS = [
+  '*/..',
+  '*/../*',
+  '*/.',
+  '*/./*',
+  '*//*',
+  '*%2F*',
+  '*%2f*',
+  '*%5C*',
+  '*%5c*',
+  '*\\*',
+  '*%2E*',
+  '*%2e*',
+];
+
+const SAFE_VALUE = /^[A-Za-z0-9._~@+-]+$/;
+const HOLE = '\u0000';
+
+export interface PrincipalPolicyInput {
+  readonly routes: RouteTable;
+  readonly set: PermissionSet;
+  /** The principal's tenant, for routes whose tenant path parameter must equal it. */
+  readonly tenant: string | undefined;
+  readonly tenantParam: string | undefined;
+  /** Whether the principal holds a valid token (false: only public routes are listed). */
+  readonly authenticated: boolean;
+  /** Decision time, ms. */
+  readonly now: number;
+  /** How long API Gateway may reuse the answer, seconds (the authorizer's cache TTL). */
+  readonly windowSeconds: number;
+}
+
+/** Resource patterns relative to `arn:…:api/stage/`: `GET/posts/?*`. */
+export interface PrincipalStatements {
+  readonly allow: readonly string[];
+  readonly deny: readonly string[];
+  /** `GET /drafts (conditional)`: routes left out on purpose, for the cold-start/debug log. */
+  readonly omitted: readonly string[];
+}
+
+type Seg = { readonly literal: string } | { readonly param: string; readonly fixed?: string };
+
+interface Shape {
+  readonly route: CompiledRoute;
+  readonly verb: string;
+  readonly segs: readonly Seg[];
+  readonly rest: boolean;
+  /** Position in match order (most specific first). */
+  readonly order: number;
+}
+
+type Verdict =
+  | { readonly kind: 'all' }
+  | { readonly kind: 'items'; readonly paths: readonly string[] }
+  | { readonly kind: 'none'; readonly why: string };
+
+function verbsOf(route: CompiledRoute): string[] {
+  if (route.methods === null) return ANY_METHOD_VERBS;
+  const verbs = [...route.methods];
+  if (route.methods.has('GET') && !route.methods.has('HEAD')) verbs.push('HEAD');
+  return verbs;
+}
+
+function applies(route: CompiledRoute, verb: string): boolean {
+  const m = route.methods;
+  return m === null || m.has(verb) || (verb === 'HEAD' && m.has('GET'));
+}
+
+/** Whether some path matches both route shapes (ignoring more specific routes). */
+function shapesIntersect(a: Shape, b: Shape): boolean {
+  return intersects(shapeTokens(a), shapeTokens(b));
+}
+
+function shapeTokens(shape: Shape): Token[] {
+  const out: Token[] = [{ t: 'char', c: '/' }];
+  shape.segs.forEach((seg, i) => {
+    if (i > 0) out.push({ t: 'char', c: '/' });
+    if ('literal' in seg) out.push(...literalTokens(seg.literal));
+    else if (seg.fixed !== undefined) out.push(...literalTokens(seg.fixed));
+    else out.push({ t: 'seg' });
+  });
+  if (shape.rest) {
+    if (shape.segs.length === 0) {
+      // `/*` matches `/` and every deeper path.
+      return [{ t: 'char', c: '/' }, { t: 'star' }];
+    }
+    out.push({ t: 'segs' });
+  }
+  return out;
+}
+
+/** `?*` per free parameter; `spanAt` makes that parameter `*​/*` (its over-match). */
+function globPath(shape: Shape, spanAt?: number): string {
+  const parts = shape.segs.map((seg, i) => {
+    if ('literal' in seg) return seg.literal;
+    if (seg.fixed !== undefined) return seg.fixed;
+    if (i === spanAt) return '*/*';
+    return spanAt === undefined ? '?*' : '*';
+  });
+  return `/${parts.join('/')}`;
+}
+
+function resourcePatterns(shape: Shape): string[] {
+  const base = globPath(shape);
+  if (!shape.rest) return [`${shape.verb}${base}`];
+  if (shape.segs.length === 0) return [`${shape.verb}/*`];
+  return [`${shape.verb}${base}`, `${shape.verb}${base}/*`];
+}
+
+function overMatchPatterns(shape: Shape): string[] {
+  if (shape.rest) return []; // a trailing `*` route already owns every deeper path
+  const out: string[] = [];
+  shape.segs.forEach((seg, i) => {
+    if ('param' in seg && seg.fixed === undefined) out.push(`${shape.verb}${globPath(shape, i)}`);
+  });
+  return out;
+}
+
+function iamSafeLiteral(text: string): boolean {
+  return !text.includes('*') && !text.includes('?');
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the principal may do on one route
+
+interface TemplateSegs {
+  readonly segs: readonly ({ literal: string } | { hole: string } | { complex: true })[];
+}
+
+function templateSegs(
+  template: PermissionTemplate,
+  fixed: Readonly<Record<string, string>>,
+): TemplateSegs {
+  let text = template.parts[0]!;
+  for (let i = 1; i < template.parts.length; i += 2) {
+    const name = template.parts[i]!;
+    const value = fixed[name];
+    text +=
+      value !== undefined
+        ? fillTemplate({ text: '', parts: ['', name, ''] }, { [name]: value })
+        : `${HOLE}${name}${HOLE}`;
+    text += template.parts[i + 1]!;
+  }
+  return {
+    segs: text.split(':').map((s) => {
+      if (!s.includes(HOLE)) return { literal: s };
+      const m = /^\u0000([^\u0000]+)\u0000$/.exec(s);
+      return m ? { hole: m[1]! } : { complex: true as const };
+    }),
+  };
+}
+
+/** Whether grant segments `g` match every instance of the template. */
+function coversAll(g: readonly string[], t: TemplateSegs): boolean {
+  const segs = t.segs;
+  for (let i = 0; i < g.length; i++) {
+    const seg = g[i]!;
+    if (seg === '*' && i === g.length - 1) return segs.length > i;
+    if (i >= segs.length) return false;
+    const ts = segs[i]!;
+    if ('literal' in ts) {
+      if (seg !== '*' && seg !== ts.literal) return false;
+    } else if (seg !== '*') {
+      return false;
+    }
+  }
+  return g.length === segs.length;
+}
+
+/** Whether grant segments `g` could match some instance of the template. */
+function couldMatch(g: readonly string[], t: TemplateSegs): boolean {
+  const segs = t.segs;
+  for (let i = 0; i < g.length; i++) {
+    const seg = g[i]!;
+    if (seg === '*' && i === g.length - 1) return segs.length > i;
+    if (i >= segs.length) return false;
+    const ts = segs[i]!;
+    if ('literal' in ts && seg !== '*' && seg !== ts.literal) return false;
+  }
+  return g.length === segs.length;
+}
+
+/** Parameter values named by a grant for every hole of the template, or undefined. */
+function bindingFrom(g: readonly string[], t: TemplateSegs): Record<string, string> | undefined {
+  if (g.length !== t.segs.length) return undefined;
+  const binding: Record<string, string> = {};
+  for (let i = 0; i < g.length; i++) {
+    const seg = g[i]!;
+    const ts = t.segs[i]!;
+    if ('complex' in ts) return undefined;
+    if ('literal' in ts) {
+      if (seg !== '*' && seg !== ts.literal) return undefined;
+      continue;
+    }
+    if (seg === '*' || !SAFE_VALUE.test(seg)) return undefined;
+    if (binding[ts.hole] !== undefined && binding[ts.hole] !== seg) return undefined;
+    binding[ts.hole] = seg;
+  }
+  return binding;
+}
+
+interface Classified {
+  /** Live, unconditional, not expiring within the window. */
+  readonly stableAllows: readonly string[][];
+  readonly denies: readonly { segs: string[]; permission: string; conditional: boolean }[];
+}
+
+function classify(
+  entries: readonly PermissionEntry[],
+  now: number,
+  windowSeconds: number,
+): Classified {
+  const stableAllows: string[][] = [];
+  const denies: { segs: string[]; permission: string; conditional: boolean }[] = [];
+  const nowSeconds = now / 1000;
+  for (const entry of entries) {
+    if (entry.expiresAt !== undefined && entry.expiresAt <= nowSeconds) continue;
+    const segs = entry.permission === '*' ? ['*'] : entry.permission.split(':');
+    if (entry.effect === 'deny') {
+      // A deny that expires inside the window keeps denying from the cache: narrower, fine.
+      denies.push({ segs, permission: entry.permission, conditional: entry.when !== undefined });
+    } else if (
+      entry.when === undefined &&
+      (entry.expiresAt === undefined || entry.expiresAt > nowSeconds + windowSeconds)
+    ) {
+      stableAllows.push(segs);
+    }
+  }
+  return { stableAllows, denies };
+}
+
+/** Stable, cache-safe answer for one concrete list of required permissions. */
+function concreteAllowed(required: readonly string[], mode: 'all' | 'any', c: Classified): boolean {
+  let any = false;
+  for (const permission of required) {
+    for (const deny of c.denies) {
+      // Any matching deny, conditional or not, makes the item unsafe to list.
+      if (permissionMatches(deny.permission, permission)) return false;
+    }
+    const allowed = c.stableAllows.some((g) => permissionMatches(g.join(':'), permission));
+    if (allowed && mode === 'any') return true;
+    if (!allowed && mode === 'all') return false;
+    any ||= allowed;
+  }
+  return mode === 'all' ? required.length > 0 : any;
+}
+
+function judge(shape: Shape, input: PrincipalPolicyInput, c: Classified): Verdict {
+  const route = shape.route;
+  const requirement = route.requirement;
+  if (requirement.kind === 'public') return { kind: 'all' };
+  if (!input.authenticated) return { kind: 'none', why: 'needs a token' };
+  const fixed: Record<string, string> = {};
+  for (const seg of shape.segs)
+    if ('param' in seg && seg.fixed !== undefined) fixed[seg.param] = seg.fixed;
+  if (requirement.kind === 'authenticated') return { kind: 'all' };
+
+  const templates = requirement.permissions.map((t) => templateSegs(t, fixed));
+  const mode = requirement.kind;
+  const denyTouches = (t: TemplateSegs) => c.denies.some((d) => couldMatch(d.segs, t));
+  const covered = (t: TemplateSegs) => c.stableAllows.some((g) => coversAll(g, t));
+
+  if (mode === 'all') {
+    if (templates.every((t) => !denyTouches(t) && covered(t))) return { kind: 'all' };
+  } else {
+    for (const t of templates) {
+      if (denyTouches(t)) break;
+      if (covered(t)) return { kind: 'all' };
+    }
+  }
+
+  // Specific items: parameter values named by unconditional grants, checked one by one.
+  const freeParams = shape.segs
+    .filter((s) => 'param' in s && s.fixed === undefined)
+    .map((s) => (s as { param: string }).param);
+  if (shape.rest) return { kind: 'none', why: 'not granted for every path below it' };
+  const paths = new Set<string>();
+  for (const t of templates) {
+    for (const g of c.stableAllows) {
+      const binding = bindingFrom(g, t);
+      if (binding === undefined) continue;
+      if (!freeParams.every((p) => binding[p] !== undefined)) continue;
+      const params = { ...fixed, ...binding };
+      const required = requirement.permissions.map((tpl) => fillTemplate(tpl, params));
+      if (!concreteAllowed(required, mode, c)) continue;
+      const path = `/${shape.segs
+        .map((s) => ('literal' in s ? s.literal : (params[s.param] ?? '')))
+        .join('/')}`;
+      const match = input.routes.match(shape.verb, path);
+      // A more specific route would answer for this path: it is that route's business.
+      if (match === null || match === 'malformed' || match.route !== route) continue;
+      paths.add(`${shape.verb}${path}`);
+    }
+  }
+  if (paths.size > 0) return { kind: 'items', paths: [...paths] };
+  return { kind: 'none', why: 'not granted unconditionally' };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Allowed {
+  readonly shape: Shape;
+  readonly kind: 'all' | 'item';
+  /** Resource patterns (glob) or one exact resource. */
+  readonly resources: readonly string[];
+  readonly label: string;
+}
+
+function shapeFor(route: CompiledRoute, verb: string, input: PrincipalPolicyInput): Shape | null {
+  const segs: Seg[] = [];
+  for (const seg of route.segments) {
+    if ('literal' in seg) {
+      if (!iamSafeLiteral(seg.literal)) return null;
+      segs.push(seg);
+    } else if (seg.param === input.tenantParam && route.requirement.kind !== 'public') {
+      // Routes naming a tenant answer only for the caller's own tenant.
+      const tenant = input.tenant;
+      if (tenant === undefined || !SAFE_VALUE.test(tenant)) return null;
+      segs.push({ param: seg.param, fixed: tenant });
+    } else {
+      segs.push({ param: seg.param });
+    }
+  }
+  return { route, verb, segs, rest: route.rest, order: input.routes.routes.indexOf(route) };
+}
+
+/** Compiles the allow and deny patterns for one principal. Pure; call once per record. */
+export function principalStatements(input: PrincipalPolicyInput): PrincipalStatements {
+  const c = classify(input.set.entries(), input.now, input.windowSeconds);
+  const omitted: string[] = [];
+  const verbs = new Set<string>();
+  for (const route of input.routes.routes) for (const v of verbsOf(route)) verbs.add(v);
+
+  // Per verb: the routes in match order, each with its verdict.
+  const perVerb: { verb: string; shapes: Shape[]; verdicts: Verdict[] }[] = [];
+  for (const verb of verbs) {
+    const shapes: Shape[] = [];
+    const verdicts: Verdict[] = [];
+    for (const route of input.routes.routes) {
+      if (!applies(route, verb)) continue;
+      const shape = shapeFor(route, verb, input);
+      if (shape === null) {
+        // Not representable (a literal holding * or ?, or a foreign tenant): deny its paths.
+        const raw: Shape = {
+          route,
+          verb,
+          segs: route.segments.map((s) => ('literal' in s ? s : { param: s.param })),
+          rest: route.rest,
+          order: input.routes.routes.indexOf(route),
+        };
+        shapes.push(raw);
+        verdicts.push({ kind: 'none', why: 'not representable' });
+        continue;
+      }
+      shapes.push(shape);
+      verdicts.push(judge(shape, input, c));
+    }
+    perVerb.push({ verb, shapes, verdicts });
+  }
+
+  let dropped = new Set<string>();
+  for (let round = 0; round < 50; round++) {
+    const { allow, deny, conflicts } = assemble(perVerb, dropped);
+    if (conflicts.length === 0) {
+      for (const { verb, shapes, verdicts } of perVerb) {
+        shapes.forEach((shape, i) => {
+          const v = verdicts[i]!;
+          if (
+            v.kind === 'none' &&
+            shape.route.requirement.kind !== 'public' &&
+            input.authenticated
+          ) {
+            omitted.push(`${verb} ${routePath(shape.route)} (${v.why})`);
+          }
+        });
+      }
+      for (const key of dropped) omitted.push(`${key} (a deny for another route overlaps it)`);
+      return finish(allow, deny, omitted);
+    }
+    dropped = new Set([...dropped, ...conflicts]);
+  }
+  // Cannot settle: allow nothing rather than guess.
+  return { allow: [], deny: [], omitted: ['every route (policy did not settle)'] };
+}
+
+function routePath(route: CompiledRoute): string {
+  return route.label.slice(route.label.indexOf(' ') + 1);
+}
+
+function assemble(
+  perVerb: readonly { verb: string; shapes: Shape[]; verdicts: Verdict[] }[],
+  dropped: ReadonlySet<string>,
+): { allow: string[]; deny: string[]; conflicts: string[] } {
+  const allowed: Allowed[] = [];
+  const denies: { pattern: string; from: Shape; over: boolean }[] = [];
+  for (const { shapes, verdicts } of perVerb) {
+    shapes.forEach((shape, i) => {
+      const v = verdicts[i]!;
+      if (v.kind === 'all') {
+        const label = `${shape.verb} ${routePath(shape.route)}`;
+        if (dropped.has(label)) return;
+        allowed.push({ shape, kind: 'all', resources: resourcePatterns(shape), label });
+        for (const pattern of overMatchPatterns(shape)) {
+          denies.push({ pattern, from: shape, over: true });
+        }
+        // More specific routes inside this one that are not wholly allowed are carved out.
+        for (let j = 0; j < i; j++) {
+          const other = shapes[j]!;
+          if (verdicts[j]!.kind === 'all') continue;
+          if (!shapesIntersect(other, shape)) continue;
+          const generic: Shape = {
+            ...other,
+            segs: other.segs.map((s) => ('literal' in s ? s : { param: s.param })),
+          };
+          for (const pattern of resourcePatterns(generic)) {
+            denies.push({ pattern, from: other, over: false });
+          }
+        }
+      } else if (v.kind === 'items') {
+        for (const path of v.paths) {
+          if (dropped.has(path)) continue;
+          allowed.push({ shape, kind: 'item', resources: [path], label: path });
+        }
+      }
+    });
+  }
+
+  // A deny must never remove a path that one of the allowed routes answers with allow.
+  const conflicts = new Set<string>();
+  for (const d of denies) {
+    const dTokens = iamTokens(d.pattern);
+    for (const a of allowed) {
+      if (a.shape.verb !== d.from.verb) continue;
+      if (a.kind === 'item') {
+        if (iamMatch(d.pattern, a.resources[0]!)) conflicts.add(a.label);
+        continue;
+      }
+      if (d.over) {
+        // A route's own over-match never meets its own shape.
+        if (a.shape !== d.from && intersects(dTokens, verbTokens(a.shape))) conflicts.add(a.label);
+        continue;
+      }
+      if (d.from.order < a.shape.order) {
+        // d's route answers first wherever the two shapes meet; only its over-match can hurt.
+        const over = overMatchPatterns(d.from);
+        if (over.some((p) => intersects(iamTokens(p), verbTokens(a.shape)))) conflicts.add(a.label);
+      } else if (intersects(dTokens, verbTokens(a.shape))) {
+        conflicts.add(a.label);
+      }
+    }
+  }
+  const allow = allowed.flatMap((a) => a.resources);
+  const deny = denies.map((d) => d.pattern);
+  return { allow, deny, conflicts: [...conflicts] };
+}
+
+function verbTokens(shape: Shape): Token[] {
+  return [...literalTokens(shape.verb), ...shapeTokens(shape)];
+}
+
+function finish(allow: string[], deny: string[], omitted: string[]): PrincipalStatements {
+  // Compress: drop exact resources a wildcard allow already covers; keep denies that matter.
+  const globs = allow.filter((a) => a.includes('*') || a.includes('?'));
+  const exact = allow.filter((a) => !globs.includes(a) && !globs.some((g) => iamMatch(g, a)));
+  const allowOut = [...new Set([...globs, ...exact])];
+  const allowTokens = allowOut.map(iamTokens);
+  const denyOut = [...new Set(deny)].filter((d) =>
+    allowTokens.some((a) => intersects(iamTokens(d), a)),
+  );
+  if (globs.length > 0) {
+    for (const pattern of MALFORMED_PATTERNS) denyOut.push(pattern);
+  }
+  return { allow: allowOut, deny: denyOut, omitted };
+}

@@ -1,0 +1,471 @@
+/**
+ * The API Gateway Lambda authorizer: REST TOKEN, REST REQUEST (and HTTP API payload 1.0) and
+ * HTTP API payload 2.0 events in; an IAM policy or an HTTP API simple response out.
+ *
+ * - no or bad token: `throw new Error('Unauthorized')` (API Gateway answers 401); on HTTP API
+ *   simple responses `{ isAuthorized: false }` (403);
+ * - valid token without the permission: an explicit Deny (403);
+ * - store, key or configuration failure: any other error (API Gateway answers 500), never an
+ *   Allow.
+ *
+ * Two modes (docs/aws.md, "Modes and caching"): `route` answers for the current route only and
+ * needs identity sources that include the method and path; `principal` lists every route the
+ * principal may call, so a TOKEN authorizer's cached answer is right for every later route.
+ */
+import type {
+  APIGatewayAuthorizerResult,
+  APIGatewayRequestAuthorizerEvent,
+  APIGatewayRequestAuthorizerEventV2,
+  APIGatewayTokenAuthorizerEvent,
+} from 'aws-lambda';
+import { ConfigError, TokenError } from '../errors.ts';
+import { compilePermissions } from '../permissions/permission-set.ts';
+import { compileRoles } from '../permissions/roles.ts';
+import type { Gatehouse } from '../policy/decide.ts';
+import { CachedStore } from '../stores/cache.ts';
+import { extractBearer } from '../token/bearer.ts';
+import type { Decision, Principal, RoleRecord, UserRecord } from '../types.ts';
+import { type PrincipalStatements, principalStatements } from './apigateway-policy.ts';
+
+export type AuthorizerMode = 'principal' | 'route';
+export type HttpApiResponse = 'simple' | 'iam';
+
+/** Largest policy document (serialised JSON, bytes) returned; larger ones deny instead. */
+export const MAX_POLICY_BYTES = 8192;
+/** Budget for the flattened `context` map (serialised JSON, bytes). */
+export const CONTEXT_BUDGET_BYTES = 1024;
+/** Longest single context value, characters; longer values are cut. */
+export const CONTEXT_VALUE_MAX = 256;
+
+export interface AuthorizerOptions {
+  readonly gatehouse: Gatehouse;
+  /** `principal` (TOKEN authorizers with caching) or `route` (default). */
+  readonly mode?: AuthorizerMode;
+  /** HTTP API payload 2.0 answers: `simple` (default, `EnableSimpleResponses`) or `iam`. */
+  readonly httpApiResponse?: HttpApiResponse;
+  /** The authorizer's cache TTL, seconds (0 to 3600, default 300: API Gateway's default). */
+  readonly cacheTtlSeconds?: number;
+  /** A kept claim whose string value becomes `usageIdentifierKey` (REST usage plans). */
+  readonly usageIdentifierClaim?: string;
+  /** One line per event worth logging (denies, failures); default console.log of JSON. */
+  readonly log?: (entry: Record<string, unknown>) => void;
+  /** Clock, ms; default the Gatehouse's. */
+  readonly now?: () => number;
+}
+
+export type AuthorizerEvent =
+  | APIGatewayTokenAuthorizerEvent
+  | APIGatewayRequestAuthorizerEvent
+  | APIGatewayRequestAuthorizerEventV2;
+
+export type ContextValue = string | number | boolean;
+
+export interface SimpleResponse {
+  readonly isAuthorized: boolean;
+  readonly context: Record<string, ContextValue>;
+}
+
+export type IamResponse = APIGatewayAuthorizerResult & {
+  readonly context: Record<string, ContextValue>;
+  readonly usageIdentifierKey?: string;
+};
+
+export type AuthorizerResponse = SimpleResponse | IamResponse;
+
+/** A method or route ARN split at the stage: `arn:…:api/stage/` + `GET` + `/posts/1`. */
+export interface ParsedArn {
+  readonly prefix: string;
+  readonly verb: string;
+  readonly path: string;
+}
+
+interface ParsedEvent {
+  readonly kind: 'token' | 'request' | 'http';
+  readonly method: string;
+  readonly path: string;
+  readonly authorization: string | undefined;
+  readonly ip: string | undefined;
+  readonly arn: ParsedArn;
+}
+
+/** Thrown for API Gateway's 401; the message is the contract. */
+export function unauthorized(): Error {
+  return new Error('Unauthorized');
+}
+
+/** Any other error becomes API Gateway's 500 (an authorizer failure), never an allow. */
+export class AuthorizerFailure extends Error {
+  override readonly name = 'AuthorizerFailure';
+}
+
+const ARN = /^(arn:[a-z-]+:execute-api:[^:]+:[^:]+:[^/]+\/[^/]+\/)([A-Z*]+)(\/.*)?$/;
+
+export function parseArn(arn: unknown): ParsedArn {
+  if (typeof arn !== 'string') throw new AuthorizerFailure('event has no method or route ARN');
+  const m = ARN.exec(arn);
+  if (!m) throw new AuthorizerFailure('unrecognised method or route ARN');
+  return { prefix: m[1]!, verb: m[2]!, path: m[3] ?? '/' };
+}
+
+function header(headers: Record<string, string | undefined> | null | undefined, name: string) {
+  if (!headers) return undefined;
+  const direct = headers[name];
+  if (direct !== undefined) return direct;
+  const lower = name.toLowerCase();
+  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === lower) return v;
+  return undefined;
+}
+
+/** Recognises the three event shapes (documented in docs/aws.md with examples in events/). */
+export function parseEvent(event: AuthorizerEvent): ParsedEvent {
+  const raw = event as unknown as Record<string, unknown>;
+  if (raw === null || typeof raw !== 'object')
+    throw new AuthorizerFailure('event is not an object');
+  if (raw.type === 'TOKEN') {
+    const e = event as APIGatewayTokenAuthorizerEvent;
+    const arn = parseArn(e.methodArn);
+    // TOKEN events carry neither the path nor the client IP: both come from the ARN or not at all.
+    return {
+      kind: 'token',
+      method: arn.verb,
+      path: arn.path,
+      authorization: e.authorizationToken,
+      ip: undefined,
+      arn,
+    };
+  }
+  if (raw.type === 'REQUEST' && raw.version === '2.0') {
+    const e = event as APIGatewayRequestAuthorizerEventV2;
+    const arn = parseArn(e.routeArn);
+    const http = e.requestContext?.http;
+    if (!http || typeof http.method !== 'string')
+      throw new AuthorizerFailure('HTTP API event without requestContext.http');
+    return {
+      kind: 'http',
+      method: http.method,
+      path: stripStage(e.rawPath, e.requestContext.stage),
+      authorization: header(e.headers, 'authorization'),
+      ip: http.sourceIp,
+      arn,
+    };
+  }
+  if (raw.type === 'REQUEST') {
+    const e = event as APIGatewayRequestAuthorizerEvent;
+    const arn = parseArn(e.methodArn);
+    return {
+      kind: 'request',
+      method: e.httpMethod,
+      path: e.path,
+      authorization: header(e.headers, 'Authorization'),
+      ip: e.requestContext?.identity?.sourceIp,
+      arn,
+    };
+  }
+  throw new AuthorizerFailure('unrecognised authorizer event');
+}
+
+/** HTTP API `rawPath` starts with the stage name unless the stage is `$default`. */
+function stripStage(rawPath: string, stage: string | undefined): string {
+  if (typeof rawPath !== 'string') throw new AuthorizerFailure('HTTP API event without rawPath');
+  if (!stage || stage === '$default') return rawPath;
+  const prefix = `/${stage}`;
+  if (rawPath === prefix) return '/';
+  return rawPath.startsWith(`${prefix}/`) ? rawPath.slice(prefix.length) : rawPath;
+}
+
+function clip(value: string): string {
+  return value.length > CONTEXT_VALUE_MAX ? value.slice(0, CONTEXT_VALUE_MAX) : value;
+}
+
+/**
+ * The `context` map: flat string / number / boolean values within {@link CONTEXT_BUDGET_BYTES};
+ * optional keys are dropped, least useful first, until it fits.
+ */
+export function buildContext(
+  decision: Decision,
+  mode: AuthorizerMode,
+  principal?: Principal,
+): Record<string, ContextValue> {
+  const p = principal ?? decision.principal;
+  const context: Record<string, ContextValue> = { reason: decision.reason, mode };
+  // The decision's own status (401 for a bad token): HTTP API simple responses answer 403 for
+  // every `isAuthorized: false`, so this is where the difference stays visible.
+  if (!decision.allow) context.status = decision.status;
+  if (p) {
+    context.subject = clip(p.subject);
+    if (p.tenant !== undefined) context.tenant = clip(p.tenant);
+    context.scopes = clip(p.scopes.join(' '));
+  }
+  // Per-route details only where the answer is per route: a principal-mode answer is reused.
+  if (mode === 'route') {
+    if (decision.route !== undefined) context.route = clip(decision.route);
+    const first = decision.matched?.[0];
+    if (first) {
+      context.permission = clip(first.required);
+      context.grant = clip(first.grant);
+    }
+  }
+  for (const key of ['grant', 'permission', 'route', 'scopes', 'tenant']) {
+    if (JSON.stringify(context).length <= CONTEXT_BUDGET_BYTES) break;
+    delete context[key];
+  }
+  return context;
+}
+
+function statement(effect: 'Allow' | 'Deny', resources: readonly string[]) {
+  return { Action: 'execute-api:Invoke', Effect: effect, Resource: [...resources] };
+}
+
+interface PrincipalCacheEntry {
+  readonly roles: readonly RoleRecord[];
+  readonly key: string;
+  readonly statements: PrincipalStatements;
+  readonly validUntil: number;
+}
+
+/** Compiled principal policies, per store record (the cache hands back the same object while fresh). */
+const NO_RECORD = new Map<string, object>();
+
+export type Authorizer = (event: AuthorizerEvent) => Promise<AuthorizerResponse>;
+
+/** Builds the authorizer; options are validated here, once, at cold start. */
+export function createAuthorizer(options: AuthorizerOptions): Authorizer {
+  const gatehouse = options.gatehouse;
+  const mode = options.mode ?? 'route';
+  if (mode !== 'principal' && mode !== 'route') {
+    throw new ConfigError('AUTHORIZER_MODE', 'expected principal or route');
+  }
+  const httpApiResponse = options.httpApiResponse ?? 'simple';
+  if (httpApiResponse !== 'simple' && httpApiResponse !== 'iam') {
+    throw new ConfigError('HTTP_API_RESPONSE', 'expected simple or iam');
+  }
+  const ttl = options.cacheTtlSeconds ?? 300;
+  if (!Number.isInteger(ttl) || ttl < 0 || ttl > 3600) {
+    throw new ConfigError('AUTHORIZER_TTL_SECONDS', 'expected an integer from 0 to 3600');
+  }
+  const usageClaim = options.usageIdentifierClaim;
+  const log = options.log ?? ((entry) => console.log(JSON.stringify(entry)));
+  const now = options.now ?? Date.now;
+  const policy = gatehouse.policy;
+  const compiled = new WeakMap<object, PrincipalCacheEntry>();
+
+  const usageKey = (p: Principal | undefined): { usageIdentifierKey?: string } => {
+    if (usageClaim === undefined || !p) return {};
+    const value = p.claims[usageClaim];
+    return typeof value === 'string' && value.length > 0 ? { usageIdentifierKey: value } : {};
+  };
+
+  async function statementsFor(
+    principal: Principal | undefined,
+    prefix: string,
+  ): Promise<PrincipalStatements> {
+    if (!principal) {
+      return principalStatements({
+        routes: policy.routes,
+        set: compilePermissions({ user: null, roles: policy.roleGraph }),
+        tenant: undefined,
+        tenantParam: policy.tenantParam,
+        authenticated: false,
+        now: now(),
+        windowSeconds: ttl,
+      });
+    }
+    const store = gatehouse.store;
+    const key =
+      principal.tenant === undefined
+        ? { subject: principal.subject }
+        : { subject: principal.subject, tenant: principal.tenant };
+    let record: UserRecord | null;
+    let roles: readonly RoleRecord[];
+    if (store instanceof CachedStore) {
+      record = (await store.lookupUser(key, principal)).record;
+      roles = (await store.lookupRoles(principal.tenant)).roles;
+    } else {
+      record = await store.getUser(key, principal);
+      roles = await store.getRoles(principal.tenant);
+    }
+    const t = now();
+    const memoKey = record ?? noRecordKey(principal.tenant);
+    const cacheKey = `${prefix}|${principal.tenant ?? ''}`;
+    const memo = compiled.get(memoKey);
+    if (memo && memo.roles === roles && memo.key === cacheKey && t < memo.validUntil)
+      return memo.statements;
+    const graph = roles.length === 0 ? policy.roleGraph : compileRoles(policy.roles, roles);
+    const set = compilePermissions({ user: record, roles: graph, now: t });
+    const statements = principalStatements({
+      routes: policy.routes,
+      set,
+      tenant: principal.tenant,
+      tenantParam: policy.tenantParam,
+      authenticated: true,
+      now: t,
+      windowSeconds: ttl,
+    });
+    // Grants cross the "expires within the window" line as time passes: recompute before that.
+    const next =
+      set.nextExpiry === undefined ? Number.POSITIVE_INFINITY : (set.nextExpiry - ttl) * 1000;
+    compiled.set(memoKey, {
+      roles,
+      key: cacheKey,
+      statements,
+      validUntil: Math.min(next, t + 60_000),
+    });
+    return statements;
+  }
+
+  async function principalPolicy(parsed: ParsedEvent, decision: Decision): Promise<IamResponse> {
+    let principal = decision.principal;
+    if (!principal) {
+      // Public routes and malformed paths are answered before the token is read; the cached
+      // answer is per token, so find out who this is (or that nobody is) before listing routes.
+      try {
+        principal = (await gatehouse.verifier.verify(extractBearer(parsed.authorization)))
+          .principal;
+      } catch (error) {
+        if (!(error instanceof TokenError) || error.code === 'keys_unavailable') throw error;
+        // A bad token on a malformed path: answer 401 now rather than cache a deny for it.
+        if (!decision.allow) throw unauthorized();
+      }
+    }
+    const statements = await statementsFor(principal, parsed.arn.prefix);
+    const here = `${parsed.arn.verb}${parsed.arn.path}`;
+    const allow = statements.allow.map((r) => parsed.arn.prefix + r);
+    const deny = statements.deny.map((r) => parsed.arn.prefix + r);
+    const listed =
+      statements.allow.some((r) => globMatches(r, here)) &&
+      !statements.deny.some((r) => globMatches(r, here));
+    if (!decision.allow) {
+      if (listed)
+        log({
+          level: 'error',
+          msg: 'principal policy would allow a denied route; denying it explicitly',
+          route: decision.route ?? here,
+        });
+      deny.push(parsed.arn.prefix + escapeResource(here));
+    } else if (!listed) {
+      log({
+        level: 'info',
+        msg: 'allowed uncached but left out of the principal policy (conditional or item-specific)',
+        route: decision.route ?? here,
+        reason: decision.reason,
+      });
+    }
+    const Statement = [];
+    if (allow.length > 0) Statement.push(statement('Allow', allow));
+    if (deny.length > 0) Statement.push(statement('Deny', deny));
+    if (Statement.length === 0)
+      Statement.push(statement('Deny', [parsed.arn.prefix + escapeResource(here)]));
+    const policyDocument = { Version: '2012-10-17', Statement };
+    const body = {
+      principalId: principal?.subject ?? 'anonymous',
+      policyDocument,
+      context: buildContext(decision, 'principal', principal),
+      ...usageKey(principal),
+    };
+    if (JSON.stringify(policyDocument).length > MAX_POLICY_BYTES) {
+      log({
+        level: 'error',
+        msg: `principal policy exceeds ${MAX_POLICY_BYTES} bytes; denying instead of widening`,
+        subject: principal?.subject,
+        allows: allow.length,
+        denies: deny.length,
+      });
+      return {
+        principalId: body.principalId,
+        policyDocument: {
+          Version: '2012-10-17',
+          Statement: [statement('Deny', [`${parsed.arn.prefix}*`])],
+        },
+        context: { ...body.context, reason: 'policy_too_large' },
+      };
+    }
+    return body as IamResponse;
+  }
+
+  function routePolicy(decision: Decision, arn: string): IamResponse {
+    return {
+      principalId: decision.principal?.subject ?? 'anonymous',
+      policyDocument: {
+        Version: '2012-10-17',
+        Statement: [statement(decision.allow ? 'Allow' : 'Deny', [arn])],
+      },
+      context: buildContext(decision, 'route'),
+      ...usageKey(decision.principal),
+    } as IamResponse;
+  }
+
+  return async function authorize(event: AuthorizerEvent): Promise<AuthorizerResponse> {
+    const parsed = parseEvent(event);
+    const decision = await gatehouse.decide({
+      method: parsed.method,
+      path: parsed.path,
+      authorization: parsed.authorization,
+      ip: parsed.ip,
+    });
+    if (decision.status === 503) {
+      log({ level: 'error', msg: 'authorizer failure', reason: decision.reason });
+      throw new AuthorizerFailure(`authorizer failure (${decision.reason})`);
+    }
+    if (!decision.allow)
+      log({
+        level: 'info',
+        msg: 'deny',
+        reason: decision.reason,
+        status: decision.status,
+        route: decision.route,
+      });
+    const simple = parsed.kind === 'http' && httpApiResponse === 'simple';
+    if (simple) {
+      return { isAuthorized: decision.allow, context: buildContext(decision, 'route') };
+    }
+    if (decision.status === 401) throw unauthorized();
+    if (mode === 'principal') return principalPolicy(parsed, decision);
+    const arn = `${parsed.arn.prefix}${parsed.arn.verb}${parsed.arn.path}`;
+    return routePolicy(decision, escapeArn(arn));
+  };
+}
+
+function noRecordKey(tenant: string | undefined): object {
+  const k = tenant ?? '\u0000';
+  let key = NO_RECORD.get(k);
+  if (!key) {
+    if (NO_RECORD.size > 1000) NO_RECORD.clear();
+    key = {};
+    NO_RECORD.set(k, key);
+  }
+  return key;
+}
+
+/** `*` and `?` in a concrete path would be wildcards in a policy: use `?` for each (narrower than `*`). */
+function escapeResource(resource: string): string {
+  return resource.replace(/\*/g, '?');
+}
+
+function escapeArn(arn: string): string {
+  return escapeResource(arn);
+}
+
+/** IAM matching for the handful of patterns in one policy (`*` any run, `?` one char). */
+export function globMatches(pattern: string, text: string): boolean {
+  let p = 0;
+  let t = 0;
+  let star = -1;
+  let mark = 0;
+  while (t < text.length) {
+    const c = pattern[p];
+    if (c === '?' || (c !== undefined && c !== '*' && c === text[t])) {
+      p++;
+      t++;
+    } else if (c === '*') {
+      star = p++;
+      mark = t;
+    } else if (star !== -1) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pattern[p] === '*') p++;
+  return p === pattern.length;
+}

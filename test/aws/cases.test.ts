@@ -1,0 +1,110 @@
+/**
+ * The shared decision table (test/cases/decisions.json) through the Lambda handler, with
+ * demo/policy.json and demo/permissions.json seeded into dynalite, for every event type where a
+ * case applies. The authorizer's answer is mapped back to { allow, status, reason } the way API
+ * Gateway reads it; any difference from the table fails.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuthorizerEvent } from '../../src/adapters/apigateway.ts';
+import { createLambdaHandler } from '../../src/adapters/apigateway-lambda.ts';
+import { type DecisionCase, demoToken } from '../support/cases.ts';
+import { evaluatePolicy } from './apigw-cache-model.ts';
+import {
+  DEMO_POLICY,
+  demoTable,
+  httpEvent,
+  type LocalDynamo,
+  PREFIX,
+  read,
+  restRequestEvent,
+  SECRET,
+  startDynalite,
+  tokenEvent,
+} from './support.ts';
+
+const { cases } = JSON.parse(read('test/cases/decisions.json')) as { cases: DecisionCase[] };
+
+let local: LocalDynamo;
+let table: string;
+beforeAll(async () => {
+  local = await startDynalite();
+  table = await demoTable(local.client());
+});
+afterAll(async () => local.close());
+
+type Kind = 'rest-token' | 'rest-request' | 'http-simple' | 'http-iam';
+
+const KINDS: readonly { kind: Kind; mode: string; applies: (c: DecisionCase) => boolean }[] = [
+  // TOKEN events carry no client IP: IP-conditioned cases do not apply (they fail closed).
+  { kind: 'rest-token', mode: 'principal', applies: (c) => c.ip === undefined },
+  { kind: 'rest-request', mode: 'route', applies: () => true },
+  { kind: 'http-simple', mode: 'route', applies: () => true },
+  { kind: 'http-iam', mode: 'route', applies: () => true },
+];
+
+function eventFor(
+  kind: Kind,
+  c: DecisionCase,
+  token: string | undefined,
+): { event: AuthorizerEvent; arn: string } {
+  const ip = c.ip ?? '203.0.113.9';
+  if (kind === 'rest-token')
+    return { event: tokenEvent(c.method, c.path, token), arn: `${PREFIX}${c.method}${c.path}` };
+  if (kind === 'rest-request') {
+    return {
+      event: restRequestEvent(c.method, c.path, token, ip),
+      arn: `${PREFIX}${c.method}${c.path}`,
+    };
+  }
+  const event = httpEvent(c.method, c.path, token, ip);
+  return { event, arn: (event as { routeArn: string }).routeArn };
+}
+
+for (const { kind, mode, applies } of KINDS) {
+  describe(`shared decision table through the Lambda handler (${kind}, ${mode} mode)`, () => {
+    const logs: Record<string, unknown>[] = [];
+    let handler: ReturnType<typeof createLambdaHandler>;
+    beforeAll(() => {
+      handler = createLambdaHandler({
+        policy: DEMO_POLICY,
+        env: {
+          TABLE_NAME: table,
+          GATEHOUSE_DEV_SECRET: SECRET,
+          AUTHORIZER_MODE: mode,
+          HTTP_API_RESPONSE: kind === 'http-iam' ? 'iam' : 'simple',
+        },
+        client: local.client(),
+        log: (entry) => logs.push(entry),
+      });
+    });
+
+    it.each(cases.filter(applies).map((c) => [c.name, c] as const))('%s', async (_name, c) => {
+      const token = await demoToken(c, SECRET);
+      const { event, arn } = eventFor(kind, c, token);
+      logs.length = 0;
+      let got: { allow: boolean; status: number; reason: unknown };
+      try {
+        const response = await handler(event);
+        const reason = response.context.reason;
+        if ('isAuthorized' in response) {
+          got = {
+            allow: response.isAuthorized,
+            status: Number(response.context.status ?? 200),
+            reason,
+          };
+        } else {
+          const answer = evaluatePolicy(response, arn);
+          got = {
+            allow: answer.allow,
+            status: answer.status === 403 ? Number(response.context.status ?? 403) : answer.status,
+            reason,
+          };
+        }
+      } catch (error) {
+        expect((error as Error).message).toBe('Unauthorized');
+        got = { allow: false, status: 401, reason: logs.at(-1)?.reason };
+      }
+      expect(got).toEqual(c.expect);
+    });
+  });
+}

@@ -1,0 +1,275 @@
+/**
+ * The DynamoDB store against dynalite over real HTTP with the real AWS SDK, and against loopback
+ * servers that hang, throttle or fail, to show that every failure is a StoreError (so the
+ * authorizer fails) and never a record.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StoreError } from '../../src/errors.ts';
+import {
+  createDynamoDBClient,
+  createPermissionTable,
+  DynamoDBStore,
+  grantItem,
+  grantSortKey,
+  MAX_ATTEMPTS,
+  putItem,
+  roleItem,
+  userPartitionKey,
+  writePermissionData,
+} from '../../src/stores/dynamodb.ts';
+import { parsePermissionData } from '../../src/stores/file.ts';
+import { DEMO_PERMISSIONS, demoTable, type LocalDynamo, startDynalite } from './support.ts';
+
+let local: LocalDynamo;
+beforeAll(async () => {
+  local = await startDynalite();
+});
+afterAll(async () => local.close());
+
+async function storeFor(data = DEMO_PERMISSIONS, now?: () => number) {
+  const client = local.client();
+  const tableName = await demoTable(client);
+  if (data !== DEMO_PERMISSIONS) await writePermissionData(client, tableName, data);
+  return {
+    client,
+    tableName,
+    store: new DynamoDBStore({ client, tableName, ...(now && { now }) }),
+  };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<StoreError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(StoreError);
+  return error as StoreError;
+}
+
+describe('DynamoDBStore against dynalite', () => {
+  it('reads a user record written from the demo seed data in one query', async () => {
+    const { store } = await storeFor();
+    const alice = await store.getUser({ subject: 'alice' });
+    expect(alice?.roles).toEqual([{ role: 'reader' }]);
+    expect(alice?.grants.map((g) => g.permission).sort()).toEqual(['read:drafts', 'read:stats']);
+    expect(alice?.grants.find((g) => g.permission === 'read:stats')?.when).toEqual({
+      ip: ['127.0.0.0/8', '::1/128'],
+    });
+    const bob = await store.getUser({ subject: 'bob' });
+    expect(bob?.denies).toEqual([{ permission: 'delete:posts:*' }]);
+  });
+
+  it('answers null for an unknown subject', async () => {
+    const { store } = await storeFor();
+    expect(await store.getUser({ subject: 'mallory' })).toBeNull();
+  });
+
+  it('keeps tenants apart and encodes subjects so they cannot reach another record', async () => {
+    const data = parsePermissionData(
+      JSON.stringify({
+        users: { 'alice:admin': { grants: ['read:secrets'] } },
+        tenants: {
+          acme: {
+            users: { alice: { grants: ['read:acme'] } },
+            roles: { ops: { grants: ['ops:*'] } },
+          },
+        },
+      }),
+    );
+    const { store } = await storeFor(data);
+    expect((await store.getUser({ subject: 'alice', tenant: 'acme' }))?.grants).toEqual([
+      { permission: 'read:acme' },
+    ]);
+    expect(
+      (await store.getUser({ subject: 'alice' }))?.grants.map((g) => g.permission),
+    ).not.toContain('read:acme');
+    expect(await store.getUser({ subject: 'alice', tenant: 'other' })).toBeNull();
+    expect(await store.getUser({ subject: 'alice:admin', tenant: 'acme' })).toBeNull();
+    expect(userPartitionKey({ subject: 'a/s:b' })).toBe('USER#-/s:a%2Fs%3Ab');
+    expect((await store.getRoles('acme')).map((r) => r.name)).toEqual(['ops']);
+    expect(await store.getRoles(undefined)).toEqual([]);
+  });
+
+  it('drops grants and assignments whose expiry passed, even before TTL deletion', async () => {
+    const data = parsePermissionData(
+      JSON.stringify({
+        users: {
+          dora: {
+            grants: [
+              { permission: 'read:old', expires: 1_000 },
+              { permission: 'read:new', expires: 4_000_000_000 },
+            ],
+          },
+        },
+        user_roles: { dora: [{ role: 'reader', expires: 1_000 }] },
+      }),
+    );
+    const { store } = await storeFor(data);
+    const dora = await store.getUser({ subject: 'dora' });
+    expect(dora?.grants).toEqual([{ permission: 'read:new', expiresAt: 4_000_000_000 }]);
+    expect(dora?.roles).toEqual([]);
+  });
+
+  it('writes the TTL attribute on expiring grants only', () => {
+    expect(
+      grantItem({ subject: 'a' }, 'allow', { permission: 'read:x', expiresAt: 42 }).ttl,
+    ).toEqual({
+      N: '42',
+    });
+    expect(grantItem({ subject: 'a' }, 'allow', { permission: 'read:x' }).ttl).toBeUndefined();
+  });
+
+  it('keeps two denies of one permission with different conditions as two items', () => {
+    const a = grantSortKey('deny', { permission: 'x:y', when: { ip: ['10.0.0.0/8'] } });
+    const b = grantSortKey('deny', { permission: 'x:y', when: { ip: ['192.168.0.0/16'] } });
+    expect(a).not.toBe(b);
+    expect(grantSortKey('allow', { permission: 'x:y' })).toBe('GRANT#x%3Ay');
+  });
+
+  it('reads role definitions with grants, denies and parents', async () => {
+    const { client, tableName, store } = await storeFor();
+    await putItem(
+      client,
+      tableName,
+      roleItem(undefined, {
+        name: 'auditor',
+        grants: [{ permission: 'read:*', when: { time: { days: ['mon'] } } }],
+        denies: [{ permission: 'read:secrets' }],
+        inherits: ['reader'],
+      }),
+    );
+    expect(await store.getRoles(undefined)).toEqual([
+      {
+        name: 'auditor',
+        grants: [{ permission: 'read:*', when: { time: { days: ['mon'] } } }],
+        denies: [{ permission: 'read:secrets' }],
+        inherits: ['reader'],
+      },
+    ]);
+  });
+
+  it('refuses a malformed item as store_invalid_record', async () => {
+    const { client, tableName, store } = await storeFor();
+    await client.send(
+      new PutItemCommand({
+        TableName: tableName,
+        Item: {
+          pk: { S: userPartitionKey({ subject: 'eve' }) },
+          sk: { S: 'GRANT#x' },
+          permission: { N: '7' },
+        },
+      }),
+    );
+    expect((await rejection(store.getUser({ subject: 'eve' }))).code).toBe('store_invalid_record');
+  });
+
+  it('refuses an item type it does not know rather than ignoring a possible deny', async () => {
+    const { client, tableName, store } = await storeFor();
+    await client.send(
+      new PutItemCommand({
+        TableName: tableName,
+        Item: { pk: { S: userPartitionKey({ subject: 'eve' }) }, sk: { S: 'BLOCK#x' } },
+      }),
+    );
+    expect((await rejection(store.getUser({ subject: 'eve' }))).code).toBe('store_invalid_record');
+  });
+
+  it('reports a missing table as store_unavailable', async () => {
+    const store = new DynamoDBStore({ client: local.client(), tableName: 'no-such-table' });
+    expect((await rejection(store.getUser({ subject: 'alice' }))).code).toBe('store_unavailable');
+  });
+
+  it('refuses a bad table name at construction', () => {
+    expect(() => new DynamoDBStore({ client: local.client(), tableName: 'a b' })).toThrow(
+      /TABLE_NAME/,
+    );
+  });
+});
+
+describe('DynamoDBStore when DynamoDB misbehaves', () => {
+  const servers: Server[] = [];
+  afterAll(async () => {
+    for (const s of servers) {
+      s.closeAllConnections();
+      await new Promise((r) => s.close(r));
+    }
+  });
+
+  async function loopback(
+    handler: (respond: (status: number, body: unknown) => void) => void,
+  ): Promise<{ endpoint: string; requests: () => number }> {
+    let count = 0;
+    const server = createServer((req, res) => {
+      count++;
+      req.resume();
+      handler((status, body) => {
+        res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0' });
+        res.end(JSON.stringify(body));
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const { port } = server.address() as AddressInfo;
+    return { endpoint: `http://127.0.0.1:${port}`, requests: () => count };
+  }
+
+  function clientFor(endpoint: string) {
+    // The production timeouts and retry budget, pointed at the loopback server.
+    return createDynamoDBClient({
+      endpoint,
+      region: 'eu-west-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+  }
+
+  it('fails within the deadline when the server accepts and never answers', async () => {
+    const { endpoint } = await loopback(() => {});
+    const store = new DynamoDBStore({ client: clientFor(endpoint), tableName: 'permissions' });
+    const started = Date.now();
+    const error = await rejection(store.getUser({ subject: 'alice' }));
+    expect(error.code).toBe('store_unavailable');
+    expect(Date.now() - started).toBeLessThan(1500);
+  });
+
+  it('fails after the retry budget when every answer is throttling', async () => {
+    const { endpoint, requests } = await loopback((respond) =>
+      respond(400, {
+        __type: 'com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException',
+        message: 'slow down',
+      }),
+    );
+    const store = new DynamoDBStore({
+      client: clientFor(endpoint),
+      tableName: 'permissions',
+      deadlineMs: 5000,
+    });
+    expect((await rejection(store.getUser({ subject: 'alice' }))).code).toBe('store_unavailable');
+    expect(requests()).toBeLessThanOrEqual(MAX_ATTEMPTS);
+  });
+
+  it('fails when every answer is a 500', async () => {
+    const { endpoint, requests } = await loopback((respond) =>
+      respond(500, {
+        __type: 'com.amazonaws.dynamodb.v20120810#InternalServerError',
+        message: 'x',
+      }),
+    );
+    const store = new DynamoDBStore({
+      client: clientFor(endpoint),
+      tableName: 'permissions',
+      deadlineMs: 5000,
+    });
+    expect((await rejection(store.getRoles(undefined))).code).toBe('store_unavailable');
+    expect(requests()).toBe(MAX_ATTEMPTS);
+  });
+
+  it('creates a table that the store can read (the helper the invoke script uses)', async () => {
+    const client = local.client();
+    await createPermissionTable(client, 'helper-table');
+    const store = new DynamoDBStore({ client, tableName: 'helper-table' });
+    expect(await store.getUser({ subject: 'x' })).toBeNull();
+  });
+});

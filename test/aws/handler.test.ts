@@ -1,0 +1,262 @@
+/**
+ * The Lambda handler with API Gateway's documented event shapes: REST TOKEN, REST REQUEST and
+ * HTTP API payload 2.0; answers, context, configuration errors and store failures.
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  buildContext,
+  CONTEXT_BUDGET_BYTES,
+  type IamResponse,
+  parseEvent,
+  type SimpleResponse,
+} from '../../src/adapters/apigateway.ts';
+import { createLambdaHandler } from '../../src/adapters/apigateway-lambda.ts';
+import { createDynamoDBClient } from '../../src/stores/dynamodb.ts';
+import type { Decision } from '../../src/types.ts';
+import { demoToken } from '../support/cases.ts';
+import {
+  DEMO_POLICY,
+  demoTable,
+  httpEvent,
+  type LocalDynamo,
+  PREFIX,
+  restRequestEvent,
+  SECRET,
+  startDynalite,
+  tokenEvent,
+} from './support.ts';
+
+let local: LocalDynamo;
+let table: string;
+beforeAll(async () => {
+  local = await startDynalite();
+  table = await demoTable(local.client());
+});
+afterAll(async () => local.close());
+
+const token = (subject: string, claims: Record<string, unknown> = {}) =>
+  demoToken(
+    {
+      name: subject,
+      subject,
+      claims,
+      method: 'GET',
+      path: '/',
+      expect: { allow: true, status: 200, reason: '' },
+    },
+    SECRET,
+  );
+
+function handler(env: Record<string, string> = {}, logs: Record<string, unknown>[] = []) {
+  return createLambdaHandler({
+    policy: DEMO_POLICY,
+    env: { TABLE_NAME: table, GATEHOUSE_DEV_SECRET: SECRET, ...env },
+    client: local.client(),
+    log: (e) => logs.push(e),
+  });
+}
+
+describe('event recognition', () => {
+  it('reads method and path from a TOKEN event method ARN, with no client IP', () => {
+    const parsed = parseEvent(tokenEvent('DELETE', '/posts/7', 'x'));
+    expect(parsed).toMatchObject({
+      kind: 'token',
+      method: 'DELETE',
+      path: '/posts/7',
+      ip: undefined,
+    });
+    expect(parsed.arn.prefix).toBe(PREFIX);
+  });
+
+  it('reads the client IP from requestContext.identity on REST REQUEST events', () => {
+    expect(parseEvent(restRequestEvent('GET', '/stats', 'x', '10.1.2.3'))).toMatchObject({
+      kind: 'request',
+      ip: '10.1.2.3',
+      authorization: 'Bearer x',
+    });
+  });
+
+  it('reads requestContext.http on HTTP API events and strips a named stage from rawPath', () => {
+    expect(parseEvent(httpEvent('GET', '/posts/1', 'x', '10.0.0.1', 'beta'))).toMatchObject({
+      kind: 'http',
+      method: 'GET',
+      path: '/posts/1',
+      ip: '10.0.0.1',
+    });
+  });
+
+  it('fails (500) on an event it does not recognise', async () => {
+    await expect(handler()({ type: 'WEIRD' } as never)).rejects.toThrow(/unrecognised/);
+  });
+});
+
+describe('REST answers', () => {
+  it('throws Unauthorized (401) for a missing token on a protected route', async () => {
+    await expect(handler()(tokenEvent('GET', '/posts/1', undefined))).rejects.toThrow(
+      /^Unauthorized$/,
+    );
+  });
+
+  it('answers an explicit Deny (403) for a valid token without the permission (route mode)', async () => {
+    const r = (await handler({ AUTHORIZER_MODE: 'route' })(
+      restRequestEvent('PUT', '/posts/1', await token('alice')),
+    )) as IamResponse;
+    expect(r.principalId).toBe('alice');
+    expect(r.policyDocument.Statement).toEqual([
+      { Action: 'execute-api:Invoke', Effect: 'Deny', Resource: [`${PREFIX}PUT/posts/1`] },
+    ]);
+    expect(r.context).toMatchObject({
+      reason: 'missing_permission',
+      status: 403,
+      subject: 'alice',
+    });
+  });
+
+  it('allows only the current method ARN in route mode, with the matched permission in context', async () => {
+    const r = (await handler({ AUTHORIZER_MODE: 'route' })(
+      restRequestEvent('PATCH', '/posts/7', await token('bob')),
+    )) as IamResponse;
+    expect(r.policyDocument.Statement).toEqual([
+      { Action: 'execute-api:Invoke', Effect: 'Allow', Resource: [`${PREFIX}PATCH/posts/7`] },
+    ]);
+    expect(r.context).toMatchObject({
+      route: 'PUT,PATCH /posts/:id',
+      permission: 'write:posts:7',
+      grant: 'write:posts:*',
+    });
+  });
+
+  it('lists every route of the principal in principal mode and denies the current one explicitly when denied', async () => {
+    const r = (await handler({ AUTHORIZER_MODE: 'principal' })(
+      tokenEvent('DELETE', '/posts/7', await token('bob')),
+    )) as IamResponse;
+    const [allow, deny] = r.policyDocument.Statement as { Effect: string; Resource: string[] }[];
+    expect(allow?.Effect).toBe('Allow');
+    expect(allow?.Resource).toContain(`${PREFIX}PUT/posts/?*`);
+    expect(allow?.Resource).not.toContain(`${PREFIX}DELETE/posts/?*`);
+    expect(deny?.Resource).toContain(`${PREFIX}DELETE/posts/7`);
+    expect(r.context).toMatchObject({ mode: 'principal', reason: 'explicit_deny' });
+    expect(r.context.route).toBeUndefined();
+  });
+
+  it('passes a configured claim as usageIdentifierKey', async () => {
+    const r = (await handler({ AUTHORIZER_MODE: 'route', USAGE_IDENTIFIER_CLAIM: 'plan_key' })(
+      restRequestEvent('GET', '/posts/1', await token('alice', { plan_key: 'key-123' })),
+    )) as IamResponse;
+    expect(r.usageIdentifierKey).toBe('key-123');
+  });
+
+  it('fails IP conditions closed on TOKEN events', async () => {
+    const r = (await handler({ AUTHORIZER_MODE: 'route' })(
+      tokenEvent('GET', '/stats', await token('alice')),
+    )) as IamResponse;
+    expect(r.policyDocument.Statement[0]?.Effect).toBe('Deny');
+  });
+});
+
+describe('HTTP API simple responses', () => {
+  it('answers isAuthorized with the decision and a flat context', async () => {
+    const r = (await handler()(
+      httpEvent('GET', '/stats', await token('alice'), '127.0.0.1'),
+    )) as SimpleResponse;
+    expect(r.isAuthorized).toBe(true);
+    for (const v of Object.values(r.context))
+      expect(['string', 'number', 'boolean']).toContain(typeof v);
+  });
+
+  it('answers isAuthorized false (API Gateway 403) for a bad token', async () => {
+    const r = (await handler()(httpEvent('GET', '/posts/1', 'not-a-jwt'))) as SimpleResponse;
+    expect(r).toMatchObject({
+      isAuthorized: false,
+      context: { reason: 'token_malformed', status: 401 },
+    });
+  });
+});
+
+describe('failures never allow', () => {
+  it('throws an authorizer failure (500) when the store does not answer', async () => {
+    const server = createServer(() => {});
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const { port } = server.address() as AddressInfo;
+    const client = createDynamoDBClient({
+      endpoint: `http://127.0.0.1:${port}`,
+      region: 'eu-west-1',
+      credentials: { accessKeyId: 'l', secretAccessKey: 'l' },
+    });
+    const logs: Record<string, unknown>[] = [];
+    const h = createLambdaHandler({
+      policy: DEMO_POLICY,
+      env: {
+        TABLE_NAME: 'permissions',
+        GATEHOUSE_DEV_SECRET: SECRET,
+        AUTHORIZER_MODE: 'principal',
+      },
+      client,
+      log: (e) => logs.push(e),
+    });
+    const error = await h(tokenEvent('GET', '/posts/1', await token('alice'))).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(error?.message).not.toBe('Unauthorized');
+    expect(error?.name).toBe('AuthorizerFailure');
+    expect(logs.at(-1)).toMatchObject({ level: 'error', reason: 'store_unavailable' });
+    server.closeAllConnections();
+    server.close();
+    client.destroy();
+  });
+
+  it.each([
+    [{ AUTHORIZER_MODE: 'sometimes' }, 'AUTHORIZER_MODE'],
+    [{ TABLE_NAME: '' }, 'TABLE_NAME'],
+    [{ GATEHOUSE_DEV_SECRET: '' }, 'secretEnv'],
+    [{ AUTHORIZER_TTL_SECONDS: 'soon' }, 'AUTHORIZER_TTL_SECONDS'],
+    [{ HTTP_API_RESPONSE: 'xml' }, 'HTTP_API_RESPONSE'],
+    [{ GATEHOUSE_ISSUER: 'https://id.example/' }, 'GATEHOUSE_AUDIENCE'],
+    [{ GATEHOUSE_POLICY: '{nope' }, 'GATEHOUSE_POLICY'],
+  ])('refuses every invocation after one log line naming the variable (%o)', async (env, name) => {
+    const logs: Record<string, unknown>[] = [];
+    const h = handler(env as Record<string, string>, logs);
+    expect(logs).toHaveLength(1);
+    expect(String(logs[0]?.msg)).toContain(name);
+    await expect(h(tokenEvent('GET', '/health', undefined))).rejects.toThrow(/configuration/);
+  });
+
+  it('uses a real identity provider from GATEHOUSE_ISSUER, GATEHOUSE_AUDIENCE, GATEHOUSE_JWKS_URL', () => {
+    const h = handler({
+      GATEHOUSE_ISSUER: 'https://id.example/',
+      GATEHOUSE_AUDIENCE: 'https://api.example',
+      GATEHOUSE_JWKS_URL: 'https://id.example/.well-known/jwks.json',
+      GATEHOUSE_DEV_SECRET: '',
+    });
+    expect(h.configError).toBeUndefined();
+  });
+});
+
+describe('context budget', () => {
+  it('keeps the context flat and within its budget even for huge scopes', () => {
+    const decision = {
+      allow: true,
+      status: 200,
+      reason: 'allowed',
+      route: 'GET /x',
+      explain: '',
+      matched: [{ required: 'a:b', grant: 'a:*', via: 'direct' }],
+      principal: {
+        issuer: 'i',
+        issuerKind: 'external',
+        subject: 's'.repeat(5000),
+        tenant: 't'.repeat(5000),
+        scopes: Array.from({ length: 2000 }, (_, i) => `scope${i}`),
+        claims: {},
+        actors: [],
+        expiresAt: 0,
+      },
+    } as unknown as Decision;
+    const context = buildContext(decision, 'route');
+    expect(JSON.stringify(context).length).toBeLessThanOrEqual(CONTEXT_BUDGET_BYTES);
+    expect(context.subject).toHaveLength(256);
+  });
+});

@@ -1,0 +1,140 @@
+/**
+ * template.yaml agrees with the code: handler paths, environment variable names, the table's key
+ * schema and TTL attribute. CloudFormation's short tags are parsed with yaml customTags.
+ */
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse, type Tags } from 'yaml';
+import { ENV } from '../../src/adapters/apigateway-lambda.ts';
+import {
+  PARTITION_KEY,
+  SORT_KEY,
+  TABLE_DEFINITION,
+  TTL_ATTRIBUTE,
+} from '../../src/stores/dynamodb.ts';
+import { read } from './support.ts';
+
+const CFN_TAGS = [
+  'Ref',
+  'Sub',
+  'GetAtt',
+  'If',
+  'Join',
+  'Select',
+  'Split',
+  'Equals',
+  'Not',
+  'And',
+  'Or',
+  'FindInMap',
+  'ImportValue',
+  'Condition',
+  'Base64',
+  'GetAZs',
+  'Cidr',
+];
+const customTags: Tags = CFN_TAGS.flatMap(
+  (name) =>
+    (['scalar', 'seq', 'map'] as const).map((collection) => ({
+      tag: `!${name}`,
+      collection: collection === 'scalar' ? undefined : collection,
+      resolve: (value: unknown) => ({ [`Fn::${name}`]: value }),
+    })) as Tags,
+) as Tags;
+
+// biome-ignore lint/suspicious/noExplicitAny: CloudFormation documents are free-form
+type Free = any;
+const template: Free = parse(read('template.yaml'), { customTags });
+const resources = template.Resources as Record<
+  string,
+  { Type: string; Properties: Free; Metadata?: Free }
+>;
+const functions = Object.entries(resources).filter(
+  ([, r]) => r.Type === 'AWS::Serverless::Function' && r.Metadata?.BuildMethod === 'esbuild',
+);
+
+describe('template.yaml', () => {
+  it('has the authorizer functions bundled with esbuild from handlers/lambda.ts', () => {
+    expect(functions.length).toBeGreaterThanOrEqual(1);
+    for (const [, fn] of functions) {
+      const entry = fn.Metadata.BuildProperties.EntryPoints[0] as string;
+      expect(existsSync(new URL(`../../${entry}`, import.meta.url))).toBe(true);
+      const base = entry.split('/').at(-1)!.replace(/\.ts$/, '');
+      expect(fn.Properties.Handler).toBe(`${base}.handler`);
+      expect(template.Globals.Function.Runtime).toMatch(/^nodejs2[24]\.x$/);
+      expect(template.Globals.Function.Architectures).toEqual(['arm64']);
+      expect(fn.Metadata.BuildProperties.External).toContain('@aws-sdk/*');
+    }
+  });
+
+  it('sets only environment variables the handler reads', () => {
+    const known = new Set<string>([...Object.values(ENV), 'GATEHOUSE_DEV_SECRET']);
+    for (const [, fn] of functions) {
+      for (const name of Object.keys(fn.Properties.Environment.Variables))
+        expect(known).toContain(name);
+      expect(fn.Properties.Environment.Variables.TABLE_NAME).toEqual({
+        'Fn::Ref': 'PermissionsTable',
+      });
+      expect(['principal', 'route']).toContain(fn.Properties.Environment.Variables.AUTHORIZER_MODE);
+    }
+  });
+
+  it('declares the table key schema, TTL and recovery the store expects', () => {
+    const table = resources.PermissionsTable!.Properties;
+    expect(table.KeySchema).toEqual(TABLE_DEFINITION.KeySchema);
+    expect(table.AttributeDefinitions).toEqual(TABLE_DEFINITION.AttributeDefinitions);
+    expect(table.KeySchema.map((k: { AttributeName: string }) => k.AttributeName)).toEqual([
+      PARTITION_KEY,
+      SORT_KEY,
+    ]);
+    expect(table.BillingMode).toBe('PAY_PER_REQUEST');
+    expect(table.TimeToLiveSpecification).toEqual({ AttributeName: TTL_ATTRIBUTE, Enabled: true });
+    expect(table.PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled).toBe(true);
+  });
+
+  it('matches identity sources and TTL to each mode', () => {
+    const rest = resources.RestApi!.Properties.Auth.Authorizers;
+    expect(
+      resources.TokenAuthorizerFunction!.Properties.Environment.Variables.AUTHORIZER_MODE,
+    ).toBe('principal');
+    expect(rest.GatehouseToken.FunctionArn).toEqual({
+      'Fn::GetAtt': 'TokenAuthorizerFunction.Arn',
+    });
+    expect(rest.GatehouseToken.Identity.Header).toBe('Authorization');
+    // Route mode is cached per route and client: method, path and source IP are identity.
+    expect(
+      resources.RequestAuthorizerFunction!.Properties.Environment.Variables.AUTHORIZER_MODE,
+    ).toBe('route');
+    expect(rest.GatehouseRequest.Identity.Context).toEqual([
+      'httpMethod',
+      'path',
+      'identity.sourceIp',
+    ]);
+    const http = resources.HttpApi!.Properties.Auth.Authorizers.GatehouseLambda;
+    expect(http.AuthorizerPayloadFormatVersion).toBe('2.0');
+    expect(http.EnableSimpleResponses).toBe(true);
+    expect(http.Identity.Context).toEqual(['httpMethod', 'path', 'identity.sourceIp']);
+    for (const a of [rest.GatehouseToken, rest.GatehouseRequest, http]) {
+      expect(a.Identity.ReauthorizeEvery).toEqual({ 'Fn::Ref': 'AuthorizerTtl' });
+    }
+  });
+
+  it('keeps every REST route the sample API exposes in the policy (principal mode assumes it)', () => {
+    const policy = JSON.parse(read('demo/policy.json')) as {
+      routes: { method?: string | string[]; path: string }[];
+    };
+    const routes = new Set(
+      policy.routes.flatMap((r) =>
+        [r.method ?? '*'].flat().map((m) => `${m} ${r.path.replace(/:(\w+)/g, '{$1}')}`),
+      ),
+    );
+    const events = resources.BlogFunction!.Properties.Events as Record<
+      string,
+      { Type: string; Properties: { Path: string; Method: string } }
+    >;
+    for (const e of Object.values(events)) {
+      if (e.Type !== 'Api') continue;
+      expect(routes).toContain(`${e.Properties.Method.toUpperCase()} ${e.Properties.Path}`);
+    }
+  });
+});
