@@ -74,6 +74,17 @@ function ecdsa(alg: Algorithm, hash: Hash, crv: string, order: Uint8Array): Algo
   };
 }
 
+const EDDSA: AlgorithmSpec = {
+  alg: 'EdDSA',
+  kty: 'OKP',
+  crv: 'Ed25519',
+  signatureLength: 64,
+  hashBytes: 64,
+  hash: 'SHA-512',
+  verifyParams: { name: 'Ed25519' },
+};
+
+/** Every accepted algorithm name; `Ed25519` maps to the EdDSA spec (see canonicalAlgorithm). */
 export const ALGORITHMS: ReadonlyMap<Algorithm, AlgorithmSpec> = new Map<Algorithm, AlgorithmSpec>([
   ['RS256', rsa('RS256', 'SHA-256', false)],
   ['RS384', rsa('RS384', 'SHA-384', false)],
@@ -84,27 +95,19 @@ export const ALGORITHMS: ReadonlyMap<Algorithm, AlgorithmSpec> = new Map<Algorit
   ['ES256', ecdsa('ES256', 'SHA-256', 'P-256', P256_ORDER)],
   ['ES384', ecdsa('ES384', 'SHA-384', 'P-384', P384_ORDER)],
   ['ES512', ecdsa('ES512', 'SHA-512', 'P-521', P521_ORDER)],
-  [
-    'EdDSA',
-    {
-      alg: 'EdDSA',
-      kty: 'OKP',
-      crv: 'Ed25519',
-      signatureLength: 64,
-      hashBytes: 64,
-      hash: 'SHA-512',
-      verifyParams: { name: 'Ed25519' },
-    },
-  ],
+  ['EdDSA', EDDSA],
+  // Same algorithm, fully specified name (RFC 9864); the key binding stays EdDSA.
+  ['Ed25519', EDDSA],
   ['HS256', hmac('HS256', 'SHA-256')],
   ['HS384', hmac('HS384', 'SHA-384')],
   ['HS512', hmac('HS512', 'SHA-512')],
 ]);
 
 /**
- * Maps a header or JWK `alg` to a supported algorithm, or undefined. `Ed25519` (the fully
+ * Maps an algorithm name to the one a key is bound to, or undefined. `Ed25519` (the fully
  * specified name from RFC 9864) is the same algorithm as `EdDSA` over an Ed25519 key, the only
- * EdDSA curve we accept.
+ * EdDSA curve we accept. Used for key binding only: a header `alg` is first compared exactly
+ * with the issuer's configured names, so `Ed25519` in a header needs `Ed25519` in the allowlist.
  */
 export function canonicalAlgorithm(alg: unknown): Algorithm | undefined {
   if (typeof alg !== 'string') return undefined;

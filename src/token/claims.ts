@@ -35,11 +35,12 @@ function numericDate(payload: Record<string, unknown>, name: string): number | u
 }
 
 function checkAudience(aud: unknown, audiences: ReadonlySet<string>): void {
-  // RFC 7519 §4.1.3: a single string or an array of strings; one must be ours.
+  // RFC 7519 §4.1.3: a single string or an array of strings; one must be ours. An array with
+  // any other element is malformed and refused even when it also names us.
   if (typeof aud === 'string') {
     if (audiences.has(aud)) return;
-  } else if (Array.isArray(aud)) {
-    for (const value of aud) if (typeof value === 'string' && audiences.has(value)) return;
+  } else if (Array.isArray(aud) && aud.every((value) => typeof value === 'string')) {
+    for (const value of aud) if (audiences.has(value)) return;
   }
   throw new TokenError('token_invalid_audience', 'token audience is not accepted');
 }

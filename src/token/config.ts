@@ -5,7 +5,7 @@
  * field.
  */
 import { ConfigError } from '../errors.ts';
-import { ALGORITHMS, isHmac } from './algorithms.ts';
+import { ALGORITHMS, canonicalAlgorithm, isHmac } from './algorithms.ts';
 import { type ClaimRules, REGISTERED_CLAIMS } from './claims.ts';
 import { RemoteJwksSource } from './jwks.ts';
 import { inlineJwksSource, type KeySource, pemSource, secretSource, selectJwk } from './keys.ts';
@@ -126,6 +126,9 @@ function resolveKeySource(
     throw new ConfigError(field, 'expected exactly one of jwksUri, jwks, publicKeyPem, secret');
   }
   const kind = kinds[0]!;
+  // Keys are bound to canonical algorithms (`Ed25519` is EdDSA); the header is compared with the
+  // configured names elsewhere.
+  const keyAlgorithms = [...new Set(algorithms.map((alg) => canonicalAlgorithm(alg)!))];
   if (kind === 'jwksUri' || kind === 'jwks') {
     // Symmetric keys never come from a key set, so an HS algorithm could never verify here;
     // allowing it would only widen what a token may claim.
@@ -141,13 +144,14 @@ function resolveKeySource(
   if (kind === 'jwksUri') {
     const uri = jwksUrl(keys.jwksUri, `${field}.jwksUri`);
     const ttl = numberIn(keys.cacheTtlSeconds, `${field}.cacheTtlSeconds`, 1, 86_400, 600);
-    const cooldown = numberIn(keys.cooldownSeconds, `${field}.cooldownSeconds`, 0, 3600, 30);
+    // At least 1 s: a zero cooldown would let every unknown kid cost a fetch.
+    const cooldown = numberIn(keys.cooldownSeconds, `${field}.cooldownSeconds`, 1, 3600, 30);
     const timeout = numberIn(keys.timeoutMs, `${field}.timeoutMs`, 1, 60_000, 3000, true);
     const maxStale = numberIn(keys.maxStaleSeconds, `${field}.maxStaleSeconds`, 0, 604_800, 86_400);
     return new RemoteJwksSource({
       issuer,
       uri,
-      algorithms,
+      algorithms: keyAlgorithms,
       ttlMs: ttl * 1000,
       cooldownMs: cooldown * 1000,
       timeoutMs: timeout,
@@ -165,7 +169,7 @@ function resolveKeySource(
       throw new ConfigError(`${field}.jwks`, 'expected { keys: [...] } with at least one key');
     }
     const candidates = jwks.keys.map((raw: unknown, i: number) => {
-      const candidate = selectJwk(raw, algorithms);
+      const candidate = selectJwk(raw, keyAlgorithms);
       if (typeof candidate === 'string') {
         throw new ConfigError(`${field}.jwks.keys[${i}]`, `unusable public key (${candidate})`);
       }
@@ -199,7 +203,7 @@ function resolveKeySource(
     if (isHmac(alg)) {
       throw new ConfigError(`${field}.algorithm`, 'a public key cannot verify an HS algorithm');
     }
-    return pemSource(pem.trim(), alg, kid, runtime.shareInFlight);
+    return pemSource(pem.trim(), canonicalAlgorithm(alg)!, kid, runtime.shareInFlight);
   }
   if (!isHmac(alg)) throw new ConfigError(`${field}.algorithm`, 'expected HS256, HS384 or HS512');
   const secret = keys.secret;

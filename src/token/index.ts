@@ -6,6 +6,7 @@ export type {
   JSONWebKeySet,
   JwksPersistence,
   KeySourceOptions,
+  PersistedJwks,
   PrecheckedToken,
   TokenVerifier,
   VerifierOptions,

@@ -2,6 +2,13 @@
  * A remote JWKS per issuer: fetched on demand, fresh for a TTL, refetched on an unknown `kid`
  * at most once per cooldown (so a flood of random kids costs one fetch), served stale up to a
  * bound while the endpoint fails, and optionally seeded from a persistence hook on cold start.
+ *
+ * Every fetch start, cold start included, counts against the cooldown. Without `shareInFlight`
+ * (Workers), no promise crosses requests: a cold request that finds a fetch already started
+ * polls this object's plain state (its own timers) until that fetch settles or `timeoutMs`
+ * plus a little passes, then uses its keys or fails closed with `keys_unavailable`. Fetches
+ * are numbered; one that settles after a later fetch installed keys is ignored, so a slow
+ * pre-rotation answer never rolls the set back.
  */
 import { TokenError } from '../errors.ts';
 import {
@@ -14,7 +21,7 @@ import {
   lookupKey,
   selectKeySet,
 } from './keys.ts';
-import type { Algorithm, JSONWebKeySet, JwksPersistence } from './options.ts';
+import type { Algorithm, JSONWebKeySet, JwksPersistence, PersistedJwks } from './options.ts';
 
 export interface RemoteJwksOptions {
   readonly issuer: string;
@@ -38,6 +45,33 @@ export interface RemoteJwksOptions {
 /** Upper bound on a JWKS document, characters; real key sets are a few KiB. */
 const MAX_JWKS_CHARS = 1 << 20;
 
+/** Beyond the fetch timeout, how long a cold request waits for a fetch another one started. */
+const WAIT_SLACK_MS = 250;
+const WAIT_FIRST_POLL_MS = 5;
+const WAIT_MAX_POLL_MS = 100;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** What a fetch or load did: keys to persist, nothing usable, or superseded by a newer fetch. */
+type Installed = JSONWebKeySet | 'unusable' | 'outdated';
+
+/** A persisted entry as the verifier reads it: `{ jwks, fetchedAt }`, or a legacy bare set. */
+function readPersisted(
+  value: unknown,
+  now: number,
+): { document: unknown; fetchedAt: number } | null {
+  if (typeof value !== 'object' || value === null) return null;
+  if (Object.hasOwn(value, 'jwks') || Object.hasOwn(value, 'fetchedAt')) {
+    const { jwks, fetchedAt } = value as Partial<PersistedJwks>;
+    // Without a trustworthy time the entry could outlive the staleness bound: discard it.
+    if (typeof fetchedAt !== 'number' || !Number.isFinite(fetchedAt)) return null;
+    // A time in the future (another machine's clock) must not extend freshness.
+    return { document: jwks, fetchedAt: Math.min(fetchedAt, now) };
+  }
+  // Legacy: a bare key set of unknown age counts as fetched now (see JwksPersistence).
+  return { document: value, fetchedAt: now };
+}
+
 export class RemoteJwksSource implements KeySource {
   version = 0;
   readonly #o: RemoteJwksOptions;
@@ -46,7 +80,10 @@ export class RemoteJwksSource implements KeySource {
   #stored: JSONWebKeySet | null = null;
   #fetchedAt = Number.NEGATIVE_INFINITY;
   #lastAttemptAt = Number.NEGATIVE_INFINITY;
-  #lastFailed = false;
+  /** Number of the last fetch started, of the last one settled, and of the one installed. */
+  #startedSeq = 0;
+  #settledSeq = 0;
+  #installedSeq = 0;
   #loadTried = false;
   #loading: Promise<void> | null = null;
   #inFlight: Promise<void> | null = null;
@@ -77,15 +114,18 @@ export class RemoteJwksSource implements KeySource {
       if (typeof found !== 'string') return found;
       if (found === 'mismatch') throw lookupError(found);
       // An unknown kid may be a rotation: join a fetch already under way, or start one, but
-      // start at most one per cooldown.
+      // start at most one per cooldown. Without sharing, a request arriving while another's
+      // refetch runs gets token_unknown_key (fails closed) rather than waiting.
       if (this.#inFlight !== null) await this.#inFlight;
       else if (this.#cooledDown(now)) await this.#refresh();
       else throw lookupError(found);
-    } else if (this.#set === null && !this.#lastFailed) {
-      // Cold: nothing to serve, nothing has failed yet.
-      await this.#refresh();
+    } else if (this.#set === null) {
+      // Cold: the first request fetches; the cooldown bounds fetches exactly as when warm.
+      if (this.#inFlight !== null) await this.#inFlight;
+      else if (this.#cooledDown(now)) await this.#refresh();
+      else if (this.#settledSeq < this.#startedSeq) await this.#awaitFetch(this.#startedSeq);
     } else if (this.#cooledDown(now)) {
-      // Stale keys, or a cold start whose last attempt failed: retry at most once per cooldown.
+      // Stale keys: retry at most once per cooldown, serving them meanwhile.
       await this.#refresh();
     }
     const set = this.#set;
@@ -101,6 +141,23 @@ export class RemoteJwksSource implements KeySource {
     return now - this.#lastAttemptAt >= this.#o.cooldownMs;
   }
 
+  /**
+   * Waits, without touching another request's promise, until fetch `seq` settles or keys are
+   * installed, for at most the fetch timeout plus WAIT_SLACK_MS (the fetch is aborted by then;
+   * if the request that started it was cancelled, it may never settle).
+   */
+  async #awaitFetch(seq: number): Promise<void> {
+    const limit = this.#o.timeoutMs + WAIT_SLACK_MS;
+    let waited = 0;
+    let delay = WAIT_FIRST_POLL_MS;
+    while (this.#set === null && this.#settledSeq < seq && waited < limit) {
+      const step = Math.min(delay, limit - waited);
+      await sleep(step);
+      waited += step;
+      delay = Math.min(delay * 2, WAIT_MAX_POLL_MS);
+    }
+  }
+
   #refresh(): Promise<void> {
     if (!this.#o.shareInFlight) return this.#fetchOnce();
     this.#inFlight ??= this.#fetchOnce().finally(() => {
@@ -110,21 +167,21 @@ export class RemoteJwksSource implements KeySource {
   }
 
   async #fetchOnce(): Promise<void> {
+    const seq = ++this.#startedSeq;
     const startedAt = this.#o.now();
     this.#lastAttemptAt = startedAt;
-    let stored: JSONWebKeySet | null;
+    let result: Installed;
     try {
-      stored = await this.#install(await this.#download(), startedAt);
+      result = await this.#install(await this.#download(), startedAt, seq);
     } catch {
-      stored = null;
+      result = 'unusable';
     }
-    this.#lastFailed = stored === null;
-    if (stored !== null && this.#o.persistence !== undefined) {
-      try {
-        await this.#o.persistence.save(this.#o.issuer, stored);
-      } catch {
-        // Persistence is an optimisation; its failure never affects verification.
-      }
+    this.#settledSeq = Math.max(this.#settledSeq, seq);
+    if (typeof result === 'string' || this.#o.persistence === undefined) return;
+    try {
+      await this.#o.persistence.save(this.#o.issuer, result, { fetchedAt: startedAt });
+    } catch {
+      // Persistence is an optimisation; its failure never affects verification.
     }
   }
 
@@ -141,18 +198,22 @@ export class RemoteJwksSource implements KeySource {
   }
 
   /**
-   * Installs a document's usable keys, fresh from `at`. Returns what to persist, or null when
-   * the document is not a key set or has no usable key (the last good keys then stay in use).
+   * Installs a document's usable keys, fetched at `at` by fetch `seq` (0 for a persisted set).
+   * Returns what to persist; 'unusable' when the document is not a key set or has no usable key
+   * (the last good keys then stay in use); 'outdated' when a later fetch already installed keys.
    */
-  async #install(document: unknown, at: number): Promise<JSONWebKeySet | null> {
+  async #install(document: unknown, at: number, seq: number): Promise<Installed> {
     const candidates = selectKeySet(document, this.#o.algorithms);
-    if (candidates === null) return null;
+    if (candidates === null) return 'unusable';
+    if (seq < this.#installedSeq) return 'outdated';
     // Unchanged key set: keep the imported keys and the version (cached tokens stay valid).
     const fingerprint = JSON.stringify(candidates.map((c) => c.stored));
     if (fingerprint !== this.#fingerprint || this.#set === null) {
       const imported = await Promise.all(candidates.map(importCandidate));
       const keys = imported.filter((k): k is BoundKey => k !== null);
-      if (keys.length === 0) return null;
+      if (keys.length === 0) return 'unusable';
+      // Another fetch may have installed keys while these were imported.
+      if (seq < this.#installedSeq) return 'outdated';
       const version = this.version + 1;
       this.#set = buildKeySet(keys.map((key) => ({ ...key, version })));
       this.#stored = {
@@ -161,8 +222,9 @@ export class RemoteJwksSource implements KeySource {
       this.#fingerprint = fingerprint;
       this.version = version;
     }
+    this.#installedSeq = seq;
     this.#fetchedAt = Math.max(this.#fetchedAt, at);
-    return this.#stored;
+    return this.#stored ?? 'unusable';
   }
 
   #loadPersisted(): Promise<void> {
@@ -174,11 +236,14 @@ export class RemoteJwksSource implements KeySource {
   async #loadOnce(): Promise<void> {
     const persistence = this.#o.persistence;
     try {
-      const at = this.#o.now();
-      const document = await persistence?.load(this.#o.issuer);
-      // The stored set's age is unknown; it counts as fetched now, so TTL and maximum
-      // staleness run from the load.
-      if (document != null && this.#set === null) await this.#install(document, at);
+      const value = await persistence?.load(this.#o.issuer);
+      const now = this.#o.now();
+      const entry = readPersisted(value, now);
+      // TTL and maximum staleness run from the stored fetch time: a set past the bound is never
+      // installed, one past the TTL is installed stale (the first request then refetches).
+      if (entry !== null && this.#set === null && now - entry.fetchedAt <= this.#o.maxStaleMs) {
+        await this.#install(entry.document, entry.fetchedAt, 0);
+      }
     } catch {
       // A failed load is a cold start like any other.
     } finally {

@@ -52,11 +52,13 @@ export interface JwkCandidate {
   readonly stored: Record<string, string>;
 }
 
-const PUBLIC_MEMBERS: Readonly<Record<string, readonly string[]>> = {
-  RSA: ['n', 'e'],
-  EC: ['crv', 'x', 'y'],
-  OKP: ['crv', 'x'],
-};
+// A Map, not an object literal: a kty such as `constructor` or `__proto__` must find nothing
+// rather than an Object.prototype member.
+const PUBLIC_MEMBERS: ReadonlyMap<string, readonly string[]> = new Map([
+  ['RSA', ['n', 'e']],
+  ['EC', ['crv', 'x', 'y']],
+  ['OKP', ['crv', 'x']],
+]);
 
 /**
  * Picks the algorithm for one JWK and strips it to public members. Returns a reason string when
@@ -64,13 +66,22 @@ const PUBLIC_MEMBERS: Readonly<Record<string, readonly string[]>> = {
  * algorithm outside the issuer's allowlist).
  */
 export function selectJwk(raw: unknown, allowed: readonly Algorithm[]): JwkCandidate | string {
+  try {
+    return selectJwkUnchecked(raw, allowed);
+  } catch {
+    // Defence in depth: one odd key (a getter, a proxy) never discards the rest of a set.
+    return 'malformed key';
+  }
+}
+
+function selectJwkUnchecked(raw: unknown, allowed: readonly Algorithm[]): JwkCandidate | string {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return 'not an object';
   const jwk = raw as Record<string, unknown>;
   const kty = jwk.kty;
   if (typeof kty !== 'string') return 'kty missing';
   // Symmetric keys are configured with `secret`, never taken from a key set that may be public.
-  const members = PUBLIC_MEMBERS[kty];
-  if (members === undefined) return `unsupported kty`;
+  const members = PUBLIC_MEMBERS.get(kty);
+  if (members === undefined) return 'unsupported kty';
   if (jwk.use !== undefined && jwk.use !== 'sig') return 'use is not sig';
   if (
     jwk.key_ops !== undefined &&

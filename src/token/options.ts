@@ -7,7 +7,12 @@ import type { Principal } from '../types.ts';
 
 export type { JSONWebKeySet } from 'jose';
 
-/** JWS algorithms the verifier supports (RFC 7518 §3.1, RFC 8037 for EdDSA over Ed25519). */
+/**
+ * JWS algorithms the verifier supports (RFC 7518 §3.1, RFC 8037 for EdDSA over Ed25519).
+ * `Ed25519` is the fully specified name (RFC 9864) of the same algorithm as `EdDSA` here (the
+ * only EdDSA curve accepted); a token header naming it is accepted only when the issuer's
+ * allowlist names `Ed25519` itself.
+ */
 export type Algorithm =
   | 'RS256'
   | 'RS384'
@@ -19,16 +24,43 @@ export type Algorithm =
   | 'ES384'
   | 'ES512'
   | 'EdDSA'
+  | 'Ed25519'
   | 'HS256'
   | 'HS384'
   | 'HS512';
 
-/** Stores the last good key set per issuer so a cold isolate can start without a fetch. */
+/** A stored key set together with the time it was fetched (see {@link JwksPersistence}). */
+export interface PersistedJwks {
+  /** The key set as it was passed to `save`. */
+  readonly jwks: JSONWebKeySet;
+  /** When the key set was fetched, milliseconds since the epoch (the verifier's clock). */
+  readonly fetchedAt: number;
+}
+
+/**
+ * Stores the last good key set per issuer so a cold isolate can start without a fetch.
+ *
+ * Store `meta.fetchedAt` with the keys and return it from `load` as `{ jwks, fetchedAt }`: the
+ * verifier then runs the TTL and `maxStaleSeconds` from the original fetch, so a persisted set
+ * is never served past its maximum staleness by a new isolate (a set older than the bound is
+ * ignored, one older than the TTL is refetched first). A bare JSONWebKeySet (the legacy form)
+ * counts as fetched at load time, so with it the staleness bound holds only within one isolate.
+ * `fetchedAt` changes on every successful fetch even when the keys do not; a store that skips
+ * writing an unchanged key set keeps an older time, which only makes cold isolates refetch
+ * sooner.
+ */
 export interface JwksPersistence {
-  /** The stored key set for `issuer`, or null. Errors are swallowed (treated as null). */
-  load(issuer: string): Promise<JSONWebKeySet | null>;
-  /** Called after each successful fetch. Errors are swallowed, never fatal. */
-  save(issuer: string, jwks: JSONWebKeySet): Promise<void>;
+  /**
+   * The stored key set for `issuer`, or null. Either `{ jwks, fetchedAt }` or (legacy) a bare
+   * key set. A `fetchedAt` that is not a finite number discards the entry; one in the future
+   * counts as now. Errors are swallowed (treated as null).
+   */
+  load(issuer: string): Promise<JSONWebKeySet | PersistedJwks | null>;
+  /**
+   * Called after each successful fetch with the usable keys and the time the fetch started
+   * (`meta` is always passed by this verifier). Errors are swallowed, never fatal.
+   */
+  save(issuer: string, jwks: JSONWebKeySet, meta?: { fetchedAt: number }): Promise<void>;
 }
 
 /** Where an issuer's verification keys come from. */
@@ -38,7 +70,11 @@ export type KeySourceOptions =
       jwksUri: string;
       /** Seconds a fetched key set is fresh before a refetch; default 600, 1..86400. */
       cacheTtlSeconds?: number;
-      /** Minimum seconds between fetches (unknown `kid`, failures); default 30, 0..3600. */
+      /**
+       * Minimum seconds between fetches (cold start, unknown `kid`, failures); default 30,
+       * 1..3600. On a cold start without `shareInFlight`, requests that arrive while the first
+       * fetch runs wait for it (polling, at most `timeoutMs` plus a little) instead of fetching.
+       */
       cooldownSeconds?: number;
       /** Fetch timeout, milliseconds; default 3000, 1..60000. */
       timeoutMs?: number;
@@ -75,7 +111,10 @@ export interface IssuerOptions {
   keys: KeySourceOptions;
   /** Accepted `aud` values (one must match); `null` explicitly skips the audience check. Required. */
   audiences: string[] | null;
-  /** Server-side algorithm allowlist, compared exactly with the header `alg`; non-empty. */
+  /**
+   * Server-side algorithm allowlist, compared exactly with the header `alg`; non-empty. List
+   * `Ed25519` to accept that header name; `EdDSA` alone does not.
+   */
   algorithms: Algorithm[];
   /** Accepted `typ` values, case-insensitive, `application/` optional; default ['JWT', 'at+jwt']; null skips. */
   types?: string[] | null;

@@ -17,9 +17,10 @@ export const DEFAULT_MAX_TOKEN_BYTES = 8192;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 /**
- * `kid` is only ever an exact Map key; bounding its length and alphabet keeps path, SQL and
- * shell characters out of anything that might log or forward it. `+/=` are allowed because
- * Amazon Cognito key ids are base64.
+ * `kid` is only ever an exact Map key, never a path, URL, query or command; bounding its length
+ * and alphabet keeps quotes, spaces, control and shell metacharacters out of anything that might
+ * log it. It does not keep path-like values out: `.` and `/` are allowed (`+/=` because Amazon
+ * Cognito key ids are base64), so `../../etc/passwd` passes and simply matches no key.
  */
 export const KID_PATTERN = /^[A-Za-z0-9._~+/=-]{1,128}$/;
 
@@ -65,8 +66,10 @@ function checkHeader(header: Record<string, unknown>): void {
   if (header.enc !== undefined) throw new TokenError('token_unsupported', 'JWE is not supported');
   if (header.cty !== undefined) {
     if (typeof header.cty !== 'string') throw malformed('token header cty must be a string');
-    // RFC 7519 §5.2: `cty: JWT` marks a nested JWT; we never unwrap one.
-    if (normalizeMediaType(header.cty) === 'jwt') {
+    // RFC 7519 §5.2: `cty: JWT` marks a nested JWT; we never unwrap one. Only the media type
+    // counts (parameters after `;` and surrounding spaces are ignored), in any letter case.
+    const mediaType = header.cty.split(';', 1)[0]!.trim();
+    if (normalizeMediaType(mediaType) === 'jwt') {
       throw new TokenError('token_unsupported', 'nested JWTs are not supported');
     }
   }

@@ -7,7 +7,7 @@ import { TokenError } from '../errors.ts';
 import { canonicalAlgorithm, signatureShapeOk } from './algorithms.ts';
 import { checkClaims } from './claims.ts';
 import { type ResolvedIssuer, resolveOptions } from './config.ts';
-import type { TokenVerifier, VerifierOptions, VerifyResult } from './options.ts';
+import type { Algorithm, TokenVerifier, VerifierOptions, VerifyResult } from './options.ts';
 import { normalizeMediaType, precheckToken } from './precheck.ts';
 import { TokenCache } from './token-cache.ts';
 
@@ -47,9 +47,11 @@ export function createVerifier(options: VerifierOptions): TokenVerifier {
     const issuer = typeof iss === 'string' ? issuers.get(iss) : undefined;
     if (issuer === undefined) throw new TokenError('token_unknown_issuer', 'issuer not accepted');
 
-    // Exact allowlist: `none`, `None`, `HS256` against an RSA issuer all stop here.
-    const alg = canonicalAlgorithm(header.alg);
-    if (alg === undefined || !issuer.algorithms.has(alg)) {
+    // Exact allowlist: `none`, `None`, `HS256` against an RSA issuer all stop here, and so does
+    // `Ed25519` unless the issuer lists that name. Keys are then looked up by the canonical name.
+    const named = header.alg as Algorithm;
+    const alg = issuer.algorithms.has(named) ? canonicalAlgorithm(named) : undefined;
+    if (alg === undefined) {
       throw new TokenError('token_algorithm_mismatch', 'token alg is not allowed for this issuer');
     }
     checkType(header.typ, issuer);

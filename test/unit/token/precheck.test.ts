@@ -175,6 +175,15 @@ describe('precheckToken', () => {
     expect(() => precheckToken(withHeader({ alg: 'ES256', cty: 'json' }))).not.toThrow();
   });
 
+  it('rejects a nested JWT whose cty carries parameters or surrounding spaces', () => {
+    for (const cty of ['JWT; x=y', ' JWT', 'jwt ', 'application/JWT;charset=utf-8', ' JwT ;a=b']) {
+      expectSyncCode(() => precheckToken(withHeader({ alg: 'ES256', cty })), 'token_unsupported');
+    }
+    for (const cty of ['jwt+json', 'application/jwt-x', 'text/plain; x=JWT']) {
+      expect(() => precheckToken(withHeader({ alg: 'ES256', cty }))).not.toThrow();
+    }
+  });
+
   it('ignores jku, x5u, jwk and x5c at this stage (never reads them)', () => {
     const header = {
       alg: 'ES256',

@@ -129,7 +129,7 @@ describe('verified-token cache', () => {
         issuers: [
           {
             issuer: ISSUER,
-            keys: { jwksUri: `${url}/jwks`, cooldownSeconds: 0, cacheTtlSeconds: 600 },
+            keys: { jwksUri: `${url}/jwks`, cooldownSeconds: 1, cacheTtlSeconds: 600 },
             audiences: [AUDIENCE],
             algorithms: ['ES256'],
           },
@@ -146,6 +146,7 @@ describe('verified-token cache', () => {
       await v.verify(old);
       expect((await v.verify(old)).cache).toBe('hit');
       server.serve([k2.jwk]);
+      clock.advance(1);
       // A token with the new kid triggers the refetch that changes the key-set version.
       await v.verify(await mint(k2));
       await expectCode(v.verify(old), 'token_unknown_key');
@@ -157,6 +158,7 @@ describe('verified-token cache', () => {
       const v = remote(clock);
       const token = await mint(key);
       await v.verify(token);
+      clock.advance(1);
       await expectCode(v.verify(await mint(k2)), 'token_unknown_key');
       expect(server.requests).toBeGreaterThanOrEqual(2);
       expect((await v.verify(token)).cache).toBe('hit');

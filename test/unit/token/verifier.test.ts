@@ -1,6 +1,6 @@
 import { KeyObject, sign as nodeSign } from 'node:crypto';
-import { type CryptoKey, exportJWK, generateKeyPair } from 'jose';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair } from 'jose';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, TokenError } from '../../../src/errors.ts';
 import { type Algorithm, createVerifier, type IssuerOptions } from '../../../src/token/index.ts';
 import {
@@ -113,9 +113,22 @@ describe('supported algorithms', () => {
     });
   }
 
-  it('accepts the fully-specified name Ed25519 for an EdDSA key', async () => {
-    const verifier = verifierFor(issuerWith(ed));
-    await expect(verifier.verify(await mint(ed, {}, { alg: 'Ed25519' }))).resolves.toBeDefined();
+  it('accepts the header alg Ed25519 only when the allowlist names Ed25519 exactly', async () => {
+    const named = await mint(ed, {}, { alg: 'Ed25519' });
+    await expectCode(verifierFor(issuerWith(ed)).verify(named), 'token_algorithm_mismatch');
+    const both = verifierFor(issuerWith(ed, { algorithms: ['EdDSA', 'Ed25519'] }));
+    await expect(both.verify(named)).resolves.toBeDefined();
+    await expect(both.verify(await mint(ed))).resolves.toBeDefined();
+    const only = verifierFor(issuerWith(ed, { algorithms: ['Ed25519'] }));
+    await expect(only.verify(named)).resolves.toBeDefined();
+    await expectCode(only.verify(await mint(ed)), 'token_algorithm_mismatch');
+    const pem = verifierFor(
+      issuerWith(ed, {
+        algorithms: ['Ed25519'],
+        keys: { publicKeyPem: ed.pem, algorithm: 'Ed25519' },
+      }),
+    );
+    await expect(pem.verify(named)).resolves.toBeDefined();
   });
 
   it('binds a JWK whose alg is Ed25519 to EdDSA', async () => {
@@ -275,6 +288,80 @@ describe('signature checks', () => {
       verifier.verify(withSignature(token, new Uint8Array(der))),
       'token_invalid_signature',
     );
+  });
+
+  it('never calls crypto.subtle.verify for a badly shaped signature', async () => {
+    const verifier = verifierFor(issuerWith(es256));
+    const token = await mint(es256);
+    const sig = signatureOf(token);
+    const [h, p] = parts(token);
+    const der = nodeSign('sha256', Buffer.from(`${h}.${p}`), {
+      key: KeyObject.from(es256.privateKey as never),
+      dsaEncoding: 'der',
+    });
+    const n = Buffer.from(
+      'ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551',
+      'hex',
+    );
+    const join = (r: Uint8Array, s: Uint8Array) => new Uint8Array([...r, ...s]);
+    const r = sig.subarray(0, 32);
+    const s = sig.subarray(32);
+    const bad = [
+      sig.subarray(0, 63),
+      new Uint8Array([...sig, 0]),
+      new Uint8Array(der),
+      join(new Uint8Array(32), s),
+      join(r, new Uint8Array(32)),
+      join(r, n),
+      join(n, s),
+      join(r, new Uint8Array(32).fill(0xff)),
+    ];
+    const rsaToken = await mint(rs256);
+    const rsaVerifier = verifierFor(issuerWith(rs256));
+    const spy = vi.spyOn(crypto.subtle, 'verify');
+    try {
+      for (const signature of bad) {
+        await expectCode(
+          verifier.verify(withSignature(token, signature)),
+          'token_invalid_signature',
+        );
+      }
+      await expectCode(
+        rsaVerifier.verify(withSignature(rsaToken, signatureOf(rsaToken).subarray(1))),
+        'token_invalid_signature',
+      );
+      expect(spy).not.toHaveBeenCalled();
+      await verifier.verify(token);
+      expect(spy).toHaveBeenCalledTimes(1);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('rejects a PS256 signature with its leading zero byte stripped (WebCrypto alone accepts it)', async () => {
+    const verifier = verifierFor(issuerWith(ps256));
+    // PSS signatures are randomised: sign until one starts with 0x00 (1 in 256).
+    let token = await mint(ps256);
+    for (let i = 0; i < 5000 && signatureOf(token)[0] !== 0; i++) {
+      token = await mint(ps256, { jti: `try-${i}` });
+    }
+    const sig = signatureOf(token);
+    expect(sig[0]).toBe(0);
+    expect(sig).toHaveLength(256);
+    await expect(verifier.verify(token)).resolves.toBeDefined();
+    const stripped = sig.subarray(1);
+    const [h, p] = parts(token);
+    // The reason the length check exists: WebCrypto (Node 20) verifies the 255-byte form.
+    const libraryAccepts = await crypto.subtle
+      .verify(
+        { name: 'RSA-PSS', saltLength: 32 },
+        ps256.publicKey,
+        stripped as Uint8Array<ArrayBuffer>,
+        new TextEncoder().encode(`${h}.${p}`),
+      )
+      .catch(() => false);
+    expect(libraryAccepts).toBe(true);
+    await expectCode(verifier.verify(withSignature(token, stripped)), 'token_invalid_signature');
   });
 
   describe('ECDSA r and s range', () => {
@@ -511,6 +598,19 @@ describe('issuer and audience', () => {
     await expectCode(verifier.verify(await mint(es256, { aud: 42 })), 'token_invalid_audience');
   });
 
+  it('rejects an audience array with a non-string element, even one that names us', async () => {
+    const verifier = verifierFor(issuerWith(es256));
+    for (const aud of [
+      [AUDIENCE, 42],
+      [AUDIENCE, null],
+      [AUDIENCE, {}],
+      [AUDIENCE, [AUDIENCE]],
+      [42, AUDIENCE],
+    ]) {
+      await expectCode(verifier.verify(await mint(es256, { aud })), 'token_invalid_audience');
+    }
+  });
+
   it('accepts an audience array that contains one of ours', async () => {
     const verifier = verifierFor(issuerWith(es256));
     await expect(
@@ -535,6 +635,23 @@ describe('time claims', () => {
       verifier.verify(await mint(es256, { exp: String(NOW_S + 60) })),
       'token_invalid_claims',
     );
+  });
+
+  it('rejects exp 1e400 (Infinity once parsed) and other non-finite NumericDates', async () => {
+    const verifier = verifierFor(issuerWith(es256));
+    const header = JSON.stringify({ alg: 'ES256', kid: es256.kid });
+    for (const [name, value] of [
+      ['exp', '1e400'],
+      ['exp', '-1e400'],
+      ['nbf', '-1e400'],
+      ['iat', '-1e400'],
+    ] as const) {
+      const base = JSON.stringify({ ...claims(), [name]: 0 });
+      const payload = base.replace(`"${name}":0`, `"${name}":${value}`);
+      expect(payload).toContain(value);
+      const token = await signRaw(header, payload, es256.privateKey, 'ES256');
+      await expectCode(verifier.verify(token), 'token_invalid_claims');
+    }
   });
 
   it('rejects an expired token', async () => {
@@ -703,6 +820,59 @@ describe('errors', () => {
     expect(error.message).not.toContain('secret-subject');
   });
 
+  it('puts no token, claim or key material into the message on any failure path', async () => {
+    const marker = 'SECRETMARKER';
+    const issuer = issuerWith(es256, {
+      tenant: { claim: 'tid' },
+      maxAgeSeconds: 600,
+      types: ['at+jwt', 'JWT'],
+    });
+    const verifier = verifierFor(issuer);
+    const m = (c: Record<string, unknown>, h: Record<string, unknown> = {}) =>
+      mint(es256, { sub: `sub-${marker}`, tid: `tid-${marker}`, jti: `jti-${marker}`, ...c }, h);
+    const good = await m({});
+    const [gh, gp] = parts(good);
+    const tokens = [
+      await m({ iss: `https://${marker}.example/` }),
+      await m({}, { alg: 'HS256' }),
+      await m({}, { alg: `none${marker}` }),
+      await m({}, { typ: `typ-${marker}` }),
+      await m({}, { kid: `kid-${marker}` }),
+      `${gh}.${gp}.${b64url(`sig-${marker}`)}`,
+      `${gh}.${json({ ...claims(), sub: `other-${marker}` })}.${parts(good)[2]}`,
+      await m({ aud: `aud-${marker}` }),
+      await m({ aud: [AUDIENCE, 7] }),
+      await m({ nbf: NOW_S + 3600 }),
+      await m({ iat: NOW_S + 3600 }),
+      await m({ iat: NOW_S - 7200 }),
+      await m({ exp: `exp-${marker}` }),
+      await m({ sub: '' }),
+      await m({ tid: undefined }),
+      await m({ scope: 42 }),
+      await m({ act: { sub: 7, note: marker } }),
+      await m({}, { crit: [marker] }),
+      await m({}, { cty: 'JWT', x: marker }),
+      `${json({ alg: 'ES256', kid: marker, kid2: marker })}.${gp}.${parts(good)[2]}`.replace(
+        'kid2',
+        'kid',
+      ),
+      `${gh}.${gp}.${parts(good)[2]}=`,
+      `${gh}.${gp}.${parts(good)[2]}`.repeat(40),
+    ];
+    const forbidden = [marker, es256.jwk.x!, es256.jwk.y!, ISSUER, AUDIENCE];
+    for (const token of tokens) {
+      const error = (await verifier.verify(token).then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as TokenError;
+      expect(error, token).toBeInstanceOf(TokenError);
+      expect(error.code).not.toBe('token_expired');
+      for (const part of [...forbidden, ...token.split('.')]) {
+        if (part.length >= 8) expect(error.message).not.toContain(part);
+      }
+    }
+  });
+
   it('fails closed with keys_unavailable when a configured PEM cannot be imported', async () => {
     const bogus = `-----BEGIN PUBLIC KEY-----\n${b64url('not a key').replace(/[-_]/g, 'A')}\n-----END PUBLIC KEY-----`;
     const verifier = verifierFor(
@@ -711,6 +881,84 @@ describe('errors', () => {
     await expectCode(verifier.verify(await mint(es256)), 'keys_unavailable');
     await expectCode(verifier.verify(await mint(es256)), 'keys_unavailable');
   });
+});
+
+describe('weak and shared keys', () => {
+  let weak: TestKey;
+
+  beforeAll(async () => {
+    // jose refuses to generate it, WebCrypto does not.
+    const { privateKey, publicKey } = (await crypto.subtle.generateKey(
+      {
+        name: 'RSASSA-PKCS1-v1_5',
+        modulusLength: 1024,
+        publicExponent: new Uint8Array([1, 0, 1]),
+        hash: 'SHA-256',
+      },
+      true,
+      ['sign', 'verify'],
+    )) as { privateKey: CryptoKey; publicKey: CryptoKey };
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'rsa-1024' };
+    weak = {
+      alg: 'RS256',
+      kid: 'rsa-1024',
+      privateKey,
+      publicKey,
+      jwk,
+      pem: await exportSPKI(publicKey),
+    };
+  });
+
+  it('skips an RSA key shorter than 2048 bits from a key set or a PEM', async () => {
+    expect((weak.publicKey.algorithm as unknown as { modulusLength: number }).modulusLength).toBe(
+      1024,
+    );
+    const token = await mint(weak);
+    const mixed = verifierFor(
+      issuerWith(weak, { keys: { jwks: { keys: [weak.jwk, rs256.jwk] } } }),
+    );
+    await expectCode(mixed.verify(token), 'token_unknown_key');
+    await expect(mixed.verify(await mint(rs256))).resolves.toBeDefined();
+    await expectCode(verifierFor(issuerWith(weak)).verify(token), 'keys_unavailable');
+    const pem = verifierFor(
+      issuerWith(weak, { keys: { publicKeyPem: weak.pem, algorithm: 'RS256' } }),
+    );
+    await expectCode(pem.verify(token), 'keys_unavailable');
+  });
+
+  for (const kind of ['jwks', 'publicKeyPem', 'secret'] as const) {
+    it(`imports a static ${kind} key per request (no shared promise) when shareInFlight is false`, async () => {
+      const secret = new Uint8Array(32).fill(7);
+      const issuer: IssuerOptions =
+        kind === 'jwks'
+          ? issuerWith(es256)
+          : kind === 'publicKeyPem'
+            ? issuerWith(es256, { keys: { publicKeyPem: es256.pem, algorithm: 'ES256' } })
+            : { ...issuerWith(es256), keys: { secret, algorithm: 'HS256' }, algorithms: ['HS256'] };
+      const token =
+        kind === 'secret'
+          ? await signRaw(
+              JSON.stringify({ alg: 'HS256' }),
+              JSON.stringify(claims()),
+              await hmacKey(secret),
+              'HS256',
+            )
+          : await mint(es256);
+      const count = async (shareInFlight: boolean) => {
+        const verifier = verifierFor(issuer, new Clock(), { shareInFlight });
+        const spy = vi.spyOn(crypto.subtle, 'importKey');
+        try {
+          await Promise.all(Array.from({ length: 4 }, () => verifier.verify(token)));
+          await verifier.verify(token);
+          return spy.mock.calls.length;
+        } finally {
+          spy.mockRestore();
+        }
+      };
+      expect(await count(false)).toBe(4);
+      expect(await count(true)).toBe(1);
+    });
+  }
 });
 
 describe('size', () => {
@@ -872,6 +1120,44 @@ describe('configuration', () => {
       ],
     ];
     for (const [build, field] of cases) expect(configError(build).field).toBe(field);
+  });
+
+  it('refuses a public key paired with an HS algorithm at construction', () => {
+    for (const alg of ['HS256', 'HS384', 'HS512'] as const) {
+      const error = configError(() =>
+        createVerifier({
+          issuers: [
+            {
+              ...base(),
+              keys: { publicKeyPem: rs256.pem, algorithm: alg } as never,
+              algorithms: [alg],
+            },
+          ],
+        }),
+      );
+      expect(error.field).toBe('issuers[0].keys.algorithm');
+    }
+  });
+
+  it('refuses cooldownSeconds 0 (it would turn off flood protection)', () => {
+    const build = (cooldownSeconds: number) => () =>
+      createVerifier({
+        issuers: [{ ...base(), keys: { jwksUri: 'https://idp.example/jwks', cooldownSeconds } }],
+      });
+    expect(configError(build(0)).field).toBe('issuers[0].keys.cooldownSeconds');
+    expect(configError(build(0.5)).field).toBe('issuers[0].keys.cooldownSeconds');
+    expect(build(1)).not.toThrow();
+  });
+
+  it('names an inline key whose kty is an Object.prototype member (ConfigError, not TypeError)', () => {
+    for (const kty of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      const error = configError(() =>
+        createVerifier({
+          issuers: [{ ...base(), keys: { jwks: { keys: [es256.jwk, { kty, kid: 'x' }] } } }],
+        }),
+      );
+      expect(error.field).toBe('issuers[0].keys.jwks.keys[1]');
+    }
   });
 
   it('accepts http JWKS URLs only on loopback hosts', () => {
