@@ -9,6 +9,7 @@ import { ConfigError } from '../errors.ts';
 import { Gatehouse } from '../policy/decide.ts';
 import { compilePolicy } from '../policy/policy.ts';
 import { createDynamoDBClient, DynamoDBStore } from '../stores/dynamodb.ts';
+import { ALGORITHM_NAMES } from '../token/index.ts';
 import {
   type Authorizer,
   type AuthorizerEvent,
@@ -55,18 +56,8 @@ export interface LambdaHandler {
   readonly gatehouse: Gatehouse | undefined;
 }
 
-const ALGORITHMS = new Set([
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'ES512',
-  'EdDSA',
-]);
+/** Algorithms a deployed issuer may use: asymmetric only, as its keys come from a JWKS URL. */
+const ALGORITHMS = new Set<string>(ALGORITHM_NAMES.filter((name) => !name.startsWith('HS')));
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

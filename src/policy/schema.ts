@@ -7,22 +7,9 @@
  * policy is compiled, with errors that name the same dotted field paths.
  */
 import * as v from 'valibot';
+import { ALGORITHM_NAMES } from '../token/index.ts';
 
-const ALGORITHMS = [
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'ES512',
-  'EdDSA',
-  'HS256',
-  'HS384',
-  'HS512',
-] as const;
+const ALGORITHMS = ALGORITHM_NAMES;
 
 const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 

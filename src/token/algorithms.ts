@@ -167,3 +167,9 @@ export function signatureShapeOk(
   const width = order.length;
   return inRange(signature.subarray(0, width), order) && inRange(signature.subarray(width), order);
 }
+
+/** Every supported algorithm name, for configuration schemas and messages. */
+export const ALGORITHM_NAMES: readonly [Algorithm, ...Algorithm[]] = [...ALGORITHMS.keys()] as [
+  Algorithm,
+  ...Algorithm[],
+];

@@ -1,4 +1,5 @@
 /** The token layer: format pre-check, verification against per-issuer keys, bearer extraction. */
+export { ALGORITHM_NAMES } from './algorithms.ts';
 export { extractBearer } from './bearer.ts';
 export type {
   Algorithm,
