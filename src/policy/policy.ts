@@ -193,7 +193,9 @@ const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
  */
 function rejectReservedKeys(value: unknown, field: string): void {
   if (Array.isArray(value)) {
-    value.forEach((item, i) => rejectReservedKeys(item, `${field}[${i}]`));
+    value.forEach((item, i) => {
+      rejectReservedKeys(item, `${field}[${i}]`);
+    });
   } else if (value !== null && typeof value === 'object') {
     for (const key of Object.keys(value)) {
       if (RESERVED_KEYS.has(key))
