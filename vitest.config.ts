@@ -16,10 +16,24 @@ export default defineConfig({
         },
       },
       {
-        plugins: [cloudflareTest({ wrangler: { configPath: './wrangler.toml' } })],
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: './wrangler.toml' },
+            // A dev secret for the demo issuer in tests (never a real one; .dev.vars is absent in CI).
+            miniflare: {
+              bindings: { GATEHOUSE_DEV_SECRET: 'workers-test-secret-0123456789abcdef-0123' },
+            },
+          }),
+        ],
+        // wrangler.toml's [alias] applies to wrangler builds only; Vite needs its own.
+        resolve: {
+          alias: { 'gatehouse:policy': new URL('./demo/policy.json', import.meta.url).pathname },
+        },
         test: {
           name: 'workers',
           include: ['test/workers/**/*.test.ts'],
+          // Starts a real JWKS server on 127.0.0.1 in Node and hands its URL to the tests.
+          globalSetup: ['./test/workers/global-setup.ts'],
           testTimeout: 20_000,
         },
       },

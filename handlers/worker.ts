@@ -1,17 +1,45 @@
 /**
- * Cloudflare Workers entry point. Placeholder until the Workers edge lands: it answers 501 so a
- * deployment of the skeleton can never be mistaken for a guard that allows traffic.
+ * Cloudflare Workers entry point: wiring only (the logic is in src/adapters/worker.ts).
+ *
+ * - default export: the route guard, with the check API and forward-auth under GATEHOUSE_PREFIX;
+ * - `GatehouseCheck`: the check as RPC methods for service bindings.
+ *
+ * The policy is bundled at build time through wrangler.toml's `[alias]` for `gatehouse:policy`
+ * and validated when this module loads, so a bad policy fails `wrangler dev` / `wrangler deploy`
+ * naming the field. The Gatehouse itself (KV store, caches) is built once per isolate, on the
+ * first request.
  */
+import { env as startupEnv, WorkerEntrypoint } from 'cloudflare:workers';
+import policy from 'gatehouse:policy';
+import type { CheckAnswer } from '../src/adapters/check-api.ts';
+import { createGatehouseWorker, type GatehouseWorkerEnv } from '../src/adapters/worker.ts';
+
+export interface Env extends GatehouseWorkerEnv {
+  readonly PERMISSIONS: KVNamespace;
+}
+
+const worker = createGatehouseWorker({
+  policy,
+  startupEnv: startupEnv as unknown as GatehouseWorkerEnv | undefined,
+});
+
 export default {
-  async fetch(): Promise<Response> {
-    return Response.json(
-      {
-        type: 'about:blank',
-        title: 'Not implemented',
-        status: 501,
-        detail: 'arrives with the Workers edge',
-      },
-      { status: 501, headers: { 'content-type': 'application/problem+json' } },
-    );
+  fetch(request, env, ctx) {
+    return worker.fetch(request, env, ctx);
   },
-};
+} satisfies ExportedHandler<Env>;
+
+/**
+ * The check API for other Workers over a service binding:
+ * `[[services]] binding = "GATEHOUSE", service = "gatehouse", entrypoint = "GatehouseCheck"`,
+ * then `await env.GATEHOUSE.check({ subject: 'alice', permission: 'read:posts' })`.
+ */
+export class GatehouseCheck extends WorkerEntrypoint<Env> {
+  check(item: unknown): Promise<CheckAnswer> {
+    return worker.check(item, this.env);
+  }
+
+  checkBatch(items: unknown): Promise<CheckAnswer[]> {
+    return worker.checkBatch(items, this.env);
+  }
+}

@@ -1,0 +1,357 @@
+/**
+ * Worker figures, measured under workerd (`wrangler dev`, local mode) on loopback:
+ *
+ * - `worker.guard_throughput_ratio`: requests per second through the guard (valid token, warm
+ *   caches, echo origin) over the same echo origin with no guard, with autocannon, alternating
+ *   rounds (A B, B A, ...) and taking medians. Goal ≥ 0.85.
+ * - `worker.cold_subject_kv_reads`: KV reads of the user record caused by 100 concurrent first
+ *   requests for one subject (a counting KV wrapper in the bench bundle). Goal 1.
+ * - `worker.bundle_gzip_kb`: the bundle `wrangler deploy --dry-run` builds, gzipped. Goal ≤ 80.
+ *
+ * Env: BENCH_WORKER_SECONDS (per round, default 5), BENCH_WORKER_ROUNDS (per side, default 3),
+ * BENCH_WORKER_CONNECTIONS (default 32).
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import * as jose from 'jose';
+import { permissionKvEntries } from '../src/stores/kv.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SECONDS = Number(process.env.BENCH_WORKER_SECONDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_WORKER_ROUNDS ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_WORKER_CONNECTIONS ?? 32);
+const SECRET = 'bench-secret-0123456789abcdef-0123456789';
+
+const debug = (message: string) => {
+  if (process.env.BENCH_DEBUG) process.stderr.write(`bench/worker: ${message}\n`);
+};
+
+interface AutocannonResult {
+  readonly requests: { readonly average: number };
+  readonly non2xx: number;
+  readonly errors: number;
+}
+type Autocannon = (options: {
+  url: string;
+  connections: number;
+  duration: number;
+  headers?: Record<string, string>;
+}) => Promise<AutocannonResult>;
+// autocannon ships no types; its library API is one function.
+const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
+
+export interface WorkerBenchRow {
+  name: string;
+  value: number;
+  goal: string;
+  ok: boolean | null;
+  note: string;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+const ADAPTER = join(ROOT, 'src/adapters/worker.ts');
+const GUARD_ENTRY = `export { default } from '${join(ROOT, 'handlers/worker.ts')}';`;
+
+// The same echo origin, with nothing in front of it: the guard's baseline.
+const BASELINE_ENTRY = `
+import { echoOrigin } from '${ADAPTER}';
+export default {
+  fetch(request) {
+    return echoOrigin(request.method, new URL(request.url), new Headers(request.headers));
+  },
+};`;
+
+// The guard with a KV binding that counts reads per key kind (user/, roles/, jwks/).
+const COUNTING_ENTRY = `
+import policy from 'gatehouse:policy';
+import { createGatehouseWorker } from '${ADAPTER}';
+const reads = {};
+const worker = createGatehouseWorker({
+  policy,
+  wrapKv: (kv) => ({
+    get(key, options) {
+      const kind = key.slice(0, key.indexOf('/'));
+      reads[kind] = (reads[kind] ?? 0) + 1;
+      return kv.get(key, options);
+    },
+    put: (key, value, options) => kv.put(key, value, options),
+    delete: (key) => kv.delete(key),
+  }),
+});
+export default {
+  fetch(request, env, ctx) {
+    if (new URL(request.url).pathname === '/__bench/reads') return Response.json(reads);
+    return worker.fetch(request, env, ctx);
+  },
+};`;
+
+const require = createRequire(import.meta.url);
+const wranglerPkg = require.resolve('wrangler/package.json');
+const WRANGLER = join(
+  wranglerPkg,
+  '..',
+  JSON.parse(readFileSync(wranglerPkg, 'utf8')).bin.wrangler,
+);
+const WRANGLER_ENV = { ...process.env, WRANGLER_SEND_METRICS: 'false' };
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+interface Running {
+  readonly url: URL;
+  stop(): Promise<void>;
+}
+
+/**
+ * `wrangler dev` on an entry (source text) with wrangler.toml's bindings and policy alias, its
+ * own local KV seeded with the demo, and a bench-only secret.
+ */
+async function start(source: string): Promise<Running> {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'));
+  const entry = join(dir, 'entry.ts');
+  writeFileSync(entry, source);
+  const persist = join(dir, 'state');
+  const seed = join(dir, 'seed.json');
+  writeFileSync(
+    seed,
+    JSON.stringify(permissionKvEntries(readFileSync(join(ROOT, 'demo/permissions.json'), 'utf8'))),
+  );
+  const seeded = spawnSync(
+    process.execPath,
+    [
+      WRANGLER,
+      'kv',
+      'bulk',
+      'put',
+      seed,
+      '--binding',
+      'PERMISSIONS',
+      '--local',
+      '--persist-to',
+      persist,
+    ],
+    { cwd: ROOT, env: WRANGLER_ENV, encoding: 'utf8' },
+  );
+  if (seeded.status !== 0) throw new Error(`bench: seeding KV failed: ${seeded.stderr}`);
+  debug(`seeded ${persist}`);
+  const port = await freePort();
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      WRANGLER,
+      'dev',
+      entry,
+      '--config',
+      join(ROOT, 'wrangler.toml'),
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--persist-to',
+      persist,
+      '--var',
+      `GATEHOUSE_DEV_SECRET:${SECRET}`,
+      '--var',
+      'ORIGIN:echo',
+      '--show-interactive-dev-session=false',
+      '--log-level',
+      'error',
+    ],
+    { cwd: ROOT, env: WRANGLER_ENV, stdio: 'ignore', detached: true },
+  );
+  const url = new URL(`http://127.0.0.1:${port}/`);
+  debug(`waiting for ${url.href}`);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error('bench: wrangler dev exited');
+    try {
+      const probe = await fetch(new URL('/health', url), { signal: AbortSignal.timeout(5000) });
+      if (probe.status === 200) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error('bench: wrangler dev did not start');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    url,
+    async stop() {
+      if (child.pid !== undefined && child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        process.kill(-child.pid, 'SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function token(subject: string): Promise<string> {
+  const policy = JSON.parse(readFileSync(join(ROOT, 'demo/policy.json'), 'utf8'));
+  const issuer = policy.issuers[0];
+  const now = Math.floor(Date.now() / 1000);
+  return new jose.SignJWT({})
+    .setProtectedHeader({ alg: 'HS256', kid: issuer.keys.kid, typ: 'JWT' })
+    .setIssuer(issuer.issuer)
+    .setAudience(issuer.audiences[0])
+    .setSubject(subject)
+    .setIssuedAt(now)
+    .setExpirationTime(now + 3600)
+    .sign(new TextEncoder().encode(SECRET));
+}
+
+async function throughput(): Promise<{ ratio: number; guard: number; baseline: number }> {
+  const guard = await start(GUARD_ENTRY);
+  const baseline = await start(BASELINE_ENTRY);
+  try {
+    const headers = { authorization: `Bearer ${await token('alice')}` };
+    const run = async (url: URL, duration: number) => {
+      const result = await autocannon({
+        url: new URL('/posts/1', url).href,
+        connections: CONNECTIONS,
+        duration,
+        headers,
+      });
+      if (result.non2xx > 0 || result.errors > 0) {
+        throw new Error(`bench: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
+      }
+      return result.requests.average;
+    };
+    // Warm both (JIT, token and permission caches) before measuring.
+    await run(guard.url, 1);
+    await run(baseline.url, 1);
+    const g: number[] = [];
+    const b: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      if (round % 2 === 0) {
+        g.push(await run(guard.url, SECONDS));
+        b.push(await run(baseline.url, SECONDS));
+      } else {
+        b.push(await run(baseline.url, SECONDS));
+        g.push(await run(guard.url, SECONDS));
+      }
+    }
+    return { ratio: median(g) / median(b), guard: median(g), baseline: median(b) };
+  } finally {
+    await guard.stop();
+    await baseline.stop();
+  }
+}
+
+async function coldSubjectReads(): Promise<{ user: number; roles: number }> {
+  const { url, stop } = await start(COUNTING_ENTRY);
+  try {
+    const headers = { authorization: `Bearer ${await token('bob')}` };
+    const responses = await Promise.all(
+      Array.from({ length: 100 }, () => fetch(new URL('/posts/1', url), { headers })),
+    );
+    for (const response of responses) {
+      if (response.status !== 200) throw new Error(`bench: cold request got ${response.status}`);
+      await response.arrayBuffer();
+    }
+    const reads = (await (await fetch(new URL('/__bench/reads', url))).json()) as Record<
+      string,
+      number
+    >;
+    return { user: reads.user ?? 0, roles: reads.roles ?? 0 };
+  } finally {
+    await stop();
+  }
+}
+
+function bundleGzipKb(): number {
+  const outdir = mkdtempSync(join(tmpdir(), 'gatehouse-bundle-'));
+  try {
+    const result = spawnSync(
+      process.execPath,
+      [WRANGLER, 'deploy', '--dry-run', '--outdir', outdir],
+      {
+        cwd: ROOT,
+        env: WRANGLER_ENV,
+        encoding: 'utf8',
+      },
+    );
+    if (result.status !== 0) throw new Error(`wrangler deploy --dry-run failed: ${result.stderr}`);
+    let bytes = 0;
+    for (const name of readdirSync(outdir)) {
+      if (!/\.(m?js|wasm)$/.test(name) || !statSync(join(outdir, name)).isFile()) continue;
+      const text = readFileSync(join(outdir, name));
+      if (text.includes('yaml.org')) {
+        throw new Error('bench: the Worker bundle contains a YAML parser');
+      }
+      bytes += gzipSync(text, { level: 9 }).length;
+    }
+    return bytes / 1024;
+  } finally {
+    rmSync(outdir, { recursive: true, force: true });
+  }
+}
+
+export async function benchWorker(): Promise<{
+  results: Record<string, number>;
+  rows: WorkerBenchRow[];
+}> {
+  const kb = bundleGzipKb();
+  debug(`bundle ${kb.toFixed(1)} KB`);
+  const reads = await coldSubjectReads();
+  debug(`cold reads ${JSON.stringify(reads)}`);
+  const tp = await throughput();
+  debug(`throughput ${JSON.stringify(tp)}`);
+  const round = (n: number, places: number) => Number(n.toFixed(places));
+  const results = {
+    'worker.guard_throughput_ratio': round(tp.ratio, 3),
+    'worker.guard_rps': round(tp.guard, 0),
+    'worker.baseline_rps': round(tp.baseline, 0),
+    'worker.cold_subject_kv_reads': reads.user,
+    'worker.bundle_gzip_kb': round(kb, 1),
+  };
+  const rows: WorkerBenchRow[] = [
+    {
+      name: 'worker.guard_throughput_ratio',
+      value: results['worker.guard_throughput_ratio'],
+      goal: '≥ 0.85',
+      ok: tp.ratio >= 0.85,
+      note: `guard ${results['worker.guard_rps']} req/s vs echo alone ${results['worker.baseline_rps']} req/s; workerd (wrangler dev) on loopback, autocannon ${CONNECTIONS} connections, ${ROUNDS}×${SECONDS} s per side alternating, medians`,
+    },
+    {
+      name: 'worker.cold_subject_kv_reads',
+      value: reads.user,
+      goal: '1',
+      ok: reads.user === 1,
+      note: `user-record reads for 100 concurrent first requests of one subject (plus ${reads.roles} read of the tenant's role list)`,
+    },
+    {
+      name: 'worker.bundle_gzip_kb',
+      value: results['worker.bundle_gzip_kb'],
+      goal: '≤ 80',
+      ok: kb <= 80,
+      note: 'wrangler deploy --dry-run output, gzip -9; JSON policy only, no YAML parser',
+    },
+  ];
+  return { results, rows };
+}
+
+// `node --import tsx bench/worker.ts` prints the figures alone.
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const { rows } = await benchWorker();
+  for (const row of rows) console.log(`${row.name} = ${row.value} (goal ${row.goal}) ${row.note}`);
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+// The development CLI. Loads the TypeScript sources through tsx (a devDependency) and hands them
+// Node's file system and console; the commands themselves live in src/cli/.
+import { readFile } from 'node:fs/promises';
+import { register } from 'tsx/esm/api';
+
+register();
+const { main } = await import('../src/cli/index.ts');
+
+process.exitCode = await main(process.argv.slice(2), {
+  async readFile(path) {
+    try {
+      return await readFile(path, 'utf8');
+    } catch (error) {
+      if (error?.code === 'ENOENT') return null;
+      throw error;
+    }
+  },
+  env: process.env,
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+  now: () => Date.now(),
+});

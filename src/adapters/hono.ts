@@ -1,0 +1,161 @@
+/**
+ * `gatehouse/hono`: Gatehouse in your own Hono app (on Workers or anywhere Hono runs).
+ *
+ * ```ts
+ * import { Hono } from 'hono';
+ * import { gatehouse, requirePermission, type GatehouseEnv } from 'gatehouse/hono';
+ *
+ * const app = new Hono<GatehouseEnv>();
+ * app.use('*', gatehouse({ gatehouse: (c) => getGatehouse(c.env) })); // whole decision per request
+ * app.get('/posts/:id', (c) => c.json({ by: c.get('gatehouse').principal?.subject }));
+ * app.post('/reports', requirePermission('write:reports'), handler);    // an extra check in code
+ * ```
+ *
+ * - `gatehouse()` with `authorize: 'routes'` (default) runs the whole decision against the
+ *   policy's routes; with `authorize: 'token'` it only verifies the token (401 on failure) and
+ *   leaves permission checks to `requirePermission`. Either way it answers 401 / 403 / 503 as
+ *   problem+json itself and puts `{ principal, decision, gatehouse }` on `c.get('gatehouse')`.
+ * - `requirePermission(...)` needs the middleware before it (it reads the verified principal and
+ *   the Gatehouse from the context); without it, it fails closed with 500.
+ */
+import type { Context, MiddlewareHandler } from 'hono';
+import { TokenError } from '../errors.ts';
+import type { Gatehouse } from '../policy/decide.ts';
+import { extractBearer } from '../token/index.ts';
+import type { Decision, Principal } from '../types.ts';
+import { clientContext, denyResponse, problemResponse } from './http.ts';
+
+/** What the middleware puts on the context under `gatehouse`. */
+export interface GatehouseContext {
+  /** The verified caller; undefined on a public route. */
+  readonly principal: Principal | undefined;
+  /** The route decision (`authorize: 'routes'`), or undefined when only the token was verified. */
+  readonly decision: Decision | undefined;
+  /** The instance that decided, for further checks in handlers. */
+  readonly gatehouse: Gatehouse;
+}
+
+export interface GatehouseVariables {
+  gatehouse: GatehouseContext;
+}
+
+/** Hono env type for apps using the middleware: `new Hono<GatehouseEnv>()`. */
+export interface GatehouseEnv {
+  // biome-ignore lint/suspicious/noExplicitAny: the app's own bindings, whatever they are.
+  Bindings: any;
+  Variables: GatehouseVariables;
+}
+
+export interface GatehouseMiddlewareOptions {
+  /**
+   * The Gatehouse, or a function of the context returning it (build it once per isolate, e.g.
+   * memoised on first use, since bindings arrive with the first request).
+   */
+  readonly gatehouse: Gatehouse | ((c: Context) => Gatehouse);
+  /** `routes` (default): the whole decision against the policy; `token`: verify only. */
+  readonly authorize?: 'routes' | 'token';
+}
+
+function keepAlive(c: Context, promise: Promise<unknown>): void {
+  // Same reason as the guard Worker: a store load another request joined must outlive this one.
+  try {
+    c.executionCtx.waitUntil(promise);
+  } catch {
+    // Not on Workers (no execution context): nothing to keep alive.
+  }
+}
+
+export function gatehouse(
+  options: GatehouseMiddlewareOptions,
+): MiddlewareHandler<{ Variables: GatehouseVariables }> {
+  const mode = options.authorize ?? 'routes';
+  if (mode !== 'routes' && mode !== 'token') {
+    throw new TypeError('gatehouse(): authorize must be routes or token');
+  }
+  const resolve =
+    typeof options.gatehouse === 'function'
+      ? options.gatehouse
+      : () => options.gatehouse as Gatehouse;
+  return async (c, next) => {
+    const instance = resolve(c);
+    const authorization = c.req.header('authorization') ?? null;
+    if (mode === 'token') {
+      try {
+        const verifying = instance.verifier.verify(extractBearer(authorization));
+        keepAlive(
+          c,
+          verifying.catch(() => undefined),
+        );
+        const { principal } = await verifying;
+        c.set('gatehouse', { principal, decision: undefined, gatehouse: instance });
+      } catch (error) {
+        const code = error instanceof TokenError ? error.code : 'internal_error';
+        const status = code === 'keys_unavailable' || code === 'internal_error' ? 503 : 401;
+        return denyResponse(
+          { allow: false, status, reason: code, explain: '' } as Decision,
+          authorization,
+        );
+      }
+      return next();
+    }
+    const context = clientContext(c.req.raw);
+    const deciding = instance.decide({
+      method: c.req.method,
+      path: new URL(c.req.url).pathname,
+      authorization,
+      ip: context.ip,
+      country: context.country,
+    });
+    keepAlive(c, deciding);
+    const decision = await deciding;
+    if (!decision.allow) return denyResponse(decision, authorization);
+    c.set('gatehouse', { principal: decision.principal, decision, gatehouse: instance });
+    return next();
+  };
+}
+
+export interface RequirePermissionOptions {
+  /** `all` (default): every permission; `any`: one of them. */
+  readonly mode?: 'all' | 'any';
+}
+
+/**
+ * A per-handler check of one or more permissions for the principal the middleware verified,
+ * with the request's IP and country for conditions. 403 problem+json when missing.
+ */
+export function requirePermission(
+  permissions: string | readonly string[],
+  options: RequirePermissionOptions = {},
+): MiddlewareHandler<{ Variables: GatehouseVariables }> {
+  const list = typeof permissions === 'string' ? [permissions] : [...permissions];
+  if (list.length === 0) throw new TypeError('requirePermission(): name at least one permission');
+  const mode = options.mode ?? 'all';
+  return async (c, next) => {
+    const state = c.get('gatehouse') as GatehouseContext | undefined;
+    if (state === undefined) {
+      return problemResponse({
+        status: 500,
+        reason: 'configuration_error',
+        detail: 'requirePermission needs the gatehouse() middleware before it.',
+      });
+    }
+    const authorization = c.req.header('authorization') ?? null;
+    if (state.principal === undefined) {
+      // A public route let the request through without a token; a permission needs one.
+      return denyResponse(
+        { allow: false, status: 401, reason: 'token_missing', explain: '' },
+        authorization,
+      );
+    }
+    const checking = state.gatehouse.check(state.principal, list, clientContext(c.req.raw), mode);
+    keepAlive(c, checking);
+    const decision = await checking;
+    if (!decision.allow) return denyResponse(decision, authorization);
+    return next();
+  };
+}
+
+// What a Hono app on Workers needs to build its Gatehouse, without the root entry's YAML parser.
+export { Gatehouse } from '../policy/decide.ts';
+export { compilePolicy } from '../policy/policy.ts';
+export { KvJwksPersistence, KvStore } from '../stores/kv.ts';

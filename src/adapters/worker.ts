@@ -1,0 +1,383 @@
+/**
+ * The guard Worker's logic (handlers/worker.ts only wires it): configuration from env vars, one
+ * Gatehouse per isolate on the KV store, the route guard, the HTTP check API and forward-auth
+ * under a reserved prefix, the built-in echo origin, and the RPC check methods.
+ *
+ * No Workers imports: bindings and the execution context are typed structurally, so the same code
+ * type-checks under the Node tsconfig and can be driven from tests with any env object.
+ */
+import { ConfigError } from '../errors.ts';
+// Not ../policy/index.ts: that re-exports the YAML text parser, which a Worker must not bundle.
+import { Gatehouse } from '../policy/decide.ts';
+import { type CompiledPolicy, compilePolicy } from '../policy/policy.ts';
+import { KvJwksPersistence, type KvNamespaceLike, KvStore } from '../stores/kv.ts';
+import type { Decision } from '../types.ts';
+import {
+  type CheckAnswer,
+  CheckInputError,
+  type CheckItem,
+  handleCheckRequest,
+  MAX_BATCH_ITEMS,
+  parseCheckItem,
+  runCheck,
+} from './check-api.ts';
+import { handleForwardAuth } from './forward-auth.ts';
+import {
+  clientContext,
+  denyResponse,
+  IDENTITY_HEADER_PREFIX,
+  identityHeaders,
+  problemResponse,
+  stripIdentityHeaders,
+} from './http.ts';
+
+/** The Worker's bindings and vars (wrangler.toml `[vars]`, secrets, `.dev.vars`). */
+export interface GatehouseWorkerEnv {
+  /** KV namespace with permissions and persisted JWKS. Required unless the policy reads claims. */
+  readonly PERMISSIONS?: KvNamespaceLike;
+  /** `""`/unset: built-in echo origin; `incoming`: the request's own URL (route mode); or an http(s) URL. */
+  readonly ORIGIN?: string;
+  /** `true` forwards the client's Authorization header to the origin; default `false`. */
+  readonly FORWARD_AUTHORIZATION?: string;
+  /** Path prefix of the check API and forward-auth; default `/.gatehouse`; `off` disables both. */
+  readonly GATEHOUSE_PREFIX?: string;
+  /** KV `cacheTtl` for permission reads, seconds; default 30 (KV's minimum), at most 3600. */
+  readonly KV_CACHE_TTL?: string;
+  /** Header holding the client IP on forward-auth calls (such as X-Real-IP); default CF-Connecting-IP. */
+  readonly FORWARD_AUTH_IP_HEADER?: string;
+  /** Secrets named by the policy's `secretEnv` (GATEHOUSE_DEV_SECRET in the demo), and others. */
+  readonly [name: string]: unknown;
+}
+
+/** The part of a Workers `ExecutionContext` the guard uses. */
+export interface WaitUntilContext {
+  waitUntil(promise: Promise<unknown>): void;
+}
+
+export type OriginConfig =
+  | { readonly kind: 'echo' }
+  | { readonly kind: 'incoming' }
+  | { readonly kind: 'url'; readonly url: URL };
+
+export interface WorkerConfig {
+  readonly origin: OriginConfig;
+  readonly forwardAuthorization: boolean;
+  /** null when the HTTP check API and forward-auth are off. */
+  readonly prefix: string | null;
+  readonly kvCacheTtl: number;
+  readonly forwardAuthIpHeader: string | null;
+}
+
+function stringVar(env: GatehouseWorkerEnv, name: string): string | undefined {
+  const value = env[name];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') throw new ConfigError(name, 'expected a string variable');
+  const trimmed = value.trim();
+  return trimmed === '' ? undefined : trimmed;
+}
+
+/** Reads and validates the vars; a mistake throws {@link ConfigError} naming the variable. */
+export function readWorkerConfig(env: GatehouseWorkerEnv): WorkerConfig {
+  const originText = stringVar(env, 'ORIGIN');
+  let origin: OriginConfig;
+  if (originText === undefined || originText === 'echo') origin = { kind: 'echo' };
+  else if (originText === 'incoming') origin = { kind: 'incoming' };
+  else {
+    let url: URL;
+    try {
+      url = new URL(originText);
+    } catch {
+      throw new ConfigError('ORIGIN', 'expected echo, incoming, or an absolute http(s) URL');
+    }
+    if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.search || url.hash) {
+      throw new ConfigError('ORIGIN', 'expected an http(s) URL without query or fragment');
+    }
+    origin = { kind: 'url', url };
+  }
+
+  const forward = stringVar(env, 'FORWARD_AUTHORIZATION') ?? 'false';
+  if (forward !== 'true' && forward !== 'false') {
+    throw new ConfigError('FORWARD_AUTHORIZATION', 'expected true or false');
+  }
+
+  const prefixText = stringVar(env, 'GATEHOUSE_PREFIX') ?? '/.gatehouse';
+  let prefix: string | null = null;
+  if (prefixText !== 'off') {
+    if (!/^(\/[A-Za-z0-9._~-]+)+$/.test(prefixText) || /\/\.{1,2}(\/|$)/.test(prefixText)) {
+      throw new ConfigError('GATEHOUSE_PREFIX', 'expected a path such as /.gatehouse, or off');
+    }
+    prefix = prefixText;
+  }
+
+  const ttlText = stringVar(env, 'KV_CACHE_TTL') ?? '30';
+  const kvCacheTtl = Number(ttlText);
+  if (!/^\d+$/.test(ttlText) || kvCacheTtl < 30 || kvCacheTtl > 3600) {
+    throw new ConfigError('KV_CACHE_TTL', 'expected whole seconds from 30 (KV minimum) to 3600');
+  }
+
+  const ipHeader = stringVar(env, 'FORWARD_AUTH_IP_HEADER') ?? null;
+  if (ipHeader !== null && !/^[A-Za-z0-9-]{1,64}$/.test(ipHeader)) {
+    throw new ConfigError('FORWARD_AUTH_IP_HEADER', 'expected a header name such as X-Real-IP');
+  }
+
+  return {
+    origin,
+    forwardAuthorization: forward === 'true',
+    prefix,
+    kvCacheTtl,
+    forwardAuthIpHeader: ipHeader,
+  };
+}
+
+/**
+ * The built-in echo origin: answers with the method, path, query, the identity headers it
+ * received and whether an Authorization header reached it (never its value).
+ */
+export function echoOrigin(method: string, url: URL, headers: Headers): Response {
+  const identity: Record<string, string> = {};
+  headers.forEach((value, name) => {
+    if (name.toLowerCase().startsWith(IDENTITY_HEADER_PREFIX)) identity[name.toLowerCase()] = value;
+  });
+  const body = {
+    origin: 'echo',
+    method,
+    path: url.pathname,
+    query: url.search,
+    identity,
+    authorization: headers.has('authorization'),
+  };
+  return new Response(method === 'HEAD' ? null : JSON.stringify(body), {
+    status: 200,
+    headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+  });
+}
+
+export interface GatehouseWorkerOptions {
+  /** The policy document (the bundled JSON); compiled once per isolate. */
+  readonly policy: unknown;
+  /**
+   * The env at module load (`import { env } from 'cloudflare:workers'`), when available: the
+   * policy and vars are validated then, so a mistake fails start-up naming the field.
+   */
+  readonly startupEnv?: GatehouseWorkerEnv | undefined;
+  /** fetch for the origin and JWKS endpoints; default global fetch. */
+  readonly fetch?: typeof fetch;
+  /** Clock in milliseconds; default Date.now. */
+  readonly now?: () => number;
+  /** Wraps the KV binding before use (tests and benchmarks count or fail reads with it). */
+  readonly wrapKv?: (kv: KvNamespaceLike) => KvNamespaceLike;
+}
+
+/** What one isolate builds once: the Gatehouse on KV and the parsed configuration. */
+export interface WorkerRuntime {
+  readonly gatehouse: Gatehouse;
+  readonly config: WorkerConfig;
+}
+
+export interface GatehouseWorker {
+  fetch(request: Request, env: GatehouseWorkerEnv, ctx: WaitUntilContext): Promise<Response>;
+  /**
+   * One check (RPC): the service binding is the credential, so no `authz:check` is needed. A
+   * malformed item is answered (400, `malformed_request`, the field in `explain`), not thrown.
+   */
+  check(item: unknown, env: GatehouseWorkerEnv): Promise<CheckAnswer>;
+  /** Up to 100 checks (RPC), one store read per distinct subject; more throws a RangeError. */
+  checkBatch(items: unknown, env: GatehouseWorkerEnv): Promise<CheckAnswer[]>;
+  /** The isolate's runtime, built on first use from `env`. */
+  runtime(env: GatehouseWorkerEnv): WorkerRuntime;
+}
+
+/** Resolves `secretEnv` to a placeholder when a secret is absent, to validate structure alone. */
+function withPlaceholderSecrets(env: GatehouseWorkerEnv): Record<string, unknown> {
+  return new Proxy(
+    {},
+    {
+      get: (_target, name) => {
+        if (typeof name !== 'string') return undefined;
+        const value = env[name];
+        return typeof value === 'string' && value !== ''
+          ? value
+          : 'placeholder-secret-for-validation-only-0123456789abcdef';
+      },
+    },
+  );
+}
+
+function invalidItem(error: CheckInputError): CheckAnswer {
+  return {
+    allow: false,
+    status: 400,
+    reason: 'malformed_request',
+    explain: `${error.field}: ${error.expected}`,
+  };
+}
+
+/** Fails closed when something unexpected throws: nothing internal reaches the client. */
+function internalError(): Response {
+  return problemResponse({
+    status: 503,
+    reason: 'internal_error',
+    headers: { 'retry-after': '5' },
+  });
+}
+
+export function createGatehouseWorker(options: GatehouseWorkerOptions): GatehouseWorker {
+  const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+  const now = options.now ?? Date.now;
+  let compiled: CompiledPolicy | null = null;
+  let runtime: WorkerRuntime | null = null;
+
+  if (options.startupEnv !== undefined) {
+    // Structure and vars now (start-up); secrets may be absent until the first request's env.
+    compilePolicy(options.policy, { env: withPlaceholderSecrets(options.startupEnv) });
+    readWorkerConfig(options.startupEnv);
+  }
+
+  function build(env: GatehouseWorkerEnv): WorkerRuntime {
+    if (runtime !== null) return runtime;
+    const config = readWorkerConfig(env);
+    compiled ??= compilePolicy(options.policy, { env });
+    const binding = env.PERMISSIONS;
+    const kv = binding === undefined ? undefined : (options.wrapKv?.(binding) ?? binding);
+    if (kv === undefined && compiled.permissions.source === 'store') {
+      throw new ConfigError('PERMISSIONS', 'expected a KV namespace binding named PERMISSIONS');
+    }
+    const gatehouse = new Gatehouse({
+      policy: compiled,
+      ...(kv !== undefined && {
+        store: new KvStore(kv, { cacheTtlSeconds: config.kvCacheTtl }),
+        persistence: new KvJwksPersistence(kv),
+      }),
+      fetch: fetchImpl,
+      now,
+    });
+    runtime = { gatehouse, config };
+    return runtime;
+  }
+
+  async function forward(
+    request: Request,
+    url: URL,
+    decision: Decision,
+    config: WorkerConfig,
+  ): Promise<Response> {
+    const headers = new Headers(request.headers);
+    stripIdentityHeaders(headers);
+    if (!config.forwardAuthorization) headers.delete('authorization');
+    for (const [name, value] of Object.entries(identityHeaders(decision))) headers.set(name, value);
+    const origin = config.origin;
+    if (origin.kind === 'echo') return echoOrigin(request.method, url, headers);
+    let target: URL;
+    if (origin.kind === 'incoming') target = url;
+    else {
+      target = new URL(origin.url.href);
+      target.pathname = origin.url.pathname.replace(/\/$/, '') + url.pathname;
+      target.search = url.search;
+      // The client's Host names the guard; the origin's comes from its URL.
+      headers.delete('host');
+    }
+    const hasBody = request.method !== 'GET' && request.method !== 'HEAD';
+    return fetchImpl(target, {
+      method: request.method,
+      headers,
+      body: hasBody ? request.body : null,
+      redirect: 'manual',
+    });
+  }
+
+  async function api(request: Request, url: URL, rt: WorkerRuntime): Promise<Response> {
+    const { gatehouse, config } = rt;
+    const rest = url.pathname.slice(config.prefix!.length);
+    const context = clientContext(request);
+    if (rest === '/v1/check' || rest === '/v1/check/batch') {
+      return handleCheckRequest(gatehouse, request, {
+        batch: rest === '/v1/check/batch',
+        context,
+        now,
+      });
+    }
+    if (rest === '/v1/authorize') {
+      const ipHeader = config.forwardAuthIpHeader;
+      const ip = ipHeader === null ? context.ip : (request.headers.get(ipHeader) ?? undefined);
+      return handleForwardAuth(gatehouse, request, {
+        context: {
+          ...(ip !== undefined && { ip: ip.split(',')[0]!.trim() }),
+          ...(context.country !== undefined && { country: context.country }),
+        },
+      });
+    }
+    return problemResponse({ status: 404, reason: 'not_found', detail: 'No such endpoint.' });
+  }
+
+  async function handle(request: Request, env: GatehouseWorkerEnv): Promise<Response> {
+    let rt: WorkerRuntime;
+    try {
+      rt = build(env);
+    } catch (error) {
+      // Field and expectation only (ConfigError messages never hold secrets).
+      const what = error instanceof ConfigError ? error.message : 'unexpected error';
+      console.error(`gatehouse: configuration error: ${what}`);
+      return problemResponse({
+        status: 503,
+        reason: 'configuration_error',
+        headers: { 'retry-after': '5' },
+      });
+    }
+    const url = new URL(request.url);
+    const prefix = rt.config.prefix;
+    if (prefix !== null && (url.pathname === prefix || url.pathname.startsWith(`${prefix}/`))) {
+      return api(request, url, rt);
+    }
+    const authorization = request.headers.get('authorization');
+    const context = clientContext(request);
+    const decision = await rt.gatehouse.decide({
+      method: request.method,
+      path: url.pathname,
+      authorization,
+      ip: context.ip,
+      country: context.country,
+    });
+    if (!decision.allow) return denyResponse(decision, authorization);
+    return forward(request, url, decision, rt.config);
+  }
+
+  return {
+    fetch(request, env, ctx) {
+      const pending = handle(request, env).catch(() => internalError());
+      // Requests share in-flight store loads (single-flight). Keeping each request alive until
+      // its work settles means a load another request joined is never cancelled with the request
+      // that started it (workerd cancels continuations of a finished request's promises).
+      ctx.waitUntil(pending);
+      return pending;
+    },
+    async check(item, env) {
+      const rt = build(env);
+      let parsed: CheckItem;
+      try {
+        parsed = parseCheckItem(item);
+      } catch (error) {
+        // An answer, not an exception: RPC callers get a deny they can read.
+        if (error instanceof CheckInputError) return invalidItem(error);
+        throw error;
+      }
+      return runCheck(rt.gatehouse, parsed, now);
+    },
+    async checkBatch(items, env) {
+      const rt = build(env);
+      if (!Array.isArray(items) || items.length > MAX_BATCH_ITEMS) {
+        throw new RangeError(`checkBatch expects an array of at most ${MAX_BATCH_ITEMS} items`);
+      }
+      return Promise.all(
+        items.map((item, i) => {
+          try {
+            return runCheck(rt.gatehouse, parseCheckItem(item, `items[${i}]`), now);
+          } catch (error) {
+            if (error instanceof CheckInputError) return invalidItem(error);
+            throw error;
+          }
+        }),
+      );
+    },
+    runtime: build,
+  };
+}

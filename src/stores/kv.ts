@@ -1,0 +1,312 @@
+/**
+ * A {@link PermissionStore} on Workers KV, the JWKS persistence hook on the same namespace, and
+ * the seeding function `npm start` and the tests share.
+ *
+ * Key layout (docs/workers.md): every part is encoded with {@link encodeKeyPart} (through
+ * `subjectStorageKey` / `tenantStorageKey`), so no subject, tenant or issuer can reach another's
+ * key:
+ *
+ * - `user/<tenant key>/s:<subject>`: one user (`user/-/s:alice`, `user/t:acme/s:bob`), JSON
+ *   `{ roles?, grants?, denies? }` in the permission-file shape, expiry as Unix seconds;
+ * - `roles/<tenant key>`: every store role of a tenant in one value (`roles/-`), JSON
+ *   `{ "<role>": { grants?, denies?, inherits? } }`, so `getRoles` is one read;
+ * - `jwks/<encoded issuer>`: the last good key set of an issuer.
+ *
+ * Types are structural (KvNamespaceLike): nothing here imports Workers code, so the same file runs
+ * in Node (tests, tools) against any object with KV's `get` / `put` / `delete`.
+ */
+
+import { ConfigError, StoreError } from '../errors.ts';
+import type { JSONWebKeySet, JwksPersistence } from '../token/index.ts';
+import type { PermissionStore, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
+import {
+  FileStore,
+  type GrantEntry,
+  type PermissionData,
+  type PermissionSection,
+  parsePermissionData,
+  type RoleAssignmentEntry,
+  type RoleEntry,
+} from './file.ts';
+import { encodeKeyPart, subjectStorageKey, tenantStorageKey } from './keys.ts';
+
+/** The part of a Workers `KVNamespace` binding this module uses. */
+export interface KvNamespaceLike {
+  get(key: string, options: { type: 'json'; cacheTtl?: number }): Promise<unknown>;
+  put(key: string, value: string, options?: { expirationTtl?: number }): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+
+/** One user's value under `user/...`: the permission-file entries of that subject. */
+export interface KvUserValue {
+  readonly roles?: readonly RoleAssignmentEntry[];
+  readonly grants?: readonly GrantEntry[];
+  readonly denies?: readonly GrantEntry[];
+}
+
+/** One tenant's value under `roles/...`: role name → role, as in the permission file. */
+export type KvRolesValue = Readonly<Record<string, RoleEntry>>;
+
+/** KV refuses keys longer than this many bytes. */
+export const KV_MAX_KEY_BYTES = 512;
+/** KV's minimum `cacheTtl`, seconds (lowered from 60 on 2026-01-30). */
+export const KV_MIN_CACHE_TTL = 30;
+/** KV's minimum `expirationTtl`, seconds. */
+const KV_MIN_EXPIRATION_TTL = 60;
+
+/** The KV keys Gatehouse reads and writes. All keys are ASCII, so length is bytes. */
+export const kvKeys = {
+  user: (key: SubjectKey): string => `user/${subjectStorageKey(key)}`,
+  roles: (tenant: string | undefined): string => `roles/${tenantStorageKey(tenant)}`,
+  jwks: (issuer: string): string => `jwks/${encodeKeyPart(issuer)}`,
+} as const;
+
+export interface KvStoreOptions {
+  /**
+   * Seconds KV keeps a read in the reading location's cache (KV `cacheTtl`); default 30,
+   * 30 (KV's minimum) to 3600. Adds to the revocation delay: see docs/workers.md.
+   */
+  readonly cacheTtlSeconds?: number;
+}
+
+function checkCacheTtl(value: unknown, field: string): number {
+  if (value === undefined) return KV_MIN_CACHE_TTL;
+  if (
+    typeof value !== 'number' ||
+    !Number.isInteger(value) ||
+    value < KV_MIN_CACHE_TTL ||
+    value > 3600
+  ) {
+    throw new ConfigError(field, `expected an integer from ${KV_MIN_CACHE_TTL} to 3600 (seconds)`);
+  }
+  return value;
+}
+
+const NO_ROLES: readonly RoleRecord[] = Object.freeze([]);
+/** Placeholder name under which a value is validated: the real subject may be any string. */
+const PLACEHOLDER = 's';
+const USER_KEYS = new Set(['roles', 'grants', 'denies']);
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function invalid(what: string, key: string, cause?: unknown): StoreError {
+  // The key names the record for operators; the value (which may be anything) is never quoted.
+  return new StoreError(
+    'store_invalid_record',
+    `kv ${what} record at ${key} is malformed`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/**
+ * Permissions in Workers KV. Reads go through KV's own location cache (`cacheTtl`); put a
+ * {@link CachedStore} in front (the Gatehouse does) for the per-isolate cache and single-flight.
+ */
+export class KvStore implements PermissionStore {
+  readonly kind: string = 'kv';
+  readonly cacheable: boolean = true;
+  readonly #kv: KvNamespaceLike;
+  readonly #cacheTtl: number;
+
+  /** Validates the options now; a bad one throws {@link ConfigError} naming it. */
+  constructor(kv: KvNamespaceLike, options: KvStoreOptions = {}) {
+    if (typeof kv !== 'object' || kv === null || typeof kv.get !== 'function') {
+      throw new ConfigError('kv', 'expected a KV namespace binding (an object with get)');
+    }
+    this.#kv = kv;
+    this.#cacheTtl = checkCacheTtl(options.cacheTtlSeconds, 'kv.cacheTtlSeconds');
+  }
+
+  async getUser(key: SubjectKey): Promise<UserRecord | null> {
+    const kvKey = kvKeys.user(key);
+    // Such a key can never have been written (KV refuses it): the subject has no record.
+    if (kvKey.length > KV_MAX_KEY_BYTES) return null;
+    const value = await this.#read(kvKey);
+    if (value === null) return null;
+    if (!isPlainObject(value) || Object.keys(value).some((k) => !USER_KEYS.has(k))) {
+      throw invalid('user', kvKey);
+    }
+    const section: PermissionSection = {
+      users: {
+        [PLACEHOLDER]: {
+          ...(value.grants !== undefined && { grants: value.grants as GrantEntry[] }),
+          ...(value.denies !== undefined && { denies: value.denies as GrantEntry[] }),
+        },
+      },
+      roles: {},
+      user_roles:
+        value.roles === undefined ? {} : { [PLACEHOLDER]: value.roles as RoleAssignmentEntry[] },
+    };
+    const found = await validated('user', kvKey, section).getUser({ subject: PLACEHOLDER });
+    if (found === null) throw invalid('user', kvKey);
+    return Object.freeze({
+      subject: key.subject,
+      ...(key.tenant !== undefined && { tenant: key.tenant }),
+      roles: found.roles,
+      grants: found.grants,
+      denies: found.denies,
+    });
+  }
+
+  async getRoles(tenant: string | undefined): Promise<readonly RoleRecord[]> {
+    const kvKey = kvKeys.roles(tenant);
+    if (kvKey.length > KV_MAX_KEY_BYTES) return NO_ROLES;
+    const value = await this.#read(kvKey);
+    if (value === null) return NO_ROLES;
+    if (!isPlainObject(value)) throw invalid('roles', kvKey);
+    const store = validated('roles', kvKey, {
+      users: {},
+      roles: value as KvRolesValue,
+      user_roles: {},
+    });
+    return Object.freeze(store.listRoles().map((r) => r.role));
+  }
+
+  async #read(kvKey: string): Promise<unknown> {
+    try {
+      return await this.#kv.get(kvKey, { type: 'json', cacheTtl: this.#cacheTtl });
+    } catch (error) {
+      // A value that is not JSON surfaces here as a SyntaxError: malformed, not an outage.
+      if (error instanceof SyntaxError) throw invalid('stored', kvKey, error);
+      // The binding's message may quote backend details; keep it only as the cause.
+      throw new StoreError('store_unavailable', 'permission store (kv) unavailable', {
+        cause: error,
+      });
+    }
+  }
+}
+
+/** Validates one section with the permission file's rules; a mistake is store_invalid_record. */
+function validated(what: string, kvKey: string, section: PermissionSection): FileStore {
+  try {
+    return new FileStore(section as PermissionData);
+  } catch (error) {
+    throw invalid(what, kvKey, error);
+  }
+}
+
+export interface KvJwksPersistenceOptions {
+  /** Seconds a stored key set lives in KV (`expirationTtl`); default 86400 (the default maxStaleSeconds), 60 to 604800. */
+  readonly expirationTtlSeconds?: number;
+  /** Seconds KV caches a read in the reading location; default 30, 30 to 3600. */
+  readonly cacheTtlSeconds?: number;
+}
+
+/**
+ * The core's {@link JwksPersistence} on KV: a cold isolate loads the last good key set instead of
+ * fetching the identity provider. An unchanged key set is not written again, so isolates that
+ * refetch every `cacheTtlSeconds` do not spend KV writes (1 a second per key, 1000 a day free).
+ */
+export class KvJwksPersistence implements JwksPersistence {
+  readonly #kv: KvNamespaceLike;
+  readonly #expirationTtl: number;
+  readonly #cacheTtl: number;
+  /** What this isolate last read or wrote per issuer, as JSON, to skip identical writes. */
+  readonly #known = new Map<string, string>();
+
+  constructor(kv: KvNamespaceLike, options: KvJwksPersistenceOptions = {}) {
+    if (typeof kv !== 'object' || kv === null || typeof kv.put !== 'function') {
+      throw new ConfigError('kv', 'expected a KV namespace binding (an object with get and put)');
+    }
+    this.#kv = kv;
+    const ttl = options.expirationTtlSeconds ?? 86_400;
+    if (!Number.isInteger(ttl) || ttl < KV_MIN_EXPIRATION_TTL || ttl > 604_800) {
+      throw new ConfigError('jwks.expirationTtlSeconds', 'expected an integer from 60 to 604800');
+    }
+    this.#expirationTtl = ttl;
+    this.#cacheTtl = checkCacheTtl(options.cacheTtlSeconds, 'jwks.cacheTtlSeconds');
+  }
+
+  async load(issuer: string): Promise<JSONWebKeySet | null> {
+    const key = kvKeys.jwks(issuer);
+    if (key.length > KV_MAX_KEY_BYTES) return null;
+    const value = await this.#kv.get(key, { type: 'json', cacheTtl: this.#cacheTtl });
+    // The verifier validates every key again before use; here only the outline is checked.
+    if (!isPlainObject(value) || !Array.isArray(value.keys)) return null;
+    this.#known.set(issuer, JSON.stringify(value));
+    return value as unknown as JSONWebKeySet;
+  }
+
+  async save(issuer: string, jwks: JSONWebKeySet): Promise<void> {
+    const key = kvKeys.jwks(issuer);
+    if (key.length > KV_MAX_KEY_BYTES) return;
+    const text = JSON.stringify(jwks);
+    if (this.#known.get(issuer) === text) return;
+    await this.#kv.put(key, text, { expirationTtl: this.#expirationTtl });
+    this.#known.set(issuer, text);
+  }
+}
+
+/** One KV write: key and JSON text. */
+export interface KvEntry {
+  readonly key: string;
+  readonly value: string;
+}
+
+function userValue(
+  section: PermissionSection,
+  subject: string,
+): KvUserValue & Record<string, unknown> {
+  const entry = Object.hasOwn(section.users, subject) ? section.users[subject] : undefined;
+  const roles = Object.hasOwn(section.user_roles, subject)
+    ? section.user_roles[subject]
+    : undefined;
+  return {
+    ...(roles !== undefined && roles.length > 0 && { roles }),
+    ...(entry?.grants !== undefined && { grants: entry.grants }),
+    ...(entry?.denies !== undefined && { denies: entry.denies }),
+  };
+}
+
+function sectionEntries(section: PermissionSection, tenant: string | undefined): KvEntry[] {
+  const out: KvEntry[] = [];
+  const subjects = new Set([...Object.keys(section.users), ...Object.keys(section.user_roles)]);
+  for (const subject of subjects) {
+    const key = kvKeys.user(tenant === undefined ? { subject } : { subject, tenant });
+    out.push({ key, value: JSON.stringify(userValue(section, subject)) });
+  }
+  if (Object.keys(section.roles).length > 0) {
+    out.push({ key: kvKeys.roles(tenant), value: JSON.stringify(section.roles) });
+  }
+  return out;
+}
+
+/**
+ * The KV entries for permission data (the permission-file shape, such as demo/permissions.json):
+ * one per user, one per tenant with roles. Text is parsed and validated with
+ * {@link parsePermissionData}; a mistake throws {@link ConfigError} naming the path. A key KV
+ * would refuse (over 512 bytes) throws too, naming the subject's path.
+ */
+export function permissionKvEntries(data: string | PermissionData, source?: string): KvEntry[] {
+  const parsed =
+    typeof data === 'string'
+      ? parsePermissionData(data, source)
+      : parsePermissionData(JSON.stringify(data), source);
+  const entries = sectionEntries(parsed, undefined);
+  for (const [tenant, section] of Object.entries(parsed.tenants ?? {})) {
+    entries.push(...sectionEntries(section, tenant));
+  }
+  for (const entry of entries) {
+    if (entry.key.length > KV_MAX_KEY_BYTES) {
+      throw new ConfigError(entry.key.slice(0, 60), `expected a KV key of at most 512 bytes`);
+    }
+  }
+  return entries;
+}
+
+/**
+ * Writes permission data into a KV namespace (what `npm start` and the tests seed). Writes only:
+ * keys of subjects no longer in the data are left alone. Returns the number of keys written.
+ */
+export async function seedKv(
+  kv: KvNamespaceLike,
+  data: string | PermissionData,
+  source?: string,
+): Promise<number> {
+  const entries = permissionKvEntries(data, source);
+  // KV allows one write a second per key; these keys are distinct, so writing in parallel is fine.
+  await Promise.all(entries.map((e) => kv.put(e.key, e.value)));
+  return entries.length;
+}

@@ -1,0 +1,227 @@
+/**
+ * The check API over HTTP (single and batch, callers need authz:check) and forward-auth, through
+ * the guard Worker with real local KV.
+ */
+import { beforeEach, describe, expect, it } from 'vitest';
+import {
+  bearer,
+  demoTokenFor,
+  instrumentedKv,
+  seedDemo,
+  type TestGuard,
+  testGuard,
+} from './helpers.ts';
+
+beforeEach(async () => {
+  await seedDemo();
+});
+
+interface Answer {
+  allow: boolean;
+  status: number;
+  reason: string;
+  subject?: string;
+  route?: string;
+  required?: string[];
+}
+
+async function post(guard: TestGuard, path: string, token: string | null, body: unknown) {
+  return guard.fetch(`/.gatehouse/v1/${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token && bearer(token)) },
+    body: JSON.stringify(body),
+  });
+}
+
+describe('POST /.gatehouse/v1/check', () => {
+  it('answers for a subject and a permission', async () => {
+    const caller = await demoTokenFor('carol'); // admin: * covers authz:check
+    const guard = testGuard();
+    const yes = await post(guard, 'check', caller, { subject: 'bob', permission: 'publish:posts' });
+    const no = await post(guard, 'check', caller, {
+      subject: 'alice',
+      permission: 'write:posts:1',
+    });
+    expect(yes.status).toBe(200);
+    expect(await yes.json()).toMatchObject({ allow: true, reason: 'allowed', subject: 'bob' });
+    expect(await no.json()).toMatchObject({
+      allow: false,
+      status: 403,
+      reason: 'missing_permission',
+    });
+  });
+
+  it('answers for a token and a method + path through the routes', async () => {
+    const caller = await demoTokenFor('carol');
+    const subjectToken = await demoTokenFor('bob');
+    const response = await post(testGuard(), 'check', caller, {
+      token: subjectToken,
+      method: 'DELETE',
+      path: '/posts/9',
+    });
+    expect(await response.json()).toMatchObject({
+      allow: false,
+      reason: 'explicit_deny',
+      route: 'DELETE /posts/:id',
+    });
+  });
+
+  it('answers for a subject and a method + path, with context for conditions', async () => {
+    const caller = await demoTokenFor('carol');
+    const guard = testGuard();
+    const inside = await post(guard, 'check', caller, {
+      subject: 'alice',
+      method: 'GET',
+      path: '/stats',
+      context: { ip: '127.0.0.1' },
+    });
+    const outside = await post(guard, 'check', caller, {
+      subject: 'alice',
+      method: 'GET',
+      path: '/stats',
+      context: { ip: '198.51.100.1' },
+    });
+    expect(((await inside.json()) as Answer).allow).toBe(true);
+    expect(((await outside.json()) as Answer).allow).toBe(false);
+  });
+
+  it('refuses callers without authz:check with 403', async () => {
+    const caller = await demoTokenFor('bob');
+    const response = await post(testGuard(), 'check', caller, {
+      subject: 'alice',
+      permission: 'read:posts',
+    });
+    expect(response.status).toBe(403);
+    expect(((await response.json()) as Answer).reason).toBe('missing_permission');
+  });
+
+  it('refuses callers without a token with 401 and a challenge', async () => {
+    const response = await post(testGuard(), 'check', null, {
+      subject: 'alice',
+      permission: 'read:posts',
+    });
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse"');
+  });
+
+  it('names the bad field of a malformed item', async () => {
+    const caller = await demoTokenFor('carol');
+    const response = await post(testGuard(), 'check', caller, {
+      subject: 'alice',
+      permission: 'read:*',
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ reason: 'invalid_request' });
+  });
+
+  it('is not reachable with GET and never reaches the origin', async () => {
+    const response = await testGuard().fetch('/.gatehouse/v1/check');
+    expect(response.status).toBe(405);
+    const unknown = await testGuard().fetch('/.gatehouse/other');
+    expect(unknown.status).toBe(404);
+  });
+});
+
+describe('POST /.gatehouse/v1/check/batch', () => {
+  it('answers every item in order', async () => {
+    const caller = await demoTokenFor('carol');
+    const response = await post(testGuard(), 'check/batch', caller, {
+      items: [
+        { subject: 'alice', permission: 'read:posts' },
+        { subject: 'bob', permissions: ['delete:comments:1', 'publish:posts'], mode: 'any' },
+        { subject: 'carol', permission: 'ops:shutdown' },
+      ],
+    });
+    expect(response.status).toBe(200);
+    const { results } = (await response.json()) as { results: Answer[] };
+    expect(results.map((r) => [r.allow, r.reason])).toEqual([
+      [true, 'allowed'],
+      [true, 'allowed'],
+      [false, 'explicit_deny'],
+    ]);
+  });
+
+  it('refuses more than 100 items', async () => {
+    const caller = await demoTokenFor('carol');
+    const items = Array.from({ length: 101 }, () => ({ subject: 'a', permission: 'read:posts' }));
+    const response = await post(testGuard(), 'check/batch', caller, { items });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as Answer).reason).toBe('batch_too_large');
+  });
+
+  it('reads each distinct subject from KV once', async () => {
+    const { kv, state } = instrumentedKv();
+    state.delayMs = 20;
+    const guard = testGuard({}, { wrapKv: () => kv });
+    const caller = await demoTokenFor('carol');
+    // Warm the caller's record (and the roles list) so only the batch's subjects are counted.
+    await post(guard, 'check', caller, { subject: 'carol', permission: 'read:posts' });
+    const before = state.reads;
+    const subjects = ['alice', 'bob', 'dave'];
+    const items = Array.from({ length: 99 }, (_, i) => ({
+      subject: subjects[i % 3],
+      permission: 'read:posts',
+    }));
+    const response = await post(guard, 'check/batch', caller, { items });
+    expect(response.status).toBe(200);
+    expect(state.reads - before).toBe(3);
+  });
+
+  it('refuses a batch without authz:check', async () => {
+    const caller = await demoTokenFor('alice');
+    const response = await post(testGuard(), 'check/batch', caller, {
+      items: [{ subject: 'alice', permission: 'read:posts' }],
+    });
+    expect(response.status).toBe(403);
+  });
+});
+
+describe('forward-auth: GET /.gatehouse/v1/authorize', () => {
+  function ask(guard: TestGuard, method: string, uri: string, token?: string, ip?: string) {
+    return guard.fetch('/.gatehouse/v1/authorize', {
+      headers: {
+        'x-forwarded-method': method,
+        'x-forwarded-uri': uri,
+        ...(token && bearer(token)),
+        ...(ip && { 'x-real-ip': ip }),
+      },
+    });
+  }
+
+  it('answers 200 with identity headers for an allowed request', async () => {
+    const response = await ask(testGuard(), 'GET', '/posts/3?x=1', await demoTokenFor('alice'));
+    expect(response.status).toBe(200);
+    expect(response.headers.get('x-auth-subject')).toBe('alice');
+    expect(response.headers.get('x-auth-permission')).toBe('read:posts');
+  });
+
+  it('answers 403 and 401 like the guard', async () => {
+    const guard = testGuard();
+    const denied = await ask(guard, 'DELETE', '/posts/3', await demoTokenFor('alice'));
+    const anonymous = await ask(guard, 'GET', '/posts/3');
+    expect(denied.status).toBe(403);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse"');
+  });
+
+  it('reads the client IP from the configured header', async () => {
+    const guard = testGuard({ FORWARD_AUTH_IP_HEADER: 'X-Real-IP' });
+    const token = await demoTokenFor('alice');
+    const inside = await ask(guard, 'GET', '/stats', token, '127.0.0.1');
+    const outside = await ask(guard, 'GET', '/stats', token, '203.0.113.5');
+    expect([inside.status, outside.status]).toEqual([200, 403]);
+  });
+
+  it('answers 400 without the forwarded method and URI', async () => {
+    const response = await testGuard().fetch('/.gatehouse/v1/authorize');
+    expect(response.status).toBe(400);
+  });
+});
+
+describe('the RPC batch limit', () => {
+  it('throws for more than 100 items', async () => {
+    const guard = testGuard();
+    const items = Array.from({ length: 101 }, () => ({ subject: 'a', permission: 'read:posts' }));
+    await expect(guard.worker.checkBatch(items, guard.env)).rejects.toThrow(RangeError);
+  });
+});

@@ -1,0 +1,25 @@
+/** Bindings the Worker tests see (wrangler.toml), the main module, and global-setup values. */
+export {};
+
+declare global {
+  namespace Cloudflare {
+    interface GlobalProps {
+      mainModule: typeof import('../../handlers/worker.ts');
+    }
+    interface Env {
+      readonly PERMISSIONS: KVNamespace;
+      readonly ORIGIN?: string;
+      readonly FORWARD_AUTHORIZATION?: string;
+      readonly GATEHOUSE_PREFIX?: string;
+      readonly KV_CACHE_TTL?: string;
+      readonly GATEHOUSE_DEV_SECRET?: string;
+    }
+  }
+}
+
+declare module 'vitest' {
+  interface ProvidedContext {
+    /** Base URL of the loopback JWKS server started by test/workers/global-setup.ts. */
+    jwksBaseUrl: string;
+  }
+}

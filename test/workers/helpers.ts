@@ -1,0 +1,119 @@
+/**
+ * Shared set-up for the Worker tests: the demo policy and seed data, a guard Worker built with
+ * the same adapter code as handlers/worker.ts but with per-test vars, and token minting.
+ */
+import { env } from 'cloudflare:workers';
+import * as jose from 'jose';
+import demoPermissions from '../../demo/permissions.json';
+import demoPolicy from '../../demo/policy.json';
+import {
+  createGatehouseWorker,
+  type GatehouseWorker,
+  type GatehouseWorkerEnv,
+  type GatehouseWorkerOptions,
+} from '../../src/adapters/worker.ts';
+import { type KvNamespaceLike, seedKv } from '../../src/stores/kv.ts';
+import { DEMO_AUDIENCE, DEMO_ISSUER } from '../support/cases.ts';
+
+/** The dev secret these tests sign with (never a real one). */
+export const TEST_SECRET = 'workers-test-secret-0123456789abcdef-0123';
+
+export const DEMO_POLICY: unknown = demoPolicy;
+
+export async function seedDemo(kv: KvNamespaceLike = env.PERMISSIONS): Promise<void> {
+  await seedKv(kv, JSON.stringify(demoPermissions), 'demo/permissions.json');
+}
+
+/** A context whose waitUntil promises tests can await. */
+export function testContext(): { waitUntil(p: Promise<unknown>): void; settle(): Promise<void> } {
+  const pending: Promise<unknown>[] = [];
+  return {
+    waitUntil(p) {
+      pending.push(p);
+    },
+    async settle() {
+      await Promise.allSettled(pending);
+    },
+  };
+}
+
+export interface TestGuard {
+  readonly worker: GatehouseWorker;
+  readonly env: GatehouseWorkerEnv;
+  fetch(input: string, init?: RequestInit & { cf?: { country?: string } }): Promise<Response>;
+}
+
+/** A guard Worker over the test KV with the demo policy (or another) and the given vars. */
+export function testGuard(
+  vars: Record<string, unknown> = {},
+  options: Partial<GatehouseWorkerOptions> = {},
+): TestGuard {
+  const testEnv: GatehouseWorkerEnv = {
+    PERMISSIONS: env.PERMISSIONS,
+    ORIGIN: 'echo',
+    GATEHOUSE_DEV_SECRET: TEST_SECRET,
+    ...vars,
+  };
+  const worker = createGatehouseWorker({ policy: DEMO_POLICY, ...options });
+  return {
+    worker,
+    env: testEnv,
+    async fetch(input, init) {
+      const url = input.startsWith('http') ? input : `https://guard.example${input}`;
+      const request = new Request(url, init as RequestInit);
+      return worker.fetch(request, testEnv, testContext());
+    },
+  };
+}
+
+/** A demo-issuer token for `subject` (HS256 with the test secret), valid for `ttl` seconds. */
+export async function demoTokenFor(
+  subject: string,
+  claims: Record<string, unknown> = {},
+  ttl = 600,
+): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new jose.SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256', kid: 'dev', typ: 'JWT' })
+    .setIssuer(DEMO_ISSUER)
+    .setAudience(DEMO_AUDIENCE)
+    .setSubject(subject)
+    .setIssuedAt(now)
+    .setExpirationTime(now + ttl)
+    .sign(new TextEncoder().encode(TEST_SECRET));
+}
+
+export function bearer(token: string): Record<string, string> {
+  return { authorization: `Bearer ${token}` };
+}
+
+/** The echo origin's answer. */
+export interface EchoBody {
+  readonly origin: 'echo';
+  readonly method: string;
+  readonly path: string;
+  readonly query: string;
+  readonly identity: Record<string, string>;
+  readonly authorization: boolean;
+}
+
+/** A KV binding that counts reads, or fails every call while `failing` is set. */
+export function instrumentedKv(inner: KvNamespaceLike = env.PERMISSIONS) {
+  const state = { reads: 0, failing: false, delayMs: 0 };
+  const kv: KvNamespaceLike = {
+    async get(key, options) {
+      state.reads++;
+      if (state.failing) throw new Error('KV GET failed: 503 internal backend detail');
+      if (state.delayMs > 0) await new Promise((r) => setTimeout(r, state.delayMs));
+      return inner.get(key, options);
+    },
+    async put(key, value, options) {
+      if (state.failing) throw new Error('KV PUT failed');
+      return inner.put(key, value, options);
+    },
+    async delete(key) {
+      return inner.delete(key);
+    },
+  };
+  return { kv, state };
+}

@@ -1,0 +1,92 @@
+/**
+ * gatehouse/hono inside workerd: the whole-decision middleware, token-only mode, and
+ * requirePermission, over real local KV.
+ */
+import { env } from 'cloudflare:workers';
+import { Hono } from 'hono';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { type GatehouseEnv, gatehouse, requirePermission } from '../../src/adapters/hono.ts';
+import { compilePolicy, Gatehouse } from '../../src/policy/index.ts';
+import { KvStore } from '../../src/stores/kv.ts';
+import { bearer, DEMO_POLICY, demoTokenFor, seedDemo, TEST_SECRET } from './helpers.ts';
+
+beforeEach(async () => {
+  await seedDemo();
+});
+
+function instance(): Gatehouse {
+  const policy = compilePolicy(DEMO_POLICY, { env: { GATEHOUSE_DEV_SECRET: TEST_SECRET } });
+  return new Gatehouse({ policy, store: new KvStore(env.PERMISSIONS) });
+}
+
+function app(authorize: 'routes' | 'token') {
+  const gh = instance();
+  const hono = new Hono<GatehouseEnv>();
+  hono.use('*', gatehouse({ gatehouse: () => gh, authorize }));
+  hono.get('/posts/:id', (c) => c.json({ subject: c.get('gatehouse').principal?.subject }));
+  hono.get('/health', (c) => c.text('ok'));
+  hono.post('/reports', requirePermission('publish:posts'), (c) => c.text('filed'));
+  return hono;
+}
+
+describe('gatehouse() middleware', () => {
+  it('puts the principal on the context for an allowed request', async () => {
+    const response = await app('routes').request('/posts/1', {
+      headers: bearer(await demoTokenFor('alice')),
+    });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ subject: 'alice' });
+  });
+
+  it('answers 401 and 403 as problem+json itself', async () => {
+    const hono = app('routes');
+    const anonymous = await hono.request('/posts/1');
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse"');
+    const denied = await hono.request('/posts/1', {
+      method: 'PUT',
+      headers: bearer(await demoTokenFor('alice')),
+    });
+    expect(denied.status).toBe(403);
+    expect(denied.headers.get('content-type')).toBe('application/problem+json');
+  });
+
+  it('answers 503 when the store fails', async () => {
+    const policy = compilePolicy(DEMO_POLICY, { env: { GATEHOUSE_DEV_SECRET: TEST_SECRET } });
+    const failing = new KvStore({
+      get: async () => {
+        throw new Error('down');
+      },
+      put: async () => {},
+      delete: async () => {},
+    });
+    const hono = new Hono<GatehouseEnv>();
+    hono.use('*', gatehouse({ gatehouse: new Gatehouse({ policy, store: failing }) }));
+    hono.get('/posts/:id', (c) => c.text('never'));
+    const response = await hono.request('/posts/1', {
+      headers: bearer(await demoTokenFor('alice')),
+    });
+    expect(response.status).toBe(503);
+  });
+});
+
+describe('requirePermission()', () => {
+  it('checks in code after a token-only middleware', async () => {
+    const hono = app('token');
+    const bob = await hono.request('/reports', {
+      method: 'POST',
+      headers: bearer(await demoTokenFor('bob')),
+    });
+    const alice = await hono.request('/reports', {
+      method: 'POST',
+      headers: bearer(await demoTokenFor('alice')),
+    });
+    expect([bob.status, alice.status]).toEqual([200, 403]);
+  });
+
+  it('fails closed without the middleware', async () => {
+    const hono = new Hono();
+    hono.get('/x', requirePermission('read:posts'), (c) => c.text('never'));
+    expect((await hono.request('/x')).status).toBe(500);
+  });
+});
