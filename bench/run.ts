@@ -24,8 +24,8 @@ const AUDIENCE = 'https://api.bench.example';
 const ALGS = ['RS256', 'ES256', 'EdDSA'] as const;
 type Alg = (typeof ALGS)[number];
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 12);
-const BATCH = Number(process.env.BENCH_BATCH ?? 150);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 16);
+const BATCH = Number(process.env.BENCH_BATCH ?? 200);
 
 const results: Record<string, number> = {};
 const lines: string[] = [];
@@ -137,11 +137,11 @@ async function main(): Promise<void> {
 
   // Warm up both paths (JIT, permission cache) on tokens outside the measured ones.
   for (const key of keys) {
-    const warm = await mint(key, 200, 1_000_000);
+    const warm = await mint(key, 800, 1_000_000);
     const first = await decide(warm[0]!);
     if (!first.allow) throw new Error(`bench setup: expected allow, got ${first.reason}`);
-    await timeEach(warm.slice(1, 100), decide);
-    await timeEach(warm.slice(100), joseVerify(key));
+    await timeEach(warm.slice(1, 400), decide);
+    await timeEach(warm.slice(400), joseVerify(key));
   }
 
   // Fresh tokens: a full decision for a never-seen token over bare jose.jwtVerify.
