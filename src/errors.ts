@@ -28,6 +28,34 @@ export class ConfigError extends GatehouseError {
   }
 }
 
+/**
+ * A numeric option: `fallback` when absent, otherwise a finite number in [min, max] (an integer
+ * when asked), or a ConfigError naming `field`. Shared so every option reports the same way.
+ */
+export function numberOption(
+  value: unknown,
+  field: string,
+  min: number,
+  max: number,
+  fallback: number,
+  integer = false,
+): number {
+  if (value === undefined) return fallback;
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value < min ||
+    value > max ||
+    (integer && !Number.isInteger(value))
+  ) {
+    throw new ConfigError(
+      field,
+      `expected ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`,
+    );
+  }
+  return value;
+}
+
 /** Stable reasons a bearer token is refused. Each maps to a 401 except `keys_unavailable` (503). */
 export type TokenErrorCode =
   | 'token_missing'

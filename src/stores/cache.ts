@@ -14,7 +14,7 @@
  * its late result, if any, is discarded.
  */
 
-import { ConfigError, StoreError } from '../errors.ts';
+import { ConfigError, numberOption, StoreError } from '../errors.ts';
 import type { PermissionStore, Principal, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
 import { subjectStorageKey, tenantStorageKey } from './keys.ts';
 
@@ -136,19 +136,7 @@ function checkNumber(
   max: number,
   integer: boolean,
 ): number {
-  const value: unknown = options[key];
-  if (value === undefined) return fallback;
-  if (
-    typeof value !== 'number' ||
-    !Number.isFinite(value) ||
-    value < min ||
-    value > max ||
-    (integer && !Number.isInteger(value))
-  ) {
-    const kind = integer ? 'an integer' : 'a number';
-    throw new ConfigError(`cache.${key}`, `expected ${kind} from ${min} to ${max}`);
-  }
-  return value;
+  return numberOption(options[key], `cache.${key}`, min, max, fallback, integer);
 }
 
 function toStoreError(error: unknown, kind: string): StoreError {

@@ -4,7 +4,7 @@
  * surfaces later as a token failure. Skipping a check takes an explicit null, never a missing
  * field.
  */
-import { ConfigError } from '../errors.ts';
+import { ConfigError, numberOption } from '../errors.ts';
 import { ALGORITHMS, canonicalAlgorithm, isHmac } from './algorithms.ts';
 import { type ClaimRules, REGISTERED_CLAIMS } from './claims.ts';
 import { RemoteJwksSource } from './jwks.ts';
@@ -36,30 +36,6 @@ const DEFAULT_TYPES = ['JWT', 'at+jwt'];
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
-
-function numberIn(
-  value: unknown,
-  field: string,
-  min: number,
-  max: number,
-  fallback: number,
-  integer = false,
-): number {
-  if (value === undefined) return fallback;
-  if (
-    typeof value !== 'number' ||
-    !Number.isFinite(value) ||
-    value < min ||
-    value > max ||
-    (integer && !Number.isInteger(value))
-  ) {
-    throw new ConfigError(
-      field,
-      `expected ${integer ? 'an integer' : 'a number'} in ${min}..${max}`,
-    );
-  }
-  return value;
-}
 
 function nonEmptyString(value: unknown, field: string): string {
   if (typeof value !== 'string' || value.length === 0) {
@@ -143,11 +119,17 @@ function resolveKeySource(
   }
   if (kind === 'jwksUri') {
     const uri = jwksUrl(keys.jwksUri, `${field}.jwksUri`);
-    const ttl = numberIn(keys.cacheTtlSeconds, `${field}.cacheTtlSeconds`, 1, 86_400, 600);
+    const ttl = numberOption(keys.cacheTtlSeconds, `${field}.cacheTtlSeconds`, 1, 86_400, 600);
     // At least 1 s: a zero cooldown would let every unknown kid cost a fetch.
-    const cooldown = numberIn(keys.cooldownSeconds, `${field}.cooldownSeconds`, 1, 3600, 30);
-    const timeout = numberIn(keys.timeoutMs, `${field}.timeoutMs`, 1, 60_000, 3000, true);
-    const maxStale = numberIn(keys.maxStaleSeconds, `${field}.maxStaleSeconds`, 0, 604_800, 86_400);
+    const cooldown = numberOption(keys.cooldownSeconds, `${field}.cooldownSeconds`, 1, 3600, 30);
+    const timeout = numberOption(keys.timeoutMs, `${field}.timeoutMs`, 1, 60_000, 3000, true);
+    const maxStale = numberOption(
+      keys.maxStaleSeconds,
+      `${field}.maxStaleSeconds`,
+      0,
+      604_800,
+      86_400,
+    );
     return new RemoteJwksSource({
       issuer,
       uri,
@@ -288,7 +270,7 @@ function resolveIssuer(input: unknown, field: string, runtime: Runtime): Resolve
   const maxAgeSeconds =
     options.maxAgeSeconds === null || options.maxAgeSeconds === undefined
       ? null
-      : numberIn(options.maxAgeSeconds, `${field}.maxAgeSeconds`, 1, 31_536_000, 0);
+      : numberOption(options.maxAgeSeconds, `${field}.maxAgeSeconds`, 1, 31_536_000, 0);
 
   const source = resolveKeySource(options.keys, `${field}.keys`, issuer, unique, runtime);
   return {
@@ -309,14 +291,14 @@ function resolveIssuer(input: unknown, field: string, runtime: Runtime): Resolve
 export function resolveOptions(options: VerifierOptions): ResolvedOptions {
   if (!isObject(options)) throw new ConfigError('options', 'expected an options object');
   const o = options as VerifierOptions & Record<string, unknown>;
-  const leewaySeconds = numberIn(
+  const leewaySeconds = numberOption(
     o.leewaySeconds,
     'leewaySeconds',
     0,
     MAX_LEEWAY_SECONDS,
     DEFAULT_LEEWAY_SECONDS,
   );
-  const maxTokenBytes = numberIn(
+  const maxTokenBytes = numberOption(
     o.maxTokenBytes,
     'maxTokenBytes',
     256,
@@ -330,7 +312,7 @@ export function resolveOptions(options: VerifierOptions): ResolvedOptions {
     if (!isObject(o.tokenCache)) {
       throw new ConfigError('tokenCache', 'expected { maxEntries } or false');
     }
-    cacheEntries = numberIn(
+    cacheEntries = numberOption(
       o.tokenCache.maxEntries,
       'tokenCache.maxEntries',
       1,
