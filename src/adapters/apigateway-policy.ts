@@ -5,15 +5,24 @@
  *
  * Rules, each chosen so a cached policy can only be narrower than the uncached authorizer:
  * - a route is allowed for every value of its parameters only when an unconditional grant with
- *   `*` at each parameter covers it and no deny (conditional or not) could touch any value;
+ *   `*` at each parameter covers it and no deny (conditional or not) could touch any value of
+ *   any of its permissions (the core denies when any `anyOf` alternative is denied);
  * - otherwise only the specific items named by unconditional grants are listed, exactly;
  * - grants with conditions (ip, time, claims, country) or expiring within the cache window
  *   never widen the list: their routes are left out (a deliberate, documented false deny);
  * - a path parameter becomes `?*`, which in IAM also spans `/`, so each wildcard allow carries
  *   Deny patterns for the paths it over-matches and for more specific routes that are not
- *   allowed; a Deny that would remove an allowed route instead drops that allow (false deny).
+ *   allowed (a route fixed to the caller's tenant counts as not allowed: it denies the other
+ *   tenants); a Deny that would remove an allowed route instead drops that allow (false deny);
+ * - paths the core refuses (malformed, or a filled parameter too long for a permission) are
+ *   denied whenever a wildcard is listed; a GET route is not listed for HEAD when an explicit
+ *   HEAD route of the same shape answers HEAD.
  */
-import { permissionMatches } from '../permissions/grammar.ts';
+import {
+  MAX_PERMISSION_LENGTH,
+  MAX_SEGMENT_LENGTH,
+  permissionMatches,
+} from '../permissions/grammar.ts';
 import type { PermissionEntry, PermissionSet } from '../permissions/permission-set.ts';
 import type { CompiledRoute, PermissionTemplate, RouteTable } from '../policy/routes.ts';
 import { fillTemplate } from '../policy/routes.ts';
@@ -23,10 +32,16 @@ import { iamMatch, iamTokens, intersects, literalTokens, type Token } from './ia
 export const ANY_METHOD_VERBS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
 /**
- * Paths the core refuses as malformed (400) that an IAM wildcard could still match: dot
- * segments, empty segments, encoded slashes, backslashes and encoded dots. Denied for every verb
- * whenever the policy holds a wildcard allow. (`%2E` also denies a legitimate encoded dot inside
- * a segment such as `a%2Eb`: a documented false deny.)
+ * Paths the core refuses as malformed (400, `splitPath` in src/policy/routes.ts) that an IAM
+ * wildcard could still match. Denied for every verb whenever the policy holds a wildcard allow.
+ *
+ * REST API method ARNs are taken to carry the path as the client sent it (percent-encoded, like
+ * the REST event's `path`; docs/aws.md, "Paths in method ARNs"), so one pattern, `*%*`, covers
+ * every escape the core refuses: `%3B`,
+ * `%00`-`%1F`, `%7F`, bad escapes (`%zz`, a lone `%`, overlong `%C0%AE`), full-width dots
+ * (`%EF%BC%8E`), encoded dots, slashes and backslashes. It also denies legitimate escapes
+ * (`%20`, `%41`, `caf%C3%A9`): a documented false deny. Raw `;` (Tomcat's `..;`), `\`, `#`
+ * and dot or empty segments are denied in their raw form, which is also their decoded form.
  */
 export const MALFORMED_PATTERNS = [
   '*/..',
@@ -34,14 +49,20 @@ export const MALFORMED_PATTERNS = [
   '*/.',
   '*/./*',
   '*//*',
-  '*%2F*',
-  '*%2f*',
-  '*%5C*',
-  '*%5c*',
+  '*%*',
+  '*;*',
   '*\\*',
-  '*%2E*',
-  '*%2e*',
+  '*#*',
 ];
+
+/**
+ * Longest path parameter value listed by a wildcard when the route fills it into a permission.
+ * A filled segment may hold at most 128 characters (src/permissions/grammar.ts) and a value is
+ * percent-encoded when it holds anything outside `[A-Za-z0-9._~@+-]`, growing up to three
+ * times (`!` becomes `%21`): 42 characters always fit, 43 may not. Longer values are denied
+ * from the cache (a documented false deny for 43 to 128 character ids).
+ */
+export const FILLED_PARAM_MAX = Math.floor(MAX_SEGMENT_LENGTH / 3);
 
 const SAFE_VALUE = /^[A-Za-z0-9._~@+-]+$/;
 const HOLE = '\u0000';
@@ -96,6 +117,27 @@ function applies(route: CompiledRoute, verb: string): boolean {
   return m === null || m.has(verb) || (verb === 'HEAD' && m.has('GET'));
 }
 
+/**
+ * Whether a GET route's HEAD requests go to an explicit HEAD route of the same shape instead
+ * (RouteTable.match prefers it), so the GET route must not be listed for HEAD.
+ */
+function headTakenOver(route: CompiledRoute, verb: string, table: RouteTable): boolean {
+  const m = route.methods;
+  if (verb !== 'HEAD' || m === null || m.has('HEAD') || !m.has('GET')) return false;
+  return table.routes.some((other) => other.methods?.has('HEAD') && sameShape(other, route));
+}
+
+/** Same literals, parameters in the same places, same trailing `*` (as in routes.ts). */
+function sameShape(a: CompiledRoute, b: CompiledRoute): boolean {
+  if (a.rest !== b.rest || a.segments.length !== b.segments.length) return false;
+  return a.segments.every((segment, i) => {
+    const other = b.segments[i]!;
+    return 'literal' in segment
+      ? 'literal' in other && other.literal === segment.literal
+      : 'param' in other;
+  });
+}
+
 /** Whether some path matches both route shapes (ignoring more specific routes). */
 function shapesIntersect(a: Shape, b: Shape): boolean {
   return intersects(shapeTokens(a), shapeTokens(b));
@@ -137,12 +179,38 @@ function resourcePatterns(shape: Shape): string[] {
   return [`${shape.verb}${base}`, `${shape.verb}${base}/*`];
 }
 
+/**
+ * Denies for the paths a wildcard allow matches but its route does not answer with allow:
+ * a parameter spanning `/` (`GET/posts/*​/*` next to `GET/posts/?*`), and a filled parameter
+ * longer than {@link FILLED_PARAM_MAX} (the core refuses a permission it would make too long).
+ */
 function overMatchPatterns(shape: Shape): string[] {
-  if (shape.rest) return []; // a trailing `*` route already owns every deeper path
   const out: string[] = [];
+  const filled = filledParams(shape.route);
   shape.segs.forEach((seg, i) => {
-    if ('param' in seg && seg.fixed === undefined) out.push(`${shape.verb}${globPath(shape, i)}`);
+    if (!('param' in seg) || seg.fixed !== undefined) return;
+    // A trailing `*` route already owns every deeper path.
+    if (!shape.rest) out.push(`${shape.verb}${globPath(shape, i)}`);
+    if (filled.has(seg.param)) {
+      const parts = shape.segs.map((s, k) => {
+        if ('literal' in s) return s.literal;
+        if (s.fixed !== undefined) return s.fixed;
+        return k === i ? `${'?'.repeat(FILLED_PARAM_MAX + 1)}*` : '*';
+      });
+      out.push(`${shape.verb}/${parts.join('/')}${shape.rest ? '*' : ''}`);
+    }
   });
+  return out;
+}
+
+/** Parameters a route fills into its required permissions. */
+function filledParams(route: CompiledRoute): Set<string> {
+  const out = new Set<string>();
+  const requirement = route.requirement;
+  if (requirement.kind !== 'all' && requirement.kind !== 'any') return out;
+  for (const t of requirement.permissions) {
+    for (let i = 1; i < t.parts.length; i += 2) out.add(t.parts[i]!);
+  }
   return out;
 }
 
@@ -259,20 +327,42 @@ function classify(
   return { stableAllows, denies };
 }
 
-/** Stable, cache-safe answer for one concrete list of required permissions. */
+/**
+ * Stable, cache-safe answer for one concrete list of required permissions. Every permission is
+ * checked against every deny first: the core denies when any alternative is denied, also in
+ * `any` mode (decide.ts, authorize), so one touched alternative makes the item unsafe to list.
+ */
 function concreteAllowed(required: readonly string[], mode: 'all' | 'any', c: Classified): boolean {
-  let any = false;
+  if (required.length === 0) return false;
   for (const permission of required) {
-    for (const deny of c.denies) {
-      // Any matching deny, conditional or not, makes the item unsafe to list.
-      if (permissionMatches(deny.permission, permission)) return false;
-    }
-    const allowed = c.stableAllows.some((g) => permissionMatches(g.join(':'), permission));
-    if (allowed && mode === 'any') return true;
-    if (!allowed && mode === 'all') return false;
-    any ||= allowed;
+    // Any matching deny, conditional or not, makes the item unsafe to list.
+    if (c.denies.some((deny) => permissionMatches(deny.permission, permission))) return false;
   }
-  return mode === 'all' ? required.length > 0 : any;
+  const allowed = (p: string) => c.stableAllows.some((g) => permissionMatches(g.join(':'), p));
+  return mode === 'all' ? required.every(allowed) : required.some(allowed);
+}
+
+/**
+ * Whether every filled template stays a valid permission for every value a wildcard lists
+ * (values of at most {@link FILLED_PARAM_MAX} characters, see overMatchPatterns).
+ */
+function withinPermissionLimits(
+  templates: readonly PermissionTemplate[],
+  fixed: Readonly<Record<string, string>>,
+): boolean {
+  return templates.every((t) => {
+    let length = 0;
+    for (let i = 0; i < t.parts.length; i++) {
+      const part = t.parts[i]!;
+      if (i % 2 === 0) length += part.length;
+      else
+        length +=
+          fixed[part] !== undefined
+            ? fillTemplate({ text: '', parts: ['', part, ''] }, fixed).length
+            : 3 * FILLED_PARAM_MAX;
+    }
+    return length <= MAX_PERMISSION_LENGTH;
+  });
 }
 
 function judge(shape: Shape, input: PrincipalPolicyInput, c: Classified): Verdict {
@@ -290,13 +380,10 @@ function judge(shape: Shape, input: PrincipalPolicyInput, c: Classified): Verdic
   const denyTouches = (t: TemplateSegs) => c.denies.some((d) => couldMatch(d.segs, t));
   const covered = (t: TemplateSegs) => c.stableAllows.some((g) => coversAll(g, t));
 
-  if (mode === 'all') {
-    if (templates.every((t) => !denyTouches(t) && covered(t))) return { kind: 'all' };
-  } else {
-    for (const t of templates) {
-      if (denyTouches(t)) break;
-      if (covered(t)) return { kind: 'all' };
-    }
+  // The core checks every alternative and denies when any one is denied, whatever the mode:
+  // a wildcard is listed only when no deny could touch any template for any value.
+  if (!templates.some(denyTouches) && withinPermissionLimits(requirement.permissions, fixed)) {
+    if (mode === 'all' ? templates.every(covered) : templates.some(covered)) return { kind: 'all' };
   }
 
   // Specific items: parameter values named by unconditional grants, checked one by one.
@@ -367,7 +454,7 @@ export function principalStatements(input: PrincipalPolicyInput): PrincipalState
     const shapes: Shape[] = [];
     const verdicts: Verdict[] = [];
     for (const route of input.routes.routes) {
-      if (!applies(route, verb)) continue;
+      if (!applies(route, verb) || headTakenOver(route, verb, input.routes)) continue;
       const shape = shapeFor(route, verb, input);
       if (shape === null) {
         // Not representable (a literal holding * or ?, or a foreign tenant): deny its paths.
@@ -433,10 +520,13 @@ function assemble(
         for (const pattern of overMatchPatterns(shape)) {
           denies.push({ pattern, from: shape, over: true });
         }
-        // More specific routes inside this one that are not wholly allowed are carved out.
+        // More specific routes inside this one that are not wholly allowed are carved out. A
+        // route fixed to the caller's tenant is allowed for that tenant only: the core sends
+        // every other tenant's paths to it too (and denies them), so it is carved out as well;
+        // the conflict pass below then drops its own allow (a documented false deny).
         for (let j = 0; j < i; j++) {
           const other = shapes[j]!;
-          if (verdicts[j]!.kind === 'all') continue;
+          if (verdicts[j]!.kind === 'all' && !hasFixed(other)) continue;
           if (!shapesIntersect(other, shape)) continue;
           const generic: Shape = {
             ...other,
@@ -482,6 +572,10 @@ function assemble(
   const allow = allowed.flatMap((a) => a.resources);
   const deny = denies.map((d) => d.pattern);
   return { allow, deny, conflicts: [...conflicts] };
+}
+
+function hasFixed(shape: Shape): boolean {
+  return shape.segs.some((s) => 'param' in s && s.fixed !== undefined);
 }
 
 function verbTokens(shape: Shape): Token[] {

@@ -32,6 +32,8 @@ export type HttpApiResponse = 'simple' | 'iam';
 
 /** Largest policy document (serialised JSON, bytes) returned; larger ones deny instead. */
 export const MAX_POLICY_BYTES = 8192;
+/** `context.reason` of every principal-mode answer (it is reused for later requests). */
+export const PRINCIPAL_REASON = 'principal_policy';
 /** Budget for the flattened `context` map (serialised JSON, bytes). */
 export const CONTEXT_BUDGET_BYTES = 1024;
 /** Longest single context value, characters; longer values are cut. */
@@ -187,10 +189,15 @@ export function buildContext(
   principal?: Principal,
 ): Record<string, ContextValue> {
   const p = principal ?? decision.principal;
-  const context: Record<string, ContextValue> = { reason: decision.reason, mode };
+  // A principal-mode answer is reused for the principal's later requests to other routes: it
+  // carries only facts about the principal, never the first request's reason or status.
+  const context: Record<string, ContextValue> = {
+    reason: mode === 'principal' ? PRINCIPAL_REASON : decision.reason,
+    mode,
+  };
   // The decision's own status (401 for a bad token): HTTP API simple responses answer 403 for
   // every `isAuthorized: false`, so this is where the difference stays visible.
-  if (!decision.allow) context.status = decision.status;
+  if (!decision.allow && mode === 'route') context.status = decision.status;
   if (p) {
     context.subject = clip(p.subject);
     if (p.tenant !== undefined) context.tenant = clip(p.tenant);
@@ -222,6 +229,24 @@ interface PrincipalCacheEntry {
   readonly statements: PrincipalStatements;
   readonly validUntil: number;
 }
+
+/**
+ * A path API Gateway hands over never holds the query or a fragment, so a `?` or `#` in it is a
+ * decoded `%3F` / `%23` (HTTP APIs deliver `rawPath` decoded). The core would cut the path at
+ * `?` (`/health%3F/../ops/shutdown` would be judged as the public `/health`), so such a path is
+ * refused as malformed, never stripped.
+ */
+const QUERY_OR_FRAGMENT = /[?#]/;
+
+/** Characters a raw request-target never holds (so a method ARN holding one was decoded). */
+const DECODED_ONLY = /[^\x21-\x7E]|[?#]/;
+
+const MALFORMED: Decision = Object.freeze({
+  allow: false,
+  status: 400,
+  reason: 'malformed_request',
+  explain: 'The request path holds a decoded ? or #.',
+});
 
 /** Compiled principal policies, per store record (the cache hands back the same object while fresh). */
 const NO_RECORD = new Map<string, object>();
@@ -329,6 +354,13 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     }
     const statements = await statementsFor(principal, parsed.arn.prefix);
     const here = `${parsed.arn.verb}${parsed.arn.path}`;
+    if (DECODED_ONLY.test(parsed.arn.path)) {
+      // Principal mode's malformed-path denies assume method ARNs carry the raw path.
+      log({
+        level: 'error',
+        msg: 'method ARN path holds a character no raw request path has; principal mode assumes raw (percent-encoded) paths (docs/aws.md, "Paths in method ARNs")',
+      });
+    }
     const allow = statements.allow.map((r) => parsed.arn.prefix + r);
     const deny = statements.deny.map((r) => parsed.arn.prefix + r);
     const listed =
@@ -396,12 +428,14 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
 
   return async function authorize(event: AuthorizerEvent): Promise<AuthorizerResponse> {
     const parsed = parseEvent(event);
-    const decision = await gatehouse.decide({
-      method: parsed.method,
-      path: parsed.path,
-      authorization: parsed.authorization,
-      ip: parsed.ip,
-    });
+    const decision = QUERY_OR_FRAGMENT.test(parsed.path)
+      ? MALFORMED
+      : await gatehouse.decide({
+          method: parsed.method,
+          path: parsed.path,
+          authorization: parsed.authorization,
+          ip: parsed.ip,
+        });
     if (decision.status === 503) {
       log({ level: 'error', msg: 'authorizer failure', reason: decision.reason });
       throw new AuthorizerFailure(`authorizer failure (${decision.reason})`);

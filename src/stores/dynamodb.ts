@@ -215,7 +215,15 @@ function optionalConditions(item: Item, name: string, field: string): Conditions
   return fromAttribute(attr, `${field}.${name}`) as unknown as Conditions;
 }
 
-function grantFromValue(value: Json, field: string): Grant {
+const GRANT_VALUE_KEYS: ReadonlySet<string> = new Set(['permission', 'expiresAt', 'when']);
+
+/**
+ * A grant or deny of a role definition. An unknown key (a misspelt `expires`, `condition`
+ * instead of `when`) must never be dropped, which would make the grant permanent or
+ * unconditional: on an allow it is kept on the grant, so the core skips that allow with a
+ * warning; on a deny it makes the record invalid (a deny that might not apply as written).
+ */
+function grantFromValue(value: Json, field: string, effect: 'allow' | 'deny'): Grant {
   if (typeof value === 'string') return { permission: value };
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     invalid(field, 'expected a permission or { permission, expiresAt?, when? }');
@@ -237,7 +245,17 @@ function grantFromValue(value: Json, field: string): Grant {
     }
     grant.when = record.when as unknown as Conditions;
   }
+  for (const key of Object.keys(record)) {
+    if (GRANT_VALUE_KEYS.has(key)) continue;
+    if (effect === 'deny') invalid(`${field}.${key}`, 'unknown key on a deny');
+    keepUnknown(grant, key, record[key] ?? null);
+  }
   return grant;
+}
+
+/** Keeps an unknown key on a grant so the core sees it (and skips the grant with a warning). */
+function keepUnknown(grant: object, key: string, value: Json): void {
+  Object.defineProperty(grant, key, { value, enumerable: true });
 }
 
 function grantToValue(grant: Grant): Json {
@@ -248,12 +266,13 @@ function grantToValue(grant: Grant): Json {
   return out;
 }
 
-function grantList(item: Item, name: string, field: string): Grant[] {
+function grantList(item: Item, name: 'grants' | 'denies', field: string): Grant[] {
   const attr = item[name];
   if (attr === undefined) return [];
   if (attr.L === undefined) invalid(`${field}.${name}`, 'expected a list');
+  const effect = name === 'grants' ? 'allow' : 'deny';
   return attr.L.map((a, i) =>
-    grantFromValue(fromAttribute(a, `${field}.${name}[${i}]`), `${field}.${name}[${i}]`),
+    grantFromValue(fromAttribute(a, `${field}.${name}[${i}]`), `${field}.${name}[${i}]`, effect),
   );
 }
 
@@ -350,6 +369,40 @@ export function roleItem(tenant: string | undefined, role: RoleRecord): Item {
   };
 }
 
+/** Attributes a user item may carry besides its keys; anything else is an unknown attribute. */
+const ASSIGNMENT_ATTRIBUTES: ReadonlySet<string> = new Set([
+  PARTITION_KEY,
+  SORT_KEY,
+  'role',
+  'expiresAt',
+  TTL_ATTRIBUTE,
+]);
+const GRANT_ATTRIBUTES: ReadonlySet<string> = new Set([
+  PARTITION_KEY,
+  SORT_KEY,
+  'permission',
+  'expiresAt',
+  TTL_ATTRIBUTE,
+  'when',
+]);
+
+/**
+ * When an item stops applying: `expiresAt`, or the `ttl` DynamoDB deletes it by, whichever is
+ * earlier. An item with only `ttl` (written by another tool) expires at its `ttl`, not never:
+ * TTL deletion lags by up to days.
+ */
+function itemExpiry(item: Item, field: string): number | undefined {
+  const expiresAt = optionalSeconds(item, 'expiresAt', field);
+  const ttl = optionalSeconds(item, TTL_ATTRIBUTE, field);
+  if (ttl === undefined) return expiresAt;
+  return expiresAt === undefined ? ttl : Math.min(expiresAt, ttl);
+}
+
+function unknownAttribute(item: Item, known: ReadonlySet<string>): string | undefined {
+  for (const key of Object.keys(item)) if (!known.has(key)) return key;
+  return undefined;
+}
+
 function toUserRecord(
   key: SubjectKey,
   items: readonly Item[],
@@ -365,7 +418,11 @@ function toUserRecord(
     const sk = str(item, SORT_KEY, field);
     if (sk === MARKER_SK) return;
     if (sk.startsWith(ROLE_SK)) {
-      const expiresAt = optionalSeconds(item, 'expiresAt', field);
+      // A misspelt `expires` dropped here would make the assignment permanent: refuse.
+      const extra = unknownAttribute(item, ASSIGNMENT_ATTRIBUTES);
+      if (extra !== undefined)
+        invalid(`${field}.${extra}`, 'unknown attribute on a role assignment');
+      const expiresAt = itemExpiry(item, field);
       if (!live(expiresAt)) return;
       const role = str(item, 'role', field);
       roles.push(expiresAt === undefined ? { role } : { role, expiresAt });
@@ -374,7 +431,12 @@ function toUserRecord(
     const effect = sk.startsWith(GRANT_SK) ? 'allow' : sk.startsWith(DENY_SK) ? 'deny' : undefined;
     // An item type this version does not know could be a deny: refuse rather than ignore it.
     if (effect === undefined) invalid(`${field}.${SORT_KEY}`, 'unknown item type');
-    const expiresAt = optionalSeconds(item, 'expiresAt', field);
+    const extra = unknownAttribute(item, GRANT_ATTRIBUTES);
+    // A deny that might not apply as written (a `condition` meant as `when`) refuses the record.
+    if (extra !== undefined && effect === 'deny') {
+      invalid(`${field}.${extra}`, 'unknown attribute on a deny');
+    }
+    const expiresAt = itemExpiry(item, field);
     // TTL deletion lags (up to days); an expired grant or deny no longer applies either way.
     if (!live(expiresAt)) return;
     const grant: { permission: string; expiresAt?: number; when?: Conditions } = {
@@ -383,13 +445,31 @@ function toUserRecord(
     if (expiresAt !== undefined) grant.expiresAt = expiresAt;
     const when = optionalConditions(item, 'when', field);
     if (when !== undefined) grant.when = when;
+    // An allow with an unknown attribute keeps it, so the core skips it with a warning rather
+    // than apply it without the limit it was probably meant to have.
+    for (const name of Object.keys(item)) {
+      if (GRANT_ATTRIBUTES.has(name)) continue;
+      keepUnknown(grant, name, fromAttribute(item[name]!, `${field}.${name}`));
+    }
     (effect === 'allow' ? grants : denies).push(grant);
   });
   const base = { subject: key.subject, roles, grants, denies };
   return freezeUser(key.tenant === undefined ? base : { ...base, tenant: key.tenant });
 }
 
+const ROLE_ATTRIBUTES: ReadonlySet<string> = new Set([
+  PARTITION_KEY,
+  SORT_KEY,
+  'name',
+  'grants',
+  'denies',
+  'inherits',
+]);
+
 function toRoleRecord(item: Item, field: string): RoleRecord {
+  // A misspelt `denies` dropped here would lose the role's denies: refuse the record.
+  const extra = unknownAttribute(item, ROLE_ATTRIBUTES);
+  if (extra !== undefined) invalid(`${field}.${extra}`, 'unknown attribute on a role definition');
   const name = str(item, 'name', field);
   const inheritsAttr = item.inherits;
   let inherits: string[] = [];

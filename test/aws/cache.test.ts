@@ -13,6 +13,13 @@ import { grantItem, writeItems } from '../../src/stores/dynamodb.ts';
 import { demoToken } from '../support/cases.ts';
 import { ApiGatewayCacheModel, type ModelRequest, uncached } from './apigw-cache-model.ts';
 import {
+  replayWorld,
+  sweepWorld,
+  worldAndFirsts,
+  worldAndSteps,
+  worldTokens,
+} from './cache-worlds.ts';
+import {
   DEMO_POLICY,
   demoTable,
   httpEvent,
@@ -46,6 +53,16 @@ const PATHS = [
   '/posts/%2e%2e',
   '/posts//1',
   '/posts/1/../../ops/shutdown',
+  '/posts/1;x',
+  '/posts/..;',
+  '/posts/%3B',
+  '/posts/%00',
+  '/posts/%7F',
+  '/posts/%zz',
+  '/posts/%EF%BC%8E%EF%BC%8E',
+  `/posts/${'a'.repeat(129)}`,
+  `/posts/${'!'.repeat(43)}`,
+  '/posts/1#x',
   '/drafts',
   '/stats',
   '/ops/shutdown',
@@ -241,6 +258,49 @@ describe('answers under API Gateway caching match the uncached authorizer', () =
     });
     expect(model.invocations).toBe(1);
   });
+});
+
+describe('generated route tables and records never leak through the principal-mode cache', () => {
+  beforeAll(worldTokens);
+  // Longer CACHE_RUNS need a longer timeout (a sweep takes about 15 ms per world).
+  const timeout = Math.max(30_000, Number(process.env.CACHE_RUNS ?? 0) * 40);
+
+  // Random worlds (tenancy, rest routes, several parameters, GET + HEAD pairs, anyOf with denies
+  // on other alternatives, item grants and denies, conditions, expiries inside the TTL) and
+  // paths from a grammar full of what the core refuses. A cached allow must always be an
+  // uncached allow; CACHE_RUNS raises the count for longer runs.
+  it(
+    'TOKEN authorizer, principal mode: no cached allow is an uncached deny',
+    async () => {
+      let falseDenies = 0;
+      await fc.assert(
+        fc.asyncProperty(worldAndSteps(false), async ([w, ss]) => {
+          falseDenies += (await replayWorld(w, ss)).falseDenies;
+        }),
+        { numRuns: Number(process.env.CACHE_RUNS ?? 300) },
+      );
+      expect(falseDenies).toBeGreaterThanOrEqual(0);
+    },
+    timeout,
+  );
+
+  // The same property, searched harder: each user's first answer is checked against every
+  // route shape filled with every value (and neighbouring paths), now and at the end of the TTL.
+  it(
+    'TOKEN authorizer, principal mode: a sweep of every route shape finds no leak',
+    async () => {
+      let allowed = 0;
+      await fc.assert(
+        fc.asyncProperty(worldAndFirsts, async ([w, firsts]) => {
+          allowed += (await sweepWorld(w, firsts)).allowed;
+        }),
+        { numRuns: Number(process.env.CACHE_RUNS ?? 250) },
+      );
+      // The sweep is only worth something if cached policies do allow things.
+      expect(allowed).toBeGreaterThan(0);
+    },
+    timeout,
+  );
 });
 
 describe('the model catches the two classic mistakes', () => {

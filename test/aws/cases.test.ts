@@ -5,7 +5,7 @@
  * Gateway reads it; any difference from the table fails.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuthorizerEvent } from '../../src/adapters/apigateway.ts';
+import { type AuthorizerEvent, PRINCIPAL_REASON } from '../../src/adapters/apigateway.ts';
 import { createLambdaHandler } from '../../src/adapters/apigateway-lambda.ts';
 import { type DecisionCase, demoToken } from '../support/cases.ts';
 import { evaluatePolicy } from './apigw-cache-model.ts';
@@ -36,7 +36,12 @@ type Kind = 'rest-token' | 'rest-request' | 'http-simple' | 'http-iam';
 
 const KINDS: readonly { kind: Kind; mode: string; applies: (c: DecisionCase) => boolean }[] = [
   // TOKEN events carry no client IP: IP-conditioned cases do not apply (they fail closed).
-  { kind: 'rest-token', mode: 'principal', applies: (c) => c.ip === undefined },
+  // Principal mode denies every percent-encoded path (a documented false deny, docs/aws.md).
+  {
+    kind: 'rest-token',
+    mode: 'principal',
+    applies: (c) => c.ip === undefined && !c.path.includes('%'),
+  },
   { kind: 'rest-request', mode: 'route', applies: () => true },
   { kind: 'http-simple', mode: 'route', applies: () => true },
   { kind: 'http-iam', mode: 'route', applies: () => true },
@@ -92,6 +97,20 @@ for (const { kind, mode, applies } of KINDS) {
             status: Number(response.context.status ?? 200),
             reason,
           };
+        } else if (mode === 'principal') {
+          // A principal-mode answer is reused for later routes, so its context names no reason
+          // or status; a deny's own reason and status are in its log line.
+          expect(response.context.reason).toBe(PRINCIPAL_REASON);
+          expect(response.context.status).toBeUndefined();
+          const answer = evaluatePolicy(response, arn);
+          const denied = logs.find((l) => l.msg === 'deny');
+          got = answer.allow
+            ? { allow: true, status: 200, reason: c.expect.allow ? c.expect.reason : 'allowed' }
+            : {
+                allow: false,
+                status: Number(denied?.status ?? 403),
+                reason: denied?.reason,
+              };
         } else {
           const answer = evaluatePolicy(response, arn);
           got = {

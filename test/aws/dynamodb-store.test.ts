@@ -5,9 +5,11 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { type AttributeValue, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/errors.ts';
+import { compilePermissions } from '../../src/permissions/permission-set.ts';
+import { compileRoles } from '../../src/permissions/roles.ts';
 import {
   createDynamoDBClient,
   createPermissionTable,
@@ -21,6 +23,7 @@ import {
   writePermissionData,
 } from '../../src/stores/dynamodb.ts';
 import { parsePermissionData } from '../../src/stores/file.ts';
+import type { UserRecord } from '../../src/types.ts';
 import { DEMO_PERMISSIONS, demoTable, type LocalDynamo, startDynalite } from './support.ts';
 
 let local: LocalDynamo;
@@ -175,6 +178,122 @@ describe('DynamoDBStore against dynalite', () => {
       }),
     );
     expect((await rejection(store.getUser({ subject: 'eve' }))).code).toBe('store_invalid_record');
+  });
+
+  describe('unknown attributes are never dropped', () => {
+    const eve = userPartitionKey({ subject: 'eve' });
+    async function withItems(...items: Record<string, AttributeValue>[]) {
+      const { client, tableName, store } = await storeFor();
+      for (const Item of items)
+        await client.send(new PutItemCommand({ TableName: tableName, Item }));
+      return store;
+    }
+    const check = (record: UserRecord | null, permission: string) =>
+      compilePermissions({ user: record, roles: compileRoles([]) }).check(permission, {
+        now: Date.now(),
+        claims: {},
+        ip: '203.0.113.9',
+      });
+
+    it.each<[string, AttributeValue]>([
+      ['condition', { M: { ip: { L: [{ S: '10.0.0.0/8' }] } } }],
+      ['expires', { N: '1' }],
+    ])('skips (with a warning) an allow item carrying %s', async (name, value) => {
+      const store = await withItems({
+        pk: { S: eve },
+        sk: { S: 'GRANT#read%3Astats' },
+        permission: { S: 'read:stats' },
+        [name]: value,
+      });
+      const record = await store.getUser({ subject: 'eve' });
+      expect(record?.grants[0]).toHaveProperty(name);
+      expect(check(record, 'read:stats').effect).not.toBe('allow');
+      const set = compilePermissions({ user: record, roles: compileRoles([]) });
+      expect(set.warnings.join(' ')).toContain(name);
+    });
+
+    it('refuses a record whose deny item carries an unknown attribute', async () => {
+      const store = await withItems({
+        pk: { S: eve },
+        sk: { S: 'DENY#ops%3Ashutdown' },
+        permission: { S: 'ops:shutdown' },
+        condition: { M: { ip: { L: [{ S: '10.0.0.0/8' }] } } },
+      });
+      expect((await rejection(store.getUser({ subject: 'eve' }))).code).toBe(
+        'store_invalid_record',
+      );
+    });
+
+    it('refuses a record whose role assignment item carries an unknown attribute', async () => {
+      const store = await withItems({
+        pk: { S: eve },
+        sk: { S: 'ROLE#admin' },
+        role: { S: 'admin' },
+        expires: { N: '1' },
+      });
+      expect((await rejection(store.getUser({ subject: 'eve' }))).code).toBe(
+        'store_invalid_record',
+      );
+    });
+
+    it('treats ttl as the expiry when expiresAt is missing (or later)', async () => {
+      const now = Math.floor(Date.now() / 1000);
+      const store = await withItems(
+        {
+          pk: { S: eve },
+          sk: { S: 'ROLE#admin' },
+          role: { S: 'admin' },
+          ttl: { N: String(now - 10) },
+        },
+        {
+          pk: { S: eve },
+          sk: { S: 'ROLE#editor' },
+          role: { S: 'editor' },
+          ttl: { N: String(now + 60) },
+        },
+        {
+          pk: { S: eve },
+          sk: { S: 'GRANT#read%3Astats' },
+          permission: { S: 'read:stats' },
+          expiresAt: { N: String(now + 3600) },
+          ttl: { N: String(now + 30) },
+        },
+      );
+      const record = await store.getUser({ subject: 'eve' });
+      expect(record?.roles).toEqual([{ role: 'editor', expiresAt: now + 60 }]);
+      expect(record?.grants).toEqual([{ permission: 'read:stats', expiresAt: now + 30 }]);
+    });
+
+    it('refuses a role definition with an unknown attribute or a deny with an unknown key', async () => {
+      for (const extra of [
+        { denys: { L: [{ S: 'ops:*' }] } },
+        { denies: { L: [{ M: { permission: { S: 'ops:*' }, condition: { M: {} } } }] } },
+      ]) {
+        const { client, tableName, store } = await storeFor();
+        await client.send(
+          new PutItemCommand({
+            TableName: tableName,
+            Item: { ...roleItem(undefined, { name: 'ops', grants: [], inherits: [] }), ...extra },
+          }),
+        );
+        expect((await rejection(store.getRoles(undefined))).code).toBe('store_invalid_record');
+      }
+    });
+
+    it('keeps an unknown key on a role grant so the core skips it', async () => {
+      const { client, tableName, store } = await storeFor();
+      await client.send(
+        new PutItemCommand({
+          TableName: tableName,
+          Item: {
+            ...roleItem(undefined, { name: 'ops', grants: [], inherits: [] }),
+            grants: { L: [{ M: { permission: { S: 'ops:*' }, expires: { N: '1' } } }] },
+          },
+        }),
+      );
+      const [ops] = await store.getRoles(undefined);
+      expect(ops?.grants[0]).toHaveProperty('expires', 1);
+    });
   });
 
   it('reports a missing table as store_unavailable', async () => {

@@ -137,7 +137,14 @@ describe('REST answers', () => {
     expect(allow?.Resource).toContain(`${PREFIX}PUT/posts/?*`);
     expect(allow?.Resource).not.toContain(`${PREFIX}DELETE/posts/?*`);
     expect(deny?.Resource).toContain(`${PREFIX}DELETE/posts/7`);
-    expect(r.context).toMatchObject({ mode: 'principal', reason: 'explicit_deny' });
+    // The answer is reused for bob's later requests: only principal-level facts, never the
+    // first request's reason (explicit_deny) or status (403).
+    expect(r.context).toMatchObject({
+      mode: 'principal',
+      reason: 'principal_policy',
+      subject: 'bob',
+    });
+    expect(r.context.status).toBeUndefined();
     expect(r.context.route).toBeUndefined();
   });
 
@@ -172,6 +179,44 @@ describe('HTTP API simple responses', () => {
       isAuthorized: false,
       context: { reason: 'token_malformed', status: 401 },
     });
+  });
+});
+
+describe('a decoded ? or # in the path is malformed, never cut off', () => {
+  // HTTP APIs deliver rawPath decoded: `/health%3F/../ops/shutdown` arrives as below, and the
+  // core would judge it as the public /health.
+  it('denies an HTTP API rawPath holding ?', async () => {
+    const event = httpEvent('GET', '/health?/../ops/shutdown', undefined);
+    const r = (await handler()(event)) as SimpleResponse;
+    expect(r).toMatchObject({
+      isAuthorized: false,
+      context: { reason: 'malformed_request', status: 400 },
+    });
+  });
+
+  it('denies an HTTP API rawPath holding #, also with IAM answers', async () => {
+    const event = httpEvent('GET', '/posts/1#x', await token('alice'));
+    const r = (await handler({ HTTP_API_RESPONSE: 'iam' })(event)) as IamResponse;
+    expect(r.policyDocument.Statement[0]?.Effect).toBe('Deny');
+    expect(r.context).toMatchObject({ reason: 'malformed_request', status: 400 });
+  });
+
+  it('denies a REST REQUEST path or a TOKEN method ARN holding ? or #', async () => {
+    const alice = await token('alice');
+    const request = (await handler({ AUTHORIZER_MODE: 'route' })(
+      restRequestEvent('GET', '/health?/../ops/shutdown', alice),
+    )) as IamResponse;
+    expect(request.policyDocument.Statement[0]?.Effect).toBe('Deny');
+    const arn = `${PREFIX}GET/posts/1#x`;
+    const principal = (await handler({ AUTHORIZER_MODE: 'principal' })({
+      type: 'TOKEN',
+      authorizationToken: `Bearer ${alice}`,
+      methodArn: arn,
+    })) as IamResponse;
+    const deny = principal.policyDocument.Statement.find((s) => s.Effect === 'Deny') as {
+      Resource: string[];
+    };
+    expect(deny.Resource).toContain(arn);
   });
 });
 

@@ -119,6 +119,13 @@ describe('template.yaml', () => {
     }
   });
 
+  it('caps the authorizer cache TTL at 5 minutes (a cached answer outlives token expiry by it)', () => {
+    const ttl = template.Parameters.AuthorizerTtl;
+    expect(ttl.MaxValue).toBeLessThanOrEqual(300);
+    expect(ttl.Default).toBeLessThanOrEqual(ttl.MaxValue);
+    expect(ttl.MinValue).toBe(0);
+  });
+
   it('keeps every REST route the sample API exposes in the policy (principal mode assumes it)', () => {
     const policy = JSON.parse(read('demo/policy.json')) as {
       routes: { method?: string | string[]; path: string }[];
