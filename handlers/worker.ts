@@ -35,11 +35,13 @@ export default {
  * then `await env.GATEHOUSE.check({ subject: 'alice', permission: 'read:posts' })`.
  */
 export class GatehouseCheck extends WorkerEntrypoint<Env> {
+  // this.ctx: each call's work goes to waitUntil like a guard request's, so a store load that
+  // guard requests joined is not cancelled when the RPC caller goes away.
   check(item: unknown): Promise<CheckAnswer> {
-    return worker.check(item, this.env);
+    return worker.check(item, this.env, this.ctx);
   }
 
   checkBatch(items: unknown): Promise<CheckAnswer[]> {
-    return worker.checkBatch(items, this.env);
+    return worker.checkBatch(items, this.env, this.ctx);
   }
 }

@@ -5,6 +5,9 @@
  * credential). One item names who (`subject` [+ `tenant`] or `token`) and what (`permission`,
  * `permissions` + `mode`, or `method` + `path` through the policy's routes), plus `context`.
  *
+ * Over HTTP a caller checks subjects of its own tenant only ({@link scopeItemsToCaller}); the RPC
+ * entrypoint is not scoped (the binding is the credential).
+ *
  * A batch runs its items concurrently through the Gatehouse's cached store, whose single-flight
  * makes every distinct subject cost one store read however many items name it.
  */
@@ -14,6 +17,7 @@ import { isValidPermission } from '../permissions/index.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { fillTemplate } from '../policy/routes.ts';
 import { extractBearer } from '../token/index.ts';
+import { hasDuplicateMemberName } from '../token/json.ts';
 import type { Decision, PermissionMatch, Principal } from '../types.ts';
 import { denyResponse, jsonResponse, problemResponse } from './http.ts';
 
@@ -23,6 +27,12 @@ export const MAX_BATCH_ITEMS = 100;
 export const MAX_CHECK_BODY_BYTES = 256 * 1024;
 /** The permission a caller's token must hold to use the HTTP check API. */
 export const CHECK_PERMISSION = 'authz:check';
+/**
+ * The extra permission an untenanted (platform-level) caller needs to check subjects of a tenant.
+ * A caller that has a tenant can never check another tenant's subjects, whatever it holds (a
+ * tenant admin's `*` does not reach other tenants). See docs/workers.md, "Check API".
+ */
+export const CHECK_ANY_TENANT_PERMISSION = 'authz:check:any-tenant';
 /** The issuer recorded on principals the check API builds from a bare subject. */
 export const CHECK_ISSUER = 'urn:gatehouse:check';
 
@@ -376,13 +386,13 @@ export function runBatch(
 
 /**
  * Whether the caller (the request's bearer token) may use the HTTP check API: it must verify and
- * hold {@link CHECK_PERMISSION}. Returns null when allowed, or the deny response.
+ * hold {@link CHECK_PERMISSION}. Returns the caller's principal when allowed, or the deny response.
  */
 export async function authorizeCaller(
   gatehouse: Gatehouse,
   request: Request,
   context: CheckContext,
-): Promise<Response | null> {
+): Promise<Principal | Response> {
   const authorization = request.headers.get('authorization');
   let principal: Principal;
   try {
@@ -393,7 +403,87 @@ export async function authorizeCaller(
     return denyResponse(fixed(false, status, code, ''), authorization);
   }
   const decision = await gatehouse.check(principal, [CHECK_PERMISSION], context);
-  return decision.allow ? null : denyResponse(decision, authorization);
+  return decision.allow ? principal : denyResponse(decision, authorization);
+}
+
+/**
+ * Scopes subject items to the caller's tenant: an item without `tenant` means the caller's own
+ * tenant, and an item naming another tenant is refused (403 `tenant_mismatch`, naming the field)
+ * unless the caller has no tenant (a platform-level caller) and holds
+ * {@link CHECK_ANY_TENANT_PERMISSION}. Token items are the token's own principal and pass as
+ * they are. Returns the scoped items, or the refusal.
+ */
+export async function scopeItemsToCaller(
+  gatehouse: Gatehouse,
+  caller: Principal,
+  items: readonly CheckItem[],
+  context: CheckContext,
+  field: (index: number) => string,
+): Promise<CheckItem[] | Response> {
+  const scoped: CheckItem[] = [];
+  let crossTenant: number | undefined;
+  for (const [i, item] of items.entries()) {
+    if (item.subject === undefined) {
+      scoped.push(item);
+      continue;
+    }
+    if (item.tenant === undefined) {
+      scoped.push(caller.tenant === undefined ? item : { ...item, tenant: caller.tenant });
+      continue;
+    }
+    if (item.tenant !== caller.tenant) crossTenant ??= i;
+    scoped.push(item);
+  }
+  if (crossTenant !== undefined) {
+    const allowed =
+      caller.tenant === undefined &&
+      (await gatehouse.check(caller, [CHECK_ANY_TENANT_PERMISSION], context)).allow;
+    if (!allowed) {
+      return problemResponse({
+        status: 403,
+        reason: 'tenant_mismatch',
+        // The field is ours, never the caller's value.
+        detail: `${field(crossTenant)}.tenant: the caller may only check subjects of its own tenant.`,
+      });
+    }
+  }
+  return scoped;
+}
+
+function tooLarge(): Response {
+  return problemResponse({
+    status: 413,
+    reason: 'body_too_large',
+    detail: 'The body is too large.',
+  });
+}
+
+/**
+ * The body as UTF-8 text, read with a cap: at most `max` bytes are ever buffered, whatever the
+ * Content-Length says (a chunked body has none). Null when the body is larger.
+ */
+async function readCapped(request: Request, max: number): Promise<string | null> {
+  if (request.body === null) return '';
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => undefined);
+      return null;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
 }
 
 async function readJson(request: Request): Promise<unknown | Response> {
@@ -406,30 +496,34 @@ async function readJson(request: Request): Promise<unknown | Response> {
     });
   }
   const declared = Number(request.headers.get('content-length') ?? '0');
-  if (declared > MAX_CHECK_BODY_BYTES) {
-    return problemResponse({
-      status: 413,
-      reason: 'body_too_large',
-      detail: 'The body is too large.',
-    });
-  }
-  const body = await request.text();
-  if (body.length > MAX_CHECK_BODY_BYTES) {
-    return problemResponse({
-      status: 413,
-      reason: 'body_too_large',
-      detail: 'The body is too large.',
-    });
-  }
+  if (declared > MAX_CHECK_BODY_BYTES) return tooLarge();
+  const invalidJson = problemResponse({
+    status: 400,
+    reason: 'invalid_request',
+    detail: 'The body is not valid JSON.',
+  });
+  let body: string | null;
   try {
-    return JSON.parse(body) as unknown;
+    body = await readCapped(request, MAX_CHECK_BODY_BYTES);
   } catch {
+    return invalidJson; // not UTF-8
+  }
+  if (body === null) return tooLarge();
+  let value: unknown;
+  try {
+    value = JSON.parse(body) as unknown;
+  } catch {
+    return invalidJson;
+  }
+  // JSON.parse keeps the last of two equal keys; a WAF or audit log in front may read the first.
+  if (hasDuplicateMemberName(body)) {
     return problemResponse({
       status: 400,
       reason: 'invalid_request',
-      detail: 'The body is not valid JSON.',
+      detail: 'The body repeats a member name.',
     });
   }
+  return value;
 }
 
 function inputProblem(error: CheckInputError): Response {
@@ -458,18 +552,27 @@ export async function handleCheckRequest(
       headers: { allow: 'POST' },
     });
   }
-  const refused = await authorizeCaller(gatehouse, request, options.context);
-  if (refused) return refused;
+  const caller = await authorizeCaller(gatehouse, request, options.context);
+  if (caller instanceof Response) return caller;
   const body = await readJson(request);
   if (body instanceof Response) return body;
+  let items: CheckItem[];
   try {
-    if (options.batch) {
-      const items = parseCheckBatch(body);
-      return jsonResponse({ results: await runBatch(gatehouse, items, options.now) });
-    }
-    return jsonResponse(await runCheck(gatehouse, parseCheckItem(body), options.now));
+    items = options.batch ? parseCheckBatch(body) : [parseCheckItem(body)];
   } catch (error) {
     if (error instanceof CheckInputError) return inputProblem(error);
     throw error;
   }
+  const scoped = await scopeItemsToCaller(
+    gatehouse,
+    caller,
+    items,
+    options.context,
+    options.batch ? (i) => `items[${i}]` : () => '(body)',
+  );
+  if (scoped instanceof Response) return scoped;
+  if (options.batch) {
+    return jsonResponse({ results: await runBatch(gatehouse, scoped, options.now) });
+  }
+  return jsonResponse(await runCheck(gatehouse, scoped[0]!, options.now));
 }

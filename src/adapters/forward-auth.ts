@@ -14,18 +14,26 @@ export interface ForwardAuthOptions {
   readonly waitUntil?: (promise: Promise<unknown>) => void;
 }
 
-/** The path part of `X-Forwarded-Uri` (which may be a path with a query, or an absolute URL). */
-function forwardedPath(uri: string): string | null {
+// scheme "://" authority, then the path up to the query or fragment (RFC 3986 §3).
+const ABSOLUTE_URI = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*([^?#]*)/;
+
+/**
+ * The path part of `X-Forwarded-Uri` (a path with a query, or an absolute URI), exactly as sent.
+ * An absolute URI is cut with a regex, never parsed with `new URL`: the WHATWG parser resolves
+ * `..` and `%2e%2e` and turns `\` into `/`, so the core would decide on a path the proxy never
+ * forwards. Unparsed, both forms meet the core's own checks (dot segments, backslashes, ... are
+ * 400 `malformed_request`).
+ */
+export function forwardedPath(uri: string): string | null {
   if (uri.length === 0 || uri.length > MAX_CHECK_BODY_BYTES) return null;
   if (uri.startsWith('/')) {
     const cut = uri.search(/[?#]/);
     return cut === -1 ? uri : uri.slice(0, cut);
   }
-  try {
-    return new URL(uri).pathname;
-  } catch {
-    return null;
-  }
+  const match = ABSOLUTE_URI.exec(uri);
+  if (match === null) return null;
+  const path = match[1] ?? '';
+  return path === '' ? '/' : path;
 }
 
 export async function handleForwardAuth(

@@ -16,7 +16,8 @@
  *   leaves permission checks to `requirePermission`. Either way it answers 401 / 403 / 503 as
  *   problem+json itself and puts `{ principal, decision, gatehouse }` on `c.get('gatehouse')`.
  * - `requirePermission(...)` needs the middleware before it (it reads the verified principal and
- *   the Gatehouse from the context); without it, it fails closed with 500.
+ *   the Gatehouse from the context); without it, it fails closed with 500. On a public route
+ *   (no principal yet) it verifies the request's token itself: 401 without a valid one.
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import { TokenError } from '../errors.ts';
@@ -65,6 +66,29 @@ function keepAlive(c: Context, promise: Promise<unknown>): void {
   }
 }
 
+/** Verifies the request's bearer token: the principal, or the 401 / 503 answer. */
+async function verifyToken(
+  c: Context,
+  instance: Gatehouse,
+  authorization: string | null,
+): Promise<Principal | Response> {
+  try {
+    const verifying = instance.verifier.verify(extractBearer(authorization));
+    keepAlive(
+      c,
+      verifying.catch(() => undefined),
+    );
+    return (await verifying).principal;
+  } catch (error) {
+    const code = error instanceof TokenError ? error.code : 'internal_error';
+    const status = code === 'keys_unavailable' || code === 'internal_error' ? 503 : 401;
+    return denyResponse(
+      { allow: false, status, reason: code, explain: '' } as Decision,
+      authorization,
+    );
+  }
+}
+
 export function gatehouse(
   options: GatehouseMiddlewareOptions,
 ): MiddlewareHandler<{ Variables: GatehouseVariables }> {
@@ -80,22 +104,9 @@ export function gatehouse(
     const instance = resolve(c);
     const authorization = c.req.header('authorization') ?? null;
     if (mode === 'token') {
-      try {
-        const verifying = instance.verifier.verify(extractBearer(authorization));
-        keepAlive(
-          c,
-          verifying.catch(() => undefined),
-        );
-        const { principal } = await verifying;
-        c.set('gatehouse', { principal, decision: undefined, gatehouse: instance });
-      } catch (error) {
-        const code = error instanceof TokenError ? error.code : 'internal_error';
-        const status = code === 'keys_unavailable' || code === 'internal_error' ? 503 : 401;
-        return denyResponse(
-          { allow: false, status, reason: code, explain: '' } as Decision,
-          authorization,
-        );
-      }
+      const verified = await verifyToken(c, instance, authorization);
+      if (verified instanceof Response) return verified;
+      c.set('gatehouse', { principal: verified, decision: undefined, gatehouse: instance });
       return next();
     }
     const context = clientContext(c.req.raw);
@@ -140,14 +151,16 @@ export function requirePermission(
       });
     }
     const authorization = c.req.header('authorization') ?? null;
-    if (state.principal === undefined) {
-      // A public route let the request through without a token; a permission needs one.
-      return denyResponse(
-        { allow: false, status: 401, reason: 'token_missing', explain: '' },
-        authorization,
-      );
+    let principal = state.principal;
+    if (principal === undefined) {
+      // A public route let the request through without verifying a token; a permission needs
+      // a verified caller, so verify the token now (401 without one, as on any protected route).
+      const verified = await verifyToken(c, state.gatehouse, authorization);
+      if (verified instanceof Response) return verified;
+      principal = verified;
+      c.set('gatehouse', { ...state, principal });
     }
-    const checking = state.gatehouse.check(state.principal, list, clientContext(c.req.raw), mode);
+    const checking = state.gatehouse.check(principal, list, clientContext(c.req.raw), mode);
     keepAlive(c, checking);
     const decision = await checking;
     if (!decision.allow) return denyResponse(decision, authorization);

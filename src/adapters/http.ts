@@ -147,13 +147,44 @@ export function identityHeaders(decision: Decision): Record<string, string> {
   return out;
 }
 
-/** Removes every `X-Auth-*` header: only the guard may set them. */
-export function stripIdentityHeaders(headers: Headers): void {
-  const doomed: string[] = [];
+/** A header name as origins that map `-` and `_` together (CGI, PHP, WSGI, Rack) see it. */
+function normalisedName(name: string): string {
+  return name.toLowerCase().replace(/_/g, '-');
+}
+
+function stripMatching(headers: Headers, doomed: (normalised: string) => boolean): void {
+  const names: string[] = [];
   headers.forEach((_value, name) => {
-    if (name.toLowerCase().startsWith(IDENTITY_HEADER_PREFIX)) doomed.push(name);
+    if (doomed(normalisedName(name))) names.push(name);
   });
-  for (const name of doomed) headers.delete(name);
+  for (const name of names) headers.delete(name);
+}
+
+/**
+ * Removes every `X-Auth-*` header: only the guard may set them. Names are compared
+ * case-insensitively with `_` read as `-`, so `X_Auth_Subject` and `X-Auth_Tenant` go too
+ * (CGI, PHP, WSGI and Rack turn both spellings into `HTTP_X_AUTH_SUBJECT`).
+ */
+export function stripIdentityHeaders(headers: Headers): void {
+  stripMatching(headers, (name) => name.startsWith(IDENTITY_HEADER_PREFIX));
+}
+
+/**
+ * Headers with which many origin frameworks replace the request's method or path (Express
+ * method-override, Laravel, Symfony, ASP.NET, IIS URL Rewrite). The guard decides on the request
+ * line, so an origin honouring one of these would act on a request that was never authorized.
+ */
+export const OVERRIDE_HEADERS: readonly string[] = [
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  'x-original-url',
+  'x-rewrite-url',
+];
+
+/** Removes the method and URL override headers, compared like {@link stripIdentityHeaders}. */
+export function stripOverrideHeaders(headers: Headers): void {
+  stripMatching(headers, (name) => OVERRIDE_HEADERS.includes(name));
 }
 
 /** What conditions read from a request. `cf` is typed structurally (no Workers types in src). */

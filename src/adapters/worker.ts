@@ -29,7 +29,11 @@ import {
   identityHeaders,
   problemResponse,
   stripIdentityHeaders,
+  stripOverrideHeaders,
 } from './http.ts';
+
+/** The header the guard sends {@link GatehouseWorkerEnv.ORIGIN_SHARED_SECRET} in, always overwritten. */
+export const ORIGIN_SECRET_HEADER = 'X-Gatehouse-Origin-Secret';
 
 /** The Worker's bindings and vars (wrangler.toml `[vars]`, secrets, `.dev.vars`). */
 export interface GatehouseWorkerEnv {
@@ -43,8 +47,18 @@ export interface GatehouseWorkerEnv {
   readonly GATEHOUSE_PREFIX?: string;
   /** KV `cacheTtl` for permission reads, seconds; default 30 (KV's minimum), at most 3600. */
   readonly KV_CACHE_TTL?: string;
-  /** Header holding the client IP on forward-auth calls (such as X-Real-IP); default CF-Connecting-IP. */
+  /**
+   * Header holding the client IP on forward-auth calls (such as X-Real-IP); default
+   * CF-Connecting-IP. It must hold one address: a list (X-Forwarded-For) counts as no IP.
+   */
   readonly FORWARD_AUTH_IP_HEADER?: string;
+  /**
+   * `true` forwards method and URL override headers (X-HTTP-Method-Override, X-Original-URL, …)
+   * to the origin; default `false` strips them.
+   */
+  readonly FORWARD_OVERRIDE_HEADERS?: string;
+  /** A secret (`wrangler secret put`) sent to the origin as X-Gatehouse-Origin-Secret. */
+  readonly ORIGIN_SHARED_SECRET?: string;
   /** Secrets named by the policy's `secretEnv` (GATEHOUSE_DEV_SECRET in the demo), and others. */
   readonly [name: string]: unknown;
 }
@@ -66,6 +80,9 @@ export interface WorkerConfig {
   readonly prefix: string | null;
   readonly kvCacheTtl: number;
   readonly forwardAuthIpHeader: string | null;
+  readonly forwardOverrideHeaders: boolean;
+  /** Sent to the origin as {@link ORIGIN_SECRET_HEADER}; null when unset. */
+  readonly originSecret: string | null;
 }
 
 function stringVar(env: GatehouseWorkerEnv, name: string): string | undefined {
@@ -74,6 +91,23 @@ function stringVar(env: GatehouseWorkerEnv, name: string): string | undefined {
   if (typeof value !== 'string') throw new ConfigError(name, 'expected a string variable');
   const trimmed = value.trim();
   return trimmed === '' ? undefined : trimmed;
+}
+
+function booleanVar(env: GatehouseWorkerEnv, name: string): boolean {
+  const text = stringVar(env, name) ?? 'false';
+  if (text !== 'true' && text !== 'false') throw new ConfigError(name, 'expected true or false');
+  return text === 'true';
+}
+
+/**
+ * The client IP from the proxy's header on a forward-auth call. Only a single address counts: a
+ * list (X-Forwarded-For, or the header sent twice) holds entries the client chose, so it is
+ * treated as no IP and IP conditions fail closed (grants off, denies on).
+ */
+export function forwardedClientIp(value: string | null): string | undefined {
+  if (value === null) return undefined;
+  const ip = value.trim();
+  return ip === '' || ip.includes(',') ? undefined : ip;
 }
 
 /** Reads and validates the vars; a mistake throws {@link ConfigError} naming the variable. */
@@ -95,10 +129,8 @@ export function readWorkerConfig(env: GatehouseWorkerEnv): WorkerConfig {
     origin = { kind: 'url', url };
   }
 
-  const forward = stringVar(env, 'FORWARD_AUTHORIZATION') ?? 'false';
-  if (forward !== 'true' && forward !== 'false') {
-    throw new ConfigError('FORWARD_AUTHORIZATION', 'expected true or false');
-  }
+  const forward = booleanVar(env, 'FORWARD_AUTHORIZATION');
+  const forwardOverrideHeaders = booleanVar(env, 'FORWARD_OVERRIDE_HEADERS');
 
   const prefixText = stringVar(env, 'GATEHOUSE_PREFIX') ?? '/.gatehouse';
   let prefix: string | null = null;
@@ -120,12 +152,23 @@ export function readWorkerConfig(env: GatehouseWorkerEnv): WorkerConfig {
     throw new ConfigError('FORWARD_AUTH_IP_HEADER', 'expected a header name such as X-Real-IP');
   }
 
+  const originSecret = stringVar(env, 'ORIGIN_SHARED_SECRET') ?? null;
+  if (originSecret !== null && !/^[\x21-\x7E]{32,256}$/.test(originSecret)) {
+    // Never the value: only what is expected.
+    throw new ConfigError(
+      'ORIGIN_SHARED_SECRET',
+      'expected 32 to 256 visible ASCII characters (e.g. openssl rand -base64 32)',
+    );
+  }
+
   return {
     origin,
-    forwardAuthorization: forward === 'true',
+    forwardAuthorization: forward,
     prefix,
     kvCacheTtl,
     forwardAuthIpHeader: ipHeader,
+    forwardOverrideHeaders,
+    originSecret,
   };
 }
 
@@ -180,9 +223,13 @@ export interface GatehouseWorker {
    * One check (RPC): the service binding is the credential, so no `authz:check` is needed. A
    * malformed item is answered (400, `malformed_request`, the field in `explain`), not thrown.
    */
-  check(item: unknown, env: GatehouseWorkerEnv): Promise<CheckAnswer>;
+  check(item: unknown, env: GatehouseWorkerEnv, ctx?: WaitUntilContext): Promise<CheckAnswer>;
   /** Up to 100 checks (RPC), one store read per distinct subject; more throws a RangeError. */
-  checkBatch(items: unknown, env: GatehouseWorkerEnv): Promise<CheckAnswer[]>;
+  checkBatch(
+    items: unknown,
+    env: GatehouseWorkerEnv,
+    ctx?: WaitUntilContext,
+  ): Promise<CheckAnswer[]>;
   /** The isolate's runtime, built on first use from `env`. */
   runtime(env: GatehouseWorkerEnv): WorkerRuntime;
 }
@@ -221,6 +268,37 @@ function internalError(): Response {
   });
 }
 
+/**
+ * KV persistence of key sets, sized from the policy's JWKS issuers: entries live as long as the
+ * largest `maxStaleSeconds` (default 86400; the verifier ignores an older set anyway), and an
+ * unchanged set is dated again after half the smallest `cacheTtlSeconds` (default 600), so cold
+ * isolates usually find a set still inside its TTL. Within KV's limits.
+ */
+export function persistedJwksOptions(policy: CompiledPolicy): {
+  expirationTtlSeconds: number;
+  rewriteAfterSeconds: number;
+} {
+  let maxStale = 0;
+  let minTtl = Number.POSITIVE_INFINITY;
+  for (const issuer of policy.verifier.issuers) {
+    if (!('jwksUri' in issuer.keys)) continue;
+    maxStale = Math.max(maxStale, issuer.keys.maxStaleSeconds ?? 86_400);
+    minTtl = Math.min(minTtl, issuer.keys.cacheTtlSeconds ?? 600);
+  }
+  const clamp = (value: number, low: number, high: number) =>
+    Math.min(high, Math.max(low, Math.floor(value)));
+  return {
+    expirationTtlSeconds: clamp(maxStale === 0 ? 86_400 : maxStale, 60, 604_800),
+    rewriteAfterSeconds: clamp(Number.isFinite(minTtl) ? minTtl / 2 : 300, 30, 86_400),
+  };
+}
+
+/** Like the guard: a store load other requests joined must outlive a cancelled RPC call. */
+function keptAlive<T>(pending: Promise<T>, ctx: WaitUntilContext | undefined): Promise<T> {
+  ctx?.waitUntil(pending.catch(() => undefined));
+  return pending;
+}
+
 export function createGatehouseWorker(options: GatehouseWorkerOptions): GatehouseWorker {
   const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
   const now = options.now ?? Date.now;
@@ -246,7 +324,7 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
       policy: compiled,
       ...(kv !== undefined && {
         store: new KvStore(kv, { cacheTtlSeconds: config.kvCacheTtl }),
-        persistence: new KvJwksPersistence(kv),
+        persistence: new KvJwksPersistence(kv, persistedJwksOptions(compiled)),
       }),
       fetch: fetchImpl,
       now,
@@ -263,8 +341,12 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
   ): Promise<Response> {
     const headers = new Headers(request.headers);
     stripIdentityHeaders(headers);
+    if (!config.forwardOverrideHeaders) stripOverrideHeaders(headers);
     if (!config.forwardAuthorization) headers.delete('authorization');
     for (const [name, value] of Object.entries(identityHeaders(decision))) headers.set(name, value);
+    // Always the guard's own value (or none): a client-sent one never reaches the origin.
+    headers.delete(ORIGIN_SECRET_HEADER);
+    if (config.originSecret !== null) headers.set(ORIGIN_SECRET_HEADER, config.originSecret);
     const origin = config.origin;
     if (origin.kind === 'echo') return echoOrigin(request.method, url, headers);
     let target: URL;
@@ -298,10 +380,10 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
     }
     if (rest === '/v1/authorize') {
       const ipHeader = config.forwardAuthIpHeader;
-      const ip = ipHeader === null ? context.ip : (request.headers.get(ipHeader) ?? undefined);
+      const ip = ipHeader === null ? context.ip : forwardedClientIp(request.headers.get(ipHeader));
       return handleForwardAuth(gatehouse, request, {
         context: {
-          ...(ip !== undefined && { ip: ip.split(',')[0]!.trim() }),
+          ...(ip !== undefined && { ip }),
           ...(context.country !== undefined && { country: context.country }),
         },
       });
@@ -341,6 +423,37 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
     return forward(request, url, decision, rt.config);
   }
 
+  async function checkOne(item: unknown, env: GatehouseWorkerEnv): Promise<CheckAnswer> {
+    const rt = build(env);
+    let parsed: CheckItem;
+    try {
+      parsed = parseCheckItem(item);
+    } catch (error) {
+      // An answer, not an exception: RPC callers get a deny they can read.
+      if (error instanceof CheckInputError) return invalidItem(error);
+      throw error;
+    }
+    return runCheck(rt.gatehouse, parsed, now);
+  }
+
+  async function checkMany(items: unknown, env: GatehouseWorkerEnv): Promise<CheckAnswer[]> {
+    const rt = build(env);
+    if (!Array.isArray(items)) throw new TypeError('checkBatch expects an array of items');
+    if (items.length > MAX_BATCH_ITEMS) {
+      throw new RangeError(`checkBatch expects at most ${MAX_BATCH_ITEMS} items`);
+    }
+    return Promise.all(
+      items.map((item, i) => {
+        try {
+          return runCheck(rt.gatehouse, parseCheckItem(item, `items[${i}]`), now);
+        } catch (error) {
+          if (error instanceof CheckInputError) return invalidItem(error);
+          throw error;
+        }
+      }),
+    );
+  }
+
   return {
     fetch(request, env, ctx) {
       const pending = handle(request, env).catch(() => internalError());
@@ -350,33 +463,11 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
       ctx.waitUntil(pending);
       return pending;
     },
-    async check(item, env) {
-      const rt = build(env);
-      let parsed: CheckItem;
-      try {
-        parsed = parseCheckItem(item);
-      } catch (error) {
-        // An answer, not an exception: RPC callers get a deny they can read.
-        if (error instanceof CheckInputError) return invalidItem(error);
-        throw error;
-      }
-      return runCheck(rt.gatehouse, parsed, now);
+    check(item, env, ctx) {
+      return keptAlive(checkOne(item, env), ctx);
     },
-    async checkBatch(items, env) {
-      const rt = build(env);
-      if (!Array.isArray(items) || items.length > MAX_BATCH_ITEMS) {
-        throw new RangeError(`checkBatch expects an array of at most ${MAX_BATCH_ITEMS} items`);
-      }
-      return Promise.all(
-        items.map((item, i) => {
-          try {
-            return runCheck(rt.gatehouse, parseCheckItem(item, `items[${i}]`), now);
-          } catch (error) {
-            if (error instanceof CheckInputError) return invalidItem(error);
-            throw error;
-          }
-        }),
-      );
+    checkBatch(items, env, ctx) {
+      return keptAlive(checkMany(items, env), ctx);
     },
     runtime: build,
   };

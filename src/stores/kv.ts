@@ -10,14 +10,15 @@
  *   `{ roles?, grants?, denies? }` in the permission-file shape, expiry as Unix seconds;
  * - `roles/<tenant key>`: every store role of a tenant in one value (`roles/-`), JSON
  *   `{ "<role>": { grants?, denies?, inherits? } }`, so `getRoles` is one read;
- * - `jwks/<encoded issuer>`: the last good key set of an issuer.
+ * - `jwks/<encoded issuer>`: the last good key set of an issuer with the time it was fetched,
+ *   `{ jwks, fetchedAt }` (a bare `{ keys }` written by older versions is still read).
  *
  * Types are structural (KvNamespaceLike): nothing here imports Workers code, so the same file runs
  * in Node (tests, tools) against any object with KV's `get` / `put` / `delete`.
  */
 
 import { ConfigError, StoreError } from '../errors.ts';
-import type { JSONWebKeySet, JwksPersistence } from '../token/index.ts';
+import type { JSONWebKeySet, JwksPersistence, PersistedJwks } from '../token/index.ts';
 import type { PermissionStore, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
 import {
   FileStore,
@@ -188,23 +189,60 @@ function validated(what: string, kvKey: string, section: PermissionSection): Fil
 }
 
 export interface KvJwksPersistenceOptions {
-  /** Seconds a stored key set lives in KV (`expirationTtl`); default 86400 (the default maxStaleSeconds), 60 to 604800. */
+  /**
+   * Seconds a stored key set lives in KV (`expirationTtl`); default 86400 (the default
+   * maxStaleSeconds), 60 to 604800. Set it to the largest `maxStaleSeconds` of your issuers
+   * (the guard Worker does): the verifier ignores a persisted set older than that anyway.
+   */
   readonly expirationTtlSeconds?: number;
   /** Seconds KV caches a read in the reading location; default 30, 30 to 3600. */
   readonly cacheTtlSeconds?: number;
+  /**
+   * An unchanged key set is written again once the stored `fetchedAt` is this many seconds old,
+   * so cold isolates see a recent fetch time; default 300 (half the default JWKS TTL of 600),
+   * 30 to 86400.
+   */
+  readonly rewriteAfterSeconds?: number;
+}
+
+/** What one isolate knows is stored for an issuer: the keys as JSON and their fetch time. */
+interface KnownEntry {
+  readonly keys: string;
+  readonly fetchedAt: number;
+}
+
+/** A stored value in either shape; null when it is neither. */
+function readPersisted(value: unknown): PersistedJwks | { legacy: JSONWebKeySet } | null {
+  if (!isPlainObject(value)) return null;
+  if (Object.hasOwn(value, 'jwks') || Object.hasOwn(value, 'fetchedAt')) {
+    const { jwks, fetchedAt } = value;
+    if (!isPlainObject(jwks) || !Array.isArray(jwks.keys)) return null;
+    if (typeof fetchedAt !== 'number' || !Number.isFinite(fetchedAt)) return null;
+    return { jwks: jwks as unknown as JSONWebKeySet, fetchedAt };
+  }
+  // Legacy: a bare key set, written before fetch times were kept.
+  if (!Array.isArray(value.keys)) return null;
+  return { legacy: value as unknown as JSONWebKeySet };
 }
 
 /**
- * The core's {@link JwksPersistence} on KV: a cold isolate loads the last good key set instead of
- * fetching the identity provider. An unchanged key set is not written again, so isolates that
- * refetch every `cacheTtlSeconds` do not spend KV writes (1 a second per key, 1000 a day free).
+ * The core's {@link JwksPersistence} on KV: a cold isolate loads the last good key set, with the
+ * time it was fetched, instead of fetching the identity provider. The verifier runs its TTL and
+ * `maxStaleSeconds` from that time, so a persisted set is never used past its staleness bound by
+ * a new isolate (and one older than the TTL is refetched first).
+ *
+ * Writes are bounded (KV allows 1 a second per key, 1000 a day on the free plan): a key set is
+ * written when its keys change, or when the stored fetch time is `rewriteAfterSeconds` old; before
+ * writing, the stored value is read again (reads are cheap), so isolates that refetch the same
+ * keys do not each write.
  */
 export class KvJwksPersistence implements JwksPersistence {
   readonly #kv: KvNamespaceLike;
   readonly #expirationTtl: number;
   readonly #cacheTtl: number;
-  /** What this isolate last read or wrote per issuer, as JSON, to skip identical writes. */
-  readonly #known = new Map<string, string>();
+  readonly #rewriteAfterMs: number;
+  /** What this isolate last read or wrote per issuer, to skip needless writes. */
+  readonly #known = new Map<string, KnownEntry>();
 
   constructor(kv: KvNamespaceLike, options: KvJwksPersistenceOptions = {}) {
     if (typeof kv !== 'object' || kv === null || typeof kv.put !== 'function') {
@@ -217,25 +255,59 @@ export class KvJwksPersistence implements JwksPersistence {
     }
     this.#expirationTtl = ttl;
     this.#cacheTtl = checkCacheTtl(options.cacheTtlSeconds, 'jwks.cacheTtlSeconds');
+    const rewrite = options.rewriteAfterSeconds ?? 300;
+    if (!Number.isInteger(rewrite) || rewrite < 30 || rewrite > 86_400) {
+      throw new ConfigError('jwks.rewriteAfterSeconds', 'expected an integer from 30 to 86400');
+    }
+    this.#rewriteAfterMs = rewrite * 1000;
   }
 
-  async load(issuer: string): Promise<JSONWebKeySet | null> {
+  /** The stored value in either shape (null when absent or neither); remembered per issuer. */
+  async #read(issuer: string, key: string): Promise<ReturnType<typeof readPersisted>> {
+    const value = readPersisted(
+      await this.#kv.get(key, { type: 'json', cacheTtl: this.#cacheTtl }),
+    );
+    if (value !== null) {
+      this.#known.set(
+        issuer,
+        'legacy' in value
+          ? // No time: the next save replaces it with the dated shape.
+            { keys: JSON.stringify(value.legacy), fetchedAt: Number.NEGATIVE_INFINITY }
+          : { keys: JSON.stringify(value.jwks), fetchedAt: value.fetchedAt },
+      );
+    }
+    return value;
+  }
+
+  async load(issuer: string): Promise<PersistedJwks | JSONWebKeySet | null> {
     const key = kvKeys.jwks(issuer);
     if (key.length > KV_MAX_KEY_BYTES) return null;
-    const value = await this.#kv.get(key, { type: 'json', cacheTtl: this.#cacheTtl });
-    // The verifier validates every key again before use; here only the outline is checked.
-    if (!isPlainObject(value) || !Array.isArray(value.keys)) return null;
-    this.#known.set(issuer, JSON.stringify(value));
-    return value as unknown as JSONWebKeySet;
+    // The verifier validates every key again before use; here only the outline is checked. A
+    // legacy bare set counts as fetched now (the core's rule) until the next save dates it.
+    const value = await this.#read(issuer, key);
+    if (value === null) return null;
+    return 'legacy' in value ? value.legacy : value;
   }
 
-  async save(issuer: string, jwks: JSONWebKeySet): Promise<void> {
+  async save(issuer: string, jwks: JSONWebKeySet, meta?: { fetchedAt: number }): Promise<void> {
     const key = kvKeys.jwks(issuer);
     if (key.length > KV_MAX_KEY_BYTES) return;
-    const text = JSON.stringify(jwks);
-    if (this.#known.get(issuer) === text) return;
-    await this.#kv.put(key, text, { expirationTtl: this.#expirationTtl });
-    this.#known.set(issuer, text);
+    const fetchedAt = meta?.fetchedAt ?? Date.now();
+    if (!Number.isFinite(fetchedAt)) return;
+    const keys = JSON.stringify(jwks);
+    const current = (known: KnownEntry | null | undefined): boolean =>
+      known !== null &&
+      known !== undefined &&
+      // Never replace a newer fetch with an older one; skip an unchanged, recently dated set.
+      (known.fetchedAt > fetchedAt ||
+        (known.keys === keys && fetchedAt - known.fetchedAt < this.#rewriteAfterMs));
+    if (current(this.#known.get(issuer))) return;
+    // Another isolate may have written since this one last looked.
+    const stored = await this.#read(issuer, key).catch(() => null);
+    if (stored !== null && current(this.#known.get(issuer))) return;
+    const value: PersistedJwks = { jwks, fetchedAt };
+    await this.#kv.put(key, JSON.stringify(value), { expirationTtl: this.#expirationTtl });
+    this.#known.set(issuer, { keys, fetchedAt });
   }
 }
 

@@ -212,9 +212,95 @@ describe('forward-auth: GET /.gatehouse/v1/authorize', () => {
     expect([inside.status, outside.status]).toEqual([200, 403]);
   });
 
+  it('treats a list in the IP header (X-Forwarded-For) as no IP: IP conditions fail closed', async () => {
+    const guard = testGuard({ FORWARD_AUTH_IP_HEADER: 'X-Forwarded-For' });
+    const token = await demoTokenFor('alice');
+    const send = (xff: string) =>
+      guard.fetch('/.gatehouse/v1/authorize', {
+        headers: {
+          'x-forwarded-method': 'GET',
+          'x-forwarded-uri': '/stats',
+          'x-forwarded-for': xff,
+          ...bearer(token),
+        },
+      });
+    // The client sent 127.0.0.1; its proxy appended the real address.
+    expect((await send('127.0.0.1, 203.0.113.9')).status).toBe(403);
+    expect((await send('127.0.0.1,127.0.0.1')).status).toBe(403);
+    expect((await send(' 127.0.0.1 ')).status).toBe(200);
+  });
+
+  it('checks an absolute-form X-Forwarded-Uri as sent, without resolving dot segments', async () => {
+    const guard = testGuard();
+    const token = await demoTokenFor('alice');
+    for (const uri of [
+      'https://h/stats/%2e%2e/posts/1',
+      'http://h/stats/../posts/1',
+      'http://h/health/..\\posts/1',
+    ]) {
+      const response = await ask(guard, 'GET', uri, token);
+      expect([uri, response.status]).toEqual([uri, 400]);
+    }
+    expect((await ask(guard, 'GET', 'https://h/posts/1?x=1', token)).status).toBe(200);
+    expect((await ask(guard, 'GET', 'https://h?x=1', token)).status).toBe(403);
+  });
+
   it('answers 400 without the forwarded method and URI', async () => {
     const response = await testGuard().fetch('/.gatehouse/v1/authorize');
     expect(response.status).toBe(400);
+  });
+});
+
+describe('check bodies', () => {
+  function raw(body: BodyInit, headers: Record<string, string> = {}) {
+    return async () =>
+      testGuard().fetch('/.gatehouse/v1/check', {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...bearer(await demoTokenFor('carol')),
+          ...headers,
+        },
+        body,
+        ...(typeof body !== 'string' && { duplex: 'half' }),
+      } as RequestInit);
+  }
+
+  it('refuses duplicate member names', async () => {
+    const response = await raw('{"subject":"bob","subject":"carol","permission":"read:posts"}')();
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ reason: 'invalid_request' });
+  });
+
+  it('counts bytes, not characters: 100 Ki three-byte characters are over 256 KiB', async () => {
+    const body = JSON.stringify({ subject: '€'.repeat(100_000), permission: 'read:posts' });
+    expect(body.length).toBeLessThan(256 * 1024);
+    expect((await raw(body)()).status).toBe(413);
+  });
+
+  it('stops reading a streamed body without Content-Length at the cap', async () => {
+    let pulled = 0;
+    const chunk = new TextEncoder().encode(' '.repeat(64 * 1024));
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled++;
+        if (pulled > 64) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    expect((await raw(stream)()).status).toBe(413);
+    expect(pulled).toBeLessThan(10);
+  });
+});
+
+describe('the RPC entrypoint', () => {
+  it('passes each call to ctx.waitUntil, like a guard request', async () => {
+    const guard = testGuard();
+    const kept: Promise<unknown>[] = [];
+    const ctx = { waitUntil: (p: Promise<unknown>) => void kept.push(p) };
+    await guard.worker.check({ subject: 'bob', permission: 'read:posts' }, guard.env, ctx);
+    await guard.worker.checkBatch([{ subject: 'bob', permission: 'read:posts' }], guard.env, ctx);
+    expect(kept).toHaveLength(2);
   });
 });
 

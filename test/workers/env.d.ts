@@ -13,6 +13,7 @@ declare global {
       readonly GATEHOUSE_PREFIX?: string;
       readonly KV_CACHE_TTL?: string;
       readonly GATEHOUSE_DEV_SECRET?: string;
+      readonly FORWARD_OVERRIDE_HEADERS?: string;
     }
   }
 }

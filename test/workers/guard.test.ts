@@ -214,3 +214,88 @@ describe('the route guard', () => {
     expect(((await response.json()) as { reason: string }).reason).toBe('configuration_error');
   });
 });
+
+/** A guard in front of a capturing origin: every request the origin would see. */
+function capturing(vars: Record<string, unknown> = {}) {
+  const seen: Request[] = [];
+  const guard = testGuard(
+    { ORIGIN: 'https://origin.internal.example', ...vars },
+    {
+      fetch: async (input, init) => {
+        seen.push(new Request(input, init));
+        return new Response('ok');
+      },
+    },
+  );
+  return { guard, seen };
+}
+
+function headerNames(request: Request): string[] {
+  const names: string[] = [];
+  request.headers.forEach((_value, name) => {
+    names.push(name);
+  });
+  return names;
+}
+
+describe('headers the origin never gets from a client', () => {
+  it('strips identity headers spelled with underscores, on protected and public routes', async () => {
+    const { guard, seen } = capturing();
+    const forged = {
+      X_Auth_Subject: 'carol-underscore',
+      'X-Auth_Tenant': 'acme',
+      'x_auth-issuer': 'https://evil.example/',
+    };
+    await guard.fetch('/posts/1', {
+      headers: { ...bearer(await demoTokenFor('alice')), ...forged },
+    });
+    await guard.fetch('/health', { headers: forged });
+    const [protectedReq, publicReq] = seen;
+    expect(protectedReq!.headers.get('x-auth-subject')).toBe('alice');
+    expect(headerNames(protectedReq!).filter((n) => n.includes('_'))).toEqual([]);
+    expect(headerNames(publicReq!).filter((n) => /auth/i.test(n))).toEqual([]);
+  });
+
+  it('strips method and URL override headers by default', async () => {
+    const { guard, seen } = capturing();
+    await guard.fetch('/posts/1', {
+      headers: {
+        ...bearer(await demoTokenFor('alice')),
+        'X-HTTP-Method-Override': 'DELETE',
+        'X-HTTP-Method': 'DELETE',
+        'X-Method-Override': 'DELETE',
+        X_HTTP_Method_Override: 'DELETE',
+        'X-Original-URL': '/ops/shutdown',
+        'X-Rewrite-URL': '/ops/shutdown',
+        'X-Other': 'kept',
+      },
+    });
+    const names = headerNames(seen[0]!);
+    expect(names.filter((n) => /override|method|original|rewrite/i.test(n))).toEqual([]);
+    expect(seen[0]!.headers.get('x-other')).toBe('kept');
+  });
+
+  it('forwards override headers with FORWARD_OVERRIDE_HEADERS=true', async () => {
+    const { guard, seen } = capturing({ FORWARD_OVERRIDE_HEADERS: 'true' });
+    await guard.fetch('/posts/1', {
+      headers: { ...bearer(await demoTokenFor('alice')), 'X-HTTP-Method-Override': 'PUT' },
+    });
+    expect(seen[0]!.headers.get('x-http-method-override')).toBe('PUT');
+  });
+
+  it('sends ORIGIN_SHARED_SECRET, never a client-sent value', async () => {
+    const secret = 'origin-secret-0123456789abcdef-0123456789';
+    const { guard, seen } = capturing({ ORIGIN_SHARED_SECRET: secret });
+    await guard.fetch('/health', { headers: { 'X-Gatehouse-Origin-Secret': 'forged' } });
+    expect(seen[0]!.headers.get('x-gatehouse-origin-secret')).toBe(secret);
+    const plain = capturing();
+    await plain.guard.fetch('/health', { headers: { 'X-Gatehouse-Origin-Secret': 'forged' } });
+    expect(plain.seen[0]!.headers.has('x-gatehouse-origin-secret')).toBe(false);
+  });
+
+  it('refuses a short ORIGIN_SHARED_SECRET without echoing it', async () => {
+    const response = await testGuard({ ORIGIN_SHARED_SECRET: 'short' }).fetch('/health');
+    expect(response.status).toBe(503);
+    expect(await response.text()).not.toContain('short');
+  });
+});

@@ -84,6 +84,29 @@ describe('requirePermission()', () => {
     expect([bob.status, alice.status]).toEqual([200, 403]);
   });
 
+  it('verifies the token itself on a public route (routes mode)', async () => {
+    const gh = instance();
+    const hono = new Hono<GatehouseEnv>();
+    hono.use('*', gatehouse({ gatehouse: () => gh }));
+    // GET /health is public in the demo policy: the middleware verifies no token there.
+    hono.get('/health', requirePermission('publish:posts'), (c) =>
+      c.text(c.get('gatehouse').principal?.subject ?? 'none'),
+    );
+    const bob = await hono.request('/health', { headers: bearer(await demoTokenFor('bob')) });
+    expect(bob.status).toBe(200);
+    expect(await bob.text()).toBe('bob');
+    const alice = await hono.request('/health', { headers: bearer(await demoTokenFor('alice')) });
+    expect(alice.status).toBe(403);
+    const anonymous = await hono.request('/health');
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse"');
+    const expired = await hono.request('/health', {
+      headers: bearer(await demoTokenFor('bob', {}, -120)),
+    });
+    expect(expired.status).toBe(401);
+    expect(((await expired.json()) as { reason: string }).reason).toBe('token_expired');
+  });
+
   it('fails closed without the middleware', async () => {
     const hono = new Hono();
     hono.get('/x', requirePermission('read:posts'), (c) => c.text('never'));

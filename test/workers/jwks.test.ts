@@ -5,7 +5,9 @@
  */
 import * as jose from 'jose';
 import { beforeEach, describe, expect, inject, it } from 'vitest';
-import { createGatehouseWorker } from '../../src/adapters/worker.ts';
+import { createGatehouseWorker, persistedJwksOptions } from '../../src/adapters/worker.ts';
+import { compilePolicy } from '../../src/policy/policy.ts';
+import { KvJwksPersistence, kvKeys } from '../../src/stores/kv.ts';
 import { bearer, seedDemo, testContext } from './helpers.ts';
 
 const AUDIENCE = 'https://api.gatehouse.test';
@@ -63,7 +65,7 @@ function endpoint(name: string) {
   };
 }
 
-function guardFor(idp: { uri: string; issuer: string }) {
+function guardFor(idp: { uri: string; issuer: string }, keys: Record<string, number> = {}) {
   const policy = {
     version: 1,
     issuers: [
@@ -71,7 +73,13 @@ function guardFor(idp: { uri: string; issuer: string }) {
         issuer: idp.issuer,
         audiences: [AUDIENCE],
         algorithms: ['ES256'],
-        keys: { jwksUri: idp.uri, cacheTtlSeconds: 600, cooldownSeconds: 1, timeoutMs: 2000 },
+        keys: {
+          jwksUri: idp.uri,
+          cacheTtlSeconds: 600,
+          cooldownSeconds: 1,
+          timeoutMs: 2000,
+          ...keys,
+        },
       },
     ],
     roles: { reader: { grants: ['read:posts'] } },
@@ -149,5 +157,62 @@ describe('remote JWKS on loopback', () => {
     const response = await guardFor(idp)(await key.sign('alice'));
     expect(response.status).toBe(200);
     expect(await idp.hits()).toBe(hitsBefore);
+  });
+
+  it('does not use a persisted key set older than maxStaleSeconds on a cold isolate', async () => {
+    const idp = endpoint('persisted-too-old');
+    const key = await newKey('aged', idp.issuer);
+    await idp.down();
+    // What an isolate persisted after a fetch 2 hours ago (maxStaleSeconds is 3600).
+    const { env } = await import('cloudflare:workers');
+    await new KvJwksPersistence(env.PERMISSIONS).save(
+      idp.issuer,
+      { keys: [key.jwk] },
+      { fetchedAt: Date.now() - 7200_000 },
+    );
+    const response = await guardFor(idp, { maxStaleSeconds: 3600 })(await key.sign('alice'));
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as { reason: string }).reason).toBe('keys_unavailable');
+  });
+
+  it('refetches first when the persisted set is older than the TTL, and dates the stored set again', async () => {
+    const idp = endpoint('persisted-stale');
+    const key = await newKey('stale', idp.issuer);
+    const { env } = await import('cloudflare:workers');
+    await new KvJwksPersistence(env.PERMISSIONS).save(
+      idp.issuer,
+      { keys: [key.jwk] },
+      { fetchedAt: Date.now() - 1200_000 },
+    );
+    await idp.serve([key]);
+    expect((await guardFor(idp)(await key.sign('alice'))).status).toBe(200);
+    expect(await idp.hits()).toBe(1);
+    const stored = (await env.PERMISSIONS.get(kvKeys.jwks(idp.issuer), 'json')) as {
+      fetchedAt: number;
+    };
+    expect(Date.now() - stored.fetchedAt).toBeLessThan(60_000);
+  });
+
+  it('sizes KV persistence from the issuers: expiry from maxStaleSeconds, rewrites from the TTL', () => {
+    const issuer = (name: string, keys: Record<string, number>) => ({
+      issuer: `https://${name}.example/`,
+      audiences: [AUDIENCE],
+      algorithms: ['ES256'],
+      keys: { jwksUri: `https://${name}.example/jwks`, ...keys },
+    });
+    const policy = (issuers: unknown[]) =>
+      compilePolicy({ version: 1, issuers, routes: [{ method: 'GET', path: '/', public: true }] });
+    expect(persistedJwksOptions(policy([issuer('a', {})]))).toEqual({
+      expirationTtlSeconds: 86_400,
+      rewriteAfterSeconds: 300,
+    });
+    expect(
+      persistedJwksOptions(
+        policy([
+          issuer('a', { cacheTtlSeconds: 120, maxStaleSeconds: 3600 }),
+          issuer('b', { cacheTtlSeconds: 600, maxStaleSeconds: 7200 }),
+        ]),
+      ),
+    ).toEqual({ expirationTtlSeconds: 7200, rewriteAfterSeconds: 60 });
   });
 });

@@ -100,22 +100,65 @@ describe('KvStore', () => {
 });
 
 describe('KvJwksPersistence', () => {
-  it('round-trips a key set and skips writing an unchanged one', async () => {
-    let puts = 0;
+  function countingKv() {
+    const state = { puts: 0 };
     const kv = {
       get: env.PERMISSIONS.get.bind(env.PERMISSIONS) as typeof env.PERMISSIONS.get,
       put: async (key: string, value: string, options?: { expirationTtl?: number }) => {
-        puts++;
+        state.puts++;
         await env.PERMISSIONS.put(key, value, options);
       },
       delete: async (key: string) => env.PERMISSIONS.delete(key),
     };
-    const jwks = { keys: [{ kty: 'EC', crv: 'P-256', x: 'x', y: 'y', kid: 'k' }] };
-    const first = new KvJwksPersistence(kv);
-    await first.save('https://id.example/', jwks as never);
-    const second = new KvJwksPersistence(kv);
-    expect(await second.load('https://id.example/')).toEqual(jwks);
-    await second.save('https://id.example/', jwks as never);
-    expect(puts).toBe(1);
+    return { kv, state };
+  }
+  const jwks = { keys: [{ kty: 'EC', crv: 'P-256', x: 'x', y: 'y', kid: 'k' }] };
+
+  it('stores the fetch time with the keys and returns both', async () => {
+    const issuer = 'https://id.example/dated/';
+    const fetchedAt = Date.now() - 23 * 3600_000;
+    await new KvJwksPersistence(env.PERMISSIONS).save(issuer, jwks as never, { fetchedAt });
+    expect(await env.PERMISSIONS.get(kvKeys.jwks(issuer), 'json')).toEqual({ jwks, fetchedAt });
+    expect(await new KvJwksPersistence(env.PERMISSIONS).load(issuer)).toEqual({ jwks, fetchedAt });
+  });
+
+  it('still reads the legacy bare key set, and dates it on the next save', async () => {
+    const issuer = 'https://id.example/legacy/';
+    await env.PERMISSIONS.put(kvKeys.jwks(issuer), JSON.stringify(jwks));
+    const { kv, state } = countingKv();
+    const persistence = new KvJwksPersistence(kv);
+    expect(await persistence.load(issuer)).toEqual(jwks);
+    const fetchedAt = Date.now();
+    await persistence.save(issuer, jwks as never, { fetchedAt });
+    expect(state.puts).toBe(1);
+    expect(await env.PERMISSIONS.get(kvKeys.jwks(issuer), 'json')).toEqual({ jwks, fetchedAt });
+  });
+
+  it('ignores a stored value of neither shape', async () => {
+    const issuer = 'https://id.example/junk/';
+    for (const value of [{ jwks, fetchedAt: 'yesterday' }, { jwks: {}, fetchedAt: 1 }, [1]]) {
+      await env.PERMISSIONS.put(kvKeys.jwks(issuer), JSON.stringify(value));
+      expect(await new KvJwksPersistence(env.PERMISSIONS).load(issuer)).toBeNull();
+    }
+  });
+
+  it('skips writing an unchanged, recently dated set, also across isolates', async () => {
+    const issuer = 'https://id.example/unchanged/';
+    const { kv, state } = countingKv();
+    const now = Date.now();
+    await new KvJwksPersistence(kv).save(issuer, jwks as never, { fetchedAt: now });
+    // Another isolate that never loaded: it reads what is stored before writing.
+    await new KvJwksPersistence(kv).save(issuer, jwks as never, { fetchedAt: now + 60_000 });
+    expect(state.puts).toBe(1);
+    // Once the stored time is rewriteAfterSeconds (300) old, the same keys are dated again.
+    await new KvJwksPersistence(kv).save(issuer, jwks as never, { fetchedAt: now + 301_000 });
+    expect(state.puts).toBe(2);
+    // Changed keys are written at once; an older fetch never replaces a newer one.
+    const rotated = { keys: [{ ...jwks.keys[0], kid: 'k2' }] };
+    const persistence = new KvJwksPersistence(kv);
+    await persistence.save(issuer, rotated as never, { fetchedAt: now + 302_000 });
+    expect(state.puts).toBe(3);
+    await new KvJwksPersistence(kv).save(issuer, jwks as never, { fetchedAt: now + 1000 });
+    expect(state.puts).toBe(3);
   });
 });
