@@ -151,7 +151,7 @@ export interface Decision {
   readonly status: 200 | 400 | 401 | 403 | 503;
   readonly reason: ReasonCode;
   /** The matched route as written in the policy, e.g. `DELETE /posts/:id`. */
-  readonly route?: string;
+  readonly route?: string | undefined;
   /** Required permissions after filling path parameters. */
   readonly required?: readonly string[];
   /** For allows: what satisfied each required permission. For explicit denies: the deny that matched. */
@@ -161,9 +161,9 @@ export interface Decision {
   readonly explain: string;
   /** Cache hints: whether the token and permissions came from caches, and how long this answer stays valid. */
   readonly cache?: {
-    readonly token?: 'hit' | 'miss';
+    readonly token?: 'hit' | 'miss' | undefined;
     /** `stale`: served past its TTL because the store failed (only with staleIfErrorSeconds). */
-    readonly permissions?: 'hit' | 'miss' | 'stale';
+    readonly permissions?: 'hit' | 'miss' | 'stale' | undefined;
     /** Seconds this decision may be reused for the same token and route (token expiry, grant expiry, store TTL). */
     readonly maxAgeSeconds?: number;
   };

@@ -77,6 +77,8 @@ export interface RolesLookup {
 class ExpirableValue<T> {
   readonly value: T;
   readonly expiresAt: number;
+  /** Insertion sequence in its LruMap (the Map's iteration order follows it). */
+  seq = 0;
 
   constructor(value: T, ttlMs: number, now: number) {
     this.value = value;
@@ -92,6 +94,7 @@ class ExpirableValue<T> {
 class LruMap<T> {
   readonly #entries = new Map<string, ExpirableValue<T>>();
   readonly #max: number;
+  #seq = 0;
   readonly #onEvict: () => void;
 
   constructor(max: number, onEvict: () => void) {
@@ -103,13 +106,21 @@ class LruMap<T> {
     return this.#entries.get(key);
   }
 
+  /**
+   * Approximate LRU: moving every hit to the back costs a delete and an insert per request;
+   * moving only entries that have drifted into the older half keeps hot keys safe from eviction
+   * at a fraction of the cost.
+   */
   touch(key: string, entry: ExpirableValue<T>): void {
+    if (this.#seq - entry.seq < this.#max >> 1) return;
     this.#entries.delete(key);
+    entry.seq = ++this.#seq;
     this.#entries.set(key, entry);
   }
 
   set(key: string, entry: ExpirableValue<T>): void {
     this.#entries.delete(key);
+    entry.seq = ++this.#seq;
     this.#entries.set(key, entry);
     while (this.#entries.size > this.#max) {
       const coldest = this.#entries.keys().next();
@@ -240,6 +251,30 @@ export class CachedStore implements PermissionStore {
     return { record: value, cache, freshUntil };
   }
 
+  /**
+   * A fresh cached record without waiting, or undefined (then use {@link lookupUser}). Lets a hot
+   * path skip the promise machinery on the common case; counts as a hit.
+   */
+  peekUser(key: SubjectKey): UserLookup | undefined {
+    if (this.#bypassUsers) return undefined;
+    const hit = this.#peekFresh(this.#users, subjectStorageKey(key));
+    return hit && { record: hit.value, cache: 'hit', freshUntil: hit.expiresAt };
+  }
+
+  /** As {@link peekUser}, for a tenant's roles. */
+  peekRoles(tenant: string | undefined): RolesLookup | undefined {
+    const hit = this.#peekFresh(this.#roles, tenantStorageKey(tenant));
+    return hit && { roles: hit.value, cache: 'hit', freshUntil: hit.expiresAt };
+  }
+
+  #peekFresh<T>(entries: LruMap<T>, key: string): ExpirableValue<T> | undefined {
+    const cached = entries.peek(key);
+    if (cached === undefined || cached.isExpired(this.#now())) return undefined;
+    this.#hits++;
+    entries.touch(key, cached);
+    return cached;
+  }
+
   /** The tenant's store roles and which path answered. Rejects only with {@link StoreError}. */
   async lookupRoles(tenant: string | undefined): Promise<RolesLookup> {
     const { value, cache, freshUntil } = await this.#lookup(
@@ -294,10 +329,8 @@ export class CachedStore implements PermissionStore {
     key: string,
     load: () => Promise<T>,
   ): Promise<{ value: T; cache: CacheOutcome; freshUntil: number }> {
-    const cached = entries.peek(key);
-    if (cached !== undefined && !cached.isExpired(this.#now())) {
-      this.#hits++;
-      entries.touch(key, cached);
+    const cached = this.#peekFresh(entries, key);
+    if (cached !== undefined) {
       return { value: cached.value, cache: 'hit', freshUntil: cached.expiresAt };
     }
     this.#misses++;

@@ -645,3 +645,38 @@ describe('CachedStore load timeout', () => {
     expect(cache.stats.errors).toBe(0);
   });
 });
+
+describe('CachedStore synchronous peeks', () => {
+  it('answers peekUser only for a fresh cached record, counting it as a hit', async () => {
+    const { inner, clock, cache } = setup({ ttlSeconds: 30 });
+    expect(cache.peekUser(alice)).toBeUndefined();
+    await cache.getUser(alice);
+    const hit = cache.peekUser(alice);
+    expect(hit).toMatchObject({ cache: 'hit', freshUntil: 30_000 });
+    expect(hit?.record?.subject).toBe('alice');
+    expect(cache.stats.hits).toBe(1);
+    clock.ms = 30_000;
+    expect(cache.peekUser(alice)).toBeUndefined();
+    expect(inner.userReads).toBe(1);
+  });
+
+  it('answers peekRoles per tenant and never loads', async () => {
+    const { inner, cache } = setup();
+    expect(cache.peekRoles('acme')).toBeUndefined();
+    await cache.getRoles('acme');
+    expect(cache.peekRoles('acme')).toMatchObject({ cache: 'hit', roles: [] });
+    expect(cache.peekRoles('globex')).toBeUndefined();
+    expect(inner.roleReads).toBe(1);
+  });
+
+  it('keeps a hot key through evictions although hits reorder only old entries', async () => {
+    const { inner, cache } = setup({ maxEntries: 4 });
+    for (const name of ['bob', 'carol', 'dave', 'erin', 'frank']) inner.memory.putUser(user(name));
+    await cache.getUser(alice);
+    for (const name of ['bob', 'carol', 'dave', 'erin', 'frank']) {
+      await cache.getUser({ subject: name });
+      expect(cache.peekUser(alice)).toBeDefined();
+    }
+    expect(inner.userReads).toBe(6);
+  });
+});
