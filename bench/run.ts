@@ -24,7 +24,7 @@ const AUDIENCE = 'https://api.bench.example';
 const ALGS = ['RS256', 'ES256', 'EdDSA'] as const;
 type Alg = (typeof ALGS)[number];
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 16);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 30);
 const BATCH = Number(process.env.BENCH_BATCH ?? 200);
 
 const results: Record<string, number> = {};
