@@ -25,7 +25,7 @@ import {
 } from '../permissions/grammar.ts';
 import type { PermissionEntry, PermissionSet } from '../permissions/permission-set.ts';
 import type { CompiledRoute, PermissionTemplate, RouteTable } from '../policy/routes.ts';
-import { fillTemplate } from '../policy/routes.ts';
+import { fillTemplate, sameShape } from '../policy/routes.ts';
 import { iamMatch, iamTokens, intersects, literalTokens, type Token } from './iam-glob.ts';
 
 /** Verbs an any-method route (`method: *`) is listed for; other verbs are denied from cache. */
@@ -125,17 +125,6 @@ function headTakenOver(route: CompiledRoute, verb: string, table: RouteTable): b
   const m = route.methods;
   if (verb !== 'HEAD' || m === null || m.has('HEAD') || !m.has('GET')) return false;
   return table.routes.some((other) => other.methods?.has('HEAD') && sameShape(other, route));
-}
-
-/** Same literals, parameters in the same places, same trailing `*` (as in routes.ts). */
-function sameShape(a: CompiledRoute, b: CompiledRoute): boolean {
-  if (a.rest !== b.rest || a.segments.length !== b.segments.length) return false;
-  return a.segments.every((segment, i) => {
-    const other = b.segments[i]!;
-    return 'literal' in segment
-      ? 'literal' in other && other.literal === segment.literal
-      : 'param' in other;
-  });
 }
 
 /** Whether some path matches both route shapes (ignoring more specific routes). */

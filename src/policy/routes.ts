@@ -251,8 +251,11 @@ export class RouteTable {
   }
 }
 
-/** Same literals, parameters in the same places, same trailing `*` (parameter names aside). */
-function sameShape(a: CompiledRoute, b: CompiledRoute): boolean {
+/**
+ * Same literals, parameters in the same places, same trailing `*` (parameter names aside).
+ * Exported so the API Gateway policy builder lists HEAD exactly as {@link RouteTable.match} serves it.
+ */
+export function sameShape(a: CompiledRoute, b: CompiledRoute): boolean {
   if (a.rest !== b.rest || a.segments.length !== b.segments.length) return false;
   return a.segments.every((segment, i) => {
     const other = b.segments[i]!;
