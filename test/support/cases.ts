@@ -10,8 +10,11 @@ export const DEMO_AUDIENCE = 'https://blog.gatehouse.local';
 export interface DecisionCase {
   readonly name: string;
   readonly subject?: string;
-  /** How the token deviates: no token at all, expired, for another audience, tampered. */
-  readonly token?: 'missing' | 'expired' | 'wrong-audience' | 'tampered';
+  /**
+   * How the token deviates: no token at all, expired, for another audience, tampered, or one of
+   * the attacks of SECURITY.md (each must be refused end to end on every edge).
+   */
+  readonly token?: 'missing' | 'expired' | 'wrong-audience' | 'tampered' | Attack;
   readonly method: string;
   readonly path: string;
   readonly ip?: string;
@@ -19,9 +22,128 @@ export interface DecisionCase {
   readonly expect: { readonly allow: boolean; readonly status: number; readonly reason: string };
 }
 
+/** Hostile tokens, signed with the real demo secret where a signature is needed. */
+export type Attack =
+  | 'alg-none'
+  | 'alg-mismatch'
+  | 'jwe'
+  | 'padded'
+  | 'duplicate-claim'
+  | 'crit'
+  | 'nested-jwt'
+  | 'wrong-issuer'
+  | 'not-yet-valid'
+  | 'no-exp'
+  | 'oversized'
+  | 'kid-injection'
+  | 'embedded-jwk';
+
+const ATTACKS: ReadonlySet<string> = new Set<Attack>([
+  'alg-none',
+  'alg-mismatch',
+  'jwe',
+  'padded',
+  'duplicate-claim',
+  'crit',
+  'nested-jwt',
+  'wrong-issuer',
+  'not-yet-valid',
+  'no-exp',
+  'oversized',
+  'kid-injection',
+  'embedded-jwk',
+]);
+
+const b64url = (text: string): string =>
+  btoa(String.fromCharCode(...new TextEncoder().encode(text)))
+    .replace(/\+/g, '-')
+    .replace(/\//g, '_')
+    .replace(/=+$/, '');
+
+/** Signs raw header and payload JSON text (so duplicates and odd headers survive) with HMAC. */
+async function signRaw(
+  header: string,
+  payload: string,
+  secret: string,
+  hash: string,
+): Promise<string> {
+  const input = `${b64url(header)}.${b64url(payload)}`;
+  const key = await crypto.subtle.importKey(
+    'raw',
+    new TextEncoder().encode(secret),
+    { name: 'HMAC', hash },
+    false,
+    ['sign'],
+  );
+  const mac = new Uint8Array(
+    await crypto.subtle.sign('HMAC', key, new TextEncoder().encode(input)),
+  );
+  const signature = btoa(String.fromCharCode(...mac))
+    .replace(/\+/g, '-')
+    .replace(/\//g, '_')
+    .replace(/=+$/, '');
+  return `${input}.${signature}`;
+}
+
+async function attackToken(attack: Attack, subject: string, secret: string): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { iss: DEMO_ISSUER, aud: DEMO_AUDIENCE, sub: subject, iat: now, exp: now + 600 };
+  const header = { alg: 'HS256', kid: 'dev', typ: 'JWT' };
+  const sign = (h: object, p: object, hash = 'SHA-256') =>
+    signRaw(JSON.stringify(h), JSON.stringify(p), secret, hash);
+  switch (attack) {
+    case 'alg-none':
+      return `${b64url(JSON.stringify({ alg: 'none', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}.e30`;
+    case 'alg-mismatch':
+      return sign({ ...header, alg: 'HS512' }, claims, 'SHA-512');
+    case 'jwe':
+      return `${b64url(JSON.stringify({ alg: 'dir', enc: 'A256GCM' }))}.e30.AAAA.AAAA.AAAA`;
+    case 'padded':
+      return `${await sign(header, claims)}=`;
+    case 'duplicate-claim':
+      return signRaw(
+        JSON.stringify(header),
+        JSON.stringify(claims).replace('{', `{"sub":"carol",`),
+        secret,
+        'SHA-256',
+      );
+    case 'crit':
+      return sign({ ...header, crit: ['exp'] }, claims);
+    case 'nested-jwt':
+      return sign({ ...header, cty: 'JWT' }, claims);
+    case 'wrong-issuer':
+      return sign(header, { ...claims, iss: 'https://evil.example/' });
+    case 'not-yet-valid':
+      return sign(header, { ...claims, nbf: now + 3600 });
+    case 'no-exp': {
+      const { exp: _exp, ...rest } = claims;
+      return sign(header, rest);
+    }
+    case 'oversized':
+      return sign(header, { ...claims, pad: 'x'.repeat(9000) });
+    case 'kid-injection':
+      return sign({ ...header, kid: "dev'; DROP TABLE keys;--" }, claims);
+    case 'embedded-jwk':
+      // An attacker's own key in the header: ignored, so the token must still verify against the
+      // configured key, which it does not (it is signed with another secret).
+      return signRaw(
+        JSON.stringify({
+          ...header,
+          jwk: { kty: 'oct', k: b64url('attacker-secret-0123456789abcdef') },
+        }),
+        JSON.stringify(claims),
+        'attacker-secret-0123456789abcdef',
+        'SHA-256',
+      );
+  }
+}
+
 /** The case's bearer token (HS256 with the demo secret), or undefined for `token: missing`. */
 export async function demoToken(c: DecisionCase, secret: string): Promise<string | undefined> {
   if (c.token === 'missing') return undefined;
+  if (c.token !== undefined && ATTACKS.has(c.token)) {
+    return attackToken(c.token as Attack, c.subject ?? 'anonymous', secret);
+  }
   const now = Math.floor(Date.now() / 1000);
   const token = await new jose.SignJWT({ ...c.claims })
     .setProtectedHeader({ alg: 'HS256', kid: 'dev', typ: 'JWT' })
