@@ -239,30 +239,27 @@ function templateSegs(
 
 /** Whether grant segments `g` match every instance of the template. */
 function coversAll(g: readonly string[], t: TemplateSegs): boolean {
-  const segs = t.segs;
-  for (let i = 0; i < g.length; i++) {
-    const seg = g[i]!;
-    if (seg === '*' && i === g.length - 1) return segs.length > i;
-    if (i >= segs.length) return false;
-    const ts = segs[i]!;
-    if ('literal' in ts) {
-      if (seg !== '*' && seg !== ts.literal) return false;
-    } else if (seg !== '*') {
-      return false;
-    }
-  }
-  return g.length === segs.length;
+  return matchesTemplate(g, t, true);
 }
 
 /** Whether grant segments `g` could match some instance of the template. */
 function couldMatch(g: readonly string[], t: TemplateSegs): boolean {
+  return matchesTemplate(g, t, false);
+}
+
+/**
+ * Grant segments against a template's segments. A literal must be met by itself or `*`; a
+ * parameter (any value) is met for every value only by `*`, and for some value by anything.
+ */
+function matchesTemplate(g: readonly string[], t: TemplateSegs, everyValue: boolean): boolean {
   const segs = t.segs;
   for (let i = 0; i < g.length; i++) {
     const seg = g[i]!;
     if (seg === '*' && i === g.length - 1) return segs.length > i;
     if (i >= segs.length) return false;
     const ts = segs[i]!;
-    if ('literal' in ts && seg !== '*' && seg !== ts.literal) return false;
+    if (seg === '*') continue;
+    if ('literal' in ts ? seg !== ts.literal : everyValue) return false;
   }
   return g.length === segs.length;
 }
