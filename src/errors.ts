@@ -94,3 +94,26 @@ export class StoreError extends GatehouseError {
     this.code = code;
   }
 }
+
+export type AdminErrorCode = 'invalid_request' | 'not_found' | 'conflict';
+
+/**
+ * A management request (CLI command, admin API call) that cannot be carried out as asked: bad
+ * input (`invalid_request`, 400, exit 2), a missing target (`not_found`, 404) or one that would
+ * break other data (`conflict`, 409). Nothing has been written when it is thrown. `field` names
+ * the input at fault (`permission`, `when.ip[0]`, `users.alice.grants[2]`).
+ */
+export class AdminError extends GatehouseError {
+  override readonly name = 'AdminError';
+  readonly code: AdminErrorCode;
+  readonly field: string | undefined;
+  constructor(
+    code: AdminErrorCode,
+    message: string,
+    options?: { field?: string; cause?: unknown },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.field = options?.field;
+  }
+}

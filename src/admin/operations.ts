@@ -1,0 +1,686 @@
+/**
+ * Management operations: grant, revoke, deny, undeny, assign, unassign, role put / rm, show,
+ * import / export and the audit trail. The CLI and the admin API are thin shells over this
+ * module, so both validate the same way and audit the same way.
+ *
+ * Every change is read → validate → write → audit:
+ * - input is validated with the rules the edges apply (permission grammar, conditions, expiry,
+ *   role inheritance and cycles); a mistake throws {@link AdminError} and nothing is written;
+ * - a change that changes nothing (granting what is already granted) writes nothing and is not
+ *   audited; removing what is not there is `not_found`, so a typo never passes silently;
+ * - the audit record (actor, time, operation, target, before, after) is written after the change.
+ *   If the audit write fails the change stands and the error is reported, never swallowed.
+ *
+ * Writes are last-writer-wins per record: Workers KV has no compare-and-swap, so two admins
+ * changing the same subject at the same moment can lose one change (docs/management.md).
+ */
+import { AdminError, ConfigError } from '../errors.ts';
+import { readGrant } from '../permissions/grants.ts';
+import { compilePermissions, type PermissionEntry } from '../permissions/permission-set.ts';
+import { compileRoles, MAX_ROLE_NAME_LENGTH } from '../permissions/roles.ts';
+import {
+  exportPermissionData,
+  FileStore,
+  type PermissionData,
+  parsePermissionData,
+} from '../stores/file.ts';
+import { subjectStorageKey, tenantStorageKey } from '../stores/keys.ts';
+import { MemoryStore, type TenantRole } from '../stores/memory.ts';
+import type { Grant, RoleAssignment, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
+import type {
+  AdminStore,
+  AuditFilter,
+  AuditOperation,
+  AuditRecord,
+  AuditState,
+  Progress,
+  Snapshot,
+} from './types.ts';
+
+/** Default audit retention, days. */
+export const DEFAULT_AUDIT_RETENTION_DAYS = 90;
+
+export interface PermissionAdminOptions {
+  readonly store: AdminStore;
+  /** The policy's roles: assignments may name them, store roles may inherit them. */
+  readonly policyRoles: readonly RoleRecord[];
+  /** Who is making the changes, for the audit trail (`cli:alice`, `<iss>#<sub>`). */
+  readonly actor: string;
+  readonly via: AuditRecord['via'];
+  /** Days audit records are kept (1 to 3650, default 90). */
+  readonly auditRetentionDays?: number;
+  /** Clock, ms (default Date.now). */
+  readonly now?: () => number;
+}
+
+/** The outcome of one change. `audit` is null when nothing changed. */
+export interface ChangeResult {
+  readonly changed: boolean;
+  readonly before: AuditState;
+  readonly after: AuditState;
+  readonly audit: AuditRecord | null;
+}
+
+/** One effective permission for `show`: what it is, where it comes from, when it ends. */
+export interface EffectivePermission extends PermissionEntry {
+  /** True when it has expired (the store still holds it until clean-up). */
+  readonly expired: boolean;
+}
+
+export interface ShowResult {
+  readonly subject: string;
+  readonly tenant?: string;
+  /** The stored record, or null when the store has none (then only policy roles could apply). */
+  readonly record: UserRecord | null;
+  readonly effective: readonly EffectivePermission[];
+  /** Grants the edges would skip, assignments of unknown roles. */
+  readonly warnings: readonly string[];
+}
+
+export interface ImportResult {
+  readonly users: number;
+  readonly roles: number;
+  readonly written: number;
+  readonly deleted: number;
+  readonly audit: AuditRecord | null;
+}
+
+function keyOf(record: SubjectKey): SubjectKey {
+  return record.tenant === undefined
+    ? { subject: record.subject }
+    : { subject: record.subject, tenant: record.tenant };
+}
+
+function emptyUser(key: SubjectKey): UserRecord {
+  return { ...keyOf(key), roles: [], grants: [], denies: [] };
+}
+
+/** Stable JSON: equal values give equal text whatever the key order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** Same permission and same conditions: the same grant (a new expiry replaces the old). */
+function sameGrant(a: Grant, b: Grant): boolean {
+  return a.permission === b.permission && canonicalJson(a.when) === canonicalJson(b.when);
+}
+
+function userState(record: UserRecord | null): AuditState {
+  if (record === null) return null;
+  return { roles: record.roles, grants: record.grants, denies: record.denies };
+}
+
+function roleState(role: RoleRecord | undefined): AuditState {
+  if (role === undefined) return null;
+  return { grants: role.grants, denies: role.denies ?? [], inherits: role.inherits };
+}
+
+function checkRoleName(name: unknown, field: string): string {
+  if (
+    typeof name !== 'string' ||
+    name.length === 0 ||
+    name.length > MAX_ROLE_NAME_LENGTH ||
+    /[\s\u0000-\u001f]/.test(name)
+  ) {
+    throw new AdminError(
+      'invalid_request',
+      `${field}: expected a role name (1 to ${MAX_ROLE_NAME_LENGTH} characters, no spaces)`,
+      { field },
+    );
+  }
+  return name;
+}
+
+function checkSubject(key: SubjectKey): void {
+  if (typeof key.subject !== 'string' || key.subject.length === 0) {
+    throw new AdminError('invalid_request', 'subject: expected a non-empty string', {
+      field: 'subject',
+    });
+  }
+  if (key.tenant !== undefined && (typeof key.tenant !== 'string' || key.tenant.length === 0)) {
+    throw new AdminError('invalid_request', 'tenant: expected a non-empty string', {
+      field: 'tenant',
+    });
+  }
+}
+
+/** A ConfigError from the shared validators, as the AdminError management reports. */
+function invalid(error: unknown): never {
+  if (error instanceof ConfigError) {
+    throw new AdminError('invalid_request', error.message, { field: error.field, cause: error });
+  }
+  throw error;
+}
+
+export class PermissionAdmin {
+  readonly store: AdminStore;
+  readonly #policyRoles: readonly RoleRecord[];
+  readonly #actor: string;
+  readonly #via: AuditRecord['via'];
+  readonly #retentionSeconds: number;
+  readonly #now: () => number;
+
+  constructor(options: PermissionAdminOptions) {
+    const days = options.auditRetentionDays ?? DEFAULT_AUDIT_RETENTION_DAYS;
+    if (!Number.isInteger(days) || days < 1 || days > 3650) {
+      throw new ConfigError('AUDIT_RETENTION_DAYS', 'expected an integer from 1 to 3650 (days)');
+    }
+    if (typeof options.actor !== 'string' || options.actor.length === 0) {
+      throw new ConfigError('actor', 'expected a non-empty string naming who makes changes');
+    }
+    this.store = options.store;
+    this.#policyRoles = options.policyRoles;
+    this.#actor = options.actor;
+    this.#via = options.via;
+    this.#retentionSeconds = days * 86_400;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Days audit records are kept. */
+  get auditRetentionDays(): number {
+    return this.#retentionSeconds / 86_400;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Validation shared by the changes
+
+  /** Refuses a grant the edges would skip or misread; an expiry must be in the future. */
+  #checkGrant(grant: Grant, effect: 'allow' | 'deny'): Grant {
+    const field = effect === 'allow' ? 'grant' : 'deny';
+    try {
+      readGrant(grant, field, effect, 'config', []);
+    } catch (error) {
+      invalid(error);
+    }
+    if (grant.expiresAt !== undefined && grant.expiresAt * 1000 <= this.#now()) {
+      throw new AdminError('invalid_request', `${field}.expires: expected a time in the future`, {
+        field: `${field}.expires`,
+      });
+    }
+    return grant;
+  }
+
+  /** Role names an assignment or `inherits` may use in a tenant: policy and store roles. */
+  async #knownRoles(tenant: string | undefined): Promise<Set<string>> {
+    const stored = await this.store.readRoles(tenant);
+    return new Set([...this.#policyRoles.map((r) => r.name), ...stored.map((r) => r.name)]);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Users
+
+  async #changeUser(
+    key: SubjectKey,
+    operation: AuditOperation,
+    change: (current: UserRecord) => UserRecord,
+  ): Promise<ChangeResult> {
+    checkSubject(key);
+    const stored = await this.store.readUser(keyOf(key));
+    const next = change(stored ?? emptyUser(key));
+    const before = userState(stored);
+    if (stored !== null && canonicalJson(userState(next)) === canonicalJson(before)) {
+      return { changed: false, before, after: before, audit: null };
+    }
+    // A subject left with nothing keeps an empty record: "known, no permissions" (a negative
+    // answer the edges can cache), and the trail shows what was removed.
+    await this.store.writeUser(keyOf(key), stored, next);
+    const after = userState(next);
+    const audit = await this.#audit(operation, keyOf(key), before, after);
+    return { changed: true, before, after, audit };
+  }
+
+  /** Grants `grant` directly; the same permission with the same conditions is replaced. */
+  async grant(key: SubjectKey, grant: Grant): Promise<ChangeResult> {
+    this.#checkGrant(grant, 'allow');
+    return this.#changeUser(key, 'grant', (user) => ({
+      ...user,
+      grants: [...user.grants.filter((g) => !sameGrant(g, grant)), grant],
+    }));
+  }
+
+  /** Removes every direct grant of `permission` (whatever its conditions); not_found if none. */
+  async revoke(key: SubjectKey, permission: string): Promise<ChangeResult> {
+    return this.#changeUser(key, 'revoke', (user) => {
+      const grants = user.grants.filter((g) => g.permission !== permission);
+      if (grants.length === user.grants.length) throw missing(key, 'grant', permission, user);
+      return { ...user, grants };
+    });
+  }
+
+  /** Denies `grant` directly; a deny wins over every allow, from any role. */
+  async deny(key: SubjectKey, grant: Grant): Promise<ChangeResult> {
+    this.#checkGrant(grant, 'deny');
+    return this.#changeUser(key, 'deny', (user) => ({
+      ...user,
+      denies: [...user.denies.filter((g) => !sameGrant(g, grant)), grant],
+    }));
+  }
+
+  /** Removes every direct deny of `permission`; not_found if none. */
+  async undeny(key: SubjectKey, permission: string): Promise<ChangeResult> {
+    return this.#changeUser(key, 'undeny', (user) => {
+      const denies = user.denies.filter((g) => g.permission !== permission);
+      if (denies.length === user.denies.length) throw missing(key, 'deny', permission, user);
+      return { ...user, denies };
+    });
+  }
+
+  /** Assigns a policy or store role (optionally until `expiresAt`, Unix seconds). */
+  async assign(key: SubjectKey, role: string, expiresAt?: number): Promise<ChangeResult> {
+    checkRoleName(role, 'role');
+    checkSubject(key);
+    if (expiresAt !== undefined && expiresAt * 1000 <= this.#now()) {
+      throw new AdminError('invalid_request', 'expires: expected a time in the future', {
+        field: 'expires',
+      });
+    }
+    const known = await this.#knownRoles(key.tenant);
+    if (!known.has(role)) {
+      throw new AdminError(
+        'invalid_request',
+        `role: no role ${role} in the policy or the store${tenantText(key.tenant)}`,
+        { field: 'role' },
+      );
+    }
+    const assignment: RoleAssignment = expiresAt === undefined ? { role } : { role, expiresAt };
+    return this.#changeUser(key, 'assign', (user) => ({
+      ...user,
+      roles: [...user.roles.filter((a) => a.role !== role), assignment],
+    }));
+  }
+
+  /** Removes the role assignment; not_found if the subject does not have it. */
+  async unassign(key: SubjectKey, role: string): Promise<ChangeResult> {
+    return this.#changeUser(key, 'unassign', (user) => {
+      const roles = user.roles.filter((a) => a.role !== role);
+      if (roles.length === user.roles.length) throw missing(key, 'role', role, user);
+      return { ...user, roles };
+    });
+  }
+
+  /** The subject's stored record and effective permissions, each with where it came from. */
+  async show(key: SubjectKey): Promise<ShowResult> {
+    checkSubject(key);
+    const [record, storeRoles] = await Promise.all([
+      this.store.readUser(keyOf(key)),
+      this.store.readRoles(key.tenant),
+    ]);
+    const graph = compileRoles(this.#policyRoles, storeRoles);
+    const now = this.#now();
+    const set = compilePermissions({ user: record, roles: graph, now });
+    const effective = set.entries().map((entry) => ({
+      ...entry,
+      expired: entry.expiresAt !== undefined && entry.expiresAt * 1000 <= now,
+    }));
+    return {
+      ...keyOf(key),
+      record,
+      effective,
+      warnings: [...(graph.warnings ?? []), ...set.warnings],
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Roles
+
+  /**
+   * Creates or replaces a store role in a tenant. Its grants are validated as the edges read
+   * them; `inherits` must name policy or store roles of the tenant, without a cycle. A store
+   * role named like a policy role replaces it for that tenant (the edges do the same).
+   */
+  async putRole(tenant: string | undefined, role: RoleRecord): Promise<ChangeResult> {
+    checkRoleName(role.name, 'name');
+    role.grants.forEach((g, i) => {
+      this.#checkGrantAt(g, 'allow', `grants[${i}]`);
+    });
+    (role.denies ?? []).forEach((g, i) => {
+      this.#checkGrantAt(g, 'deny', `denies[${i}]`);
+    });
+    const before = await this.store.readRoles(tenant);
+    const known = new Set([
+      ...this.#policyRoles.map((r) => r.name),
+      ...before.map((r) => r.name),
+      role.name,
+    ]);
+    role.inherits.forEach((parent, i) => {
+      if (!known.has(parent)) {
+        throw new AdminError(
+          'invalid_request',
+          `inherits[${i}]: no role ${parent} in the policy or the store${tenantText(tenant)}`,
+          { field: `inherits[${i}]` },
+        );
+      }
+    });
+    const after = [...before.filter((r) => r.name !== role.name), role];
+    this.#checkRoleGraph(after);
+    const old = before.find((r) => r.name === role.name);
+    if (old !== undefined && canonicalJson(roleState(old)) === canonicalJson(roleState(role))) {
+      const state = roleState(old);
+      return { changed: false, before: state, after: state, audit: null };
+    }
+    await this.store.writeRoles(tenant, before, after);
+    const audit = await this.#audit(
+      'role.put',
+      tenantTarget(tenant, { role: role.name }),
+      roleState(old),
+      roleState(role),
+    );
+    return { changed: true, before: roleState(old), after: roleState(role), audit };
+  }
+
+  /**
+   * Removes a store role. Refused while another store role of the tenant inherits it. Subjects
+   * still assigned to it keep the assignment, which the edges ignore with a warning (and which a
+   * new role of that name would revive); `show` lists such assignments.
+   */
+  async removeRole(tenant: string | undefined, name: string): Promise<ChangeResult> {
+    checkRoleName(name, 'role');
+    const before = await this.store.readRoles(tenant);
+    const old = before.find((r) => r.name === name);
+    if (old === undefined) {
+      const inPolicy = this.#policyRoles.some((r) => r.name === name);
+      throw new AdminError(
+        'not_found',
+        inPolicy
+          ? `role ${name} is defined in the policy file, not the store: change the policy`
+          : `no store role ${name}${tenantText(tenant)}`,
+        { field: 'role' },
+      );
+    }
+    const heirs = before.filter((r) => r.name !== name && r.inherits.includes(name));
+    // A policy role of the same name takes over again once the store role is gone.
+    if (heirs.length > 0 && !this.#policyRoles.some((r) => r.name === name)) {
+      throw new AdminError(
+        'conflict',
+        `role ${name} is inherited by ${heirs.map((r) => r.name).join(', ')}; change those first`,
+        { field: 'role' },
+      );
+    }
+    const after = before.filter((r) => r.name !== name);
+    await this.store.writeRoles(tenant, before, after);
+    const audit = await this.#audit(
+      'role.rm',
+      tenantTarget(tenant, { role: name }),
+      roleState(old),
+      null,
+    );
+    return { changed: true, before: roleState(old), after: null, audit };
+  }
+
+  /** The store roles of a tenant (the policy's are in the policy file). */
+  listRoles(tenant: string | undefined): Promise<readonly RoleRecord[]> {
+    return this.store.readRoles(tenant);
+  }
+
+  #checkGrantAt(grant: Grant, effect: 'allow' | 'deny', field: string): void {
+    try {
+      readGrant(grant, field, effect, 'config', []);
+    } catch (error) {
+      invalid(error);
+    }
+  }
+
+  #checkRoleGraph(storeRoles: readonly RoleRecord[]): void {
+    try {
+      compileRoles(this.#policyRoles, storeRoles);
+    } catch (error) {
+      // compileRoles reports store problems as StoreError (a request-time failure); here the
+      // input is at fault, so it is a bad request naming the role graph.
+      const message = error instanceof Error ? error.message : String(error);
+      throw new AdminError('invalid_request', `roles: ${message}`, {
+        field: 'inherits',
+        cause: error,
+      });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Import / export
+
+  /** The whole data set in the permission-file shape (what `import` reads). */
+  async exportData(progress?: Progress): Promise<PermissionData> {
+    const snapshot = await this.store.exportAll(progress);
+    return exportPermissionData(toMemory(snapshot));
+  }
+
+  /**
+   * Validates `text` as a permission file (every problem names its path; nothing is written
+   * on a mistake), then writes it: each subject and each tenant's role set in the file replaces
+   * the stored one. With `replace`, subjects and role sets absent from the file are deleted, so
+   * the store then holds exactly the file. One audit record summarises the import.
+   */
+  async importData(
+    text: string,
+    options: { source?: string; replace?: boolean; progress?: Progress } = {},
+  ): Promise<ImportResult> {
+    let data: PermissionData;
+    try {
+      data = parsePermissionData(text, options.source, {
+        knownRoles: this.#policyRoles.map((r) => r.name),
+      });
+    } catch (error) {
+      invalid(error);
+    }
+    const incoming = toSnapshot(data);
+    const before = await this.store.exportAll();
+    const after = mergeSnapshots(before, incoming, options.replace ?? false);
+    const counts = await syncSnapshot(this.store, before, after, options.progress);
+    const audit =
+      counts.written + counts.deleted === 0
+        ? null
+        : await this.#audit(
+            'import',
+            {},
+            { users: before.users.length, roles: before.roles.length },
+            {
+              users: after.users.length,
+              roles: after.roles.length,
+              written: counts.written,
+              deleted: counts.deleted,
+              replace: options.replace ?? false,
+              ...(options.source !== undefined && { source: options.source }),
+            },
+          );
+    return {
+      users: incoming.users.length,
+      roles: incoming.roles.length,
+      ...counts,
+      audit,
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Audit
+
+  /** Audit records, most recent first. */
+  audit(filter: AuditFilter): Promise<readonly AuditRecord[]> {
+    return this.store.listAudit(filter);
+  }
+
+  async #audit(
+    operation: AuditOperation,
+    target: AuditRecord['target'],
+    before: AuditState,
+    after: AuditState,
+  ): Promise<AuditRecord> {
+    const now = this.#now();
+    const time = new Date(now).toISOString();
+    const record: AuditRecord = {
+      id: `${time}~${nextSequence()}${randomSuffix()}`,
+      time,
+      actor: this.#actor,
+      via: this.#via,
+      operation,
+      target,
+      before,
+      after,
+    };
+    await this.store.appendAudit(record, this.#retentionSeconds);
+    return record;
+  }
+}
+
+function tenantText(tenant: string | undefined): string {
+  return tenant === undefined ? '' : ` of tenant ${tenant}`;
+}
+
+function tenantTarget(
+  tenant: string | undefined,
+  rest: { subject?: string; role?: string },
+): AuditRecord['target'] {
+  return tenant === undefined ? rest : { tenant, ...rest };
+}
+
+function missing(
+  key: SubjectKey,
+  what: 'grant' | 'deny' | 'role',
+  name: string,
+  user: UserRecord,
+): AdminError {
+  const list =
+    what === 'role'
+      ? user.roles.map((a) => a.role)
+      : (what === 'grant' ? user.grants : user.denies).map((g) => g.permission);
+  const has = list.length === 0 ? 'none' : list.join(', ');
+  const noun = what === 'role' ? 'role' : `direct ${what}`;
+  return new AdminError(
+    'not_found',
+    `${key.subject}${tenantText(key.tenant)} has no ${noun} ${name} (has: ${has})`,
+    { field: what === 'role' ? 'role' : 'permission' },
+  );
+}
+
+// Records written in the same millisecond by one process keep their order in the id.
+let sequence = 0;
+function nextSequence(): string {
+  sequence = (sequence + 1) % 0x10000;
+  return sequence.toString(16).padStart(4, '0');
+}
+
+function randomSuffix(): string {
+  const bytes = new Uint8Array(6);
+  crypto.getRandomValues(bytes);
+  let out = '';
+  for (const b of bytes) out += b.toString(16).padStart(2, '0');
+  return out;
+}
+
+function toMemory(snapshot: Snapshot): MemoryStore {
+  const store = new MemoryStore();
+  for (const user of snapshot.users) store.putUser(user);
+  for (const { tenant, role } of snapshot.roles) store.putRole(tenant, role);
+  return store;
+}
+
+/** The records of a parsed permission file. */
+export function toSnapshot(data: PermissionData): Snapshot {
+  const store = new FileStore(data);
+  return { users: store.listUsers(), roles: store.listRoles() };
+}
+
+function roleSetKey(tenant: string | undefined): string {
+  return tenantStorageKey(tenant);
+}
+
+/**
+ * What the store should hold after an import: the file's subjects replace stored ones, the
+ * file's tenants' role sets replace stored ones; with `replace`, nothing else survives.
+ */
+function mergeSnapshots(before: Snapshot, incoming: Snapshot, replace: boolean): Snapshot {
+  if (replace) return incoming;
+  const users = new Map(before.users.map((u) => [subjectStorageKey(u), u]));
+  for (const user of incoming.users) users.set(subjectStorageKey(user), user);
+  const importedTenants = new Set(incoming.roles.map((r) => roleSetKey(r.tenant)));
+  const roles = [
+    ...before.roles.filter((r) => !importedTenants.has(roleSetKey(r.tenant))),
+    ...incoming.roles,
+  ];
+  return { users: [...users.values()], roles };
+}
+
+function groupRoles(roles: readonly TenantRole[]): Map<string, TenantRole[]> {
+  const out = new Map<string, TenantRole[]>();
+  for (const entry of roles) {
+    const key = roleSetKey(entry.tenant);
+    const list = out.get(key);
+    if (list === undefined) out.set(key, [entry]);
+    else list.push(entry);
+  }
+  return out;
+}
+
+/** Writes parallel to this many records at once (KV and DynamoDB both take it easily). */
+const SYNC_CONCURRENCY = 16;
+
+/**
+ * Makes `store` hold `after`, given it holds `before`: writes each changed subject and tenant
+ * role set, deletes the ones `after` lacks. Unchanged records are not written, so importing an
+ * export writes nothing.
+ */
+export async function syncSnapshot(
+  store: AdminStore,
+  before: Snapshot,
+  after: Snapshot,
+  progress?: Progress,
+): Promise<{ written: number; deleted: number }> {
+  const tasks: (() => Promise<'written' | 'deleted'>)[] = [];
+  const old = new Map(before.users.map((u) => [subjectStorageKey(u), u]));
+  const next = new Map(after.users.map((u) => [subjectStorageKey(u), u]));
+  for (const [k, user] of next) {
+    const prior = old.get(k) ?? null;
+    if (prior !== null && canonicalJson(userState(prior)) === canonicalJson(userState(user))) {
+      continue;
+    }
+    tasks.push(async () => {
+      await store.writeUser(keyOf(user), prior, user);
+      return 'written';
+    });
+  }
+  for (const [k, user] of old) {
+    if (next.has(k)) continue;
+    tasks.push(async () => {
+      await store.writeUser(keyOf(user), user, null);
+      return 'deleted';
+    });
+  }
+  const oldRoles = groupRoles(before.roles);
+  const newRoles = groupRoles(after.roles);
+  for (const key of new Set([...oldRoles.keys(), ...newRoles.keys()])) {
+    const prior = oldRoles.get(key) ?? [];
+    const wanted = newRoles.get(key) ?? [];
+    const tenant = (prior[0] ?? wanted[0])?.tenant;
+    const text = (list: TenantRole[]) =>
+      canonicalJson(
+        list.map((r) => [r.role.name, roleState(r.role)]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1)),
+      );
+    if (text(prior) === text(wanted)) continue;
+    tasks.push(async () => {
+      await store.writeRoles(
+        tenant,
+        prior.map((r) => r.role),
+        wanted.map((r) => r.role),
+      );
+      return wanted.length === 0 ? 'deleted' : 'written';
+    });
+  }
+  let written = 0;
+  let deleted = 0;
+  let next_ = 0;
+  const worker = async () => {
+    while (next_ < tasks.length) {
+      const task = tasks[next_++]!;
+      if ((await task()) === 'written') written++;
+      else deleted++;
+      progress?.(written + deleted, tasks.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(SYNC_CONCURRENCY, tasks.length) }, worker));
+  return { written, deleted };
+}

@@ -1,0 +1,413 @@
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { explainRequest, formatExplain } from '../../../src/admin/explain.ts';
+import { MemoryAdminStore } from '../../../src/admin/memory.ts';
+import { PermissionAdmin } from '../../../src/admin/operations.ts';
+import { AdminError, ConfigError } from '../../../src/errors.ts';
+import { compilePolicy, Gatehouse, type PolicyDocument } from '../../../src/policy/index.ts';
+import type { SubjectKey } from '../../../src/types.ts';
+import { AUDIENCE, createTestIssuer, type TestIssuer } from '../../support/issuer.ts';
+
+const START = Date.parse('2026-11-23T12:00:00Z');
+let clock = START;
+const now = () => clock;
+
+let idp: TestIssuer;
+let backend: MemoryAdminStore;
+let admin: PermissionAdmin;
+let gatehouse: Gatehouse;
+
+function policyDoc(): PolicyDocument {
+  return {
+    version: 1,
+    issuers: [
+      {
+        issuer: idp.issuer,
+        audiences: [AUDIENCE],
+        algorithms: ['ES256'],
+        keys: { jwks: idp.jwks },
+      },
+    ],
+    // No caching: every decision in these tests sees the store as it is now.
+    cache: { ttlSeconds: 0, negativeTtlSeconds: 0 },
+    roles: {
+      reader: { grants: ['read:posts'] },
+      editor: { inherits: ['reader'], grants: ['write:posts:*'] },
+    },
+    routes: [
+      { method: 'GET', path: '/posts/:id', require: ['read:posts'] },
+      { method: 'GET', path: '/stats', require: ['read:stats'] },
+      { method: 'PUT', path: '/posts/:id', require: ['write:posts:{id}'] },
+      { method: 'GET', path: '/public', public: true },
+    ],
+  };
+}
+
+const alice: SubjectKey = { subject: 'alice' };
+
+async function allowed(method: string, path: string, subject = 'alice', ip?: string) {
+  const token = await idp.mint({ sub: subject });
+  const decision = await gatehouse.decide({
+    method,
+    path,
+    authorization: `Bearer ${token}`,
+    ...(ip !== undefined && { ip }),
+  });
+  return decision.allow;
+}
+
+beforeAll(async () => {
+  idp = await createTestIssuer({ now });
+});
+
+beforeEach(() => {
+  clock = START;
+  backend = new MemoryAdminStore(undefined, now);
+  const policy = compilePolicy(policyDoc());
+  admin = new PermissionAdmin({
+    store: backend,
+    policyRoles: policy.roles,
+    actor: 'cli:test',
+    via: 'cli',
+    now,
+  });
+  gatehouse = new Gatehouse({ policy, store: backend.store, now });
+});
+
+describe('grant and revoke', () => {
+  it('a grant applies at the next decision and a revoke removes it', async () => {
+    expect(await allowed('GET', '/stats')).toBe(false);
+    const granted = await admin.grant(alice, { permission: 'read:stats' });
+    expect(granted.changed).toBe(true);
+    expect(await allowed('GET', '/stats')).toBe(true);
+    await admin.revoke(alice, 'read:stats');
+    expect(await allowed('GET', '/stats')).toBe(false);
+  });
+
+  it('audits each change with actor, time, operation, target, before and after', async () => {
+    await admin.grant(alice, { permission: 'read:stats' });
+    clock += 1000;
+    await admin.revoke(alice, 'read:stats');
+    const trail = await admin.audit({ since: START });
+    expect(trail.map((r) => r.operation)).toEqual(['revoke', 'grant']);
+    const [revoke, grant] = trail;
+    expect(grant).toMatchObject({
+      actor: 'cli:test',
+      via: 'cli',
+      time: new Date(START).toISOString(),
+      target: { subject: 'alice' },
+      before: null,
+      after: { grants: [{ permission: 'read:stats' }], roles: [], denies: [] },
+    });
+    expect(revoke?.before).toEqual(grant?.after);
+    expect(revoke?.after).toEqual({ roles: [], grants: [], denies: [] });
+  });
+
+  it('granting what is granted changes nothing and is not audited', async () => {
+    await admin.grant(alice, { permission: 'read:stats' });
+    const again = await admin.grant(alice, { permission: 'read:stats' });
+    expect(again).toMatchObject({ changed: false, audit: null });
+    expect(await admin.audit({ since: START })).toHaveLength(1);
+  });
+
+  it('re-granting with a new expiry replaces the grant; other conditions add one', async () => {
+    const until = Math.floor(START / 1000) + 3600;
+    await admin.grant(alice, { permission: 'read:stats', expiresAt: until });
+    await admin.grant(alice, { permission: 'read:stats', expiresAt: until + 60 });
+    await admin.grant(alice, { permission: 'read:stats', when: { ip: ['10.0.0.0/8'] } });
+    const record = await backend.readUser(alice);
+    expect(record?.grants).toEqual([
+      { permission: 'read:stats', expiresAt: until + 60 },
+      { permission: 'read:stats', when: { ip: ['10.0.0.0/8'] } },
+    ]);
+  });
+
+  it('an expiring grant stops applying when it expires', async () => {
+    await admin.grant(alice, { permission: 'read:stats', expiresAt: START / 1000 + 60 });
+    expect(await allowed('GET', '/stats')).toBe(true);
+    clock += 61_000;
+    expect(await allowed('GET', '/stats')).toBe(false);
+  });
+
+  it('revoking what is not granted is not_found, names what there is, and writes nothing', async () => {
+    await admin.grant(alice, { permission: 'read:drafts' });
+    const error = await admin.revoke(alice, 'read:draft').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AdminError);
+    expect(error).toMatchObject({ code: 'not_found' });
+    expect((error as Error).message).toContain('read:drafts');
+    expect(await admin.audit({ since: START })).toHaveLength(1);
+  });
+
+  it.each([
+    [{ permission: 'read stats' }, 'grant'],
+    [{ permission: 'read:stats', when: { ip: ['10.0.0.0/33'] } }, 'grant.when.ip[0]'],
+    [{ permission: 'read:stats', when: {} }, 'grant.when'],
+    [{ permission: 'read:stats', when: { ipRange: ['10.0.0.0/8'] } }, 'grant.when'],
+    [{ permission: 'read:stats', expiresAt: START / 1000 - 1 }, 'grant.expires'],
+  ])('refuses an invalid grant %j naming %s, and writes nothing', async (grant, field) => {
+    const error = await admin
+      .grant(alice, grant as Parameters<PermissionAdmin['grant']>[1])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AdminError);
+    expect(error).toMatchObject({ code: 'invalid_request' });
+    expect((error as AdminError).field?.startsWith(field)).toBe(true);
+    expect(await backend.readUser(alice)).toBeNull();
+    expect(await admin.audit({ since: START })).toEqual([]);
+  });
+});
+
+describe('deny and undeny', () => {
+  it('a deny beats a role grant; undeny lifts it', async () => {
+    await admin.assign(alice, 'reader');
+    expect(await allowed('GET', '/posts/1')).toBe(true);
+    await admin.deny(alice, { permission: 'read:posts' });
+    expect(await allowed('GET', '/posts/1')).toBe(false);
+    await admin.undeny(alice, 'read:posts');
+    expect(await allowed('GET', '/posts/1')).toBe(true);
+    await expect(admin.undeny(alice, 'read:posts')).rejects.toMatchObject({ code: 'not_found' });
+  });
+});
+
+describe('roles', () => {
+  it('assigns a policy role, refuses an unknown one, and unassigns', async () => {
+    await admin.assign(alice, 'editor');
+    expect(await allowed('PUT', '/posts/7')).toBe(true);
+    await expect(admin.assign(alice, 'editr')).rejects.toMatchObject({
+      code: 'invalid_request',
+      field: 'role',
+    });
+    await admin.unassign(alice, 'editor');
+    expect(await allowed('PUT', '/posts/7')).toBe(false);
+    await expect(admin.unassign(alice, 'editor')).rejects.toMatchObject({ code: 'not_found' });
+  });
+
+  it('an expiring assignment ends on time', async () => {
+    await admin.assign(alice, 'reader', START / 1000 + 30);
+    expect(await allowed('GET', '/posts/1')).toBe(true);
+    clock += 31_000;
+    expect(await allowed('GET', '/posts/1')).toBe(false);
+  });
+
+  it('puts a store role that inherits a policy role, and assignments to it apply', async () => {
+    await admin.putRole(undefined, {
+      name: 'analyst',
+      grants: [{ permission: 'read:stats' }],
+      denies: [],
+      inherits: ['reader'],
+    });
+    await admin.assign(alice, 'analyst');
+    expect(await allowed('GET', '/stats')).toBe(true);
+    expect(await allowed('GET', '/posts/1')).toBe(true);
+    const shown = await admin.show(alice);
+    expect(shown.effective.map((e) => [e.permission, e.via])).toEqual([
+      ['read:stats', ['analyst']],
+      ['read:posts', ['analyst', 'reader']],
+    ]);
+  });
+
+  it('refuses unknown parents and cycles, naming the field, and writes nothing', async () => {
+    await expect(
+      admin.putRole(undefined, { name: 'a', grants: [], denies: [], inherits: ['nope'] }),
+    ).rejects.toMatchObject({ code: 'invalid_request', field: 'inherits[0]' });
+    await admin.putRole(undefined, { name: 'a', grants: [], denies: [], inherits: [] });
+    await admin.putRole(undefined, { name: 'b', grants: [], denies: [], inherits: ['a'] });
+    await expect(
+      admin.putRole(undefined, { name: 'a', grants: [], denies: [], inherits: ['b'] }),
+    ).rejects.toMatchObject({ code: 'invalid_request' });
+    expect((await admin.listRoles(undefined)).find((r) => r.name === 'a')?.inherits).toEqual([]);
+  });
+
+  it('refuses to remove a role another inherits, and a policy role', async () => {
+    await admin.putRole(undefined, { name: 'a', grants: [], denies: [], inherits: [] });
+    await admin.putRole(undefined, { name: 'b', grants: [], denies: [], inherits: ['a'] });
+    await expect(admin.removeRole(undefined, 'a')).rejects.toMatchObject({ code: 'conflict' });
+    await expect(admin.removeRole(undefined, 'reader')).rejects.toMatchObject({
+      code: 'not_found',
+    });
+    await admin.removeRole(undefined, 'b');
+    await admin.removeRole(undefined, 'a');
+    expect(await admin.listRoles(undefined)).toEqual([]);
+    const ops = (await admin.audit({ since: START })).map((r) => r.operation);
+    expect(ops).toEqual(['role.rm', 'role.rm', 'role.put', 'role.put']);
+  });
+
+  it('keeps tenants apart', async () => {
+    const acme = { subject: 'alice', tenant: 'acme' };
+    await admin.putRole('acme', {
+      name: 'analyst',
+      grants: [{ permission: 'read:stats' }],
+      denies: [],
+      inherits: [],
+    });
+    await expect(admin.assign(alice, 'analyst')).rejects.toMatchObject({ code: 'invalid_request' });
+    await admin.assign(acme, 'analyst');
+    expect((await admin.show(acme)).effective.map((e) => e.permission)).toEqual(['read:stats']);
+    expect((await admin.show(alice)).record).toBeNull();
+  });
+});
+
+describe('show', () => {
+  it('lists every permission with its origin, expiry, condition and expired flag', async () => {
+    const soon = START / 1000 + 10;
+    await admin.grant(alice, { permission: 'read:stats', when: { ip: ['10.0.0.0/8'] } });
+    await admin.grant(alice, { permission: 'read:drafts', expiresAt: soon });
+    await admin.assign(alice, 'editor');
+    clock += 20_000;
+    const shown = await admin.show(alice);
+    expect(shown.effective).toEqual([
+      {
+        permission: 'read:stats',
+        effect: 'allow',
+        via: 'direct',
+        when: { ip: ['10.0.0.0/8'] },
+        expired: false,
+      },
+      { permission: 'read:drafts', effect: 'allow', via: 'direct', expiresAt: soon, expired: true },
+      { permission: 'write:posts:*', effect: 'allow', via: ['editor'], expired: false },
+      { permission: 'read:posts', effect: 'allow', via: ['editor', 'reader'], expired: false },
+    ]);
+  });
+});
+
+describe('import and export', () => {
+  const file = {
+    roles: { analyst: { grants: ['read:stats'], inherits: ['reader'] } },
+    users: { alice: { grants: [{ permission: 'read:drafts', expires: 4102444800 }] } },
+    user_roles: { alice: ['analyst'], bob: [{ role: 'editor', expires: 4102444800 }] },
+    tenants: { acme: { users: { carol: { denies: ['read:posts'] } }, roles: {}, user_roles: {} } },
+  };
+
+  it('round-trips: export then import writes nothing; import is one audit record', async () => {
+    const first = await admin.importData(JSON.stringify(file), { source: 'seed.json' });
+    expect(first).toMatchObject({ users: 3, roles: 1, written: 4, deleted: 0 });
+    const exported = await admin.exportData();
+    const again = await admin.importData(JSON.stringify(exported));
+    expect(again).toMatchObject({ written: 0, deleted: 0, audit: null });
+    expect(await admin.exportData()).toEqual(exported);
+    const trail = await admin.audit({ since: START });
+    expect(trail).toHaveLength(1);
+    expect(trail[0]).toMatchObject({ operation: 'import', after: { written: 4 } });
+    expect(await allowed('GET', '/stats')).toBe(true);
+  });
+
+  it('validates the whole file before writing anything', async () => {
+    await admin.grant(alice, { permission: 'keep:me' });
+    const broken = structuredClone(file) as Record<string, unknown>;
+    (
+      broken.tenants as { acme: { users: { carol: { denies: string[] } } } }
+    ).acme.users.carol.denies = ['read posts'];
+    const error = await admin.importData(JSON.stringify(broken)).catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: 'invalid_request',
+      field: 'tenants.acme.users.carol.denies[0]',
+    });
+    expect((await admin.exportData()).users).toEqual({ alice: { grants: ['keep:me'] } });
+  });
+
+  it('merges by default and replaces with replace: true', async () => {
+    await admin.grant({ subject: 'dave' }, { permission: 'read:stats' });
+    await admin.importData(JSON.stringify(file));
+    expect(Object.keys((await admin.exportData()).users).sort()).toEqual(['alice', 'dave']);
+    const result = await admin.importData(JSON.stringify(file), { replace: true });
+    expect(result.deleted).toBe(1);
+    expect((await admin.exportData()).users.dave).toBeUndefined();
+  });
+
+  it('reports progress while writing', async () => {
+    const seen: number[] = [];
+    const many = { users: {} as Record<string, object>, roles: {}, user_roles: {} };
+    for (let i = 0; i < 50; i++) many.users[`u${i}`] = { grants: ['read:posts'] };
+    await admin.importData(JSON.stringify(many), { progress: (done) => seen.push(done) });
+    expect(seen).toHaveLength(50);
+    expect(seen.at(-1)).toBe(50);
+  });
+});
+
+describe('options', () => {
+  it('refuses a bad retention naming AUDIT_RETENTION_DAYS', () => {
+    expect(
+      () =>
+        new PermissionAdmin({
+          store: backend,
+          policyRoles: [],
+          actor: 'x',
+          via: 'cli',
+          auditRetentionDays: 0,
+        }),
+    ).toThrow(ConfigError);
+  });
+
+  it('keeps audit records for the retention period only', async () => {
+    const short = new PermissionAdmin({
+      store: backend,
+      policyRoles: [],
+      actor: 'x',
+      via: 'cli',
+      auditRetentionDays: 1,
+      now,
+    });
+    await short.grant(alice, { permission: 'read:stats' });
+    expect(await short.audit({ since: 0 })).toHaveLength(1);
+    clock += 86_400_000 + 1;
+    expect(await short.audit({ since: 0 })).toHaveLength(0);
+  });
+});
+
+describe('explain', () => {
+  it('traces the route, the required permission and why each grant did or did not apply', async () => {
+    await admin.grant(alice, { permission: 'read:stats', when: { ip: ['10.0.0.0/8'] } });
+    await admin.grant(alice, { permission: 'read:*', expiresAt: START / 1000 + 5 });
+    await admin.assign(alice, 'reader');
+    clock += 10_000;
+    const token = await idp.mint({ sub: 'alice' });
+    const result = await explainRequest(
+      gatehouse,
+      { token, method: 'GET', path: '/stats', ip: '203.0.113.7' },
+      now,
+    );
+    expect(result.answer).toMatchObject({ allow: false, reason: 'missing_permission' });
+    expect(result.trace.route).toBe('GET /stats');
+    expect(result.trace.required).toEqual(['read:stats']);
+    expect(result.trace.permissions[0]?.considered.map((c) => [c.permission, c.outcome])).toEqual([
+      ['read:stats', 'condition_false'],
+      ['read:*', 'expired'],
+    ]);
+    expect(result.trace.notCovering).toEqual(['read:posts (role reader)']);
+    const text = formatExplain(result);
+    expect(text).toContain('DENY 403 missing_permission');
+    expect(text).toContain('203.0.113.7');
+    expect(text).not.toContain(token);
+
+    const inside = await explainRequest(
+      gatehouse,
+      { token, method: 'GET', path: '/stats', ip: '10.1.2.3' },
+      now,
+    );
+    expect(inside.answer.allow).toBe(true);
+    expect(inside.trace.permissions[0]?.considered[0]?.outcome).toBe('applies');
+  });
+
+  it('agrees with the edge for a subject, and marks a shadowed allow', async () => {
+    await admin.assign(alice, 'reader');
+    await admin.deny(alice, { permission: 'read:posts' });
+    const result = await explainRequest(
+      gatehouse,
+      { subject: 'alice', method: 'GET', path: '/posts/1' },
+      now,
+    );
+    expect(result.answer).toMatchObject({ allow: false, reason: 'explicit_deny' });
+    expect(result.trace.permissions[0]).toMatchObject({ result: 'deny' });
+    expect(result.trace.permissions[0]?.considered.map((c) => c.outcome).sort()).toEqual([
+      'applies',
+      'shadowed',
+    ]);
+  });
+
+  it('refuses input that is neither token nor subject', async () => {
+    await expect(
+      explainRequest(gatehouse, { method: 'GET', path: '/stats' }, now),
+    ).rejects.toBeInstanceOf(AdminError);
+    await expect(
+      explainRequest(gatehouse, { subject: 'a', method: 'GET', path: 'stats' }, now),
+    ).rejects.toMatchObject({ field: 'path' });
+  });
+});
