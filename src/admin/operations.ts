@@ -122,16 +122,20 @@ function roleState(role: RoleRecord | undefined): AuditState {
   return { grants: role.grants, denies: role.denies ?? [], inherits: role.inherits };
 }
 
+const RESERVED_ROLE_NAMES: ReadonlySet<string> = new Set(['__proto__', 'prototype', 'constructor']);
+
 function checkRoleName(name: unknown, field: string): string {
   if (
     typeof name !== 'string' ||
     name.length === 0 ||
     name.length > MAX_ROLE_NAME_LENGTH ||
-    /[\s\u0000-\u001f]/.test(name)
+    /[\s\u0000-\u001f]/.test(name) ||
+    // The edges' role readers refuse these (prototype keys); one would break the tenant's roles.
+    RESERVED_ROLE_NAMES.has(name)
   ) {
     throw new AdminError(
       'invalid_request',
-      `${field}: expected a role name (1 to ${MAX_ROLE_NAME_LENGTH} characters, no spaces)`,
+      `${field}: expected a role name (1 to ${MAX_ROLE_NAME_LENGTH} characters, no spaces, not __proto__, prototype or constructor)`,
       { field },
     );
   }
@@ -450,6 +454,22 @@ export class PermissionAdmin {
     return exportPermissionData(toMemory(snapshot));
   }
 
+  /** Validates `text` as a permission file without writing; counts what it holds. */
+  validateData(text: string, source?: string): { users: number; roles: number } {
+    const incoming = toSnapshot(this.#parse(text, source));
+    return { users: incoming.users.length, roles: incoming.roles.length };
+  }
+
+  #parse(text: string, source: string | undefined): PermissionData {
+    try {
+      return parsePermissionData(text, source, {
+        knownRoles: this.#policyRoles.map((r) => r.name),
+      });
+    } catch (error) {
+      invalid(error);
+    }
+  }
+
   /**
    * Validates `text` as a permission file (every problem names its path; nothing is written
    * on a mistake), then writes it: each subject and each tenant's role set in the file replaces
@@ -460,15 +480,7 @@ export class PermissionAdmin {
     text: string,
     options: { source?: string; replace?: boolean; progress?: Progress } = {},
   ): Promise<ImportResult> {
-    let data: PermissionData;
-    try {
-      data = parsePermissionData(text, options.source, {
-        knownRoles: this.#policyRoles.map((r) => r.name),
-      });
-    } catch (error) {
-      invalid(error);
-    }
-    const incoming = toSnapshot(data);
+    const incoming = toSnapshot(this.#parse(text, options.source));
     const before = await this.store.exportAll();
     const after = mergeSnapshots(before, incoming, options.replace ?? false);
     const counts = await syncSnapshot(this.store, before, after, options.progress);

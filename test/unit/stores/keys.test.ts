@@ -1,6 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeKeyPart, subjectStorageKey, tenantStorageKey } from '../../../src/stores/index.ts';
+import {
+  decodeKeyPart,
+  parseSubjectStorageKey,
+  parseTenantStorageKey,
+} from '../../../src/stores/keys.ts';
 import type { SubjectKey } from '../../../src/types.ts';
 
 /** Lists of pairwise different keys; an absent tenant counts as different from `''`. */
@@ -160,5 +165,95 @@ describe('tenantStorageKey', () => {
     const key = tenantStorageKey('a/b');
 
     expect(key).not.toContain('/');
+  });
+});
+
+/** Any UTF-16 code units, lone surrogates included (a JSON `sub` may carry them). */
+const codeUnits = fc.string({
+  unit: fc.integer({ min: 0, max: 0xffff }).map((code) => String.fromCharCode(code)),
+  maxLength: 12,
+});
+
+describe('decodeKeyPart', () => {
+  it('gives back every part encodeKeyPart was given', () => {
+    const parts = fc.oneof(codeUnits, syntaxString, fc.string({ unit: 'binary', maxLength: 12 }));
+
+    const property = fc.property(parts, (part) => decodeKeyPart(encodeKeyPart(part)) === part);
+
+    fc.assert(property, { numRuns: 500 });
+  });
+
+  it('agrees with an independently written decoder', () => {
+    const property = fc.property(fc.oneof(codeUnits, syntaxString), (part) => {
+      const encoded = encodeKeyPart(part);
+      return decodeKeyPart(encoded) === decodePart(encoded);
+    });
+
+    fc.assert(property, { numRuns: 300 });
+  });
+
+  it('keeps a leading byte order mark and lone surrogates', () => {
+    const parts = ['\ufeffalice', '\ud800', '\udc00\ud800', 'a\udfffb', ''];
+
+    const decoded = parts.map((part) => decodeKeyPart(encodeKeyPart(part)));
+
+    expect(decoded).toEqual(parts);
+  });
+
+  it('refuses what encodeKeyPart never produces', () => {
+    const bad = [
+      '%',
+      '%4',
+      '%41',
+      '%3a',
+      'a:b',
+      'a/b',
+      '%FF',
+      '%C3',
+      '%ud800',
+      '%uD800%uDC00',
+      '%uE000',
+      'é',
+    ];
+
+    const decoded = bad.map(decodeKeyPart);
+
+    expect(decoded).toEqual(bad.map(() => undefined));
+  });
+});
+
+describe('parseSubjectStorageKey', () => {
+  it('gives back the tenant and subject of every key', () => {
+    const keys = distinctKeys(fc.oneof(syntaxString, codeUnits));
+
+    const property = fc.property(keys, (list) =>
+      list.every((key) => {
+        const parsed = parseSubjectStorageKey(subjectStorageKey(key));
+        return (
+          parsed !== undefined &&
+          parsed.subject === key.subject &&
+          parsed.tenant === key.tenant &&
+          'tenant' in parsed === (key.tenant !== undefined)
+        );
+      }),
+    );
+
+    fc.assert(property, { numRuns: 300 });
+  });
+
+  it('refuses keys that no subject and tenant produce', () => {
+    const bad = ['-', '-/alice', 'x/s:alice', 't:a/b/s:c', '-/s:a/b', 't:%zz/s:a', '-/s:%41'];
+
+    const parsed = bad.map(parseSubjectStorageKey);
+
+    expect(parsed).toEqual(bad.map(() => undefined));
+  });
+
+  it('reads the tenant key on its own', () => {
+    const keys = [tenantStorageKey(undefined), tenantStorageKey(''), tenantStorageKey('a/b')];
+
+    const parsed = keys.map(parseTenantStorageKey);
+
+    expect(parsed).toEqual([{ tenant: undefined }, { tenant: '' }, { tenant: 'a/b' }]);
   });
 });
