@@ -22,6 +22,7 @@ import {
   BatchWriteItemCommand,
   type BatchWriteItemCommandOutput,
   CreateTableCommand,
+  DescribeTableCommand,
   DynamoDBClient,
   type DynamoDBClientConfig,
   PutItemCommand,
@@ -59,12 +60,18 @@ export const MAX_ATTEMPTS = 3;
 /** Hard bound on one store call including every retry and backoff, ms. */
 export const STORE_DEADLINE_MS = 1000;
 
-const USER_PREFIX = 'USER#';
-const ROLES_PREFIX = 'ROLES#';
-const MARKER_SK = 'USER';
-const ROLE_SK = 'ROLE#';
-const GRANT_SK = 'GRANT#';
-const DENY_SK = 'DENY#';
+/** Prefix of a subject's partition key. */
+export const USER_PREFIX = 'USER#';
+/** Prefix of a tenant's role-definitions partition key. */
+export const ROLES_PREFIX = 'ROLES#';
+/** Sort key of the user marker item. */
+export const MARKER_SK = 'USER';
+/** Sort key prefix of a role assignment (user partition) or a role definition (roles partition). */
+export const ROLE_SK = 'ROLE#';
+/** Sort key prefix of a direct grant. */
+export const GRANT_SK = 'GRANT#';
+/** Sort key prefix of a direct deny. */
+export const DENY_SK = 'DENY#';
 
 /** The partition of one subject's items. */
 export function userPartitionKey(key: SubjectKey): string {
@@ -129,7 +136,10 @@ export const TABLE_DEFINITION = {
   BillingMode: 'PAY_PER_REQUEST',
 } as const;
 
-/** Creates the table (tests, `npm run invoke`, benchmarks); production uses template.yaml. */
+/**
+ * Creates the table (tests, `npm run invoke`, benchmarks; production uses template.yaml) and waits
+ * until it is ACTIVE: until then DynamoDB and dynalite answer "not found" to reads and writes.
+ */
 export async function createPermissionTable(client: DynamoDBClient, tableName: string) {
   await client.send(
     new CreateTableCommand({
@@ -139,6 +149,15 @@ export async function createPermissionTable(client: DynamoDBClient, tableName: s
       BillingMode: TABLE_DEFINITION.BillingMode,
     }),
   );
+  const deadline = Date.now() + 60_000;
+  for (let delay = 5; ; delay = Math.min(delay * 2, 1000)) {
+    const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
+    if (Table?.TableStatus === 'ACTIVE') return;
+    if (Date.now() > deadline) {
+      throw new StoreError('store_unavailable', `dynamodb: table ${tableName} is not ACTIVE`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,11 +206,13 @@ function fromAttribute(attr: AttributeValue, field: string, depth = 0): Json {
   return invalid(field, 'unsupported attribute type');
 }
 
-function invalid(field: string, expected: string): never {
+/** Throws `store_invalid_record` naming the item field (`<pk>[<i>].<attribute>`). */
+export function invalid(field: string, expected: string): never {
   throw new StoreError('store_invalid_record', `dynamodb item ${field}: ${expected}`);
 }
 
-type Item = Record<string, AttributeValue>;
+/** One DynamoDB item, as the low-level client reads and writes it. */
+export type Item = Record<string, AttributeValue>;
 
 function str(item: Item, name: string, field: string): string {
   const value = item[name]?.S;
@@ -279,8 +300,8 @@ function grantList(item: Item, name: 'grants' | 'denies', field: string): Grant[
 // ---------------------------------------------------------------------------------------------
 // Items ⇄ records
 
-/** Stable JSON (sorted keys) so equal conditions give equal sort keys. */
-function canonical(value: unknown): string {
+/** Stable JSON (sorted keys): equal conditions give equal sort keys, equal items equal text. */
+export function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
   if (typeof value === 'object' && value !== null) {
     const entries = Object.entries(value)
@@ -403,16 +424,22 @@ function unknownAttribute(item: Item, known: ReadonlySet<string>): string | unde
   return undefined;
 }
 
-function toUserRecord(
+/**
+ * The record of one subject's partition items (null without items). Items expired at
+ * `nowSeconds` are dropped, as the edges need; `nowSeconds: null` keeps them, as management needs
+ * (an expired grant must stay visible and revocable until TTL deletion removes it).
+ */
+export function toUserRecord(
   key: SubjectKey,
   items: readonly Item[],
-  nowSeconds: number,
+  nowSeconds: number | null,
 ): UserRecord | null {
   if (items.length === 0) return null;
   const roles: RoleAssignment[] = [];
   const grants: Grant[] = [];
   const denies: Grant[] = [];
-  const live = (expiresAt: number | undefined) => expiresAt === undefined || expiresAt > nowSeconds;
+  const live = (expiresAt: number | undefined) =>
+    nowSeconds === null || expiresAt === undefined || expiresAt > nowSeconds;
   items.forEach((item, i) => {
     const field = `${userPartitionKey(key)}[${i}]`;
     const sk = str(item, SORT_KEY, field);
@@ -466,7 +493,8 @@ const ROLE_ATTRIBUTES: ReadonlySet<string> = new Set([
   'inherits',
 ]);
 
-function toRoleRecord(item: Item, field: string): RoleRecord {
+/** The role definition of one `ROLES#` item; `field` names the item in errors. */
+export function toRoleRecord(item: Item, field: string): RoleRecord {
   // A misspelt `denies` dropped here would lose the role's denies: refuse the record.
   const extra = unknownAttribute(item, ROLE_ATTRIBUTES);
   if (extra !== undefined) invalid(`${field}.${extra}`, 'unknown attribute on a role definition');
@@ -616,8 +644,25 @@ export async function writeItems(
   tableName: string,
   items: readonly Item[],
 ): Promise<void> {
-  for (let i = 0; i < items.length; i += 25) {
-    let requests: WriteRequest[] = items.slice(i, i + 25).map((Item) => ({ PutRequest: { Item } }));
+  await writeRequests(
+    client,
+    tableName,
+    items.map((Item) => ({ PutRequest: { Item } })),
+  );
+}
+
+/**
+ * Sends puts and deletes with BatchWriteItem, 25 per batch in the given order, retrying
+ * unprocessed items with exponential backoff (at most 8 attempts per batch). A batch may apply
+ * in any order, and the items of one batch must have distinct keys.
+ */
+export async function writeRequests(
+  client: DynamoDBClient,
+  tableName: string,
+  all: readonly WriteRequest[],
+): Promise<void> {
+  for (let i = 0; i < all.length; i += 25) {
+    let requests: WriteRequest[] = all.slice(i, i + 25);
     for (let attempt = 0; requests.length > 0; attempt++) {
       if (attempt >= 8)
         throw new StoreError('store_unavailable', 'dynamodb: batch write throttled');
