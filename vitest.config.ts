@@ -4,8 +4,15 @@ import { defineConfig } from 'vitest/config';
 // Every suite in one run: the core in Node, the core and the Worker inside workerd (through
 // the Workers Vitest integration), the AWS edge against a local DynamoDB-compatible server,
 // and end-to-end tests that start real processes on loopback.
+
+// Decision log lines (every deny the suites provoke) are kept out of the test output; the
+// tests that are about them capture the console themselves.
+const quietDecisionLines = (log: string) =>
+  log.includes('gatehouse.decision') ? false : undefined;
+
 export default defineConfig({
   test: {
+    onConsoleLog: quietDecisionLines,
     projects: [
       {
         test: {

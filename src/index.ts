@@ -5,6 +5,23 @@
 
 export type { StoreErrorCode, TokenErrorCode } from './errors.ts';
 export { ConfigError, GatehouseError, StoreError, TokenError } from './errors.ts';
+export type {
+  DecisionLogConfig,
+  DecisionLoggerOptions,
+  DecisionLogLevel,
+  DecisionLogLine,
+  DecisionLogTarget,
+  LoggedRequest,
+} from './logging/index.ts';
+export {
+  consoleJsonWriter,
+  consoleObjectWriter,
+  DECISION_LOG_ENV,
+  DECISION_LOG_TYPE,
+  DecisionLogger,
+  readDecisionLogConfig,
+  tokenDigest,
+} from './logging/index.ts';
 export {
   compilePermissions,
   compileRoles,

@@ -6,6 +6,12 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ConfigError } from '../errors.ts';
+import {
+  consoleJsonWriter,
+  DECISION_LOG_ENV,
+  DecisionLogger,
+  readDecisionLogConfig,
+} from '../logging/decision-log.ts';
 import { Gatehouse } from '../policy/decide.ts';
 import { compilePolicy } from '../policy/policy.ts';
 import { createDynamoDBClient, DynamoDBStore } from '../stores/dynamodb.ts';
@@ -36,6 +42,8 @@ export const ENV = {
   algorithms: 'GATEHOUSE_ALGORITHMS',
   tenantClaim: 'GATEHOUSE_TENANT_CLAIM',
   endpoint: 'DYNAMODB_ENDPOINT',
+  decisionLog: DECISION_LOG_ENV.enabled,
+  decisionLogAllowSampleRate: DECISION_LOG_ENV.allowSampleRate,
 } as const;
 
 export interface LambdaHandlerOptions {
@@ -46,7 +54,10 @@ export interface LambdaHandlerOptions {
   readonly client?: DynamoDBClient;
   readonly fetch?: typeof fetch;
   readonly now?: () => number;
+  /** Where every log line goes, decision lines included; default one JSON string per line. */
   readonly log?: (entry: Record<string, unknown>) => void;
+  /** Picks the sampled allows (default Math.random); injected by tests. */
+  readonly random?: () => number;
 }
 
 export interface LambdaHandler {
@@ -156,6 +167,16 @@ export function buildAuthorizer(options: LambdaHandlerOptions): {
     ...(options.fetch && { fetch: options.fetch }),
     ...(options.now && { now: options.now }),
   });
+  const logConfig = readDecisionLogConfig((name) => env[name]);
+  const decisionLog =
+    logConfig === null
+      ? null
+      : new DecisionLogger({
+          allowSampleRate: logConfig.allowSampleRate,
+          write: options.log ?? consoleJsonWriter,
+          ...(options.random && { random: options.random }),
+          ...(options.now && { now: options.now }),
+        });
   const mode = (env[ENV.mode] ?? 'route') as AuthorizerMode;
   const httpApiResponse = (env[ENV.httpApiResponse] ?? 'simple') as HttpApiResponse;
   const usageClaim = env[ENV.usageClaim];
@@ -166,6 +187,7 @@ export function buildAuthorizer(options: LambdaHandlerOptions): {
     cacheTtlSeconds: intFrom(env, ENV.cacheTtl, 300),
     ...(usageClaim ? { usageIdentifierClaim: usageClaim } : {}),
     ...(options.log && { log: options.log }),
+    decisionLog,
     ...(options.now && { now: options.now }),
   });
   return { authorizer, gatehouse };
@@ -176,8 +198,7 @@ export function buildAuthorizer(options: LambdaHandlerOptions): {
  * and every invocation fails with an authorizer error (API Gateway 500).
  */
 export function createLambdaHandler(options: LambdaHandlerOptions): LambdaHandler {
-  const log =
-    options.log ?? ((entry: Record<string, unknown>) => console.log(JSON.stringify(entry)));
+  const log = options.log ?? consoleJsonWriter;
   let built: { authorizer: Authorizer; gatehouse: Gatehouse } | undefined;
   let configError: Error | undefined;
   try {

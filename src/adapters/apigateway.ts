@@ -11,6 +11,10 @@
  * Two modes (docs/aws.md, "Modes and caching"): `route` answers for the current route only and
  * needs identity sources that include the method and path; `principal` lists every route the
  * principal may call, so a TOKEN authorizer's cached answer is right for every later route.
+ *
+ * Every decision is one decision log line (edge `apigateway`, docs/aws.md "Decision logs"),
+ * written through `log` before the answer is returned; the authorizer's other lines (principal
+ * policy warnings) go through `log` too.
  */
 import type {
   APIGatewayAuthorizerResult,
@@ -19,6 +23,7 @@ import type {
   APIGatewayTokenAuthorizerEvent,
 } from 'aws-lambda';
 import { ConfigError, TokenError } from '../errors.ts';
+import { consoleJsonWriter, DecisionLogger } from '../logging/decision-log.ts';
 import { compilePermissions } from '../permissions/permission-set.ts';
 import { compileRoles } from '../permissions/roles.ts';
 import type { Gatehouse } from '../policy/decide.ts';
@@ -49,8 +54,16 @@ export interface AuthorizerOptions {
   readonly cacheTtlSeconds?: number;
   /** A kept claim whose string value becomes `usageIdentifierKey` (REST usage plans). */
   readonly usageIdentifierClaim?: string;
-  /** One line per event worth logging (denies, failures); default console.log of JSON. */
+  /**
+   * Where every line goes: decision lines and the authorizer's own warnings, each an object
+   * with a `level`. Default {@link consoleJsonWriter}: one JSON string per line, for CloudWatch.
+   */
   readonly log?: (entry: Record<string, unknown>) => void;
+  /**
+   * Writes one line per decision (denies always, allows sampled). Default: a logger at the
+   * default allow rate (0.01) writing through `log`; null turns decision lines off.
+   */
+  readonly decisionLog?: DecisionLogger | null;
   /** Clock, ms; default the Gatehouse's. */
   readonly now?: () => number;
 }
@@ -269,8 +282,12 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     throw new ConfigError('AUTHORIZER_TTL_SECONDS', 'expected an integer from 0 to 3600');
   }
   const usageClaim = options.usageIdentifierClaim;
-  const log = options.log ?? ((entry) => console.log(JSON.stringify(entry)));
+  const log = options.log ?? consoleJsonWriter;
   const now = options.now ?? Date.now;
+  const decisionLog =
+    options.decisionLog === undefined
+      ? new DecisionLogger({ write: log, now })
+      : options.decisionLog;
   const policy = gatehouse.policy;
   const compiled = new WeakMap<object, PrincipalCacheEntry>();
 
@@ -426,28 +443,13 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     } as IamResponse;
   }
 
-  return async function authorize(event: AuthorizerEvent): Promise<AuthorizerResponse> {
-    const parsed = parseEvent(event);
-    const decision = QUERY_OR_FRAGMENT.test(parsed.path)
-      ? MALFORMED
-      : await gatehouse.decide({
-          method: parsed.method,
-          path: parsed.path,
-          authorization: parsed.authorization,
-          ip: parsed.ip,
-        });
+  function answer(
+    parsed: ParsedEvent,
+    decision: Decision,
+  ): AuthorizerResponse | Promise<IamResponse> {
     if (decision.status === 503) {
-      log({ level: 'error', msg: 'authorizer failure', reason: decision.reason });
       throw new AuthorizerFailure(`authorizer failure (${decision.reason})`);
     }
-    if (!decision.allow)
-      log({
-        level: 'info',
-        msg: 'deny',
-        reason: decision.reason,
-        status: decision.status,
-        route: decision.route,
-      });
     const simple = parsed.kind === 'http' && httpApiResponse === 'simple';
     if (simple) {
       return { isAuthorized: decision.allow, context: buildContext(decision, 'route') };
@@ -456,6 +458,29 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     if (mode === 'principal') return principalPolicy(parsed, decision);
     const arn = `${parsed.arn.prefix}${parsed.arn.verb}${parsed.arn.path}`;
     return routePolicy(decision, escapeArn(arn));
+  }
+
+  return async function authorize(event: AuthorizerEvent): Promise<AuthorizerResponse> {
+    const parsed = parseEvent(event);
+    const startedAt = decisionLog === null ? 0 : decisionLog.start();
+    const decision = QUERY_OR_FRAGMENT.test(parsed.path)
+      ? MALFORMED
+      : await gatehouse.decide({
+          method: parsed.method,
+          path: parsed.path,
+          authorization: parsed.authorization,
+          ip: parsed.ip,
+        });
+    // The line (with the request's own reason and status, which a principal-mode answer never
+    // carries) is written before the answer leaves, however it leaves: a frozen container
+    // might never run a pending write. The pending promise never rejects.
+    const logged = decisionLog?.log('apigateway', decision, parsed, startedAt);
+    if (logged === undefined) return answer(parsed, decision);
+    try {
+      return await answer(parsed, decision);
+    } finally {
+      await logged;
+    }
   };
 }
 
@@ -503,3 +528,12 @@ export function globMatches(pattern: string, text: string): boolean {
   while (pattern[p] === '*') p++;
   return p === pattern.length;
 }
+
+// Decision logs for callers wiring their own authorizer (`gatehouse/aws`).
+export {
+  consoleJsonWriter,
+  DecisionLogger,
+  type DecisionLoggerOptions,
+  type DecisionLogLine,
+  readDecisionLogConfig,
+} from '../logging/decision-log.ts';

@@ -12,6 +12,7 @@
  * makes every distinct subject cost one store read however many items name it.
  */
 import { TokenError } from '../errors.ts';
+import { type DecisionLogTarget, logDecision, startDecision } from '../logging/decision-log.ts';
 import { isValidPermission } from '../permissions/index.ts';
 // Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
 import type { Gatehouse } from '../policy/decide.ts';
@@ -323,25 +324,34 @@ async function routeCheck(
   return decision.route === undefined ? { ...decision, route: route.label } : decision;
 }
 
-/** Answers one (validated) item. Never throws: failures are deny answers, as in decide(). */
+/**
+ * Answers one (validated) item. Never throws: failures are deny answers, as in decide(). With
+ * `log`, the decision is logged (the item's method, path and a digest of its token, if any).
+ */
 export async function runCheck(
   gatehouse: Gatehouse,
   item: CheckItem,
   now: () => number = Date.now,
+  log?: DecisionLogTarget,
 ): Promise<CheckAnswer> {
+  const startedAt = startDecision(log);
+  const decision = await checkItem(gatehouse, item, now);
+  logDecision(log, decision, item, startedAt);
+  return answer(decision);
+}
+
+async function checkItem(gatehouse: Gatehouse, item: CheckItem, now: () => number) {
   const context = item.context ?? {};
   try {
     if (item.token !== undefined) {
       if (item.path !== undefined) {
-        return answer(
-          await gatehouse.decide({
-            method: item.method!,
-            path: item.path,
-            authorization: `Bearer ${item.token}`,
-            ip: context.ip,
-            country: context.country,
-          }),
-        );
+        return await gatehouse.decide({
+          method: item.method!,
+          path: item.path,
+          authorization: `Bearer ${item.token}`,
+          ip: context.ip,
+          country: context.country,
+        });
       }
       let principal: Principal;
       try {
@@ -349,19 +359,19 @@ export async function runCheck(
       } catch (error) {
         if (error instanceof TokenError) {
           const status = error.code === 'keys_unavailable' ? 503 : 401;
-          return answer(fixed(false, status, error.code, error.message));
+          return fixed(false, status, error.code, error.message);
         }
         throw error;
       }
-      return answer(await permissionCheck(gatehouse, principal, item, context));
+      return await permissionCheck(gatehouse, principal, item, context);
     }
     const principal = subjectPrincipal(item, now());
     if (item.path !== undefined) {
-      return answer(await routeCheck(gatehouse, principal, item.method!, item.path, context));
+      return await routeCheck(gatehouse, principal, item.method!, item.path, context);
     }
-    return answer(await permissionCheck(gatehouse, principal, item, context));
+    return await permissionCheck(gatehouse, principal, item, context);
   } catch {
-    return answer(fixed(false, 503, 'internal_error', 'The check failed; the answer is deny.'));
+    return fixed(false, 503, 'internal_error', 'The check failed; the answer is deny.');
   }
 }
 
@@ -380,8 +390,9 @@ export function runBatch(
   gatehouse: Gatehouse,
   items: readonly CheckItem[],
   now: () => number = Date.now,
+  log?: DecisionLogTarget,
 ): Promise<CheckAnswer[]> {
-  return Promise.all(items.map((item) => runCheck(gatehouse, item, now)));
+  return Promise.all(items.map((item) => runCheck(gatehouse, item, now, log)));
 }
 
 /**
@@ -392,17 +403,28 @@ export async function authorizeCaller(
   gatehouse: Gatehouse,
   request: Request,
   context: CheckContext,
+  log?: DecisionLogTarget,
 ): Promise<Principal | Response> {
   const authorization = request.headers.get('authorization');
+  const startedAt = startDecision(log);
+  // Logged as a decision of its own: the endpoint's path, `authz:check` as the requirement.
+  const logged = (decision: Decision) => {
+    if (log === undefined) return;
+    const path = new URL(request.url).pathname;
+    logDecision(log, decision, { method: request.method, path, authorization }, startedAt);
+  };
   let principal: Principal;
   try {
     principal = (await gatehouse.verifier.verify(extractBearer(authorization))).principal;
   } catch (error) {
     const code = error instanceof TokenError ? error.code : 'internal_error';
     const status = code === 'keys_unavailable' || code === 'internal_error' ? 503 : 401;
-    return denyResponse(fixed(false, status, code, ''), authorization);
+    const refused = fixed(false, status, code, '');
+    logged(refused);
+    return denyResponse(refused, authorization);
   }
   const decision = await gatehouse.check(principal, [CHECK_PERMISSION], context);
+  logged(decision);
   return decision.allow ? principal : denyResponse(decision, authorization);
 }
 
@@ -542,7 +564,13 @@ function inputProblem(error: CheckInputError): Response {
 export async function handleCheckRequest(
   gatehouse: Gatehouse,
   request: Request,
-  options: { batch: boolean; context: CheckContext; now?: () => number },
+  options: {
+    batch: boolean;
+    context: CheckContext;
+    now?: () => number;
+    /** Where the caller's and every item's decision is logged (edge `check-api`). */
+    log?: DecisionLogTarget | undefined;
+  },
 ): Promise<Response> {
   if (request.method !== 'POST') {
     return problemResponse({
@@ -552,7 +580,8 @@ export async function handleCheckRequest(
       headers: { allow: 'POST' },
     });
   }
-  const caller = await authorizeCaller(gatehouse, request, options.context);
+  const log = options.log;
+  const caller = await authorizeCaller(gatehouse, request, options.context, log);
   if (caller instanceof Response) return caller;
   const body = await readJson(request);
   if (body instanceof Response) return body;
@@ -572,7 +601,7 @@ export async function handleCheckRequest(
   );
   if (scoped instanceof Response) return scoped;
   if (options.batch) {
-    return jsonResponse({ results: await runBatch(gatehouse, scoped, options.now) });
+    return jsonResponse({ results: await runBatch(gatehouse, scoped, options.now, log) });
   }
-  return jsonResponse(await runCheck(gatehouse, scoped[0]!, options.now));
+  return jsonResponse(await runCheck(gatehouse, scoped[0]!, options.now, log));
 }

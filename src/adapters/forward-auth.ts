@@ -4,6 +4,7 @@
  * `X-Forwarded-Uri` and the client's Authorization header; the answer is 200 with identity
  * headers, 401 with a challenge, 403, or 400 / 503 (which proxies treat as errors: fail closed).
  */
+import { type DecisionLogTarget, logDecision, startDecision } from '../logging/decision-log.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { type CheckContext, MAX_CHECK_BODY_BYTES } from './check-api.ts';
 import { denyResponse, identityHeaders, problemResponse } from './http.ts';
@@ -12,6 +13,8 @@ export interface ForwardAuthOptions {
   readonly context: CheckContext;
   /** Keeps the caller's decision alive past a cancelled request (see docs/workers.md). */
   readonly waitUntil?: (promise: Promise<unknown>) => void;
+  /** Where the decision is logged (edge `forward-auth`); none when absent. */
+  readonly log?: DecisionLogTarget | undefined;
 }
 
 // scheme "://" authority, then the path up to the query or fragment (RFC 3986 §3).
@@ -52,15 +55,18 @@ export async function handleForwardAuth(
     });
   }
   const authorization = request.headers.get('authorization');
-  const pending = gatehouse.decide({
+  const asked = {
     method,
     path,
     authorization,
     ip: options.context.ip,
     country: options.context.country,
-  });
+  };
+  const startedAt = startDecision(options.log);
+  const pending = gatehouse.decide(asked);
   options.waitUntil?.(pending);
   const decision = await pending;
+  logDecision(options.log, decision, asked, startedAt);
   if (!decision.allow) return denyResponse(decision, authorization);
   return new Response(null, {
     status: 200,

@@ -18,9 +18,13 @@
  * - `requirePermission(...)` needs the middleware before it (it reads the verified principal and
  *   the Gatehouse from the context); without it, it fails closed with 500. On a public route
  *   (no principal yet) it verifies the request's token itself: 401 without a valid one.
+ * - Decision logs are off unless you pass `decisionLog` (a {@link DecisionLogger} built once per
+ *   isolate): a library should not write to an application's logs unasked. With it, every
+ *   decision the middleware and `requirePermission` make is one line (edge `hono`).
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import { TokenError } from '../errors.ts';
+import type { DecisionLogger } from '../logging/decision-log.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { extractBearer } from '../token/index.ts';
 import type { Decision, Principal } from '../types.ts';
@@ -34,6 +38,8 @@ export interface GatehouseContext {
   readonly decision: Decision | undefined;
   /** The instance that decided, for further checks in handlers. */
   readonly gatehouse: Gatehouse;
+  /** The middleware's decision logger, which `requirePermission` logs through too. */
+  readonly decisionLog?: DecisionLogger | undefined;
 }
 
 export interface GatehouseVariables {
@@ -55,6 +61,28 @@ export interface GatehouseMiddlewareOptions {
   readonly gatehouse: Gatehouse | ((c: Context) => Gatehouse);
   /** `routes` (default): the whole decision against the policy; `token`: verify only. */
   readonly authorize?: 'routes' | 'token';
+  /** Logs each decision (edge `hono`); default none. Build it once, at module scope. */
+  readonly decisionLog?: DecisionLogger | undefined;
+}
+
+/** Logs a decision about this request; the pending line goes to waitUntil on Workers. */
+function logged(
+  c: Context,
+  logger: DecisionLogger | undefined,
+  decision: Decision,
+  authorization: string | null,
+  startedAt: number,
+  path?: string,
+): void {
+  if (logger === undefined) return;
+  // The raw path, as decided on (Hono's c.req.path is percent-decoded).
+  const request = {
+    method: c.req.method,
+    path: path ?? new URL(c.req.url).pathname,
+    authorization,
+  };
+  const pending = logger.log('hono', decision, request, startedAt);
+  if (pending !== undefined) keepAlive(c, pending);
 }
 
 function keepAlive(c: Context, promise: Promise<unknown>): void {
@@ -71,7 +99,9 @@ async function verifyToken(
   c: Context,
   instance: Gatehouse,
   authorization: string | null,
+  logger: DecisionLogger | undefined,
 ): Promise<Principal | Response> {
+  const startedAt = logger === undefined ? 0 : logger.start();
   try {
     const verifying = instance.verifier.verify(extractBearer(authorization));
     keepAlive(
@@ -82,10 +112,9 @@ async function verifyToken(
   } catch (error) {
     const code = error instanceof TokenError ? error.code : 'internal_error';
     const status = code === 'keys_unavailable' || code === 'internal_error' ? 503 : 401;
-    return denyResponse(
-      { allow: false, status, reason: code, explain: '' } as Decision,
-      authorization,
-    );
+    const refused = { allow: false, status, reason: code, explain: '' } as Decision;
+    logged(c, logger, refused, authorization, startedAt);
+    return denyResponse(refused, authorization);
   }
 }
 
@@ -100,27 +129,41 @@ export function gatehouse(
     typeof options.gatehouse === 'function'
       ? options.gatehouse
       : () => options.gatehouse as Gatehouse;
+  const logger = options.decisionLog;
   return async (c, next) => {
     const instance = resolve(c);
     const authorization = c.req.header('authorization') ?? null;
     if (mode === 'token') {
-      const verified = await verifyToken(c, instance, authorization);
+      const verified = await verifyToken(c, instance, authorization, logger);
       if (verified instanceof Response) return verified;
-      c.set('gatehouse', { principal: verified, decision: undefined, gatehouse: instance });
+      c.set('gatehouse', {
+        principal: verified,
+        decision: undefined,
+        gatehouse: instance,
+        decisionLog: logger,
+      });
       return next();
     }
     const context = clientContext(c.req.raw);
+    const path = new URL(c.req.url).pathname;
+    const startedAt = logger === undefined ? 0 : logger.start();
     const deciding = instance.decide({
       method: c.req.method,
-      path: new URL(c.req.url).pathname,
+      path,
       authorization,
       ip: context.ip,
       country: context.country,
     });
     keepAlive(c, deciding);
     const decision = await deciding;
+    logged(c, logger, decision, authorization, startedAt, path);
     if (!decision.allow) return denyResponse(decision, authorization);
-    c.set('gatehouse', { principal: decision.principal, decision, gatehouse: instance });
+    c.set('gatehouse', {
+      principal: decision.principal,
+      decision,
+      gatehouse: instance,
+      decisionLog: logger,
+    });
     return next();
   };
 }
@@ -155,20 +198,30 @@ export function requirePermission(
     if (principal === undefined) {
       // A public route let the request through without verifying a token; a permission needs
       // a verified caller, so verify the token now (401 without one, as on any protected route).
-      const verified = await verifyToken(c, state.gatehouse, authorization);
+      const verified = await verifyToken(c, state.gatehouse, authorization, state.decisionLog);
       if (verified instanceof Response) return verified;
       principal = verified;
       c.set('gatehouse', { ...state, principal });
     }
+    const logger = state.decisionLog;
+    const startedAt = logger === undefined ? 0 : logger.start();
     const checking = state.gatehouse.check(principal, list, clientContext(c.req.raw), mode);
     keepAlive(c, checking);
     const decision = await checking;
+    logged(c, logger, decision, authorization, startedAt);
     if (!decision.allow) return denyResponse(decision, authorization);
     return next();
   };
 }
 
 // What a Hono app on Workers needs to build its Gatehouse, without the root entry's YAML parser.
+export {
+  consoleJsonWriter,
+  consoleObjectWriter,
+  DecisionLogger,
+  type DecisionLoggerOptions,
+  type DecisionLogLine,
+} from '../logging/decision-log.ts';
 export { Gatehouse } from '../policy/decide.ts';
 export { compilePolicy } from '../policy/policy.ts';
 export { KvJwksPersistence, KvStore } from '../stores/kv.ts';

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuthorizerEvent, PRINCIPAL_REASON } from '../../src/adapters/apigateway.ts';
 import { createLambdaHandler } from '../../src/adapters/apigateway-lambda.ts';
+import { DECISION_LOG_TYPE } from '../../src/logging/decision-log.ts';
 import { type DecisionCase, demoToken } from '../support/cases.ts';
 import { evaluatePolicy } from './apigw-cache-model.ts';
 import {
@@ -87,6 +88,9 @@ for (const { kind, mode, applies } of KINDS) {
       const token = await demoToken(c, SECRET);
       const { event, arn } = eventFor(kind, c, token);
       logs.length = 0;
+      // The request's own deny line (written before the answer leaves; denies always are).
+      const decisionLine = () =>
+        logs.find((l) => l.type === DECISION_LOG_TYPE && l.allow === false);
       let got: { allow: boolean; status: number; reason: unknown };
       try {
         const response = await handler(event);
@@ -99,11 +103,11 @@ for (const { kind, mode, applies } of KINDS) {
           };
         } else if (mode === 'principal') {
           // A principal-mode answer is reused for later routes, so its context names no reason
-          // or status; a deny's own reason and status are in its log line.
+          // or status; a deny's own reason and status are in its decision log line.
           expect(response.context.reason).toBe(PRINCIPAL_REASON);
           expect(response.context.status).toBeUndefined();
           const answer = evaluatePolicy(response, arn);
-          const denied = logs.find((l) => l.msg === 'deny');
+          const denied = decisionLine();
           got = answer.allow
             ? { allow: true, status: 200, reason: c.expect.allow ? c.expect.reason : 'allowed' }
             : {
@@ -121,7 +125,7 @@ for (const { kind, mode, applies } of KINDS) {
         }
       } catch (error) {
         expect((error as Error).message).toBe('Unauthorized');
-        got = { allow: false, status: 401, reason: logs.at(-1)?.reason };
+        got = { allow: false, status: 401, reason: decisionLine()?.reason };
       }
       expect(got).toEqual(c.expect);
     });
