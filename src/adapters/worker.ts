@@ -7,11 +7,20 @@
  * type-checks under the Node tsconfig and can be driven from tests with any env object.
  */
 import { ConfigError } from '../errors.ts';
+import {
+  consoleObjectWriter,
+  type DecisionLogConfig,
+  DecisionLogger,
+  type DecisionLogTarget,
+  readDecisionLogConfig,
+} from '../logging/decision-log.ts';
 // Not ../policy/index.ts: that re-exports the YAML text parser, which a Worker must not bundle.
 import { Gatehouse } from '../policy/decide.ts';
 import { type CompiledPolicy, compilePolicy } from '../policy/policy.ts';
 import { KvJwksPersistence, type KvNamespaceLike, KvStore } from '../stores/kv.ts';
+import { type KvAdminNamespace, KvAdminStore } from '../stores/kv-admin.ts';
 import type { Decision } from '../types.ts';
+import { type AdminApi, createAdminApi } from './admin-api.ts';
 import {
   type CheckAnswer,
   CheckInputError,
@@ -59,6 +68,10 @@ export interface GatehouseWorkerEnv {
   readonly FORWARD_OVERRIDE_HEADERS?: string;
   /** A secret (`wrangler secret put`) sent to the origin as X-Gatehouse-Origin-Secret. */
   readonly ORIGIN_SHARED_SECRET?: string;
+  /** `on` (default) writes one decision line per decision to Workers Logs; `off` none. */
+  readonly DECISION_LOG?: string;
+  /** Share of allows logged, a number from 0 to 1; default 0.01 (denies are always logged). */
+  readonly DECISION_LOG_ALLOW_SAMPLE_RATE?: string;
   /** Secrets named by the policy's `secretEnv` (GATEHOUSE_DEV_SECRET in the demo), and others. */
   readonly [name: string]: unknown;
 }
@@ -79,10 +92,14 @@ export interface WorkerConfig {
   /** null when the HTTP check API and forward-auth are off. */
   readonly prefix: string | null;
   readonly kvCacheTtl: number;
+  /** Days the admin API keeps audit records (AUDIT_RETENTION_DAYS, default 90). */
+  readonly auditRetentionDays: number;
   readonly forwardAuthIpHeader: string | null;
   readonly forwardOverrideHeaders: boolean;
   /** Sent to the origin as {@link ORIGIN_SECRET_HEADER}; null when unset. */
   readonly originSecret: string | null;
+  /** Decision logs (`DECISION_LOG`, `DECISION_LOG_ALLOW_SAMPLE_RATE`); null when off. */
+  readonly decisionLog: DecisionLogConfig | null;
 }
 
 function stringVar(env: GatehouseWorkerEnv, name: string): string | undefined {
@@ -147,6 +164,12 @@ export function readWorkerConfig(env: GatehouseWorkerEnv): WorkerConfig {
     throw new ConfigError('KV_CACHE_TTL', 'expected whole seconds from 30 (KV minimum) to 3600');
   }
 
+  const retentionText = stringVar(env, 'AUDIT_RETENTION_DAYS') ?? '90';
+  const auditRetentionDays = Number(retentionText);
+  if (!/^\d+$/.test(retentionText) || auditRetentionDays < 1 || auditRetentionDays > 3650) {
+    throw new ConfigError('AUDIT_RETENTION_DAYS', 'expected whole days from 1 to 3650');
+  }
+
   const ipHeader = stringVar(env, 'FORWARD_AUTH_IP_HEADER') ?? null;
   if (ipHeader !== null && !/^[A-Za-z0-9-]{1,64}$/.test(ipHeader)) {
     throw new ConfigError('FORWARD_AUTH_IP_HEADER', 'expected a header name such as X-Real-IP');
@@ -161,14 +184,18 @@ export function readWorkerConfig(env: GatehouseWorkerEnv): WorkerConfig {
     );
   }
 
+  const decisionLog = readDecisionLogConfig((name) => stringVar(env, name));
+
   return {
     origin,
     forwardAuthorization: forward,
     prefix,
     kvCacheTtl,
+    auditRetentionDays,
     forwardAuthIpHeader: ipHeader,
     forwardOverrideHeaders,
     originSecret,
+    decisionLog,
   };
 }
 
@@ -211,10 +238,14 @@ export interface GatehouseWorkerOptions {
   readonly wrapKv?: (kv: KvNamespaceLike) => KvNamespaceLike;
 }
 
-/** What one isolate builds once: the Gatehouse on KV and the parsed configuration. */
+/** What one isolate builds once: the Gatehouse on KV, the parsed configuration, the logger. */
 export interface WorkerRuntime {
   readonly gatehouse: Gatehouse;
   readonly config: WorkerConfig;
+  /** Writes decision lines to Workers Logs; null when `DECISION_LOG` is off. */
+  readonly decisionLog: DecisionLogger | null;
+  /** The admin API under `<prefix>/v1/admin`; null without a prefix or a KV binding. */
+  readonly admin: AdminApi | null;
 }
 
 export interface GatehouseWorker {
@@ -329,7 +360,28 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
       fetch: fetchImpl,
       now,
     });
-    runtime = { gatehouse, config };
+    const decisionLog =
+      config.decisionLog === null
+        ? null
+        : new DecisionLogger({
+            allowSampleRate: config.decisionLog.allowSampleRate,
+            write: consoleObjectWriter,
+            now,
+          });
+    // The raw binding: a wrapped one (tests, benchmarks) may lack list(), which management needs.
+    const admin =
+      config.prefix === null ||
+      binding === undefined ||
+      typeof (binding as unknown as Partial<KvAdminNamespace>).list !== 'function'
+        ? null
+        : createAdminApi({
+            gatehouse,
+            store: new KvAdminStore(binding as unknown as KvAdminNamespace),
+            basePath: `${config.prefix}/v1/admin`,
+            auditRetentionDays: config.auditRetentionDays,
+            now,
+          });
+    runtime = { gatehouse, config, decisionLog, admin };
     return runtime;
   }
 
@@ -367,7 +419,26 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
     });
   }
 
-  async function api(request: Request, url: URL, rt: WorkerRuntime): Promise<Response> {
+  /** Where an edge's decisions go in this request; undefined when decision logs are off. */
+  function logTarget(
+    rt: WorkerRuntime,
+    edge: string,
+    ctx: WaitUntilContext | undefined,
+  ): DecisionLogTarget | undefined {
+    if (rt.decisionLog === null) return undefined;
+    return {
+      logger: rt.decisionLog,
+      edge,
+      waitUntil: ctx === undefined ? undefined : (promise) => ctx.waitUntil(promise),
+    };
+  }
+
+  async function api(
+    request: Request,
+    url: URL,
+    rt: WorkerRuntime,
+    ctx: WaitUntilContext,
+  ): Promise<Response> {
     const { gatehouse, config } = rt;
     const rest = url.pathname.slice(config.prefix!.length);
     const context = clientContext(request);
@@ -376,6 +447,7 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
         batch: rest === '/v1/check/batch',
         context,
         now,
+        log: logTarget(rt, 'check-api', ctx),
       });
     }
     if (rest === '/v1/authorize') {
@@ -386,12 +458,23 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
           ...(ip !== undefined && { ip }),
           ...(context.country !== undefined && { country: context.country }),
         },
+        log: logTarget(rt, 'forward-auth', ctx),
       });
+    }
+    if (rest === '/v1/admin' || rest.startsWith('/v1/admin/')) {
+      if (rt.admin === null) {
+        return problemResponse({ status: 404, reason: 'not_found', detail: 'No such endpoint.' });
+      }
+      return rt.admin.fetch(request, context);
     }
     return problemResponse({ status: 404, reason: 'not_found', detail: 'No such endpoint.' });
   }
 
-  async function handle(request: Request, env: GatehouseWorkerEnv): Promise<Response> {
+  async function handle(
+    request: Request,
+    env: GatehouseWorkerEnv,
+    ctx: WaitUntilContext,
+  ): Promise<Response> {
     let rt: WorkerRuntime;
     try {
       rt = build(env);
@@ -408,22 +491,34 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
     const url = new URL(request.url);
     const prefix = rt.config.prefix;
     if (prefix !== null && (url.pathname === prefix || url.pathname.startsWith(`${prefix}/`))) {
-      return api(request, url, rt);
+      return api(request, url, rt, ctx);
     }
     const authorization = request.headers.get('authorization');
     const context = clientContext(request);
-    const decision = await rt.gatehouse.decide({
+    const asked = {
       method: request.method,
       path: url.pathname,
       authorization,
       ip: context.ip,
       country: context.country,
-    });
+    };
+    const logger = rt.decisionLog;
+    const startedAt = logger === null ? 0 : logger.start();
+    const decision = await rt.gatehouse.decide(asked);
+    if (logger !== null) {
+      // Written after the response if need be (the digest is async): never delays the answer.
+      const logged = logger.log('worker', decision, asked, startedAt);
+      if (logged !== undefined) ctx.waitUntil(logged);
+    }
     if (!decision.allow) return denyResponse(decision, authorization);
     return forward(request, url, decision, rt.config);
   }
 
-  async function checkOne(item: unknown, env: GatehouseWorkerEnv): Promise<CheckAnswer> {
+  async function checkOne(
+    item: unknown,
+    env: GatehouseWorkerEnv,
+    ctx: WaitUntilContext | undefined,
+  ): Promise<CheckAnswer> {
     const rt = build(env);
     let parsed: CheckItem;
     try {
@@ -433,11 +528,16 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
       if (error instanceof CheckInputError) return invalidItem(error);
       throw error;
     }
-    return runCheck(rt.gatehouse, parsed, now);
+    return runCheck(rt.gatehouse, parsed, now, logTarget(rt, 'check-rpc', ctx));
   }
 
-  async function checkMany(items: unknown, env: GatehouseWorkerEnv): Promise<CheckAnswer[]> {
+  async function checkMany(
+    items: unknown,
+    env: GatehouseWorkerEnv,
+    ctx: WaitUntilContext | undefined,
+  ): Promise<CheckAnswer[]> {
     const rt = build(env);
+    const log = logTarget(rt, 'check-rpc', ctx);
     if (!Array.isArray(items)) throw new TypeError('checkBatch expects an array of items');
     if (items.length > MAX_BATCH_ITEMS) {
       throw new RangeError(`checkBatch expects at most ${MAX_BATCH_ITEMS} items`);
@@ -445,7 +545,7 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
     return Promise.all(
       items.map((item, i) => {
         try {
-          return runCheck(rt.gatehouse, parseCheckItem(item, `items[${i}]`), now);
+          return runCheck(rt.gatehouse, parseCheckItem(item, `items[${i}]`), now, log);
         } catch (error) {
           if (error instanceof CheckInputError) return invalidItem(error);
           throw error;
@@ -456,7 +556,7 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
 
   return {
     fetch(request, env, ctx) {
-      const pending = handle(request, env).catch(() => internalError());
+      const pending = handle(request, env, ctx).catch(() => internalError());
       // Requests share in-flight store loads (single-flight). Keeping each request alive until
       // its work settles means a load another request joined is never cancelled with the request
       // that started it (workerd cancels continuations of a finished request's promises).
@@ -464,10 +564,10 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
       return pending;
     },
     check(item, env, ctx) {
-      return keptAlive(checkOne(item, env), ctx);
+      return keptAlive(checkOne(item, env, ctx), ctx);
     },
     checkBatch(items, env, ctx) {
-      return keptAlive(checkMany(items, env), ctx);
+      return keptAlive(checkMany(items, env, ctx), ctx);
     },
     runtime: build,
   };

@@ -5,6 +5,8 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse, type Tags } from 'yaml';
+import { DEFAULT_ADMIN_BASE_PATH } from '../../src/adapters/admin-api.ts';
+import { ADMIN_ENV } from '../../src/adapters/admin-lambda.ts';
 import { ENV } from '../../src/adapters/apigateway-lambda.ts';
 import {
   PARTITION_KEY,
@@ -52,6 +54,8 @@ const resources = template.Resources as Record<
 const functions = Object.entries(resources).filter(
   ([, r]) => r.Type === 'AWS::Serverless::Function' && r.Metadata?.BuildMethod === 'esbuild',
 );
+const entryOf = (fn: { Metadata?: Free }) => fn.Metadata.BuildProperties.EntryPoints[0] as string;
+const authorizers = functions.filter(([, fn]) => entryOf(fn) === 'handlers/lambda.ts');
 
 describe('template.yaml', () => {
   it('has the authorizer functions bundled with esbuild from handlers/lambda.ts', () => {
@@ -69,14 +73,52 @@ describe('template.yaml', () => {
 
   it('sets only environment variables the handler reads', () => {
     const known = new Set<string>([...Object.values(ENV), 'GATEHOUSE_DEV_SECRET']);
+    const adminKnown = new Set<string>([...known, ...Object.values(ADMIN_ENV)]);
+    expect(authorizers.length).toBe(2);
     for (const [, fn] of functions) {
+      const admin = entryOf(fn) === 'handlers/admin-lambda.ts';
       for (const name of Object.keys(fn.Properties.Environment.Variables))
-        expect(known).toContain(name);
+        expect(admin ? adminKnown : known).toContain(name);
       expect(fn.Properties.Environment.Variables.TABLE_NAME).toEqual({
         'Fn::Ref': 'PermissionsTable',
       });
+    }
+    for (const [, fn] of authorizers) {
       expect(['principal', 'route']).toContain(fn.Properties.Environment.Variables.AUTHORIZER_MODE);
     }
+  });
+
+  it('deploys the admin API only when EnableAdminApi is true, behind the HTTP API authorizer', () => {
+    const admin = resources.AdminFunction as Free;
+    expect(entryOf(admin)).toBe('handlers/admin-lambda.ts');
+    expect(template.Parameters.EnableAdminApi.Default).toBe('false');
+    expect(admin.Condition).toBe('AdminApiEnabled');
+    // A tag on a flow sequence resolves to a YAML node here; its JSON is the plain value.
+    expect(JSON.parse(JSON.stringify(template.Conditions.AdminApiEnabled))).toEqual({
+      'Fn::Equals': [{ 'Fn::Ref': 'EnableAdminApi' }, 'true'],
+    });
+    expect(template.Outputs.AdminApiUrl.Condition).toBe('AdminApiEnabled');
+    // Writes need CRUD on the table; the authorizers keep read-only access.
+    expect(admin.Properties.Policies).toEqual([
+      { DynamoDBCrudPolicy: { TableName: { 'Fn::Ref': 'PermissionsTable' } } },
+    ]);
+    for (const [, fn] of authorizers) {
+      expect(Object.keys(fn.Properties.Policies[0])).toEqual(['DynamoDBReadPolicy']);
+    }
+    const events = Object.values(admin.Properties.Events) as Free[];
+    expect(events).toHaveLength(1);
+    const event = events[0];
+    expect(event.Type).toBe('HttpApi');
+    expect(event.Properties.ApiId).toEqual({ 'Fn::Ref': 'HttpApi' });
+    expect(event.Properties.Path).toBe(`${DEFAULT_ADMIN_BASE_PATH}/{proxy+}`);
+    // No Auth override: the API's default authorizer (GatehouseLambda) runs first.
+    expect(event.Properties.Auth).toBeUndefined();
+    expect(resources.HttpApi!.Properties.Auth.DefaultAuthorizer).toBe('GatehouseLambda');
+    expect(admin.Properties.Environment.Variables.AUDIT_RETENTION_DAYS).toEqual({
+      'Fn::Ref': 'AuditRetentionDays',
+    });
+    // The same bounds PermissionAdmin accepts.
+    expect(template.Parameters.AuditRetentionDays).toMatchObject({ MinValue: 1, MaxValue: 3650 });
   });
 
   it('declares the table key schema, TTL and recovery the store expects', () => {

@@ -12,8 +12,11 @@ declare global {
       readonly FORWARD_AUTHORIZATION?: string;
       readonly GATEHOUSE_PREFIX?: string;
       readonly KV_CACHE_TTL?: string;
+      readonly AUDIT_RETENTION_DAYS?: string;
       readonly GATEHOUSE_DEV_SECRET?: string;
       readonly FORWARD_OVERRIDE_HEADERS?: string;
+      readonly DECISION_LOG?: string;
+      readonly DECISION_LOG_ALLOW_SAMPLE_RATE?: string;
     }
   }
 }

@@ -1,0 +1,815 @@
+/**
+ * The admin API: REST resources for a subject's grants, denies and role assignments, the
+ * tenant's store roles, the explain check and the audit trail. A thin shell over
+ * {@link PermissionAdmin} (the CLI's code), so both validate and audit the same way. Served by the
+ * guard Worker under `<prefix>/v1/admin` (KV) and by the optional admin Lambda under `/v1/admin`
+ * (DynamoDB); docs/admin-api.md is the reference.
+ *
+ * Every call, in this order (so a caller without the permission learns nothing about bodies):
+ * 1. the bearer token verifies (401 with an RFC 6750 challenge; 503 when keys are unavailable);
+ * 2. the caller holds `admin:permissions`, or `admin:permissions:<tenant>` for a tenant's data
+ *    (403 `missing_permission` / `explicit_deny`; 503 when the store cannot say). A caller whose
+ *    token names a tenant manages that tenant only (403 `tenant_mismatch` for another);
+ * 3. the route, the query and then the JSON body are validated strictly (404, 405, 415, 413, 400
+ *    naming the field); nothing is written on a mistake;
+ * 4. the change runs through PermissionAdmin, which writes an audit record (actor
+ *    `<issuer>#<subject>`, via `admin-api`) for every change.
+ *
+ * No Workers or Node imports, and not the YAML parser: this module is bundled into the Worker.
+ */
+import { explainRequest } from '../admin/explain.ts';
+import { type ChangeResult, PermissionAdmin } from '../admin/operations.ts';
+import type { AdminStore, AuditRecord } from '../admin/types.ts';
+import { parseDuration } from '../cli/io.ts';
+import { AdminError, ConfigError, StoreError, TokenError } from '../errors.ts';
+import { isValidPermission } from '../permissions/grammar.ts';
+// Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
+import type { Gatehouse } from '../policy/decide.ts';
+import { fillTemplate, type PermissionTemplate } from '../policy/routes.ts';
+import { CachedStore } from '../stores/cache.ts';
+import { expiryToUnixSeconds } from '../stores/file.ts';
+import { extractBearer } from '../token/index.ts';
+import { hasDuplicateMemberName } from '../token/json.ts';
+import type { Decision, Grant, Principal, RoleRecord, SubjectKey } from '../types.ts';
+import { type ClientContext, clientContext, denyResponse } from './http.ts';
+
+/** The permission that allows every admin call, for every tenant and for untenanted data. */
+export const ADMIN_PERMISSION = 'admin:permissions';
+/** Where the resources live when no base path is given (the admin Lambda's default). */
+export const DEFAULT_ADMIN_BASE_PATH = '/v1/admin';
+/** Request bodies larger than this are refused (413) before parsing. */
+export const MAX_ADMIN_BODY_BYTES = 64 * 1024;
+/** Longest subject, role name, tenant or other text parameter accepted, in characters. */
+export const MAX_ADMIN_TEXT = 1024;
+/** Most audit records one call lists. */
+export const MAX_AUDIT_LIMIT = 1000;
+
+/** `admin:permissions:{tenant}`, filled the way route templates are (one percent-encoded segment). */
+const TENANT_PERMISSION: PermissionTemplate = {
+  text: `${ADMIN_PERMISSION}:{tenant}`,
+  parts: [`${ADMIN_PERMISSION}:`, 'tenant', ''],
+};
+
+/**
+ * The permissions a caller may hold to manage `tenant` (any one suffices): `admin:permissions`,
+ * and for a tenant also `admin:permissions:<tenant>` (the tenant percent-encoded as route
+ * templates fill values, so `Acme Corp` is `admin:permissions:Acme%20Corp`). A tenant too long
+ * for one permission segment can only be managed with `admin:permissions`.
+ */
+export function adminPermissionsFor(tenant: string | undefined): string[] {
+  if (tenant === undefined) return [ADMIN_PERMISSION];
+  const scoped = fillTemplate(TENANT_PERMISSION, { tenant });
+  return isValidPermission(scoped) ? [ADMIN_PERMISSION, scoped] : [ADMIN_PERMISSION];
+}
+
+export interface AdminApiOptions {
+  /** Verifies callers' tokens and checks their admin permission (through its cached store). */
+  readonly gatehouse: Gatehouse;
+  /** Where changes are written and the audit trail kept: the store the Gatehouse reads. */
+  readonly store: AdminStore;
+  /** Roles assignments may name and store roles may inherit; default the Gatehouse policy's. */
+  readonly policyRoles?: readonly RoleRecord[];
+  /** Days audit records are kept, 1 to 3650 (default 90). */
+  readonly auditRetentionDays?: number;
+  /** Path the resources live under, such as `/.gatehouse/v1/admin` (default `/v1/admin`). */
+  readonly basePath?: string;
+  /** Clock, ms (default Date.now). */
+  readonly now?: () => number;
+  /** Receives one entry per unexpected failure (never a token or a body); default console.error. */
+  readonly log?: (entry: Record<string, unknown>) => void;
+}
+
+/**
+ * One request, already taken apart: what the Worker builds from a Fetch API Request and the
+ * Lambda from an API Gateway event (whose path API Gateway may already have decoded).
+ */
+export interface AdminRequest {
+  readonly method: string;
+  /** The path below the base path as segments, each decoded exactly once; null: a bad escape. */
+  readonly segments: readonly string[] | null;
+  readonly query: URLSearchParams;
+  readonly headers: Headers;
+  /** The body as UTF-8 text, at most `maxBytes` (null when larger); throws on invalid UTF-8. */
+  readonly body: (maxBytes: number) => Promise<string | null>;
+  /** Client IP and country, for the caller's own conditional grants. */
+  readonly context: ClientContext;
+}
+
+export interface AdminApi {
+  readonly basePath: string;
+  /** Serves a Fetch API request (the Worker): path segments are percent-decoded once here. */
+  fetch(request: Request, context?: ClientContext): Promise<Response>;
+  /** Serves a request taken apart by the caller (the Lambda adapter). Never throws. */
+  handle(request: AdminRequest): Promise<Response>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+export type AdminReason =
+  | 'invalid_request'
+  | 'not_found'
+  | 'conflict'
+  | 'method_not_allowed'
+  | 'body_too_large'
+  | 'unsupported_media_type'
+  | 'tenant_mismatch'
+  | 'store_unavailable'
+  | 'store_invalid_record'
+  | 'configuration_error'
+  | 'internal_error';
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+/**
+ * An `application/problem+json` response (RFC 9457) shaped like the other endpoints' (`reason`),
+ * plus `field` naming the input at fault. `detail` never holds a token or error internals.
+ */
+export function adminProblem(
+  status: number,
+  reason: AdminReason,
+  detail: string,
+  extra: { field?: string | undefined; headers?: Record<string, string> } = {},
+): Response {
+  const body = {
+    type: 'about:blank',
+    title: TITLES[status] ?? 'Error',
+    status,
+    reason,
+    detail,
+    ...(extra.field !== undefined && { field: extra.field }),
+  };
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: {
+      'content-type': 'application/problem+json',
+      'cache-control': 'no-store',
+      ...extra.headers,
+    },
+  });
+}
+
+function json(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+  });
+}
+
+const STATUS_FOR: Record<AdminError['code'], number> = {
+  invalid_request: 400,
+  not_found: 404,
+  conflict: 409,
+};
+
+/** An input mistake, as the problem callers fix by reading `field`. */
+function invalid(field: string, expected: string): AdminError {
+  return new AdminError('invalid_request', `${field}: ${expected}`, { field });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+type Operation =
+  | 'user.show'
+  | 'grant'
+  | 'revoke'
+  | 'deny'
+  | 'undeny'
+  | 'assign'
+  | 'unassign'
+  | 'roles.list'
+  | 'role.show'
+  | 'role.put'
+  | 'role.rm'
+  | 'check'
+  | 'audit';
+
+interface Route {
+  readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** Literal segments, and `:name` for a parameter. */
+  readonly path: readonly string[];
+  readonly operation: Operation;
+  /** Query parameters besides `tenant`. */
+  readonly query?: readonly string[];
+  readonly body?: boolean;
+}
+
+const ROUTES: readonly Route[] = [
+  { method: 'GET', path: ['users', ':subject'], operation: 'user.show' },
+  { method: 'POST', path: ['users', ':subject', 'grants'], operation: 'grant', body: true },
+  { method: 'DELETE', path: ['users', ':subject', 'grants', ':permission'], operation: 'revoke' },
+  { method: 'POST', path: ['users', ':subject', 'denies'], operation: 'deny', body: true },
+  { method: 'DELETE', path: ['users', ':subject', 'denies', ':permission'], operation: 'undeny' },
+  { method: 'POST', path: ['users', ':subject', 'roles'], operation: 'assign', body: true },
+  { method: 'DELETE', path: ['users', ':subject', 'roles', ':role'], operation: 'unassign' },
+  { method: 'GET', path: ['roles'], operation: 'roles.list' },
+  { method: 'GET', path: ['roles', ':role'], operation: 'role.show' },
+  { method: 'PUT', path: ['roles', ':role'], operation: 'role.put', body: true },
+  { method: 'DELETE', path: ['roles', ':role'], operation: 'role.rm' },
+  { method: 'POST', path: ['check'], operation: 'check', body: true },
+  {
+    method: 'GET',
+    path: ['audit'],
+    operation: 'audit',
+    query: ['subject', 'role', 'since', 'limit'],
+  },
+];
+
+type RouteMatch =
+  | { readonly route: Route; readonly params: Readonly<Record<string, string>> }
+  | { readonly allow: readonly string[] }
+  | null;
+
+function matchRoute(method: string, segments: readonly string[]): RouteMatch {
+  const allow: string[] = [];
+  for (const route of ROUTES) {
+    if (route.path.length !== segments.length) continue;
+    const params: Record<string, string> = {};
+    let ok = true;
+    for (let i = 0; i < route.path.length && ok; i++) {
+      const part = route.path[i]!;
+      const segment = segments[i]!;
+      if (part.startsWith(':')) params[part.slice(1)] = segment;
+      else ok = part === segment;
+    }
+    if (!ok) continue;
+    if (route.method === method) return { route, params };
+    allow.push(route.method);
+  }
+  return allow.length > 0 ? { allow } : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `value` as an object with only `keys`; `where` names it in errors (`(body)`, `grants[2]`). */
+function strictObject(value: unknown, keys: readonly string[], where: string) {
+  if (!isObject(value)) throw invalid(where, `expected an object with ${keys.join(', ')}`);
+  for (const key of Object.keys(value)) {
+    if (!keys.includes(key)) {
+      const field = where === '(body)' ? key : `${where}.${key}`;
+      throw invalid(field, `unknown key; expected one of ${keys.join(', ')}`);
+    }
+  }
+  return value;
+}
+
+function textParam(value: unknown, field: string, what: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ADMIN_TEXT) {
+    throw invalid(field, `expected ${what} (1 to ${MAX_ADMIN_TEXT} characters)`);
+  }
+  return value;
+}
+
+/**
+ * An expiry: Unix seconds (a number), an ISO 8601 time with zone, or a duration from now
+ * (`90s`, `15m`, `2h`, `7d`, `2w`), as the CLI's `--expires`. Whether it is in the future is
+ * PermissionAdmin's check.
+ */
+export function parseExpires(value: unknown, field: string, nowMs: number): number {
+  const expected =
+    'expected Unix seconds, an ISO 8601 time with zone, or a duration such as 2h, 7d, 2w';
+  if (typeof value === 'string' && /^\d{1,7}[smhdw]$/.test(value)) {
+    const weeks = value.endsWith('w');
+    const seconds = parseDuration(weeks ? `${Number(value.slice(0, -1)) * 7}d` : value);
+    if (seconds === null) throw invalid(field, expected);
+    return Math.floor(nowMs / 1000) + seconds;
+  }
+  if (typeof value !== 'number' && typeof value !== 'string') throw invalid(field, expected);
+  try {
+    return expiryToUnixSeconds(value, field);
+  } catch (error) {
+    if (error instanceof ConfigError) throw invalid(field, expected);
+    throw error;
+  }
+}
+
+/** A grant or deny from a body: `{permission, expires?, when?}` (or, inside a role, a string). */
+function readGrantInput(value: unknown, where: string, nowMs: number, allowString: boolean): Grant {
+  if (allowString && typeof value === 'string') return { permission: value };
+  const at = (key: string) => (where === '(body)' ? key : `${where}.${key}`);
+  const obj = strictObject(value, ['permission', 'expires', 'when'], where);
+  if (typeof obj.permission !== 'string') {
+    throw invalid(at('permission'), 'expected a permission like read:posts');
+  }
+  if (obj.when !== undefined && !isObject(obj.when)) {
+    throw invalid(at('when'), 'expected an object of conditions (ip, time, claims, country)');
+  }
+  return {
+    permission: obj.permission,
+    ...(obj.expires !== undefined && {
+      expiresAt: parseExpires(obj.expires, at('expires'), nowMs),
+    }),
+    ...(obj.when !== undefined && { when: obj.when }),
+  };
+}
+
+function readRoleBody(value: unknown, name: string, nowMs: number): RoleRecord {
+  const obj = strictObject(value, ['grants', 'denies', 'inherits'], '(body)');
+  const list = (key: 'grants' | 'denies' | 'inherits'): unknown[] => {
+    const entries = obj[key] ?? [];
+    if (!Array.isArray(entries) || entries.length > 1000) {
+      throw invalid(key, 'expected a list of at most 1000 entries');
+    }
+    return entries;
+  };
+  const grants = list('grants').map((g, i) => readGrantInput(g, `grants[${i}]`, nowMs, true));
+  const denies = list('denies').map((g, i) => readGrantInput(g, `denies[${i}]`, nowMs, true));
+  const inherits = list('inherits').map((r, i) => textParam(r, `inherits[${i}]`, 'a role name'));
+  return { name, grants, denies, inherits };
+}
+
+/** `?since=`: a duration back from now (`1h`, `7d`) or an ISO 8601 date or time. */
+function parseSince(text: string, nowMs: number): number {
+  const duration = parseDuration(text);
+  if (duration !== null && /[smhd]$/.test(text)) return nowMs - duration * 1000;
+  const ms = Date.parse(text);
+  if (/^\d{4}-\d{2}-\d{2}/.test(text) && !Number.isNaN(ms)) return ms;
+  throw invalid('since', 'expected a duration back from now (1h, 1d, 30d) or an ISO date/time');
+}
+
+/** The only value of a query parameter; repeating one is a mistake (which one would count?). */
+function single(query: URLSearchParams, name: string): string | undefined {
+  const values = query.getAll(name);
+  if (values.length > 1) throw invalid(name, 'expected at most one value');
+  return values[0];
+}
+
+function checkQuery(query: URLSearchParams, allowed: readonly string[]): void {
+  for (const name of new Set(query.keys())) {
+    // A misspelt ?tenant= would otherwise address untenanted data.
+    if (name !== 'tenant' && !allowed.includes(name)) {
+      throw invalid(name, `unknown query parameter; expected ${['tenant', ...allowed].join(', ')}`);
+    }
+    single(query, name);
+  }
+}
+
+/**
+ * Fields as the caller wrote them: PermissionAdmin names a grant `grant.when.ip[0]`, the body has
+ * `when.ip[0]`; a role's name is the `role` in the path.
+ */
+function bodyField(operation: Operation, field: string | undefined): string | undefined {
+  if (field === undefined) return undefined;
+  if (operation === 'grant' || operation === 'deny') {
+    const stripped = field.replace(/^(grant|deny)\./, '');
+    return stripped === 'grant' || stripped === 'deny' ? '(body)' : stripped;
+  }
+  if (operation === 'role.put' && field === 'name') return 'role';
+  return field;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Body
+
+class BodyProblem extends Error {
+  readonly response: Response;
+  constructor(response: Response) {
+    super('body refused');
+    this.response = response;
+  }
+}
+
+async function readJsonBody(request: AdminRequest): Promise<unknown> {
+  const type = request.headers.get('content-type') ?? '';
+  if (!/^application\/json\s*(;|$)/i.test(type)) {
+    throw new BodyProblem(
+      adminProblem(415, 'unsupported_media_type', 'Send the body as application/json.'),
+    );
+  }
+  const tooLarge = () =>
+    new BodyProblem(
+      adminProblem(413, 'body_too_large', `The body is larger than ${MAX_ADMIN_BODY_BYTES} bytes.`),
+    );
+  const declared = Number(request.headers.get('content-length') ?? '0');
+  if (declared > MAX_ADMIN_BODY_BYTES) throw tooLarge();
+  const notJson = new BodyProblem(
+    adminProblem(400, 'invalid_request', 'The body is not valid JSON.', { field: '(body)' }),
+  );
+  let text: string | null;
+  try {
+    text = await request.body(MAX_ADMIN_BODY_BYTES);
+  } catch {
+    throw notJson; // not UTF-8
+  }
+  if (text === null) throw tooLarge();
+  let value: unknown;
+  try {
+    value = JSON.parse(text) as unknown;
+  } catch {
+    throw notJson;
+  }
+  // JSON.parse keeps the last of two equal keys; a log or WAF in front may read the first.
+  if (hasDuplicateMemberName(text)) {
+    throw new BodyProblem(
+      adminProblem(400, 'invalid_request', 'The body repeats a member name.', { field: '(body)' }),
+    );
+  }
+  return value;
+}
+
+/**
+ * The body as UTF-8 text, read with a cap: at most `max` bytes are ever buffered, whatever the
+ * Content-Length says (a chunked body has none). Null when larger; throws on invalid UTF-8.
+ */
+async function readCapped(stream: ReadableStream<Uint8Array> | null, max: number) {
+  if (stream === null) return '';
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => undefined);
+      return null;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
+}
+
+/** Whether `pathname` is `basePath` or below it. */
+export function underBasePath(pathname: string, basePath: string): boolean {
+  return pathname === basePath || pathname.startsWith(`${basePath}/`);
+}
+
+/**
+ * Splits a path below `basePath` and percent-decodes each segment exactly once (so a subject
+ * `a/b` travels as `a%2Fb`, and `%2541` is the subject `%41`). Null for a bad escape.
+ */
+export function pathSegments(pathname: string, basePath: string): string[] | null {
+  const rest = pathname.slice(basePath.length);
+  if (rest === '' || rest === '/') return [];
+  try {
+    return rest.slice(1).split('/').map(decodeURIComponent);
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API
+
+const BASE_PATH = /^(\/[A-Za-z0-9._~-]+)+$/;
+
+function refusal(
+  status: Decision['status'],
+  reason: Decision['reason'],
+  authorization: string | null,
+): Response {
+  return denyResponse({ allow: false, status, reason, explain: '' }, authorization);
+}
+
+function changeBody(result: ChangeResult): Record<string, unknown> {
+  const audit: AuditRecord | null = result.audit;
+  return {
+    changed: result.changed,
+    before: result.before,
+    after: result.after,
+    audit: audit === null ? null : { id: audit.id, time: audit.time },
+  };
+}
+
+export function createAdminApi(options: AdminApiOptions): AdminApi {
+  const { gatehouse, store } = options;
+  const now = options.now ?? Date.now;
+  const policyRoles = options.policyRoles ?? gatehouse.policy.roles;
+  const basePath = options.basePath ?? DEFAULT_ADMIN_BASE_PATH;
+  if (!BASE_PATH.test(basePath) || /\/\.{1,2}(\/|$)/.test(basePath)) {
+    throw new ConfigError('basePath', 'expected a path such as /v1/admin (no trailing slash)');
+  }
+  const log =
+    options.log ?? ((entry: Record<string, unknown>) => console.error(JSON.stringify(entry)));
+  const retention = options.auditRetentionDays;
+  // Built once now only to validate the retention at start-up rather than on the first call.
+  adminFor('gatehouse#start-up');
+
+  function adminFor(actor: string): PermissionAdmin {
+    return new PermissionAdmin({
+      store,
+      policyRoles,
+      actor,
+      via: 'admin-api',
+      ...(retention !== undefined && { auditRetentionDays: retention }),
+      now,
+    });
+  }
+
+  /** Drops what this isolate's cache holds about a changed record, so its next decision reads it. */
+  function forget(what: { key?: SubjectKey; rolesOf?: string | undefined; roles?: boolean }) {
+    const cache = gatehouse.store;
+    if (!(cache instanceof CachedStore)) return;
+    if (what.key !== undefined) cache.invalidate(what.key);
+    if (what.roles === true) cache.invalidateRoles(what.rolesOf);
+  }
+
+  /** Verifies the caller's token; the principal, or the 401 / 503 refusal. */
+  async function authenticate(request: AdminRequest): Promise<Principal | Response> {
+    const authorization = request.headers.get('authorization');
+    try {
+      return (await gatehouse.verifier.verify(extractBearer(authorization))).principal;
+    } catch (error) {
+      const code = error instanceof TokenError ? error.code : 'internal_error';
+      const status = code === 'keys_unavailable' || code === 'internal_error' ? 503 : 401;
+      return refusal(status, code, authorization);
+    }
+  }
+
+  async function handle(request: AdminRequest): Promise<Response> {
+    const authorization = request.headers.get('authorization');
+    const caller = await authenticate(request);
+    if (caller instanceof Response) return caller;
+
+    // The tenant whose data the call reads or changes. A caller with a tenant manages only its
+    // own (the default when the query names none); a tenant admin's `*` never reaches another.
+    const named = request.query.getAll('tenant');
+    let tenant: string | undefined = named.length === 1 ? named[0] : undefined;
+    if (caller.tenant !== undefined) {
+      if (named.length > 1 || (tenant !== undefined && tenant !== caller.tenant)) {
+        return adminProblem(403, 'tenant_mismatch', 'The caller may only manage its own tenant.', {
+          field: 'tenant',
+        });
+      }
+      tenant = caller.tenant;
+    }
+    // Two ?tenant= values are refused below; until then only the unscoped permission counts.
+    const required = named.length > 1 ? [ADMIN_PERMISSION] : adminPermissionsFor(tenant);
+    const decision = await gatehouse.check(caller, required, request.context, 'any');
+    if (!decision.allow) return denyResponse(decision, authorization);
+
+    // Authorized: from here on, input mistakes are reported in full.
+    if (request.segments === null) {
+      return adminProblem(400, 'invalid_request', 'The path holds a malformed percent-escape.');
+    }
+    const match = matchRoute(request.method.toUpperCase(), request.segments);
+    if (match === null) return adminProblem(404, 'not_found', 'No such admin resource.');
+    if ('allow' in match) {
+      return adminProblem(405, 'method_not_allowed', `Use ${match.allow.join(', ')}.`, {
+        headers: { allow: match.allow.join(', ') },
+      });
+    }
+    const { route, params } = match;
+    try {
+      checkQuery(request.query, route.query ?? []);
+      if (tenant !== undefined) textParam(tenant, 'tenant', 'a tenant');
+      for (const [name, value] of Object.entries(params)) {
+        textParam(value, name, name === 'permission' ? 'a permission' : `a ${name}`);
+      }
+      const body = route.body === true ? await readJsonBody(request) : undefined;
+      const admin = adminFor(`${caller.issuer}#${caller.subject}`);
+      return await run(route.operation, { admin, params, tenant, body, request });
+    } catch (error) {
+      if (error instanceof BodyProblem) return error.response;
+      return errorResponse(error, route.operation);
+    }
+  }
+
+  interface Call {
+    readonly admin: PermissionAdmin;
+    readonly params: Readonly<Record<string, string>>;
+    readonly tenant: string | undefined;
+    readonly body: unknown;
+    readonly request: AdminRequest;
+  }
+
+  async function run(operation: Operation, call: Call): Promise<Response> {
+    const { admin, params, tenant, body } = call;
+    const key: SubjectKey =
+      tenant === undefined
+        ? { subject: params.subject ?? '' }
+        : { subject: params.subject ?? '', tenant };
+    const changed = (result: ChangeResult, created: boolean) =>
+      json(changeBody(result), created ? 201 : 200);
+
+    switch (operation) {
+      case 'user.show':
+        return json(await admin.show(key));
+      case 'grant':
+      case 'deny': {
+        const grant = readGrantInput(body, '(body)', now(), false);
+        const result =
+          operation === 'grant' ? await admin.grant(key, grant) : await admin.deny(key, grant);
+        forget({ key });
+        return changed(result, result.changed);
+      }
+      case 'revoke':
+      case 'undeny': {
+        const permission = params.permission!;
+        const result =
+          operation === 'revoke'
+            ? await admin.revoke(key, permission)
+            : await admin.undeny(key, permission);
+        forget({ key });
+        return changed(result, false);
+      }
+      case 'assign': {
+        const obj = strictObject(body, ['role', 'expires'], '(body)');
+        const role = textParam(obj.role, 'role', 'a role name');
+        const expiresAt =
+          obj.expires === undefined ? undefined : parseExpires(obj.expires, 'expires', now());
+        const result = await admin.assign(key, role, expiresAt);
+        forget({ key });
+        return changed(result, result.changed);
+      }
+      case 'unassign': {
+        const result = await admin.unassign(key, params.role!);
+        forget({ key });
+        return changed(result, false);
+      }
+      case 'roles.list': {
+        const roles = await admin.listRoles(tenant);
+        return json({
+          ...(tenant !== undefined && { tenant }),
+          roles: roles.map((r) => roleView(r, 'store')),
+          policyRoles: policyRoles.map((r) => r.name),
+        });
+      }
+      case 'role.show': {
+        const name = params.role!;
+        const stored = (await admin.listRoles(tenant)).find((r) => r.name === name);
+        // A store role named like a policy role replaces it in that tenant, as on the edges.
+        const role = stored ?? policyRoles.find((r) => r.name === name);
+        if (role === undefined) {
+          throw new AdminError('not_found', `no role ${name} in the policy or the store`, {
+            field: 'role',
+          });
+        }
+        return json({
+          ...(tenant !== undefined && { tenant }),
+          ...roleView(role, stored ? 'store' : 'policy'),
+        });
+      }
+      case 'role.put': {
+        const role = readRoleBody(body, params.role!, now());
+        const result = await admin.putRole(tenant, role);
+        forget({ roles: true, rolesOf: tenant });
+        return changed(result, result.changed && result.before === null);
+      }
+      case 'role.rm': {
+        const result = await admin.removeRole(tenant, params.role!);
+        forget({ roles: true, rolesOf: tenant });
+        return changed(result, false);
+      }
+      case 'check':
+        return explain(call);
+      case 'audit': {
+        const query = call.request.query;
+        const limitText = single(query, 'limit') ?? '100';
+        if (!/^\d{1,4}$/.test(limitText) || +limitText < 1 || +limitText > MAX_AUDIT_LIMIT) {
+          throw invalid('limit', `expected a number from 1 to ${MAX_AUDIT_LIMIT}`);
+        }
+        const subject = single(query, 'subject');
+        const role = single(query, 'role');
+        if (subject !== undefined) textParam(subject, 'subject', 'a subject');
+        if (role !== undefined) textParam(role, 'role', 'a role name');
+        const records = await admin.audit({
+          since: parseSince(single(query, 'since') ?? '7d', now()),
+          limit: Number(limitText),
+          // Without a tenant (an unscoped caller holding admin:permissions): every record.
+          ...(tenant !== undefined && { tenant }),
+          ...(subject !== undefined && { subject }),
+          ...(role !== undefined && { role }),
+        });
+        return json({ records });
+      }
+    }
+  }
+
+  async function explain(call: Call): Promise<Response> {
+    const { tenant } = call;
+    const obj = strictObject(
+      call.body,
+      ['subject', 'token', 'method', 'path', 'ip', 'country'],
+      '(body)',
+    );
+    for (const key of Object.keys(obj)) {
+      if (typeof obj[key] !== 'string') throw invalid(key, 'expected a string');
+    }
+    const input = obj as Record<string, string>;
+    if (input.token !== undefined) {
+      // The token names its own tenant; it must be the one this call was authorized for. A token
+      // that does not verify is explained as refused, with no permissions looked up.
+      try {
+        const subject = (await gatehouse.verifier.verify(input.token)).principal;
+        if (subject.tenant !== tenant) {
+          return adminProblem(
+            403,
+            'tenant_mismatch',
+            "The token's tenant is not the tenant this call is for (?tenant=).",
+            { field: 'token' },
+          );
+        }
+      } catch (error) {
+        if (!(error instanceof TokenError)) throw error;
+      }
+    }
+    const result = await explainRequest(
+      gatehouse,
+      {
+        method: input.method as string,
+        path: input.path as string,
+        ...(input.token !== undefined && { token: input.token }),
+        ...(input.subject !== undefined && { subject: input.subject }),
+        ...(input.subject !== undefined && tenant !== undefined && { tenant }),
+        ...(input.ip !== undefined && { ip: input.ip }),
+        ...(input.country !== undefined && { country: input.country }),
+      },
+      now,
+    );
+    return json(result);
+  }
+
+  function errorResponse(error: unknown, operation: Operation): Response {
+    if (error instanceof AdminError || error instanceof ConfigError) {
+      const status = error instanceof AdminError ? STATUS_FOR[error.code] : 400;
+      const reason = error instanceof AdminError ? error.code : 'invalid_request';
+      const field = bodyField(operation, error.field);
+      // The message names the field as operations.ts does (`grant.when.ip[0]: …`); say it as
+      // the caller wrote it.
+      const detail =
+        error.field !== undefined &&
+        field !== error.field &&
+        error.message.startsWith(`${error.field}:`)
+          ? `${field}${error.message.slice(error.field.length)}`
+          : error.message;
+      return adminProblem(status, reason, detail, { field });
+    }
+    if (error instanceof StoreError) {
+      log({ level: 'error', msg: 'admin api: store error', code: error.code, operation });
+      return adminProblem(503, error.code, 'The permission store could not be read or written.', {
+        headers: { 'retry-after': '5' },
+      });
+    }
+    log({
+      level: 'error',
+      msg: 'admin api: unexpected error',
+      error: error instanceof Error ? error.name : typeof error,
+      operation,
+    });
+    return adminProblem(500, 'internal_error', 'The admin call failed.');
+  }
+
+  return {
+    basePath,
+    async handle(request) {
+      try {
+        return await handle(request);
+      } catch (error) {
+        // Unreachable in practice (every step answers), but nothing internal may reach the caller.
+        log({
+          level: 'error',
+          msg: 'admin api: unexpected error',
+          error: error instanceof Error ? error.name : typeof error,
+        });
+        return adminProblem(500, 'internal_error', 'The admin call failed.');
+      }
+    },
+    async fetch(request, context) {
+      const url = new URL(request.url);
+      if (!underBasePath(url.pathname, basePath)) {
+        return adminProblem(404, 'not_found', 'No such admin resource.');
+      }
+      return this.handle({
+        method: request.method,
+        segments: pathSegments(url.pathname, basePath),
+        query: url.searchParams,
+        headers: request.headers,
+        body: (max) => readCapped(request.body, max),
+        context: context ?? clientContext(request),
+      });
+    },
+  };
+}
+
+function roleView(role: RoleRecord, source: 'store' | 'policy') {
+  return {
+    name: role.name,
+    grants: role.grants,
+    denies: role.denies ?? [],
+    inherits: role.inherits,
+    source,
+  };
+}

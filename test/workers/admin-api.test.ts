@@ -1,0 +1,618 @@
+/**
+ * The admin API inside workerd against the real local KV binding: authentication and the
+ * admin:permissions rule (tenant-scoped too), changes that the guard then applies, strict input
+ * validation that writes nothing, the explain check and the audit trail. Admin callers get their
+ * permission from seeded permission data, like anyone else.
+ */
+import { env } from 'cloudflare:workers';
+import * as jose from 'jose';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { type AdminApi, createAdminApi } from '../../src/adapters/admin-api.ts';
+import type { AdminStore, AuditRecord } from '../../src/admin/types.ts';
+import type { KvNamespaceLike } from '../../src/stores/kv.ts';
+import { KvAdminStore } from '../../src/stores/kv-admin.ts';
+import { DEMO_AUDIENCE, DEMO_ISSUER } from '../support/cases.ts';
+import {
+  bearer,
+  DEMO_POLICY,
+  demoTokenFor,
+  instrumentedKv,
+  seedDemo,
+  TEST_SECRET,
+  type TestGuard,
+  testGuard,
+} from './helpers.ts';
+
+const BASE = '/.gatehouse/v1/admin';
+const TENANT_ISSUER = 'https://tenants.gatehouse.test/';
+
+/** The demo policy plus an HS256 issuer whose tokens carry the tenant in `tid`. */
+const TENANT_POLICY = (() => {
+  const doc = structuredClone(DEMO_POLICY) as { issuers: unknown[] };
+  doc.issuers.push({
+    issuer: TENANT_ISSUER,
+    audiences: [DEMO_AUDIENCE],
+    algorithms: ['HS256'],
+    keys: { secretEnv: 'GATEHOUSE_DEV_SECRET', kid: 'dev' },
+    tenantClaim: 'tid',
+  });
+  return doc;
+})();
+
+function tenantToken(subject: string, tid: string): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new jose.SignJWT({ tid })
+    .setProtectedHeader({ alg: 'HS256', kid: 'dev', typ: 'JWT' })
+    .setIssuer(TENANT_ISSUER)
+    .setAudience(DEMO_AUDIENCE)
+    .setSubject(subject)
+    .setIssuedAt(now)
+    .setExpirationTime(now + 600)
+    .sign(new TextEncoder().encode(TEST_SECRET));
+}
+
+interface Problem {
+  type: string;
+  status: number;
+  reason: string;
+  detail: string;
+  field?: string;
+}
+
+interface Change {
+  changed: boolean;
+  before: unknown;
+  after: { grants?: { permission: string }[]; roles?: { role: string }[] } | null;
+  audit: { id: string; time: string } | null;
+}
+
+let counter = 0;
+/** A subject no other test touches (KV persists between the tests of a file). */
+function fresh(name: string): string {
+  return `${name}-${Date.now().toString(36)}-${++counter}`;
+}
+
+beforeEach(async () => {
+  await seedDemo();
+  const kv = env.PERMISSIONS;
+  // Admins, by permission data: everything, one tenant only, and a tenant's own admin.
+  await kv.put('user/-/s:root', JSON.stringify({ grants: ['admin:permissions'] }));
+  await kv.put('user/-/s:acme-admin', JSON.stringify({ grants: ['admin:permissions:acme'] }));
+  await kv.put('roles/t:acme', JSON.stringify({ tadmin: { grants: ['*'] } }));
+  await kv.put('user/t:acme/s:mallory', JSON.stringify({ roles: ['tadmin'] }));
+});
+
+interface Setup {
+  readonly guard: TestGuard;
+  readonly api: AdminApi;
+  readonly store: AdminStore;
+  call(
+    method: string,
+    path: string,
+    options?: { token?: string | null; body?: unknown; headers?: Record<string, string> },
+  ): Promise<Response>;
+}
+
+/**
+ * The guard's own Gatehouse (KV store, caches) and an admin API over the same binding. `guardKv`
+ * replaces the binding the guard (and so the admin API's caller check) reads through.
+ */
+function setup(options: { policy?: unknown; guardKv?: KvNamespaceLike } = {}): Setup {
+  const guardKv = options.guardKv;
+  const guard = testGuard(
+    {},
+    {
+      ...(options.policy !== undefined && { policy: options.policy }),
+      ...(guardKv !== undefined && { wrapKv: () => guardKv }),
+    },
+  );
+  const { gatehouse } = guard.worker.runtime(guard.env);
+  const store = new KvAdminStore(env.PERMISSIONS);
+  const api = createAdminApi({ gatehouse, store, basePath: BASE });
+  return {
+    guard,
+    api,
+    store,
+    async call(method, path, { token, body, headers } = {}) {
+      const init: RequestInit = {
+        method,
+        headers: {
+          ...(body !== undefined && { 'content-type': 'application/json' }),
+          ...(token && bearer(token)),
+          ...headers,
+        },
+        ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      };
+      return api.fetch(new Request(`https://guard.example${BASE}${path}`, init));
+    },
+  };
+}
+
+async function problemOf(response: Response): Promise<Problem> {
+  expect(response.headers.get('content-type')).toBe('application/problem+json');
+  return (await response.json()) as Problem;
+}
+
+async function auditFor(s: Setup, subject: string, tenant?: string): Promise<AuditRecord[]> {
+  return [...(await s.store.listAudit({ since: 0, subject, ...(tenant && { tenant }) }))];
+}
+
+describe('admin API authentication and authorization', () => {
+  it('answers 401 with a challenge without a token, before looking at the body', async () => {
+    const s = setup();
+    const response = await s.call('POST', '/users/dave/grants', { body: { nonsense: true } });
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse"');
+    expect((await problemOf(response)).reason).toBe('token_missing');
+  });
+
+  it('answers 401 naming the token error for a bad token', async () => {
+    const s = setup();
+    const [header, payload, signature] = (await demoTokenFor('root')).split('.');
+    const tampered = `${header}.${payload}.${signature!.startsWith('A') ? 'B' : 'A'}${signature!.slice(1)}`;
+    const response = await s.call('GET', '/users/dave', { token: tampered });
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toContain('error="invalid_token"');
+    expect((await problemOf(response)).reason).toBe('token_invalid_signature');
+  });
+
+  it('refuses a caller without admin:permissions with 403 and writes nothing', async () => {
+    const s = setup();
+    const subject = fresh('dave');
+    const alice = await demoTokenFor('alice');
+    const response = await s.call('POST', `/users/${subject}/grants`, {
+      token: alice,
+      body: { permission: 'read:stats' },
+    });
+    expect(response.status).toBe(403);
+    expect((await problemOf(response)).reason).toBe('missing_permission');
+    expect(await s.store.readUser({ subject })).toBeNull();
+    expect(await auditFor(s, subject)).toEqual([]);
+  });
+
+  it('refuses a 403 caller before validating the body', async () => {
+    const s = setup();
+    const response = await s.call('POST', '/users/x/grants', {
+      token: await demoTokenFor('alice'),
+      body: '{not json',
+    });
+    expect(response.status).toBe(403);
+  });
+
+  it('lets admin:permissions:acme manage tenant acme only', async () => {
+    const s = setup();
+    const subject = fresh('ann');
+    const token = await demoTokenFor('acme-admin');
+    const inAcme = await s.call('POST', `/users/${subject}/grants?tenant=acme`, {
+      token,
+      body: { permission: 'read:posts' },
+    });
+    const untenanted = await s.call('POST', `/users/${subject}/grants`, {
+      token,
+      body: { permission: 'read:posts' },
+    });
+    const globex = await s.call('POST', `/users/${subject}/grants?tenant=globex`, {
+      token,
+      body: { permission: 'read:posts' },
+    });
+    expect(inAcme.status).toBe(201);
+    expect(untenanted.status).toBe(403);
+    expect(globex.status).toBe(403);
+    expect((await problemOf(globex)).reason).toBe('missing_permission');
+    expect(await s.store.readUser({ subject, tenant: 'acme' })).toMatchObject({
+      grants: [{ permission: 'read:posts' }],
+    });
+    expect(await s.store.readUser({ subject })).toBeNull();
+    expect(await s.store.readUser({ subject, tenant: 'globex' })).toBeNull();
+  });
+
+  it("keeps a tenant's own admin (grants: ['*']) inside its tenant", async () => {
+    const s = setup({ policy: TENANT_POLICY });
+    const subject = fresh('ann');
+    const token = await tenantToken('mallory', 'acme');
+    // No ?tenant=: the caller's own tenant.
+    const own = await s.call('POST', `/users/${subject}/grants`, {
+      token,
+      body: { permission: 'read:posts' },
+    });
+    const other = await s.call('POST', `/users/${subject}/grants?tenant=globex`, {
+      token,
+      body: { permission: 'read:posts' },
+    });
+    expect(own.status).toBe(201);
+    expect(await s.store.readUser({ subject, tenant: 'acme' })).not.toBeNull();
+    expect(other.status).toBe(403);
+    expect(await problemOf(other)).toMatchObject({ reason: 'tenant_mismatch', field: 'tenant' });
+    expect(await s.store.readUser({ subject, tenant: 'globex' })).toBeNull();
+  });
+
+  it('honours an explicit deny of the tenant permission', async () => {
+    await env.PERMISSIONS.put(
+      'user/-/s:half-admin',
+      JSON.stringify({ grants: ['admin:permissions'], denies: ['admin:permissions:acme'] }),
+    );
+    const s = setup();
+    const token = await demoTokenFor('half-admin');
+    const acme = await s.call('GET', '/users/ann?tenant=acme', { token });
+    const globex = await s.call('GET', '/users/ann?tenant=globex', { token });
+    expect(acme.status).toBe(403);
+    expect((await problemOf(acme)).reason).toBe('explicit_deny');
+    expect(globex.status).toBe(200);
+  });
+
+  it('answers 503 with Retry-After when the store cannot be read', async () => {
+    const { kv, state } = instrumentedKv();
+    const s = setup({ guardKv: kv });
+    state.failing = true;
+    const response = await s.call('GET', '/users/dave', { token: await demoTokenFor('root') });
+    expect(response.status).toBe(503);
+    expect(response.headers.get('retry-after')).toBe('5');
+    expect((await problemOf(response)).reason).toBe('store_unavailable');
+  });
+});
+
+describe('admin API changes', () => {
+  it('grants a permission that the guard then allows, and revokes it again', async () => {
+    const s = setup();
+    const subject = fresh('dave');
+    const root = await demoTokenFor('root');
+    const user = await demoTokenFor(subject);
+    expect((await s.guard.fetch('/drafts', { headers: bearer(user) })).status).toBe(403);
+
+    const granted = await s.call('POST', `/users/${subject}/grants`, {
+      token: root,
+      body: { permission: 'read:drafts', expires: '2h' },
+    });
+    expect(granted.status).toBe(201);
+    const change = (await granted.json()) as Change;
+    expect(change).toMatchObject({ changed: true, before: null });
+    expect(change.after?.grants?.[0]?.permission).toBe('read:drafts');
+    expect(change.audit?.id).toMatch(/^\d{4}-\d{2}-\d{2}T/);
+    // This isolate's guard forgot its cached record; a fresh one reads KV.
+    expect((await s.guard.fetch('/drafts', { headers: bearer(user) })).status).toBe(200);
+    expect((await testGuard().fetch('/drafts', { headers: bearer(user) })).status).toBe(200);
+
+    const revoked = await s.call('DELETE', `/users/${subject}/grants/read:drafts`, { token: root });
+    expect(revoked.status).toBe(200);
+    expect(((await revoked.json()) as Change).changed).toBe(true);
+    expect((await s.guard.fetch('/drafts', { headers: bearer(user) })).status).toBe(403);
+  });
+
+  it('answers 200 unchanged (no audit) for a grant that is already there', async () => {
+    const s = setup();
+    const subject = fresh('dave');
+    const root = await demoTokenFor('root');
+    const body = { permission: 'read:stats' };
+    expect((await s.call('POST', `/users/${subject}/grants`, { token: root, body })).status).toBe(
+      201,
+    );
+    const again = await s.call('POST', `/users/${subject}/grants`, { token: root, body });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ changed: false, audit: null });
+    expect(await auditFor(s, subject)).toHaveLength(1);
+  });
+
+  it('answers 404 naming the permission when revoking what is not granted', async () => {
+    const s = setup();
+    const response = await s.call('DELETE', '/users/alice/grants/write:nothing', {
+      token: await demoTokenFor('root'),
+    });
+    expect(response.status).toBe(404);
+    expect(await problemOf(response)).toMatchObject({ reason: 'not_found', field: 'permission' });
+  });
+
+  it('denies, and the deny wins over a role grant until it is removed', async () => {
+    const s = setup();
+    const subject = fresh('ed');
+    const root = await demoTokenFor('root');
+    const user = await demoTokenFor(subject);
+    await s.call('POST', `/users/${subject}/roles`, { token: root, body: { role: 'reader' } });
+    expect((await s.guard.fetch('/posts/1', { headers: bearer(user) })).status).toBe(200);
+    const denied = await s.call('POST', `/users/${subject}/denies`, {
+      token: root,
+      body: { permission: 'read:posts' },
+    });
+    expect(denied.status).toBe(201);
+    expect((await s.guard.fetch('/posts/1', { headers: bearer(user) })).status).toBe(403);
+    const undone = await s.call('DELETE', `/users/${subject}/denies/read:posts`, { token: root });
+    expect(undone.status).toBe(200);
+    expect((await s.guard.fetch('/posts/1', { headers: bearer(user) })).status).toBe(200);
+    const unassigned = await s.call('DELETE', `/users/${subject}/roles/reader`, { token: root });
+    expect(unassigned.status).toBe(200);
+    expect((await s.guard.fetch('/posts/1', { headers: bearer(user) })).status).toBe(403);
+  });
+
+  it('addresses subjects holding : / % and spaces through percent-encoded path segments', async () => {
+    const s = setup();
+    const subject = `svc:a/b %41 ${fresh('x')}`;
+    const root = await demoTokenFor('root');
+    const path = `/users/${encodeURIComponent(subject)}`;
+    const granted = await s.call('POST', `${path}/grants`, {
+      token: root,
+      body: { permission: 'read:stats' },
+    });
+    expect(granted.status).toBe(201);
+    expect(await s.store.readUser({ subject })).not.toBeNull();
+    const shown = await s.call('GET', path, { token: root });
+    expect(await shown.json()).toMatchObject({ subject, record: { subject } });
+  });
+
+  it('shows the stored record and the effective permissions with where they come from', async () => {
+    const s = setup();
+    const response = await s.call('GET', '/users/alice', { token: await demoTokenFor('root') });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as {
+      subject: string;
+      record: { roles: { role: string }[] };
+      effective: { permission: string; via: unknown; expired: boolean }[];
+    };
+    expect(body.subject).toBe('alice');
+    expect(body.record.roles).toEqual([{ role: 'reader' }]);
+    expect(body.effective).toContainEqual(
+      expect.objectContaining({ permission: 'read:posts', via: ['reader'], expired: false }),
+    );
+    expect(body.effective).toContainEqual(
+      expect.objectContaining({ permission: 'read:stats', via: 'direct' }),
+    );
+  });
+
+  it('creates, lists, shows and removes store roles; assignments then apply', async () => {
+    const s = setup();
+    const root = await demoTokenFor('root');
+    const subject = fresh('gil');
+    const user = await demoTokenFor(subject);
+    const role = fresh('auditor');
+    const put = await s.call('PUT', `/roles/${role}`, {
+      token: root,
+      body: { grants: ['read:stats', { permission: 'read:drafts', expires: '1d' }] },
+    });
+    expect(put.status).toBe(201);
+    const listed = (await (await s.call('GET', '/roles', { token: root })).json()) as {
+      roles: { name: string; source: string }[];
+      policyRoles: string[];
+    };
+    expect(listed.roles).toContainEqual(expect.objectContaining({ name: role, source: 'store' }));
+    expect(listed.policyRoles).toEqual(['reader', 'editor', 'admin']);
+    const policyRole = await s.call('GET', '/roles/editor', { token: root });
+    expect(await policyRole.json()).toMatchObject({ name: 'editor', source: 'policy' });
+
+    await s.call('POST', `/users/${subject}/roles`, { token: root, body: { role } });
+    expect((await s.guard.fetch('/drafts', { headers: bearer(user) })).status).toBe(200);
+    const removed = await s.call('DELETE', `/roles/${role}`, { token: root });
+    expect(removed.status).toBe(200);
+    expect((await s.call('GET', `/roles/${role}`, { token: root })).status).toBe(404);
+    expect((await s.guard.fetch('/drafts', { headers: bearer(user) })).status).toBe(403);
+  });
+});
+
+describe('admin API input validation', () => {
+  const cases: [string, string, string, unknown, string][] = [
+    ['a malformed permission', 'POST', 'grants', { permission: 'read' }, 'permission'],
+    ['an unknown key', 'POST', 'grants', { permission: 'read:x', expiry: '1h' }, 'expiry'],
+    [
+      'a bad CIDR',
+      'POST',
+      'grants',
+      { permission: 'read:x', when: { ip: ['10.0.0.0/33'] } },
+      'when.ip[0]',
+    ],
+    [
+      'an unknown condition',
+      'POST',
+      'denies',
+      { permission: 'read:x', when: { ipp: ['10.0.0.0/8'] } },
+      'when.ipp',
+    ],
+    [
+      'a past expiry',
+      'POST',
+      'grants',
+      { permission: 'read:x', expires: '2001-01-01T00:00:00Z' },
+      'expires',
+    ],
+    [
+      'an expiry without zone',
+      'POST',
+      'grants',
+      { permission: 'read:x', expires: '2031-01-01T00:00:00' },
+      'expires',
+    ],
+    ['an unknown role', 'POST', 'roles', { role: 'no-such-role' }, 'role'],
+    [
+      'a role assignment with an unknown key',
+      'POST',
+      'roles',
+      { role: 'reader', until: 1 },
+      'until',
+    ],
+    ['a body that is not an object', 'POST', 'grants', ['read:x'], '(body)'],
+  ];
+
+  for (const [what, method, resource, body, field] of cases) {
+    it(`refuses ${what} with 400 naming ${field}, and writes nothing`, async () => {
+      const s = setup();
+      const subject = fresh('val');
+      const response = await s.call(method, `/users/${subject}/${resource}`, {
+        token: await demoTokenFor('root'),
+        body,
+      });
+      expect(response.status).toBe(400);
+      const problem = await problemOf(response);
+      expect(problem).toMatchObject({ reason: 'invalid_request', field });
+      expect(problem.detail.startsWith(`${field}: `)).toBe(true);
+      expect(await s.store.readUser({ subject })).toBeNull();
+      expect(await auditFor(s, subject)).toEqual([]);
+    });
+  }
+
+  it('refuses a role cycle with 400 naming inherits and keeps the roles as they were', async () => {
+    const s = setup();
+    const root = await demoTokenFor('root');
+    const a = fresh('ra');
+    const b = fresh('rb');
+    expect(
+      (await s.call('PUT', `/roles/${a}`, { token: root, body: { grants: ['read:x'] } })).status,
+    ).toBe(201);
+    expect(
+      (await s.call('PUT', `/roles/${b}`, { token: root, body: { inherits: [a] } })).status,
+    ).toBe(201);
+    const cycle = await s.call('PUT', `/roles/${a}`, { token: root, body: { inherits: [b] } });
+    expect(cycle.status).toBe(400);
+    expect(await problemOf(cycle)).toMatchObject({ reason: 'invalid_request', field: 'inherits' });
+    const stored = (await s.store.readRoles(undefined)).find((r) => r.name === a);
+    expect(stored).toMatchObject({ inherits: [], grants: [{ permission: 'read:x' }] });
+  });
+
+  it('refuses a role inheriting an unknown role, naming the entry', async () => {
+    const s = setup();
+    const response = await s.call('PUT', `/roles/${fresh('r')}`, {
+      token: await demoTokenFor('root'),
+      body: { inherits: ['reader', 'nope'] },
+    });
+    expect(await problemOf(response)).toMatchObject({ field: 'inherits[1]' });
+  });
+
+  it('refuses bodies that are not JSON (415), too large (413), or repeat a key (400)', async () => {
+    const s = setup();
+    const token = await demoTokenFor('root');
+    const text = await s.call('POST', '/users/x/grants', {
+      token,
+      body: 'permission=read:x',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    expect(text.status).toBe(415);
+    const large = await s.call('POST', '/users/x/grants', {
+      token,
+      body: { permission: 'read:x', pad: 'x'.repeat(70_000) },
+    });
+    expect(large.status).toBe(413);
+    const repeated = await s.call('POST', '/users/x/grants', {
+      token,
+      body: '{"permission":"read:x","permission":"write:x"}',
+    });
+    expect(repeated.status).toBe(400);
+    expect(await s.store.readUser({ subject: 'x' })).toBeNull();
+  });
+
+  it('refuses unknown or repeated query parameters (a misspelt tenant must not fall back)', async () => {
+    const s = setup();
+    const token = await demoTokenFor('root');
+    const typo = await s.call('POST', '/users/x/grants?tennant=acme', {
+      token,
+      body: { permission: 'read:x' },
+    });
+    expect(await problemOf(typo)).toMatchObject({ status: 400, field: 'tennant' });
+    const twice = await s.call('GET', '/users/x?tenant=acme&tenant=globex', { token });
+    expect(await problemOf(twice)).toMatchObject({ status: 400, field: 'tenant' });
+    expect(await s.store.readUser({ subject: 'x' })).toBeNull();
+  });
+
+  it('answers 404 for unknown resources and 405 with Allow for wrong methods', async () => {
+    const s = setup();
+    const token = await demoTokenFor('root');
+    expect((await s.call('GET', '/nothing', { token })).status).toBe(404);
+    const wrong = await s.call('PATCH', '/roles/reader', { token, body: {} });
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get('allow')).toBe('GET, PUT, DELETE');
+  });
+});
+
+describe('admin API explain check and audit trail', () => {
+  it('explains a decision for a subject with the trace behind it', async () => {
+    const s = setup();
+    const response = await s.call('POST', '/check', {
+      token: await demoTokenFor('root'),
+      body: { subject: 'bob', method: 'DELETE', path: '/posts/9' },
+    });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as {
+      answer: { allow: boolean; reason: string; route: string };
+      trace: { route: string; required: string[] };
+    };
+    expect(body.answer).toMatchObject({ allow: false, reason: 'explicit_deny' });
+    expect(body.trace).toMatchObject({ route: 'DELETE /posts/:id' });
+    expect(JSON.stringify(body)).not.toContain('eyJ');
+  });
+
+  it('explains a token without echoing it, and refuses a token of another tenant', async () => {
+    const s = setup({ policy: TENANT_POLICY });
+    const root = await demoTokenFor('root');
+    const subjectToken = await demoTokenFor('alice');
+    const response = await s.call('POST', '/check', {
+      token: root,
+      body: { token: subjectToken, method: 'GET', path: '/posts/1' },
+    });
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    expect(text).not.toContain(subjectToken);
+    expect(JSON.parse(text)).toMatchObject({ answer: { allow: true } });
+    const acmeToken = await tenantToken('ann', 'acme');
+    const other = await s.call('POST', '/check', {
+      token: root,
+      body: { token: acmeToken, method: 'GET', path: '/posts/1' },
+    });
+    expect(await problemOf(other)).toMatchObject({ reason: 'tenant_mismatch', field: 'token' });
+  });
+
+  it('writes one audit record per change with actor, before and after, listed by GET /audit', async () => {
+    const s = setup();
+    const subject = fresh('hal');
+    const root = await demoTokenFor('root');
+    await s.call('POST', `/users/${subject}/grants`, {
+      token: root,
+      body: { permission: 'read:stats' },
+    });
+    await s.call('DELETE', `/users/${subject}/grants/read:stats`, { token: root });
+    const response = await s.call('GET', `/audit?subject=${encodeURIComponent(subject)}&since=1h`, {
+      token: root,
+    });
+    expect(response.status).toBe(200);
+    const { records } = (await response.json()) as { records: AuditRecord[] };
+    expect(records.map((r) => r.operation)).toEqual(['revoke', 'grant']);
+    expect(records[1]).toMatchObject({
+      actor: `${DEMO_ISSUER}#root`,
+      via: 'admin-api',
+      target: { subject },
+      before: null,
+      after: { grants: [{ permission: 'read:stats' }] },
+    });
+    expect(records[0]).toMatchObject({
+      before: { grants: [{ permission: 'read:stats' }] },
+      after: { grants: [] },
+    });
+  });
+
+  it("lists only the tenant's records for a tenant-scoped admin", async () => {
+    const s = setup();
+    const subject = fresh('ivy');
+    const root = await demoTokenFor('root');
+    const acmeAdmin = await demoTokenFor('acme-admin');
+    await s.call('POST', `/users/${subject}/grants?tenant=acme`, {
+      token: acmeAdmin,
+      body: { permission: 'read:posts' },
+    });
+    await s.call('POST', `/users/${subject}/grants`, {
+      token: root,
+      body: { permission: 'read:posts' },
+    });
+    const scoped = await s.call('GET', `/audit?tenant=acme&subject=${subject}`, {
+      token: acmeAdmin,
+    });
+    const { records } = (await scoped.json()) as { records: AuditRecord[] };
+    expect(records.map((r) => r.target)).toEqual([{ tenant: 'acme', subject }]);
+    expect((await s.call('GET', `/audit?subject=${subject}`, { token: acmeAdmin })).status).toBe(
+      403,
+    );
+    const all = await s.call('GET', `/audit?subject=${subject}`, { token: root });
+    expect(((await all.json()) as { records: AuditRecord[] }).records).toHaveLength(2);
+  });
+
+  it('refuses a bad since or limit on GET /audit', async () => {
+    const s = setup();
+    const token = await demoTokenFor('root');
+    const since = await s.call('GET', '/audit?since=yesterday', { token });
+    expect(await problemOf(since)).toMatchObject({ field: 'since' });
+    const limit = await s.call('GET', '/audit?limit=0', { token });
+    expect(await problemOf(limit)).toMatchObject({ field: 'limit' });
+  });
+});
