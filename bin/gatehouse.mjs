@@ -7,6 +7,7 @@ import { register } from 'tsx/esm/api';
 register();
 const { main } = await import('../src/cli/index.ts');
 
+let progressed = false;
 process.exitCode = await main(process.argv.slice(2), {
   async readFile(path) {
     try {
@@ -20,4 +21,18 @@ process.exitCode = await main(process.argv.slice(2), {
   out: (line) => process.stdout.write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
   now: () => Date.now(),
+  progress: (line) => {
+    // On a terminal the line is rewritten in place; in a log each report is its own line.
+    if (process.stderr.isTTY) {
+      process.stderr.write(`\r${line}\x1b[K`);
+      progressed = true;
+    } else process.stderr.write(`${line}\n`);
+  },
+  async readStdin() {
+    const chunks = [];
+    for await (const chunk of process.stdin) chunks.push(chunk);
+    return Buffer.concat(chunks).toString('utf8');
+  },
 });
+// Ends a progress line that was rewritten in place.
+if (progressed) process.stderr.write('\n');

@@ -1,8 +1,9 @@
 /**
- * The development CLI (`npx gatehouse <command>`). Commands are a table so later ones (grant,
- * revoke, explain, ...) slot in beside `token`.
+ * The CLI (`npx gatehouse <command>`): `token` mints development tokens; the management commands
+ * (src/cli/manage.ts) change and explain permissions in a target store.
  */
 import { type CliIo, UsageError } from './io.ts';
+import { MANAGE_COMMANDS, runManageCommand } from './manage.ts';
 import { TOKEN_USAGE, tokenCommand } from './token.ts';
 
 interface Command {
@@ -17,6 +18,16 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     usage: TOKEN_USAGE,
     run: tokenCommand,
   },
+  ...Object.fromEntries(
+    Object.entries(MANAGE_COMMANDS).map(([name, command]) => [
+      name,
+      {
+        summary: command.summary,
+        usage: command.usage,
+        run: (args: readonly string[], io: CliIo) => runManageCommand(command, args, io),
+      },
+    ]),
+  ),
 };
 
 export function usage(): string {

@@ -10,6 +10,10 @@ export interface CliIo {
   out(line: string): void;
   err(line: string): void;
   now(): number;
+  /** A progress line for long operations (stderr; overwritten in place on a terminal). */
+  progress?(line: string): void;
+  /** Standard input as text, for `import -`. */
+  readStdin?(): Promise<string>;
 }
 
 /** A usage mistake: printed with the command's usage, exit code 2. */
