@@ -2,6 +2,7 @@
 // The development CLI. Loads the TypeScript sources through tsx (a devDependency) and hands them
 // Node's file system and console; the commands themselves live in src/cli/.
 import { readFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { register } from 'tsx/esm/api';
 
 register();
@@ -17,7 +18,8 @@ process.exitCode = await main(process.argv.slice(2), {
       throw error;
     }
   },
-  env: process.env,
+  // USER names the actor of audit records (cli:<user>); some shells and containers leave it unset.
+  env: { ...process.env, USER: process.env.USER || safeUserName() },
   out: (line) => process.stdout.write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
   now: () => Date.now(),
@@ -36,3 +38,11 @@ process.exitCode = await main(process.argv.slice(2), {
 });
 // Ends a progress line that was rewritten in place.
 if (progressed) process.stderr.write('\n');
+
+function safeUserName() {
+  try {
+    return userInfo().username;
+  } catch {
+    return undefined;
+  }
+}

@@ -31,7 +31,7 @@ import { expiryToUnixSeconds } from '../stores/file.ts';
 import { extractBearer } from '../token/index.ts';
 import { hasDuplicateMemberName } from '../token/json.ts';
 import type { Decision, Grant, Principal, RoleRecord, SubjectKey } from '../types.ts';
-import { type ClientContext, clientContext, denyResponse } from './http.ts';
+import { type ClientContext, clientContext, denyResponse, readCappedText } from './http.ts';
 
 /** The permission that allows every admin call, for every tenant and for untenanted data. */
 export const ADMIN_PERMISSION = 'admin:permissions';
@@ -423,34 +423,6 @@ async function readJsonBody(request: AdminRequest): Promise<unknown> {
   return value;
 }
 
-/**
- * The body as UTF-8 text, read with a cap: at most `max` bytes are ever buffered, whatever the
- * Content-Length says (a chunked body has none). Null when larger; throws on invalid UTF-8.
- */
-async function readCapped(stream: ReadableStream<Uint8Array> | null, max: number) {
-  if (stream === null) return '';
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => undefined);
-      return null;
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
-}
-
 /** Whether `pathname` is `basePath` or below it. */
 export function underBasePath(pathname: string, basePath: string): boolean {
   return pathname === basePath || pathname.startsWith(`${basePath}/`);
@@ -797,7 +769,7 @@ export function createAdminApi(options: AdminApiOptions): AdminApi {
         segments: pathSegments(url.pathname, basePath),
         query: url.searchParams,
         headers: request.headers,
-        body: (max) => readCapped(request.body, max),
+        body: (max) => readCappedText(request.body, max),
         context: context ?? clientContext(request),
       });
     },

@@ -20,6 +20,7 @@ import type {
   APIGatewayProxyStructuredResultV2,
 } from 'aws-lambda';
 import { ConfigError } from '../errors.ts';
+import { consoleJsonWriter } from '../logging/decision-log.ts';
 import { Gatehouse } from '../policy/decide.ts';
 import { compilePolicy } from '../policy/policy.ts';
 import { createDynamoDBClient, DynamoDBStore } from '../stores/dynamodb.ts';
@@ -237,8 +238,7 @@ async function toResult(response: Response): Promise<AdminLambdaResult> {
  * and every invocation answers 503 (problem+json, `configuration_error`).
  */
 export function createAdminLambdaHandler(options: AdminLambdaOptions): AdminLambdaHandler {
-  const log =
-    options.log ?? ((entry: Record<string, unknown>) => console.log(JSON.stringify(entry)));
+  const log = options.log ?? consoleJsonWriter;
   let built: { api: AdminApi; gatehouse: Gatehouse } | undefined;
   let configError: Error | undefined;
   try {

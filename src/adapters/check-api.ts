@@ -20,7 +20,7 @@ import { fillTemplate } from '../policy/routes.ts';
 import { extractBearer } from '../token/index.ts';
 import { hasDuplicateMemberName } from '../token/json.ts';
 import type { Decision, PermissionMatch, Principal } from '../types.ts';
-import { denyResponse, jsonResponse, problemResponse } from './http.ts';
+import { denyResponse, jsonResponse, problemResponse, readCappedText } from './http.ts';
 
 /** Items per batch. */
 export const MAX_BATCH_ITEMS = 100;
@@ -237,7 +237,8 @@ function answer(decision: Decision, extra: { route?: string } = {}): CheckAnswer
   };
 }
 
-function subjectPrincipal(item: CheckItem, nowMs: number): Principal {
+/** The principal of a subject check: no token, so no claims (claim conditions fail closed). */
+export function subjectPrincipal(item: CheckItem, nowMs: number): Principal {
   return {
     issuer: CHECK_ISSUER,
     issuerKind: 'self',
@@ -480,34 +481,6 @@ function tooLarge(): Response {
   });
 }
 
-/**
- * The body as UTF-8 text, read with a cap: at most `max` bytes are ever buffered, whatever the
- * Content-Length says (a chunked body has none). Null when the body is larger.
- */
-async function readCapped(request: Request, max: number): Promise<string | null> {
-  if (request.body === null) return '';
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => undefined);
-      return null;
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
-}
-
 async function readJson(request: Request): Promise<unknown | Response> {
   const type = request.headers.get('content-type') ?? '';
   if (!/^application\/json\b/i.test(type)) {
@@ -526,7 +499,7 @@ async function readJson(request: Request): Promise<unknown | Response> {
   });
   let body: string | null;
   try {
-    body = await readCapped(request, MAX_CHECK_BODY_BYTES);
+    body = await readCappedText(request.body, MAX_CHECK_BODY_BYTES);
   } catch {
     return invalidJson; // not UTF-8
   }

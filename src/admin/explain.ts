@@ -7,7 +7,13 @@
  * cannot drift from them; the trace is computed beside it from the same records and is
  * informational. Neither contains the token or the principal's claim values.
  */
-import { type CheckAnswer, type CheckItem, runCheck } from '../adapters/check-api.ts';
+import {
+  CHECK_ISSUER,
+  type CheckAnswer,
+  type CheckItem,
+  runCheck,
+  subjectPrincipal,
+} from '../adapters/check-api.ts';
 import { AdminError, TokenError } from '../errors.ts';
 import { type ConditionInput, compileConditions } from '../permissions/conditions.ts';
 import { isValidPermission, permissionMatches } from '../permissions/grammar.ts';
@@ -200,16 +206,10 @@ async function traceRequest(
       return trace;
     }
   } else {
-    principal = {
-      issuer: '(subject check, no token)',
-      issuerKind: 'self',
-      subject: input.subject!,
-      ...(input.tenant !== undefined && { tenant: input.tenant }),
-      scopes: [],
-      claims: {},
-      actors: [],
-      expiresAt: Math.floor(nowMs / 1000) + 60,
-    };
+    principal = subjectPrincipal(
+      { subject: input.subject!, ...(input.tenant !== undefined && { tenant: input.tenant }) },
+      nowMs,
+    );
     trace.notes.push(
       'No token: claim conditions are unknown, so grants with them do not apply and denies do.',
     );
@@ -403,7 +403,9 @@ export function formatExplain(result: ExplainResult): string {
   if (trace.principal) {
     const tenant =
       trace.principal.tenant === undefined ? '' : ` in tenant ${trace.principal.tenant}`;
-    lines.push(`principal  ${trace.principal.subject}${tenant} (${trace.principal.issuer})`);
+    const issuer =
+      trace.principal.issuer === CHECK_ISSUER ? 'no token' : `issuer ${trace.principal.issuer}`;
+    lines.push(`principal  ${trace.principal.subject}${tenant} (${issuer})`);
   }
   if (trace.route) lines.push(`route      ${trace.route} (${trace.routeKind})`);
   if (trace.required.length > 0) {

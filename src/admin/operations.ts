@@ -26,6 +26,7 @@ import {
 } from '../stores/file.ts';
 import { subjectStorageKey, tenantStorageKey } from '../stores/keys.ts';
 import { MemoryStore, type TenantRole } from '../stores/memory.ts';
+import { canonicalJson } from '../stores/records.ts';
 import type { Grant, RoleAssignment, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
 import type {
   AdminStore,
@@ -93,18 +94,6 @@ function keyOf(record: SubjectKey): SubjectKey {
 
 function emptyUser(key: SubjectKey): UserRecord {
   return { ...keyOf(key), roles: [], grants: [], denies: [] };
-}
-
-/** Stable JSON: equal values give equal text whatever the key order. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
 }
 
 /** Same permission and same conditions: the same grant (a new expiry replaces the old). */

@@ -42,7 +42,7 @@ import type {
 } from '../types.ts';
 import { FileStore, type PermissionData } from './file.ts';
 import { encodeKeyPart, subjectStorageKey, tenantStorageKey } from './keys.ts';
-import { freezeRole, freezeUser } from './records.ts';
+import { canonicalJson, freezeRole, freezeUser } from './records.ts';
 
 /** Partition key attribute (String). */
 export const PARTITION_KEY = 'pk';
@@ -300,17 +300,8 @@ function grantList(item: Item, name: 'grants' | 'denies', field: string): Grant[
 // ---------------------------------------------------------------------------------------------
 // Items ⇄ records
 
-/** Stable JSON (sorted keys): equal conditions give equal sort keys, equal items equal text. */
-export function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
+/** Stable JSON (sorted keys) so equal conditions give equal sort keys. */
+export const canonical = canonicalJson;
 
 /**
  * The sort key of a grant or deny. The same permission with other conditions is another item

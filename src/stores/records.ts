@@ -85,3 +85,15 @@ export function freezeRole(role: RoleRecord): RoleRecord {
     role.denies === undefined ? base : { ...base, denies: copyGrants(role.denies) },
   );
 }
+
+/** Stable JSON: equal values give equal text whatever the key order (sort keys, comparisons). */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}

@@ -7,11 +7,11 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devIssuer, mintDevToken } from '../../src/cli/token.ts';
+import { freePort, stopProcessGroup } from '../support/processes.ts';
 import { cliAsync, pollUntilDenied } from '../support/revocation.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -20,18 +20,6 @@ const TTL_SECONDS = 2;
 /** Polling interval and the slack the bound allows on top of the TTL (a loaded 2-core machine). */
 const POLL_MS = 25;
 const SLACK_MS = 1500;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 let dir = '';
 let child: ChildProcess | undefined;
@@ -141,15 +129,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (child?.pid !== undefined && child.exitCode === null) {
-    const exited = new Promise((resolve) => child?.once('exit', resolve));
-    process.kill(-child.pid, 'SIGTERM');
-    const timer = setTimeout(() => {
-      if (child?.pid !== undefined && child.exitCode === null) process.kill(-child.pid, 'SIGKILL');
-    }, 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
+  await stopProcessGroup(child);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -4,24 +4,12 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDotenv } from '../../src/cli/io.ts';
 import { devIssuer, mintDevToken } from '../../src/cli/token.ts';
+import { freePort, stopProcessGroup } from '../support/processes.ts';
 
 const root = new URL('../../', import.meta.url);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 let child: ChildProcess | undefined;
 let base = '';
@@ -50,16 +38,7 @@ beforeAll(async () => {
   }
 });
 
-afterAll(async () => {
-  if (child?.pid === undefined || child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child?.once('exit', resolve));
-  process.kill(-child.pid, 'SIGTERM');
-  const timer = setTimeout(() => {
-    if (child?.pid !== undefined && child.exitCode === null) process.kill(-child.pid, 'SIGKILL');
-  }, 10_000);
-  await exited;
-  clearTimeout(timer);
-});
+afterAll(() => stopProcessGroup(child));
 
 async function token(subject: string): Promise<string> {
   const secret = parseDotenv(readFileSync(new URL('.dev.vars', root), 'utf8')).GATEHOUSE_DEV_SECRET;
