@@ -40,11 +40,12 @@ import type {
   Progress,
   Snapshot,
 } from '../admin/types.ts';
-import { AdminError, ConfigError, StoreError } from '../errors.ts';
+import { AdminError, StoreError } from '../errors.ts';
 import type { Grant, RoleAssignment, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
 import {
   assignmentItem,
   canonical,
+  checkTableName,
   DENY_SK,
   GRANT_SK,
   grantItem,
@@ -217,15 +218,7 @@ export class DynamoDBAdminStore implements AdminStore {
   readonly #roleKeys = new WeakMap<RoleRecord, string>();
 
   constructor(options: DynamoDBAdminStoreOptions) {
-    if (
-      typeof options.tableName !== 'string' ||
-      !/^[A-Za-z0-9_.-]{3,255}$/.test(options.tableName)
-    ) {
-      throw new ConfigError(
-        'TABLE_NAME',
-        'expected a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)',
-      );
-    }
+    checkTableName(options.tableName);
     this.#client = options.client;
     this.#table = options.tableName;
     this.#now = options.now ?? Date.now;

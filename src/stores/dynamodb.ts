@@ -526,6 +526,16 @@ export interface DynamoDBStoreOptions {
 
 const NO_ROLES: readonly RoleRecord[] = Object.freeze([]);
 
+/** Refuses a name DynamoDB would refuse, naming TABLE_NAME (the variable that carries it). */
+export function checkTableName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || !/^[A-Za-z0-9_.-]{3,255}$/.test(name)) {
+    throw new ConfigError(
+      'TABLE_NAME',
+      'expected a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)',
+    );
+  }
+}
+
 export class DynamoDBStore implements PermissionStore {
   readonly kind = 'dynamodb';
   readonly cacheable = true;
@@ -537,15 +547,7 @@ export class DynamoDBStore implements PermissionStore {
   readonly #now: () => number;
 
   constructor(options: DynamoDBStoreOptions) {
-    if (
-      typeof options.tableName !== 'string' ||
-      !/^[A-Za-z0-9_.-]{3,255}$/.test(options.tableName)
-    ) {
-      throw new ConfigError(
-        'TABLE_NAME',
-        'expected a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)',
-      );
-    }
+    checkTableName(options.tableName);
     const deadline = options.deadlineMs ?? STORE_DEADLINE_MS;
     if (!Number.isFinite(deadline) || deadline < 10 || deadline > 30_000) {
       throw new ConfigError('dynamodb.deadlineMs', 'expected milliseconds from 10 to 30000');
