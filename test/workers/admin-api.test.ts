@@ -616,3 +616,52 @@ describe('admin API explain check and audit trail', () => {
     expect(await problemOf(limit)).toMatchObject({ field: 'limit' });
   });
 });
+
+describe('wired into the guard Worker (<prefix>/v1/admin)', () => {
+  beforeEach(async () => {
+    await seedDemo();
+  });
+
+  it('needs a token and admin:permissions, then changes what the guard decides', async () => {
+    const guard = testGuard();
+    expect((await guard.fetch(`${BASE}/users/alice`)).status).toBe(401);
+    const alice = await demoTokenFor('alice');
+    const refused = await guard.fetch(`${BASE}/users/bob/grants`, {
+      method: 'POST',
+      headers: { ...bearer(alice), 'content-type': 'application/json' },
+      body: JSON.stringify({ permission: 'read:stats' }),
+    });
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as Problem).reason).toBe('missing_permission');
+
+    // carol's admin role grants `*`, which covers admin:permissions.
+    const carol = await demoTokenFor('carol');
+    const bob = await demoTokenFor('bob');
+    expect((await guard.fetch('/stats', { headers: bearer(bob) })).status).toBe(403);
+    const granted = await guard.fetch(`${BASE}/users/bob/grants`, {
+      method: 'POST',
+      headers: { ...bearer(carol), 'content-type': 'application/json' },
+      body: JSON.stringify({ permission: 'read:stats' }),
+    });
+    expect(granted.status).toBe(201);
+    // The serving isolate drops the changed subject from its cache, so the change applies now.
+    expect((await guard.fetch('/stats', { headers: bearer(bob) })).status).toBe(200);
+    const audit = await guard.fetch(`${BASE}/audit?subject=bob`, { headers: bearer(carol) });
+    const { records } = (await audit.json()) as { records: AuditRecord[] };
+    expect(records[0]).toMatchObject({
+      operation: 'grant',
+      via: 'admin-api',
+      actor: `${DEMO_ISSUER}#carol`,
+      target: { subject: 'bob' },
+    });
+  });
+
+  it('is not served when the prefix is off: the path is then an ordinary request', async () => {
+    const guard = testGuard({ GATEHOUSE_PREFIX: 'off' });
+    const carol = await demoTokenFor('carol');
+    const response = await guard.fetch(`${BASE}/users/alice`, { headers: bearer(carol) });
+    // With the prefix off the path is an ordinary request: no route matches it.
+    expect(response.status).toBe(403);
+    expect(((await response.json()) as Problem).reason).toBe('no_route');
+  });
+});
