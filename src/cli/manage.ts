@@ -821,8 +821,17 @@ export async function runManageCommand(
     return await command.run(parsed, io);
   } catch (error) {
     if (error instanceof AdminError) {
-      const where = error.field === undefined ? '' : ` [${error.field}]`;
-      io.err(`${error.message}${where}`);
+      if (flag(parsed, 'json')) {
+        // Scripts get the same facts as a JSON line on stderr: code, field, message.
+        io.err(
+          JSON.stringify({
+            error: { code: error.code, field: error.field ?? null, message: error.message },
+          }),
+        );
+      } else {
+        const where = error.field === undefined ? '' : ` [${error.field}]`;
+        io.err(`${error.message}${where}`);
+      }
       return error.code === 'invalid_request' ? 2 : 1;
     }
     throw error;

@@ -186,6 +186,11 @@ export function describeCliTarget(name: string, setup: () => Promise<CliTarget>)
         expect(result.err, argv.join(' ')).toMatch(message);
       }
       expect((await cli.run('export')).out).toBe(exported.out);
+      const json = await cli.run('revoke', 'hank', 'read:stats', '--json');
+      expect(json.code).toBe(1);
+      expect(JSON.parse(json.err)).toMatchObject({
+        error: { code: 'not_found', field: 'permission' },
+      });
     });
 
     it('audits every change with actor, operation, target, before and after', async () => {
