@@ -475,7 +475,13 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     // carries) is written before the answer leaves, however it leaves: a frozen container
     // might never run a pending write. The pending promise never rejects.
     const logged = decisionLog?.log('apigateway', decision, parsed, startedAt);
-    if (logged === undefined) return answer(parsed, decision);
+    if (logged === undefined) {
+      // Decision logs off: an authorizer failure (a 500 from API Gateway) still leaves a line.
+      if (decisionLog === null && decision.status === 503) {
+        log({ level: 'error', msg: 'authorizer failure', reason: decision.reason });
+      }
+      return answer(parsed, decision);
+    }
     try {
       return await answer(parsed, decision);
     } finally {

@@ -111,8 +111,6 @@ function roleState(role: RoleRecord | undefined): AuditState {
   return { grants: role.grants, denies: role.denies ?? [], inherits: role.inherits };
 }
 
-const RESERVED_ROLE_NAMES: ReadonlySet<string> = new Set(['__proto__', 'prototype', 'constructor']);
-
 function checkRoleName(name: unknown, field: string): string {
   if (
     typeof name !== 'string' ||
@@ -120,7 +118,7 @@ function checkRoleName(name: unknown, field: string): string {
     name.length > MAX_ROLE_NAME_LENGTH ||
     /[\s\u0000-\u001f]/.test(name) ||
     // The edges' role readers refuse these (prototype keys); one would break the tenant's roles.
-    RESERVED_ROLE_NAMES.has(name)
+    RESERVED_KEYS.has(name)
   ) {
     throw new AdminError(
       'invalid_request',
@@ -131,17 +129,37 @@ function checkRoleName(name: unknown, field: string): string {
   return name;
 }
 
-function checkSubject(key: SubjectKey): void {
-  if (typeof key.subject !== 'string' || key.subject.length === 0) {
-    throw new AdminError('invalid_request', 'subject: expected a non-empty string', {
-      field: 'subject',
-    });
+/**
+ * Names the permission file reserves (prototype keys): a subject or tenant so named could be
+ * written but never exported and imported again, which would break backup and restore.
+ */
+const RESERVED_KEYS: ReadonlySet<string> = new Set(['__proto__', 'prototype', 'constructor']);
+
+function checkTenant(tenant: string | undefined): void {
+  if (tenant === undefined) return;
+  if (typeof tenant !== 'string' || tenant.length === 0 || RESERVED_KEYS.has(tenant)) {
+    throw new AdminError(
+      'invalid_request',
+      'tenant: expected a non-empty string other than __proto__, prototype, constructor',
+      { field: 'tenant' },
+    );
   }
-  if (key.tenant !== undefined && (typeof key.tenant !== 'string' || key.tenant.length === 0)) {
-    throw new AdminError('invalid_request', 'tenant: expected a non-empty string', {
-      field: 'tenant',
-    });
+}
+
+function checkSubject(key: SubjectKey, store?: AdminStore): void {
+  if (
+    typeof key.subject !== 'string' ||
+    key.subject.length === 0 ||
+    RESERVED_KEYS.has(key.subject)
+  ) {
+    throw new AdminError(
+      'invalid_request',
+      'subject: expected a non-empty string other than __proto__, prototype, constructor',
+      { field: 'subject' },
+    );
   }
+  checkTenant(key.tenant);
+  store?.checkKey?.(keyOf(key));
 }
 
 /** A ConfigError from the shared validators, as the AdminError management reports. */
@@ -214,7 +232,7 @@ export class PermissionAdmin {
     operation: AuditOperation,
     change: (current: UserRecord) => UserRecord,
   ): Promise<ChangeResult> {
-    checkSubject(key);
+    checkSubject(key, this.store);
     const stored = await this.store.readUser(keyOf(key));
     const next = change(stored ?? emptyUser(key));
     const before = userState(stored);
@@ -250,10 +268,13 @@ export class PermissionAdmin {
   /** Denies `grant` directly; a deny wins over every allow, from any role. */
   async deny(key: SubjectKey, grant: Grant): Promise<ChangeResult> {
     this.#checkGrant(grant, 'deny');
-    return this.#changeUser(key, 'deny', (user) => ({
-      ...user,
-      denies: [...user.denies.filter((g) => !sameGrant(g, grant)), grant],
-    }));
+    return this.#changeUser(key, 'deny', (user) => {
+      // A re-deny never shortens a deny (an expiring one must not end a permanent one by
+      // accident); to shorten it, undeny first.
+      const existing = user.denies.find((g) => sameGrant(g, grant));
+      if (existing !== undefined && outlasts(existing.expiresAt, grant.expiresAt)) return user;
+      return { ...user, denies: [...user.denies.filter((g) => !sameGrant(g, grant)), grant] };
+    });
   }
 
   /** Removes every direct deny of `permission`; not_found if none. */
@@ -329,7 +350,10 @@ export class PermissionAdmin {
    * role named like a policy role replaces it for that tenant (the edges do the same).
    */
   async putRole(tenant: string | undefined, role: RoleRecord): Promise<ChangeResult> {
+    checkTenant(tenant);
     checkRoleName(role.name, 'name');
+    checkDuplicates(role.grants, 'grants');
+    checkDuplicates(role.denies ?? [], 'denies');
     role.grants.forEach((g, i) => {
       this.#checkGrantAt(g, 'allow', `grants[${i}]`);
     });
@@ -374,6 +398,7 @@ export class PermissionAdmin {
    * new role of that name would revive); `show` lists such assignments.
    */
   async removeRole(tenant: string | undefined, name: string): Promise<ChangeResult> {
+    checkTenant(tenant);
     checkRoleName(name, 'role');
     const before = await this.store.readRoles(tenant);
     const old = before.find((r) => r.name === name);
@@ -418,6 +443,11 @@ export class PermissionAdmin {
     } catch (error) {
       invalid(error);
     }
+    if (grant.expiresAt !== undefined && grant.expiresAt * 1000 <= this.#now()) {
+      throw new AdminError('invalid_request', `${field}.expires: expected a time in the future`, {
+        field: `${field}.expires`,
+      });
+    }
   }
 
   #checkRoleGraph(storeRoles: readonly RoleRecord[]): void {
@@ -460,6 +490,38 @@ export class PermissionAdmin {
   }
 
   /**
+   * Every role the file assigns exists in the policy or, after the import, in the store. An
+   * assignment the subject already has is let through as it is (a role removed after it was
+   * assigned), so an export always imports back.
+   */
+  #checkAssignments(incoming: Snapshot, before: Snapshot, after: Snapshot): void {
+    const held = new Map(before.users.map((u) => [subjectStorageKey(u), u.roles]));
+    const policy = new Set(this.#policyRoles.map((r) => r.name));
+    const stored = new Map<string, Set<string>>();
+    for (const { tenant, role } of after.roles) {
+      const key = tenantStorageKey(tenant);
+      const names = stored.get(key) ?? new Set<string>();
+      names.add(role.name);
+      stored.set(key, names);
+    }
+    for (const user of incoming.users) {
+      const existing = held.get(subjectStorageKey(user)) ?? [];
+      user.roles.forEach((assignment, i) => {
+        if (policy.has(assignment.role)) return;
+        if (existing.some((a) => a.role === assignment.role)) return;
+        if (stored.get(tenantStorageKey(user.tenant))?.has(assignment.role)) return;
+        const section = user.tenant === undefined ? '' : `tenants.${user.tenant}.`;
+        const field = `${section}user_roles.${user.subject}[${i}]`;
+        throw new AdminError(
+          'invalid_request',
+          `${field}: no role ${assignment.role} in the policy or the store${tenantText(user.tenant)}`,
+          { field },
+        );
+      });
+    }
+  }
+
+  /**
    * Validates `text` as a permission file (every problem names its path; nothing is written
    * on a mistake), then writes it: each subject and each tenant's role set in the file replaces
    * the stored one. With `replace`, subjects and role sets absent from the file are deleted, so
@@ -470,9 +532,21 @@ export class PermissionAdmin {
     options: { source?: string; replace?: boolean; progress?: Progress } = {},
   ): Promise<ImportResult> {
     const incoming = toSnapshot(this.#parse(text, options.source));
+    // What the store itself would refuse (key sizes) is refused before anything is written.
+    for (const user of incoming.users) this.store.checkKey?.(keyOf(user));
     const before = await this.store.exportAll();
     const after = mergeSnapshots(before, incoming, options.replace ?? false);
-    const counts = await syncSnapshot(this.store, before, after, options.progress);
+    this.#checkAssignments(incoming, before, after);
+    let counts: { written: number; deleted: number };
+    let failed: unknown;
+    try {
+      counts = await syncSnapshot(this.store, before, after, options.progress);
+    } catch (error) {
+      if (!(error instanceof SyncError)) throw error;
+      counts = { written: error.written, deleted: error.deleted };
+      failed = error.cause;
+    }
+    // Audited whenever something was written, also when the import stopped part-way.
     const audit =
       counts.written + counts.deleted === 0
         ? null
@@ -481,14 +555,16 @@ export class PermissionAdmin {
             {},
             { users: before.users.length, roles: before.roles.length },
             {
-              users: after.users.length,
-              roles: after.roles.length,
+              ...(failed === undefined
+                ? { users: after.users.length, roles: after.roles.length }
+                : { incomplete: true }),
               written: counts.written,
               deleted: counts.deleted,
               replace: options.replace ?? false,
               ...(options.source !== undefined && { source: options.source }),
             },
           );
+    if (failed !== undefined) throw failed;
     return {
       users: incoming.users.length,
       roles: incoming.roles.length,
@@ -502,7 +578,10 @@ export class PermissionAdmin {
 
   /** Audit records, most recent first. */
   audit(filter: AuditFilter): Promise<readonly AuditRecord[]> {
-    return this.store.listAudit(filter);
+    // Nothing older than the retention is kept, so nothing older is looked for (DynamoDB reads
+    // one partition per day).
+    const oldest = this.#now() - this.#retentionSeconds * 1000 - 86_400_000;
+    return this.store.listAudit({ ...filter, since: Math.max(filter.since, oldest) });
   }
 
   async #audit(
@@ -526,6 +605,25 @@ export class PermissionAdmin {
     await this.store.appendAudit(record, this.#retentionSeconds);
     return record;
   }
+}
+
+/** Whether an expiry (undefined: never) lasts at least as long as another. */
+function outlasts(a: number | undefined, b: number | undefined): boolean {
+  return a === undefined || (b !== undefined && a >= b);
+}
+
+/** Two entries with the same permission and conditions would be one item in DynamoDB. */
+function checkDuplicates(grants: readonly Grant[], field: string): void {
+  grants.forEach((grant, i) => {
+    const j = grants.findIndex((other) => sameGrant(other, grant));
+    if (j < i) {
+      throw new AdminError(
+        'invalid_request',
+        `${field}[${i}]: the same permission and conditions as ${field}[${j}]`,
+        { field: `${field}[${i}]` },
+      );
+    }
+  });
 }
 
 function tenantText(tenant: string | undefined): string {
@@ -617,6 +715,18 @@ function groupRoles(roles: readonly TenantRole[]): Map<string, TenantRole[]> {
   return out;
 }
 
+/** A sync that stopped part-way: what it had written when the store failed. */
+export class SyncError extends Error {
+  override readonly name = 'SyncError';
+  readonly written: number;
+  readonly deleted: number;
+  constructor(cause: unknown, written: number, deleted: number) {
+    super('the store failed part-way through', { cause });
+    this.written = written;
+    this.deleted = deleted;
+  }
+}
+
 /** Writes parallel to this many records at once (KV and DynamoDB both take it easily). */
 const SYNC_CONCURRENCY = 16;
 
@@ -673,15 +783,24 @@ export async function syncSnapshot(
   }
   let written = 0;
   let deleted = 0;
-  let next_ = 0;
+  let nextTask = 0;
+  let failure: { error: unknown } | undefined;
   const worker = async () => {
-    while (next_ < tasks.length) {
-      const task = tasks[next_++]!;
-      if ((await task()) === 'written') written++;
-      else deleted++;
+    // After a failure no new write starts; those in flight finish before the error is raised,
+    // so nothing is still writing once the caller reports it.
+    while (nextTask < tasks.length && failure === undefined) {
+      const task = tasks[nextTask++]!;
+      try {
+        if ((await task()) === 'written') written++;
+        else deleted++;
+      } catch (error) {
+        failure ??= { error };
+        return;
+      }
       progress?.(written + deleted, tasks.length);
     }
   };
   await Promise.all(Array.from({ length: Math.min(SYNC_CONCURRENCY, tasks.length) }, worker));
+  if (failure !== undefined) throw new SyncError(failure.error, written, deleted);
   return { written, deleted };
 }

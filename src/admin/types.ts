@@ -73,6 +73,12 @@ export interface AdminStore {
   /** Short description for output: `kv local`, `dynamodb gatehouse-permissions`. */
   readonly description: string;
   /**
+   * Throws AdminError (`invalid_request`, field `subject` or `tenant`) for a key the backend
+   * cannot store (KV keys are at most 512 bytes, DynamoDB partition keys 2048), so an import
+   * can refuse it before writing anything.
+   */
+  checkKey?(key: SubjectKey): void;
+  /**
    * The subject's record as stored, expired entries included; null when the store has none.
    * Strongly consistent where the backend allows, because the result is the `before` of a write.
    */

@@ -64,9 +64,22 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       io.err(`gatehouse ${name}: ${error.message}\n\n${command.usage}`);
       return 2;
     }
-    io.err(`gatehouse ${name}: ${error instanceof Error ? error.message : String(error)}`);
+    io.err(`gatehouse ${name}: ${describe(error)}`);
     return 1;
   }
 }
 
 export type { CliIo } from './io.ts';
+
+/**
+ * The message, and a wrangler failure behind a store error: `--kv remote` reports why wrangler
+ * failed (not logged in, no such namespace) as its cause, and the user needs that reason.
+ */
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause;
+  if (cause instanceof Error && cause.name === 'WranglerCommandError') {
+    return `${error.message}: ${cause.message}`;
+  }
+  return error.message;
+}

@@ -131,7 +131,8 @@ function parseDays(text: string): Weekday[] {
 function scalar(text: string): string | number | boolean {
   if (text === 'true') return true;
   if (text === 'false') return false;
-  if (/^-?\d+(\.\d+)?$/.test(text)) return Number(text);
+  // Only numbers that read back the same: `007` or `1.50` stay strings (an ID claim).
+  if (/^-?\d+(\.\d+)?$/.test(text) && String(Number(text)) === text) return Number(text);
   return text;
 }
 
@@ -278,8 +279,13 @@ function targetOptions(parsed: ParsedArgs): TargetOptions {
 function retentionDays(parsed: ParsedArgs, io: CliIo): number | undefined {
   const text = stringOption(parsed, 'retention-days') ?? io.env.AUDIT_RETENTION_DAYS;
   if (text === undefined || text === '') return undefined;
-  if (!/^\d{1,4}$/.test(text)) throw new UsageError('--retention-days expects a number of days');
-  return Number(text);
+  const days = Number(text);
+  if (!/^\d{1,4}$/.test(text) || days < 1 || days > 3650) {
+    throw new UsageError(
+      '--retention-days (or AUDIT_RETENTION_DAYS) expects whole days from 1 to 3650',
+    );
+  }
+  return days;
 }
 
 interface Session {

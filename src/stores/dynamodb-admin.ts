@@ -203,6 +203,9 @@ function omitted(state: AuditState): AuditState {
   return { omitted: 'too large for one DynamoDB item', bytes: byteLength(JSON.stringify(state)) };
 }
 
+/** DynamoDB's limit on a partition key value, bytes. */
+const MAX_PARTITION_KEY_BYTES = 2048;
+
 const encoder = new TextEncoder();
 function byteLength(text: string): number {
   return encoder.encode(text).length;
@@ -230,7 +233,20 @@ export class DynamoDBAdminStore implements AdminStore {
     return this.#user(key, items);
   }
 
+  checkKey(key: SubjectKey): void {
+    const bytes = byteLength(userPartitionKey(key));
+    if (bytes > MAX_PARTITION_KEY_BYTES) {
+      throw new AdminError(
+        'invalid_request',
+        `subject: ${key.subject.slice(0, 40)}… is too long for a DynamoDB partition key ` +
+          `(${bytes} of at most ${MAX_PARTITION_KEY_BYTES} bytes once encoded, with the tenant)`,
+        { field: 'subject' },
+      );
+    }
+  }
+
   async writeUser(key: SubjectKey, before: UserRecord | null, after: UserRecord | null) {
+    this.checkKey(key);
     const pk = userPartitionKey(key);
     if (after === null) {
       // Every item of the partition, including ones another tool wrote.

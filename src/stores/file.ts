@@ -24,6 +24,7 @@ import { readGrant } from '../permissions/grants.ts';
 import { compileRoles } from '../permissions/roles.ts';
 import type { Conditions, Grant, RoleAssignment, RoleRecord, UserRecord } from '../types.ts';
 import { MemoryStore, type TenantRole } from './memory.ts';
+import { canonicalJson } from './records.ts';
 
 /** A grant or deny as written in the file: a bare permission, or one with expiry or conditions. */
 export type GrantEntry =
@@ -400,6 +401,37 @@ function checkGrant(entry: ParsedGrant, path: SectionPath, effect: 'allow' | 'de
   readGrant(toGrant(entry), field, effect, 'config', []);
 }
 
+/** Stable JSON, so conditions written in another key order still count as the same. */
+function sameness(entry: ParsedGrant): string {
+  if (typeof entry === 'string') return JSON.stringify([entry, null]);
+  return JSON.stringify([
+    entry.permission,
+    entry.when === undefined ? null : canonicalJson(entry.when),
+  ]);
+}
+
+/**
+ * Refuses a second entry with the same permission and conditions (or the same role): stores
+ * keep one item per grant, so a duplicate would collapse to whichever expiry came last, and a
+ * permanent deny could quietly become an expiring one.
+ */
+function checkUnique<T>(
+  entries: readonly T[] | undefined,
+  key: (entry: T) => string,
+  path: SectionPath,
+  what: string,
+): void {
+  const seen = new Map<string, number>();
+  entries?.forEach((entry, i) => {
+    const k = key(entry);
+    const first = seen.get(k);
+    if (first !== undefined) {
+      throw new ConfigError(formatPath([...path, { key: i }]), `the same ${what} as [${first}]`);
+    }
+    seen.set(k, i);
+  });
+}
+
 function checkGrantLists(
   value: {
     readonly grants?: readonly ParsedGrant[] | undefined;
@@ -413,6 +445,8 @@ function checkGrantLists(
   value.denies?.forEach((entry, i) => {
     checkGrant(entry, [...path, { key: 'denies' }, { key: i }], 'deny');
   });
+  checkUnique(value.grants, sameness, [...path, { key: 'grants' }], 'permission and conditions');
+  checkUnique(value.denies, sameness, [...path, { key: 'denies' }], 'permission and conditions');
 }
 
 /**
@@ -422,6 +456,14 @@ function checkGrantLists(
 function checkSection(section: ParsedSection, base: SectionPath, knownRoles: readonly string[]) {
   for (const [subject, user] of Object.entries(section.users ?? {})) {
     checkGrantLists(user, [...base, { key: 'users' }, { key: subject }]);
+  }
+  for (const [subject, assigned] of Object.entries(section.user_roles ?? {})) {
+    checkUnique(
+      assigned,
+      (a) => (typeof a === 'string' ? a : a.role),
+      [...base, { key: 'user_roles' }, { key: subject }],
+      'role',
+    );
   }
   const roles = section.roles ?? {};
   const defined = new Set(Object.keys(roles));

@@ -246,20 +246,25 @@ export class KvAdminStore implements AdminStore {
     return text === null ? null : this.#toUser(key, kvKey, text);
   }
 
+  checkKey(key: SubjectKey): void {
+    const kvKey = kvKeys.user(key);
+    if (kvKey.length > KV_MAX_KEY_BYTES) {
+      throw new AdminError(
+        'invalid_request',
+        `subject: ${key.subject.slice(0, 40)}… is too long for a KV key (${kvKey.length} of at ` +
+          `most ${KV_MAX_KEY_BYTES} bytes once encoded, with the tenant)`,
+        { field: 'subject' },
+      );
+    }
+  }
+
   async writeUser(
     key: SubjectKey,
     _before: UserRecord | null,
     after: UserRecord | null,
   ): Promise<void> {
+    this.checkKey(key);
     const kvKey = kvKeys.user(key);
-    if (kvKey.length > KV_MAX_KEY_BYTES) {
-      throw new AdminError(
-        'invalid_request',
-        `subject: too long for a KV key (${kvKey.length} of at most ${KV_MAX_KEY_BYTES} bytes ` +
-          'once encoded, with the tenant)',
-        { field: 'subject' },
-      );
-    }
     if (after === null) {
       await this.#call(() => this.#kv.delete(kvKey));
       return;

@@ -179,6 +179,8 @@ export function describeCliTarget(name: string, setup: () => Promise<CliTarget>)
         [['role', 'put', 'loop', '--inherits', 'loop'], /cycle|inherit/i],
         [['grant', 'hank'], /missing <permission>/],
         [['check', 'GET', '/stats'], /exactly one of --token or --subject/],
+        [['grant', 'hank', 'read:stats', '--retention-days', '0'], /retention-days/],
+        [['grant', 'x'.repeat(3000), 'read:stats'], /too long/],
       ];
       for (const [argv, message] of cases) {
         const result = await cli.run(...argv);
@@ -226,6 +228,19 @@ export function describeCliTarget(name: string, setup: () => Promise<CliTarget>)
       expect((await cli.run('export')).out).toBe(exported.out);
       const dry = await cli.run('import', file, '--dry-run');
       expect(dry.out).toContain('is valid');
+    });
+
+    it('an import with a subject the store cannot key writes nothing', async () => {
+      const before = (await cli.run('export')).out;
+      const file = join(dir, 'long.json');
+      const users: Record<string, { grants: string[] }> = {};
+      for (let i = 0; i < 40; i++) users[`fine-${i}`] = { grants: ['read:posts'] };
+      users['y'.repeat(3000)] = { grants: ['read:posts'] };
+      writeFileSync(file, JSON.stringify({ users }));
+      const result = await cli.run('import', file);
+      expect(result.code).toBe(2);
+      expect(result.err).toMatch(/too long/);
+      expect((await cli.run('export')).out).toBe(before);
     });
 
     it('a broken import file names the path and writes nothing', async () => {

@@ -2,9 +2,10 @@ import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { explainRequest, formatExplain } from '../../../src/admin/explain.ts';
 import { MemoryAdminStore } from '../../../src/admin/memory.ts';
 import { PermissionAdmin } from '../../../src/admin/operations.ts';
-import { AdminError, ConfigError } from '../../../src/errors.ts';
+import { parseConditions } from '../../../src/cli/manage.ts';
+import { AdminError, ConfigError, StoreError } from '../../../src/errors.ts';
 import { compilePolicy, Gatehouse, type PolicyDocument } from '../../../src/policy/index.ts';
-import type { SubjectKey } from '../../../src/types.ts';
+import type { SubjectKey, UserRecord } from '../../../src/types.ts';
 import { AUDIENCE, createTestIssuer, type TestIssuer } from '../../support/issuer.ts';
 
 const START = Date.parse('2026-11-23T12:00:00Z');
@@ -409,5 +410,113 @@ describe('explain', () => {
     await expect(
       explainRequest(gatehouse, { subject: 'a', method: 'GET', path: 'stats' }, now),
     ).rejects.toMatchObject({ field: 'path' });
+  });
+});
+
+describe('review fixes', () => {
+  it('refuses the names the permission file reserves, for subjects and tenants', async () => {
+    for (const key of [
+      { subject: '__proto__' },
+      { subject: 'constructor' },
+      { subject: 'alice', tenant: 'prototype' },
+    ]) {
+      await expect(admin.grant(key, { permission: 'read:stats' })).rejects.toMatchObject({
+        code: 'invalid_request',
+      });
+    }
+    await expect(
+      admin.putRole('__proto__', { name: 'x', grants: [], denies: [], inherits: [] }),
+    ).rejects.toMatchObject({ code: 'invalid_request', field: 'tenant' });
+    expect(await backend.exportAll()).toEqual({ users: [], roles: [] });
+  });
+
+  it('a re-deny never shortens a deny; undeny first to do that', async () => {
+    await admin.deny(alice, { permission: 'delete:posts:*' });
+    const again = await admin.deny(alice, {
+      permission: 'delete:posts:*',
+      expiresAt: START / 1000 + 60,
+    });
+    expect(again.changed).toBe(false);
+    expect((await backend.readUser(alice))?.denies).toEqual([{ permission: 'delete:posts:*' }]);
+  });
+
+  it('refuses duplicate grants in a role and role grants that have already expired', async () => {
+    await expect(
+      admin.putRole(undefined, {
+        name: 'dup',
+        grants: [{ permission: 'read:x' }, { permission: 'read:x' }],
+        denies: [],
+        inherits: [],
+      }),
+    ).rejects.toMatchObject({ field: 'grants[1]' });
+    await expect(
+      admin.putRole(undefined, {
+        name: 'old',
+        grants: [{ permission: 'read:x', expiresAt: START / 1000 - 1 }],
+        denies: [],
+        inherits: [],
+      }),
+    ).rejects.toMatchObject({ field: 'grants[0].expires' });
+  });
+
+  it('an import refuses duplicate entries and unknown assigned roles, writing nothing', async () => {
+    const duplicate = {
+      users: {
+        bob: { denies: ['delete:posts:*', { permission: 'delete:posts:*', expires: 4102444800 }] },
+      },
+    };
+    await expect(admin.importData(JSON.stringify(duplicate))).rejects.toMatchObject({
+      field: 'users.bob.denies[1]',
+    });
+    const unknownRole = { users: {}, roles: {}, user_roles: { bob: ['nosuchrole'] } };
+    await expect(admin.importData(JSON.stringify(unknownRole))).rejects.toMatchObject({
+      field: 'user_roles.bob[0]',
+    });
+    expect(await backend.exportAll()).toEqual({ users: [], roles: [] });
+  });
+
+  it('an import the store fails part-way stops writing, audits what it wrote, and reports the failure', async () => {
+    class FailingStore extends MemoryAdminStore {
+      writes = 0;
+      override async writeUser(
+        key: SubjectKey,
+        before: UserRecord | null,
+        after: UserRecord | null,
+      ) {
+        this.writes++;
+        if (key.subject === 'u20') throw new StoreError('store_unavailable', 'down');
+        await new Promise((r) => setTimeout(r, 1));
+        return super.writeUser(key, before, after);
+      }
+    }
+    const failing = new FailingStore(undefined, now);
+    const failingAdmin = new PermissionAdmin({
+      store: failing,
+      policyRoles: [],
+      actor: 'cli:test',
+      via: 'cli',
+      now,
+    });
+    const users: Record<string, { grants: string[] }> = {};
+    for (let i = 0; i < 60; i++) users[`u${i}`] = { grants: ['read:posts'] };
+    const error = await failingAdmin.importData(JSON.stringify({ users })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StoreError);
+    const writesAtFailure = failing.writes;
+    await new Promise((r) => setTimeout(r, 20));
+    // Nothing was still writing after the error was reported, and not every record was tried.
+    expect(failing.writes).toBe(writesAtFailure);
+    expect(failing.writes).toBeLessThan(60);
+    const stored = (await failing.exportAll()).users.length;
+    const [record] = await failingAdmin.audit({ since: 0 });
+    expect(record).toMatchObject({
+      operation: 'import',
+      after: { incomplete: true, written: stored },
+    });
+  });
+
+  it('--if values that are not plain numbers stay strings (an ID such as 007)', () => {
+    expect(parseConditions(['claim.id=007', 'claim.n=42', 'claim.ok=true'], undefined)).toEqual({
+      claims: { id: '007', n: 42, ok: true },
+    });
   });
 });

@@ -416,6 +416,51 @@ describe('parsePermissionData', () => {
   });
 });
 
+describe('duplicate entries', () => {
+  it.each([
+    [
+      { users: { bob: { denies: ['x:y', { permission: 'x:y', expires: 4102444800 }] } } },
+      'users.bob.denies[1]',
+    ],
+    [
+      {
+        users: {
+          bob: {
+            grants: [
+              { permission: 'x:y', when: { ip: ['10.0.0.0/8'], country: ['DE'] } },
+              { permission: 'x:y', when: { country: ['DE'], ip: ['10.0.0.0/8'] } },
+            ],
+          },
+        },
+      },
+      'users.bob.grants[1]',
+    ],
+    [{ roles: { r: { grants: ['a:b', 'a:b'] } } }, 'roles.r.grants[1]'],
+    [
+      {
+        user_roles: { bob: ['reader', { role: 'reader', expires: 4102444800 }] },
+        roles: { reader: {} },
+      },
+      'user_roles.bob[1]',
+    ],
+    [
+      { tenants: { acme: { users: { bob: { grants: ['a:b', 'a:b'] } } } } },
+      'tenants.acme.users.bob.grants[1]',
+    ],
+  ])('refuses %j at %s (a store keeps one item per grant)', (data, field) => {
+    expect(() => parsePermissionData(JSON.stringify(data))).toThrow(
+      expect.objectContaining({ field }),
+    );
+  });
+
+  it('accepts the same permission with other conditions', () => {
+    const data = {
+      users: { bob: { grants: ['x:y', { permission: 'x:y', when: { ip: ['10.0.0.0/8'] } }] } },
+    };
+    expect(parsePermissionData(JSON.stringify(data)).users.bob?.grants).toHaveLength(2);
+  });
+});
+
 describe('expiryToUnixSeconds', () => {
   it.each([
     [1798675200, 1798675200],
