@@ -525,7 +525,8 @@ export class PermissionAdmin {
    * Validates `text` as a permission file (every problem names its path; nothing is written
    * on a mistake), then writes it: each subject and each tenant's role set in the file replaces
    * the stored one. With `replace`, subjects and role sets absent from the file are deleted, so
-   * the store then holds exactly the file. One audit record summarises the import.
+   * the store then holds exactly the file. Each changed subject and role gets an audit record
+   * (operation `import`, before and after), and one more summarises the import.
    */
   async importData(
     text: string,
@@ -540,7 +541,9 @@ export class PermissionAdmin {
     let counts: { written: number; deleted: number };
     let failed: unknown;
     try {
-      counts = await syncSnapshot(this.store, before, after, options.progress);
+      counts = await syncSnapshot(this.store, before, after, options.progress, (target, was, now) =>
+        this.#audit('import', target, was, now),
+      );
     } catch (error) {
       if (!(error instanceof SyncError)) throw error;
       counts = { written: error.written, deleted: error.deleted };
@@ -628,6 +631,10 @@ function checkDuplicates(grants: readonly Grant[], field: string): void {
 
 function tenantText(tenant: string | undefined): string {
   return tenant === undefined ? '' : ` of tenant ${tenant}`;
+}
+
+function userTarget(user: SubjectKey): AuditRecord['target'] {
+  return tenantTarget(user.tenant, { subject: user.subject });
 }
 
 function tenantTarget(
@@ -740,7 +747,15 @@ export async function syncSnapshot(
   before: Snapshot,
   after: Snapshot,
   progress?: Progress,
+  /** Called after each record is written, with what it held before and after (the audit). */
+  onChange?: (
+    target: AuditRecord['target'],
+    before: AuditState,
+    after: AuditState,
+  ) => Promise<unknown>,
 ): Promise<{ written: number; deleted: number }> {
+  const changed = (target: AuditRecord['target'], was: AuditState, now: AuditState) =>
+    onChange?.(target, was, now);
   const tasks: (() => Promise<'written' | 'deleted'>)[] = [];
   const old = new Map(before.users.map((u) => [subjectStorageKey(u), u]));
   const next = new Map(after.users.map((u) => [subjectStorageKey(u), u]));
@@ -751,6 +766,7 @@ export async function syncSnapshot(
     }
     tasks.push(async () => {
       await store.writeUser(keyOf(user), prior, user);
+      await changed(userTarget(user), userState(prior), userState(user));
       return 'written';
     });
   }
@@ -758,6 +774,7 @@ export async function syncSnapshot(
     if (next.has(k)) continue;
     tasks.push(async () => {
       await store.writeUser(keyOf(user), user, null);
+      await changed(userTarget(user), userState(user), null);
       return 'deleted';
     });
   }
@@ -778,6 +795,14 @@ export async function syncSnapshot(
         prior.map((r) => r.role),
         wanted.map((r) => r.role),
       );
+      // One audit record per role that changed in the set.
+      for (const name of new Set([...prior, ...wanted].map((r) => r.role.name))) {
+        const was = roleState(prior.find((r) => r.role.name === name)?.role);
+        const now = roleState(wanted.find((r) => r.role.name === name)?.role);
+        if (canonicalJson(was) !== canonicalJson(now)) {
+          await changed(tenantTarget(tenant, { role: name }), was, now);
+        }
+      }
       return wanted.length === 0 ? 'deleted' : 'written';
     });
   }

@@ -677,7 +677,8 @@ const importCommand: Command = {
 
 Validates the whole file first (every mistake names its path; nothing is written on a mistake),
 then writes it: each subject and each tenant's role set in the file replaces the stored one.
-Records that did not change are not written. One audit record summarises the import.
+Records that did not change are not written. Each changed subject and role is
+audited (before and after), and one more record summarises the import.
 
   --replace              also delete subjects and role sets the file does not have
   --dry-run              validate and count, write nothing

@@ -277,7 +277,7 @@ describe('import and export', () => {
     tenants: { acme: { users: { carol: { denies: ['read:posts'] } }, roles: {}, user_roles: {} } },
   };
 
-  it('round-trips: export then import writes nothing; import is one audit record', async () => {
+  it('round-trips: export then import writes nothing; each change and the import are audited', async () => {
     const first = await admin.importData(JSON.stringify(file), { source: 'seed.json' });
     expect(first).toMatchObject({ users: 3, roles: 1, written: 4, deleted: 0 });
     const exported = await admin.exportData();
@@ -285,8 +285,23 @@ describe('import and export', () => {
     expect(again).toMatchObject({ written: 0, deleted: 0, audit: null });
     expect(await admin.exportData()).toEqual(exported);
     const trail = await admin.audit({ since: START });
-    expect(trail).toHaveLength(1);
-    expect(trail[0]).toMatchObject({ operation: 'import', after: { written: 4 } });
+    // One record per subject and role written, then the summary (newest first).
+    expect(trail).toHaveLength(5);
+    expect(trail[0]).toMatchObject({ operation: 'import', target: {}, after: { written: 4 } });
+    const targets = trail.slice(1).map((r) => r.target);
+    expect(targets).toEqual(
+      expect.arrayContaining([
+        { subject: 'alice' },
+        { subject: 'bob' },
+        { tenant: 'acme', subject: 'carol' },
+        { role: 'analyst' },
+      ]),
+    );
+    const carol = trail.find((r) => r.target.subject === 'carol');
+    expect(carol).toMatchObject({
+      before: null,
+      after: { roles: [], grants: [], denies: [{ permission: 'read:posts' }] },
+    });
     expect(await allowed('GET', '/stats')).toBe(true);
   });
 
