@@ -22,6 +22,7 @@ import { type ChangeResult, PermissionAdmin } from '../admin/operations.ts';
 import type { AdminStore, AuditRecord } from '../admin/types.ts';
 import { parseDuration } from '../cli/io.ts';
 import { AdminError, ConfigError, StoreError, TokenError } from '../errors.ts';
+import type { DecisionLogger } from '../logging/decision-log.ts';
 import { isValidPermission } from '../permissions/grammar.ts';
 // Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
 import type { Gatehouse } from '../policy/decide.ts';
@@ -77,6 +78,11 @@ export interface AdminApiOptions {
   readonly now?: () => number;
   /** Receives one entry per unexpected failure (never a token or a body); default console.error. */
   readonly log?: (entry: Record<string, unknown>) => void;
+  /**
+   * Writes the decision on each call's admin permission (401 / 403 / allow) as a decision line,
+   * edge `admin-api`; null or absent: none.
+   */
+  readonly decisionLog?: DecisionLogger | null;
 }
 
 /**
@@ -498,22 +504,54 @@ export function createAdminApi(options: AdminApiOptions): AdminApi {
     if (what.roles === true) cache.invalidateRoles(what.rolesOf);
   }
 
-  /** Verifies the caller's token; the principal, or the 401 / 503 refusal. */
-  async function authenticate(request: AdminRequest): Promise<Principal | Response> {
+  /** Verifies the caller's token; the principal, or the 401 / 503 deny. */
+  async function authenticate(
+    request: AdminRequest,
+  ): Promise<{ caller: Principal } | { refused: Decision }> {
     const authorization = request.headers.get('authorization');
     try {
-      return (await gatehouse.verifier.verify(extractBearer(authorization))).principal;
+      return {
+        caller: (await gatehouse.verifier.verify(extractBearer(authorization))).principal,
+      };
     } catch (error) {
-      const code = error instanceof TokenError ? error.code : 'internal_error';
-      const status = code === 'keys_unavailable' || code === 'internal_error' ? 503 : 401;
-      return refusal(status, code, authorization);
+      const reason = error instanceof TokenError ? error.code : 'internal_error';
+      const status = reason === 'keys_unavailable' || reason === 'internal_error' ? 503 : 401;
+      return { refused: { allow: false, status, reason, explain: '' } };
     }
+  }
+
+  /**
+   * The decision line for the caller's admin permission. Awaited before answering: admin calls
+   * are rare, and the line must not be lost with a frozen Lambda container.
+   */
+  async function logAuthorization(
+    request: AdminRequest,
+    decision: Decision,
+    startedAt: number,
+  ): Promise<void> {
+    const logger = options.decisionLog;
+    if (logger === undefined || logger === null) return;
+    await logger.log(
+      'admin-api',
+      decision,
+      {
+        method: request.method,
+        path: `${basePath}/${(request.segments ?? []).map(encodeURIComponent).join('/')}`,
+        authorization: request.headers.get('authorization'),
+      },
+      startedAt,
+    );
   }
 
   async function handle(request: AdminRequest): Promise<Response> {
     const authorization = request.headers.get('authorization');
-    const caller = await authenticate(request);
-    if (caller instanceof Response) return caller;
+    const startedAt = options.decisionLog?.start() ?? 0;
+    const authenticated = await authenticate(request);
+    if ('refused' in authenticated) {
+      await logAuthorization(request, authenticated.refused, startedAt);
+      return refusal(authenticated.refused.status, authenticated.refused.reason, authorization);
+    }
+    const caller = authenticated.caller;
 
     // The tenant whose data the call reads or changes. A caller with a tenant manages only its
     // own (the default when the query names none); a tenant admin's `*` never reaches another.
@@ -530,6 +568,7 @@ export function createAdminApi(options: AdminApiOptions): AdminApi {
     // Two ?tenant= values are refused below; until then only the unscoped permission counts.
     const required = named.length > 1 ? [ADMIN_PERMISSION] : adminPermissionsFor(tenant);
     const decision = await gatehouse.check(caller, required, request.context, 'any');
+    await logAuthorization(request, decision, startedAt);
     if (!decision.allow) return denyResponse(decision, authorization);
 
     // Authorized: from here on, input mistakes are reported in full.

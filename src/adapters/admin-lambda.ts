@@ -20,7 +20,11 @@ import type {
   APIGatewayProxyStructuredResultV2,
 } from 'aws-lambda';
 import { ConfigError } from '../errors.ts';
-import { consoleJsonWriter } from '../logging/decision-log.ts';
+import {
+  consoleJsonWriter,
+  DecisionLogger,
+  readDecisionLogConfig,
+} from '../logging/decision-log.ts';
 import { Gatehouse } from '../policy/decide.ts';
 import { compilePolicy } from '../policy/policy.ts';
 import { createDynamoDBClient, DynamoDBStore } from '../stores/dynamodb.ts';
@@ -92,6 +96,15 @@ export function buildAdminApi(options: AdminLambdaOptions): {
     throw new ConfigError(ADMIN_ENV.auditRetentionDays, 'expected whole days from 1 to 3650');
   }
   const basePath = env[ADMIN_ENV.basePath] || DEFAULT_ADMIN_BASE_PATH;
+  const logConfig = readDecisionLogConfig((name) => env[name]);
+  const decisionLog =
+    logConfig === null
+      ? null
+      : new DecisionLogger({
+          allowSampleRate: logConfig.allowSampleRate,
+          write: options.log ?? consoleJsonWriter,
+          ...(options.now && { now: options.now }),
+        });
   let api: AdminApi;
   try {
     api = createAdminApi({
@@ -101,6 +114,7 @@ export function buildAdminApi(options: AdminLambdaOptions): {
       ...(days !== undefined && days !== '' && { auditRetentionDays: Number(days) }),
       ...(options.now && { now: options.now }),
       ...(options.log && { log: options.log }),
+      decisionLog,
     });
   } catch (error) {
     if (error instanceof ConfigError && error.field === 'basePath') {

@@ -379,6 +379,7 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
             store: new KvAdminStore(binding as unknown as KvAdminNamespace),
             basePath: `${config.prefix}/v1/admin`,
             auditRetentionDays: config.auditRetentionDays,
+            decisionLog,
             now,
           });
     runtime = { gatehouse, config, decisionLog, admin };

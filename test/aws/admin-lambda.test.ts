@@ -370,3 +370,21 @@ describe('admin Lambda changes', () => {
     expect(r.status).toBe(404);
   });
 });
+
+describe('admin Lambda decision lines', () => {
+  it('writes one line per call on the admin permission, with the digest and not the token', async () => {
+    const logs: Record<string, unknown>[] = [];
+    const handler = adminHandler({}, logs);
+    await invoke(handler, v2Event('GET', '/v1/admin/users/alice'));
+    const alice = await token('alice');
+    await invoke(handler, v2Event('GET', '/v1/admin/users/alice', { token: alice }));
+    const lines = logs.filter((l) => l.edge === 'admin-api');
+    expect(lines.map((l) => [l.status, l.reason])).toEqual([
+      [401, 'token_missing'],
+      [403, 'missing_permission'],
+    ]);
+    expect(lines[1]).toMatchObject({ subject: 'alice', required: ['admin:permissions'] });
+    expect(typeof lines[1]?.tokenDigest).toBe('string');
+    expect(JSON.stringify(logs)).not.toContain(alice);
+  });
+});

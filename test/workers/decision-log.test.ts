@@ -233,3 +233,27 @@ describe('the Hono middleware', () => {
     ]);
   });
 });
+
+describe('admin API', () => {
+  it('writes a decision line for each call: 401, 403 and the allowed admin', async () => {
+    const base = '/.gatehouse/v1/admin/users/bob';
+    await call({}, base);
+    const alice = await demoTokenFor('alice');
+    await call({}, base, { headers: bearer(alice) });
+    const carol = await demoTokenFor('carol');
+    await call({ DECISION_LOG_ALLOW_SAMPLE_RATE: '1' }, base, { headers: bearer(carol) });
+    const admin = lines().filter((l) => l.edge === 'admin-api');
+    expect(admin.map((l) => [l.status, l.reason])).toEqual([
+      [401, 'token_missing'],
+      [403, 'missing_permission'],
+      [200, 'allowed'],
+    ]);
+    expect(admin[1]).toMatchObject({
+      path: base,
+      subject: 'alice',
+      required: ['admin:permissions'],
+      tokenDigest: await digestOf(alice),
+    });
+    expect(JSON.stringify(admin)).not.toContain(alice);
+  });
+});
