@@ -661,7 +661,12 @@ function progressReporter(
 ): (done: number, total: number | undefined) => void {
   let lastTenth = -1;
   return (done, total) => {
-    if (total === undefined || total < 200) return;
+    // A total unknown until the end (a DynamoDB scan): a line every 1,000 records.
+    if (total === undefined) {
+      if (done % 1000 === 0) (io.progress ?? io.err)(`${verb} ${done} records`);
+      return;
+    }
+    if (total < 200) return;
     const tenth = Math.floor((done / total) * 10);
     if (tenth === lastTenth && done !== total) return;
     lastTenth = tenth;
