@@ -38,7 +38,7 @@ import {
   pathSegments,
   underBasePath,
 } from './admin-api.ts';
-import { ENV, type Env, effectivePolicy } from './apigateway-lambda.ts';
+import { buildAtColdStart, ENV, type Env, effectivePolicy } from './apigateway-lambda.ts';
 
 /** The variables the admin function reads besides the authorizer's (ENV in apigateway-lambda.ts). */
 export const ADMIN_ENV = {
@@ -253,18 +253,11 @@ async function toResult(response: Response): Promise<AdminLambdaResult> {
  */
 export function createAdminLambdaHandler(options: AdminLambdaOptions): AdminLambdaHandler {
   const log = options.log ?? consoleJsonWriter;
-  let built: { api: AdminApi; gatehouse: Gatehouse } | undefined;
-  let configError: Error | undefined;
-  try {
-    built = buildAdminApi({ ...options, log });
-  } catch (error) {
-    configError = error instanceof Error ? error : new Error(String(error));
-    const where =
-      error instanceof ConfigError
-        ? `${error.field}: ${error.expected}`
-        : 'unexpected error while starting';
-    log({ level: 'error', msg: `gatehouse admin configuration error: ${where}` });
-  }
+  const { built, configError } = buildAtColdStart(
+    () => buildAdminApi({ ...options, log }),
+    log,
+    'gatehouse admin configuration error',
+  );
   const handler = async (event: AdminLambdaEvent): Promise<AdminLambdaResult> => {
     if (!built) {
       return toResult(

@@ -26,6 +26,7 @@ import {
   type DynamoDBClient,
   PutItemCommand,
   QueryCommand,
+  type QueryCommandInput,
   type QueryCommandOutput,
   ScanCommand,
   type ScanCommandOutput,
@@ -437,31 +438,20 @@ export class DynamoDBAdminStore implements AdminStore {
     want: number,
   ): Promise<AuditRecord[]> {
     const found: AuditRecord[] = [];
-    let start: Item | undefined;
-    do {
-      const output: QueryCommandOutput = await this.#send('query', () =>
-        this.#client.send(
-          new QueryCommand({
-            TableName: this.#table,
-            KeyConditionExpression: '#pk = :pk AND #sk >= :since',
-            ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#sk': SORT_KEY },
-            ExpressionAttributeValues: { ':pk': { S: pk }, ':since': { S: sinceText } },
-            ScanIndexForward: false,
-            ConsistentRead: true,
-            ...(start !== undefined && { ExclusiveStartKey: start }),
-          }),
-        ),
-      );
-      for (const item of output.Items ?? []) {
-        const ttl = item[TTL_ATTRIBUTE]?.N;
-        if (ttl !== undefined && Number(ttl) * 1000 <= now) continue;
-        const record = readAuditItem(pk, item);
-        if (!matchesAudit(record, filter)) continue;
-        found.push(record);
-        if (found.length >= want) return found;
-      }
-      start = output.LastEvaluatedKey;
-    } while (start !== undefined);
+    for await (const item of this.#query({
+      // Newest first, from `since` on: the sort key starts with the record's ISO time.
+      KeyConditionExpression: '#pk = :pk AND #sk >= :since',
+      ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#sk': SORT_KEY },
+      ExpressionAttributeValues: { ':pk': { S: pk }, ':since': { S: sinceText } },
+      ScanIndexForward: false,
+    })) {
+      const ttl = item[TTL_ATTRIBUTE]?.N;
+      if (ttl !== undefined && Number(ttl) * 1000 <= now) continue;
+      const record = readAuditItem(pk, item);
+      if (!matchesAudit(record, filter)) continue;
+      found.push(record);
+      if (found.length >= want) return found;
+    }
     return found;
   }
 
@@ -516,24 +506,41 @@ export class DynamoDBAdminStore implements AdminStore {
 
   async #queryAll(pk: string): Promise<Item[]> {
     const items: Item[] = [];
+    for await (const item of this.#query({
+      KeyConditionExpression: '#pk = :pk',
+      ExpressionAttributeNames: { '#pk': PARTITION_KEY },
+      ExpressionAttributeValues: { ':pk': { S: pk } },
+    })) {
+      items.push(item);
+    }
+    return items;
+  }
+
+  /** Every item of one partition's Query, page by page, strongly consistent. */
+  async *#query(
+    input: Pick<
+      QueryCommandInput,
+      | 'KeyConditionExpression'
+      | 'ExpressionAttributeNames'
+      | 'ExpressionAttributeValues'
+      | 'ScanIndexForward'
+    >,
+  ): AsyncGenerator<Item> {
     let start: Item | undefined;
     do {
       const output: QueryCommandOutput = await this.#send('query', () =>
         this.#client.send(
           new QueryCommand({
             TableName: this.#table,
-            KeyConditionExpression: '#pk = :pk',
-            ExpressionAttributeNames: { '#pk': PARTITION_KEY },
-            ExpressionAttributeValues: { ':pk': { S: pk } },
+            ...input,
             ConsistentRead: true,
             ...(start !== undefined && { ExclusiveStartKey: start }),
           }),
         ),
       );
-      items.push(...(output.Items ?? []));
+      yield* output.Items ?? [];
       start = output.LastEvaluatedKey;
     } while (start !== undefined);
-    return items;
   }
 
   /** Runs one SDK call; its failures become store_unavailable (the SDK's message kept as cause). */

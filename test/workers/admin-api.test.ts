@@ -5,51 +5,24 @@
  * permission from seeded permission data, like anyone else.
  */
 import { env } from 'cloudflare:workers';
-import * as jose from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { type AdminApi, createAdminApi } from '../../src/adapters/admin-api.ts';
 import type { AdminStore, AuditRecord } from '../../src/admin/types.ts';
 import type { KvNamespaceLike } from '../../src/stores/kv.ts';
 import { KvAdminStore } from '../../src/stores/kv-admin.ts';
-import { DEMO_AUDIENCE, DEMO_ISSUER } from '../support/cases.ts';
+import { DEMO_ISSUER } from '../support/cases.ts';
 import {
   bearer,
-  DEMO_POLICY,
   demoTokenFor,
   instrumentedKv,
   seedDemo,
-  TEST_SECRET,
+  TENANT_POLICY,
   type TestGuard,
+  tenantToken,
   testGuard,
 } from './helpers.ts';
 
 const BASE = '/.gatehouse/v1/admin';
-const TENANT_ISSUER = 'https://tenants.gatehouse.test/';
-
-/** The demo policy plus an HS256 issuer whose tokens carry the tenant in `tid`. */
-const TENANT_POLICY = (() => {
-  const doc = structuredClone(DEMO_POLICY) as { issuers: unknown[] };
-  doc.issuers.push({
-    issuer: TENANT_ISSUER,
-    audiences: [DEMO_AUDIENCE],
-    algorithms: ['HS256'],
-    keys: { secretEnv: 'GATEHOUSE_DEV_SECRET', kid: 'dev' },
-    tenantClaim: 'tid',
-  });
-  return doc;
-})();
-
-function tenantToken(subject: string, tid: string): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new jose.SignJWT({ tid })
-    .setProtectedHeader({ alg: 'HS256', kid: 'dev', typ: 'JWT' })
-    .setIssuer(TENANT_ISSUER)
-    .setAudience(DEMO_AUDIENCE)
-    .setSubject(subject)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 600)
-    .sign(new TextEncoder().encode(TEST_SECRET));
-}
 
 interface Problem {
   type: string;

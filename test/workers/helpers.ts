@@ -117,3 +117,31 @@ export function instrumentedKv(inner: KvNamespaceLike = env.PERMISSIONS) {
   };
   return { kv, state };
 }
+
+export const TENANT_ISSUER = 'https://tenants.gatehouse.test/';
+
+/** The demo policy plus a second HS256 issuer whose tokens carry the tenant in `tid`. */
+export const TENANT_POLICY = (() => {
+  const doc = structuredClone(DEMO_POLICY) as { issuers: unknown[] };
+  doc.issuers.push({
+    issuer: TENANT_ISSUER,
+    audiences: [DEMO_AUDIENCE],
+    algorithms: ['HS256'],
+    keys: { secretEnv: 'GATEHOUSE_DEV_SECRET', kid: 'dev' },
+    tenantClaim: 'tid',
+  });
+  return doc;
+})();
+
+/** A token of the tenant issuer for `subject` in tenant `tid`, valid for 10 minutes. */
+export function tenantToken(subject: string, tid: string): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new jose.SignJWT({ tid })
+    .setProtectedHeader({ alg: 'HS256', kid: 'dev', typ: 'JWT' })
+    .setIssuer(TENANT_ISSUER)
+    .setAudience(DEMO_AUDIENCE)
+    .setSubject(subject)
+    .setIssuedAt(now)
+    .setExpirationTime(now + 600)
+    .sign(new TextEncoder().encode(TEST_SECRET));
+}

@@ -4,45 +4,16 @@
  * caller (no tenant) needs authz:check:any-tenant to check a tenant's subjects.
  */
 import { env } from 'cloudflare:workers';
-import * as jose from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { DEMO_AUDIENCE } from '../support/cases.ts';
 import {
   bearer,
-  DEMO_POLICY,
   demoTokenFor,
   seedDemo,
-  TEST_SECRET,
+  TENANT_POLICY,
   type TestGuard,
+  tenantToken,
   testGuard,
 } from './helpers.ts';
-
-const TENANT_ISSUER = 'https://tenants.gatehouse.test/';
-
-/** The demo policy plus a second HS256 issuer whose tokens carry the tenant in `tid`. */
-const TENANT_POLICY = (() => {
-  const doc = structuredClone(DEMO_POLICY) as { issuers: unknown[] };
-  doc.issuers.push({
-    issuer: TENANT_ISSUER,
-    audiences: [DEMO_AUDIENCE],
-    algorithms: ['HS256'],
-    keys: { secretEnv: 'GATEHOUSE_DEV_SECRET', kid: 'dev' },
-    tenantClaim: 'tid',
-  });
-  return doc;
-})();
-
-function tenantToken(subject: string, tid: string): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new jose.SignJWT({ tid })
-    .setProtectedHeader({ alg: 'HS256', kid: 'dev', typ: 'JWT' })
-    .setIssuer(TENANT_ISSUER)
-    .setAudience(DEMO_AUDIENCE)
-    .setSubject(subject)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 600)
-    .sign(new TextEncoder().encode(TEST_SECRET));
-}
 
 beforeEach(async () => {
   await seedDemo();
