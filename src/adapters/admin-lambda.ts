@@ -20,11 +20,7 @@ import type {
   APIGatewayProxyStructuredResultV2,
 } from 'aws-lambda';
 import { ConfigError } from '../errors.ts';
-import {
-  consoleJsonWriter,
-  DecisionLogger,
-  readDecisionLogConfig,
-} from '../logging/decision-log.ts';
+import { consoleJsonWriter, decisionLoggerFromEnv } from '../logging/decision-log.ts';
 import { Gatehouse } from '../policy/decide.ts';
 import { compilePolicy } from '../policy/policy.ts';
 import { createDynamoDBClient, DynamoDBStore } from '../stores/dynamodb.ts';
@@ -96,15 +92,10 @@ export function buildAdminApi(options: AdminLambdaOptions): {
     throw new ConfigError(ADMIN_ENV.auditRetentionDays, 'expected whole days from 1 to 3650');
   }
   const basePath = env[ADMIN_ENV.basePath] || DEFAULT_ADMIN_BASE_PATH;
-  const logConfig = readDecisionLogConfig((name) => env[name]);
-  const decisionLog =
-    logConfig === null
-      ? null
-      : new DecisionLogger({
-          allowSampleRate: logConfig.allowSampleRate,
-          write: options.log ?? consoleJsonWriter,
-          ...(options.now && { now: options.now }),
-        });
+  const decisionLog = decisionLoggerFromEnv((name) => env[name], {
+    write: options.log ?? consoleJsonWriter,
+    ...(options.now && { now: options.now }),
+  });
   let api: AdminApi;
   try {
     api = createAdminApi({

@@ -9,8 +9,7 @@ import { ConfigError } from '../errors.ts';
 import {
   consoleJsonWriter,
   DECISION_LOG_ENV,
-  DecisionLogger,
-  readDecisionLogConfig,
+  decisionLoggerFromEnv,
 } from '../logging/decision-log.ts';
 import { Gatehouse } from '../policy/decide.ts';
 import { compilePolicy } from '../policy/policy.ts';
@@ -167,16 +166,11 @@ export function buildAuthorizer(options: LambdaHandlerOptions): {
     ...(options.fetch && { fetch: options.fetch }),
     ...(options.now && { now: options.now }),
   });
-  const logConfig = readDecisionLogConfig((name) => env[name]);
-  const decisionLog =
-    logConfig === null
-      ? null
-      : new DecisionLogger({
-          allowSampleRate: logConfig.allowSampleRate,
-          write: options.log ?? consoleJsonWriter,
-          ...(options.random && { random: options.random }),
-          ...(options.now && { now: options.now }),
-        });
+  const decisionLog = decisionLoggerFromEnv((name) => env[name], {
+    write: options.log ?? consoleJsonWriter,
+    ...(options.random && { random: options.random }),
+    ...(options.now && { now: options.now }),
+  });
   const mode = (env[ENV.mode] ?? 'route') as AuthorizerMode;
   const httpApiResponse = (env[ENV.httpApiResponse] ?? 'simple') as HttpApiResponse;
   const usageClaim = env[ENV.usageClaim];

@@ -204,17 +204,7 @@ export class PermissionAdmin {
 
   /** Refuses a grant the edges would skip or misread; an expiry must be in the future. */
   #checkGrant(grant: Grant, effect: 'allow' | 'deny'): Grant {
-    const field = effect === 'allow' ? 'grant' : 'deny';
-    try {
-      readGrant(grant, field, effect, 'config', []);
-    } catch (error) {
-      invalid(error);
-    }
-    if (grant.expiresAt !== undefined && grant.expiresAt * 1000 <= this.#now()) {
-      throw new AdminError('invalid_request', `${field}.expires: expected a time in the future`, {
-        field: `${field}.expires`,
-      });
-    }
+    this.#checkGrantAt(grant, effect, effect === 'allow' ? 'grant' : 'deny');
     return grant;
   }
 
@@ -437,6 +427,7 @@ export class PermissionAdmin {
     return this.store.readRoles(tenant);
   }
 
+  /** Refuses a grant the edges would skip or misread, named `field`; an expiry must be ahead. */
   #checkGrantAt(grant: Grant, effect: 'allow' | 'deny', field: string): void {
     try {
       readGrant(grant, field, effect, 'config', []);

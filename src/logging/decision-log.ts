@@ -362,3 +362,18 @@ export function logDecision(
     // No execution context (outside Workers): the line is written when the digest resolves.
   }
 }
+
+/**
+ * The decision logger a deployment's variables ask for (`DECISION_LOG`,
+ * `DECISION_LOG_ALLOW_SAMPLE_RATE`), or null when they turn it off. A bad value throws
+ * ConfigError naming the variable.
+ */
+export function decisionLoggerFromEnv(
+  read: (name: string) => string | undefined,
+  options: Omit<DecisionLoggerOptions, 'allowSampleRate'>,
+): DecisionLogger | null {
+  const config = readDecisionLogConfig(read);
+  return config === null
+    ? null
+    : new DecisionLogger({ ...options, allowSampleRate: config.allowSampleRate });
+}
