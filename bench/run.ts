@@ -7,6 +7,7 @@
  * same slice of tokens, so drift (JIT warm-up, frequency scaling, the other core) hits both alike;
  * the figure is the ratio of the medians of per-operation times across rounds.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -16,6 +17,7 @@ import { compilePermissions, compileRoles } from '../src/permissions/index.ts';
 import { compilePolicy, Gatehouse } from '../src/policy/index.ts';
 import { MemoryStore } from '../src/stores/index.ts';
 import type { Grant, RoleRecord } from '../src/types.ts';
+import { FIGURE_DOCS, formatFigure, syncFigures } from './doc-figures.ts';
 import { benchLambda } from './lambda.ts';
 import { benchWorker } from './worker.ts';
 
@@ -159,7 +161,7 @@ async function main(): Promise<void> {
         ratio,
         '≤ 1.15',
         ratio <= 1.15,
-        `${fmt(a)} µs vs jose ${fmt(b)} µs`,
+        `${formatFigure(a)} µs vs jose ${formatFigure(b)} µs`,
       ),
     );
   }
@@ -183,7 +185,7 @@ async function main(): Promise<void> {
         speedup,
         '≥ 20',
         speedup >= 20,
-        `jose ${fmt(a)} µs vs ${fmt(b)} µs (RS256)`,
+        `jose ${formatFigure(a)} µs vs ${formatFigure(b)} µs (RS256)`,
       ),
     );
   }
@@ -296,13 +298,9 @@ function round(value: number, digits = 2): number {
   return Math.round(value * f) / f;
 }
 
-function fmt(value: number): string {
-  return value < 10 ? value.toFixed(2) : value.toFixed(1);
-}
-
 function row(name: string, value: number, goal: string, ok: boolean | null, note: string): string {
   const status = goal === 'record' || ok === null ? '' : ok ? '✅' : '❌';
-  return `| \`${name}\` | ${fmt(value)} | ${goal} | ${status} | ${note} |`;
+  return `| \`${name}\` | ${formatFigure(value)} | ${goal} | ${status} | ${note} |`;
 }
 
 function writeReport(): void {
@@ -328,6 +326,15 @@ function writeReport(): void {
     new URL('./results.json', import.meta.url),
     `${JSON.stringify(results, null, 2)}\n`,
   );
+  for (const doc of FIGURE_DOCS) {
+    const url = new URL(`../${doc}`, import.meta.url);
+    writeFileSync(url, syncFigures(readFileSync(url, 'utf8'), results));
+  }
+  // Re-align the tables whose values changed, as `npm run format` would.
+  execFileSync('npx', ['biome', 'format', '--write', ...FIGURE_DOCS], {
+    cwd: new URL('..', import.meta.url),
+    stdio: 'ignore',
+  });
   console.log([...header, ...lines].join('\n'));
 }
 

@@ -49,8 +49,11 @@ export interface CompiledPolicy {
 }
 
 export interface LoadPolicyOptions {
-  /** Environment used to resolve `secretEnv` references (process.env on Node, the Worker's env). */
-  readonly env?: Readonly<Record<string, unknown>>;
+  /**
+   * Environment used to resolve `secretEnv` references (process.env on Node, the Worker's env).
+   * Any object: a Worker's `interface Env` (as `wrangler types` writes it) has no index signature.
+   */
+  readonly env?: object;
 }
 
 /** Validates and compiles a parsed policy document (JSON or YAML already parsed to a value). */
@@ -99,7 +102,12 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
   }
 
   const issuers = doc.issuers.map((issuer, i) =>
-    toIssuerOptions(issuer, `policy.issuers[${i}]`, neededClaims, options.env ?? {}),
+    toIssuerOptions(
+      issuer,
+      `policy.issuers[${i}]`,
+      neededClaims,
+      (options.env ?? {}) as Readonly<Record<string, unknown>>,
+    ),
   );
   const seen = new Set<string>();
   doc.issuers.forEach((issuer, i) => {

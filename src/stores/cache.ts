@@ -399,11 +399,11 @@ export class CachedStore implements PermissionStore {
     );
     const promise: Promise<Loaded<T>> = Promise.race([settled, timeout]).then(
       (loaded) => {
-        clearTimeout(timer);
+        if (timer !== undefined) clearTimeout(timer);
         return loaded;
       },
       (error: unknown) => {
-        clearTimeout(timer);
+        if (timer !== undefined) clearTimeout(timer);
         throw error;
       },
     );
