@@ -5,10 +5,13 @@ import { defineConfig } from 'vitest/config';
 // the Workers Vitest integration), the AWS edge against a local DynamoDB-compatible server,
 // and end-to-end tests that start real processes on loopback.
 
-// Decision log lines (every deny the suites provoke) are kept out of the test output; the
-// tests that are about them capture the console themselves.
+// Decision log lines (every deny the suites provoke) and skipped-JWKS-key lines (every bad key
+// the suites serve) are kept out of the test output; the tests that are about them capture the
+// console themselves.
 const quietDecisionLines = (log: string) =>
-  log.includes('gatehouse.decision') ? false : undefined;
+  log.includes('gatehouse.decision') || log.includes('gatehouse.jwks_key_skipped')
+    ? false
+    : undefined;
 
 export default defineConfig({
   test: {

@@ -8,6 +8,7 @@
  */
 import * as v from 'valibot';
 import { ALGORITHM_NAMES } from '../token/index.ts';
+import { KID_PATTERN, MAX_KID_LENGTH } from '../token/precheck.ts';
 
 const ALGORITHMS = ALGORITHM_NAMES;
 
@@ -64,8 +65,8 @@ const KeysSchema = v.strictObject({
     v.pipe(
       v.string(),
       v.regex(
-        /^[A-Za-z0-9._~+/=-]{1,128}$/,
-        'a kid of 1-128 characters from A-Z a-z 0-9 . _ ~ + / = -',
+        KID_PATTERN,
+        `a kid of 1-${MAX_KID_LENGTH} visible ASCII characters (no spaces or control characters)`,
       ),
     ),
   ),

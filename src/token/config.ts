@@ -9,8 +9,14 @@ import { ALGORITHMS, canonicalAlgorithm, isHmac } from './algorithms.ts';
 import { type ClaimRules, REGISTERED_CLAIMS } from './claims.ts';
 import { RemoteJwksSource } from './jwks.ts';
 import { inlineJwksSource, type KeySource, pemSource, secretSource, selectJwk } from './keys.ts';
-import type { Algorithm, IssuerOptions, VerifierOptions } from './options.ts';
-import { DEFAULT_MAX_TOKEN_BYTES, KID_PATTERN, normalizeMediaType } from './precheck.ts';
+import type { Algorithm, IssuerOptions, KeySkippedEvent, VerifierOptions } from './options.ts';
+import {
+  DEFAULT_MAX_TOKEN_BYTES,
+  KID_PATTERN,
+  MAX_KID_LENGTH,
+  normalizeMediaType,
+} from './precheck.ts';
+import { pemBody, readRsaSpki, rsaKeyProblem } from './rsa.ts';
 
 export interface ResolvedIssuer extends ClaimRules {
   readonly source: KeySource;
@@ -54,7 +60,10 @@ function stringList(value: unknown, field: string): string[] {
 function optionalKid(value: unknown, field: string): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || !KID_PATTERN.test(value)) {
-    throw new ConfigError(field, 'expected 1..128 characters from [A-Za-z0-9._~+/=-]');
+    throw new ConfigError(
+      field,
+      `expected 1..${MAX_KID_LENGTH} visible ASCII characters (no spaces or control characters)`,
+    );
   }
   return value;
 }
@@ -85,6 +94,12 @@ interface Runtime {
   readonly now: () => number;
   readonly persistence: VerifierOptions['persistence'];
   readonly shareInFlight: boolean;
+  readonly onKeySkipped: ((event: KeySkippedEvent) => void) | null;
+}
+
+/** One JSON line per skipped key, like the decision lines (level, type), readable on both edges. */
+function warnKeySkipped(event: KeySkippedEvent): void {
+  console.warn(JSON.stringify({ level: 'warn', type: 'gatehouse.jwks_key_skipped', ...event }));
 }
 
 function resolveKeySource(
@@ -143,6 +158,7 @@ function resolveKeySource(
       now: runtime.now,
       persistence: runtime.persistence,
       shareInFlight: runtime.shareInFlight,
+      onKeySkipped: runtime.onKeySkipped,
     });
   }
   if (kind === 'jwks') {
@@ -185,6 +201,7 @@ function resolveKeySource(
     if (isHmac(alg)) {
       throw new ConfigError(`${field}.algorithm`, 'a public key cannot verify an HS algorithm');
     }
+    if (ALGORITHMS.get(alg)!.kty === 'RSA') rsaPem(pem, `${field}.publicKeyPem`);
     return pemSource(pem.trim(), canonicalAlgorithm(alg)!, kid, runtime.shareInFlight);
   }
   if (!isHmac(alg)) throw new ConfigError(`${field}.algorithm`, 'expected HS256, HS384 or HS512');
@@ -199,6 +216,20 @@ function resolveKeySource(
     throw new ConfigError(`${field}.secret`, `expected at least ${minimum} bytes for ${alg}`);
   }
   return secretSource(bytes, alg, kid, runtime.shareInFlight);
+}
+
+/**
+ * Refuses an RSA PEM at start-up when it is not an RSA SPKI or is weak (rsa.ts): the runtime
+ * alone would accept e = 1 on Node. A key this reading cannot see is still checked after import.
+ */
+function rsaPem(pem: string, field: string): void {
+  const der = pemBody(pem);
+  const key = der === null ? null : readRsaSpki(der);
+  if (key === null || key === 'not-rsa') {
+    throw new ConfigError(field, 'expected an RSA public key (SPKI) for an RS or PS algorithm');
+  }
+  const problem = rsaKeyProblem(key.n, key.e);
+  if (problem !== null) throw new ConfigError(field, `weak RSA key (${problem})`);
 }
 
 function resolveIssuer(input: unknown, field: string, runtime: Runtime): ResolvedIssuer {
@@ -339,11 +370,19 @@ export function resolveOptions(options: VerifierOptions): ResolvedOptions {
   if (o.shareInFlight !== undefined && typeof o.shareInFlight !== 'boolean') {
     throw new ConfigError('shareInFlight', 'expected a boolean');
   }
+  if (
+    o.onKeySkipped !== undefined &&
+    o.onKeySkipped !== null &&
+    typeof o.onKeySkipped !== 'function'
+  ) {
+    throw new ConfigError('onKeySkipped', 'expected a function or null');
+  }
   const runtime: Runtime = {
     fetch: o.fetch ?? ((input, init) => fetch(input, init)),
     now: o.now ?? Date.now,
     persistence,
     shareInFlight: o.shareInFlight ?? defaultShareInFlight(),
+    onKeySkipped: o.onKeySkipped === undefined ? warnKeySkipped : o.onKeySkipped,
   };
   if (!Array.isArray(o.issuers) || o.issuers.length === 0) {
     throw new ConfigError('issuers', 'expected a non-empty array of issuers');

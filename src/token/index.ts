@@ -6,6 +6,7 @@ export type {
   IssuerOptions,
   JSONWebKeySet,
   JwksPersistence,
+  KeySkippedEvent,
   KeySourceOptions,
   PersistedJwks,
   PrecheckedToken,

@@ -19,9 +19,16 @@ import {
   type KeySource,
   lookupError,
   lookupKey,
+  type SkippedKey,
   selectKeySet,
 } from './keys.ts';
-import type { Algorithm, JSONWebKeySet, JwksPersistence, PersistedJwks } from './options.ts';
+import type {
+  Algorithm,
+  JSONWebKeySet,
+  JwksPersistence,
+  KeySkippedEvent,
+  PersistedJwks,
+} from './options.ts';
 
 export interface RemoteJwksOptions {
   readonly issuer: string;
@@ -40,6 +47,8 @@ export interface RemoteJwksOptions {
    * request must not be awaited by another (jose src/jwks/remote.ts, issues 355 and 509).
    */
   readonly shareInFlight: boolean;
+  /** Told about each key a fetched or loaded set leaves out; null says nothing. */
+  readonly onKeySkipped: ((event: KeySkippedEvent) => void) | null;
 }
 
 /** Upper bound on a JWKS document, characters; real key sets are a few KiB. */
@@ -77,6 +86,9 @@ export class RemoteJwksSource implements KeySource {
   readonly #o: RemoteJwksOptions;
   #set: KeySet | null = null;
   #fingerprint = '';
+  /** Keys of the installed set that the runtime refused, and the last list of skipped keys told. */
+  #importSkipped: readonly SkippedKey[] = [];
+  #reported = '[]';
   #stored: JSONWebKeySet | null = null;
   #fetchedAt = Number.NEGATIVE_INFINITY;
   #lastAttemptAt = Number.NEGATIVE_INFINITY;
@@ -203,17 +215,23 @@ export class RemoteJwksSource implements KeySource {
    * (the last good keys then stay in use); 'outdated' when a later fetch already installed keys.
    */
   async #install(document: unknown, at: number, seq: number): Promise<Installed> {
-    const candidates = selectKeySet(document, this.#o.algorithms);
-    if (candidates === null) return 'unusable';
+    const selection = selectKeySet(document, this.#o.algorithms);
+    if (selection === null) return 'unusable';
     if (seq < this.#installedSeq) return 'outdated';
+    const { candidates } = selection;
     // Unchanged key set: keep the imported keys and the version (cached tokens stay valid).
     const fingerprint = JSON.stringify(candidates.map((c) => c.stored));
     if (fingerprint !== this.#fingerprint || this.#set === null) {
       const imported = await Promise.all(candidates.map(importCandidate));
       const keys = imported.filter((k): k is BoundKey => k !== null);
+      const refused = candidates
+        .filter((_, i) => imported[i] === null)
+        .map((c) => ({ kid: c.kid, reason: 'refused at import' }));
+      this.#report([...selection.skipped, ...refused]);
       if (keys.length === 0) return 'unusable';
       // Another fetch may have installed keys while these were imported.
       if (seq < this.#installedSeq) return 'outdated';
+      this.#importSkipped = refused;
       const version = this.version + 1;
       this.#set = buildKeySet(keys.map((key) => ({ ...key, version })));
       this.#stored = {
@@ -221,10 +239,30 @@ export class RemoteJwksSource implements KeySource {
       } as unknown as JSONWebKeySet;
       this.#fingerprint = fingerprint;
       this.version = version;
+    } else {
+      this.#report([...selection.skipped, ...this.#importSkipped]);
     }
     this.#installedSeq = seq;
     this.#fetchedAt = Math.max(this.#fetchedAt, at);
     return this.#stored ?? 'unusable';
+  }
+
+  /**
+   * Tells about the keys a set leaves out (a weak RSA key in a rotation, say), once per change of
+   * that list rather than on every refetch of the same document. Kid and reason only.
+   */
+  #report(skipped: readonly SkippedKey[]): void {
+    const onKeySkipped = this.#o.onKeySkipped;
+    const report = JSON.stringify(skipped);
+    if (onKeySkipped === null || report === this.#reported) return;
+    this.#reported = report;
+    for (const { kid, reason } of skipped) {
+      try {
+        onKeySkipped({ issuer: this.#o.issuer, kid, reason });
+      } catch {
+        // A failing log sink never affects verification.
+      }
+    }
   }
 
   #loadPersisted(): Promise<void> {

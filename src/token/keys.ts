@@ -12,10 +12,11 @@ import {
   expectedSignatureLength,
   isHmac,
   keyFits,
-  MIN_RSA_BITS,
 } from './algorithms.ts';
+import { decodeBase64url } from './base64url.ts';
 import type { Algorithm } from './options.ts';
 import { KID_PATTERN } from './precheck.ts';
+import { rsaCryptoKeyProblem, rsaKeyProblem } from './rsa.ts';
 
 /** An imported key bound to one algorithm. */
 export interface BoundKey {
@@ -102,6 +103,15 @@ function selectJwkUnchecked(raw: unknown, allowed: readonly Algorithm[]): JwkCan
     if (typeof value !== 'string' || value.length === 0) return `${name} missing`;
     publicJwk[name] = value;
   }
+  if (kty === 'RSA') {
+    // Checked here, not left to the runtime (see rsa.ts). Strict base64url: the bytes judged are
+    // exactly the bytes any decoder imports, so a lenient spelling cannot slip past the check.
+    const n = decodeBase64url(publicJwk.n!);
+    const e = decodeBase64url(publicJwk.e!);
+    if (n === null || e === null) return 'n or e is not base64url';
+    const problem = rsaKeyProblem(n, e);
+    if (problem !== null) return problem;
+  }
   let spec: AlgorithmSpec | undefined;
   if (jwk.alg !== undefined) {
     const alg = canonicalAlgorithm(jwk.alg);
@@ -125,21 +135,20 @@ function selectJwkUnchecked(raw: unknown, allowed: readonly Algorithm[]): JwkCan
   return { kid, spec, jwk: publicJwk, stored };
 }
 
-function rsaTooShort(spec: AlgorithmSpec, key: CryptoKey): boolean {
-  if (spec.kty !== 'RSA') return false;
-  const bits = (key.algorithm as { modulusLength?: number }).modulusLength ?? 0;
-  return bits < MIN_RSA_BITS;
+/** After import, the RSA rule again on what the runtime holds (defence in depth, see rsa.ts). */
+function rsaWeak(spec: AlgorithmSpec, key: CryptoKey): boolean {
+  return spec.kty === 'RSA' && rsaCryptoKeyProblem(key) !== null;
 }
 
 function bind(kid: string | undefined, spec: AlgorithmSpec, key: CryptoKey): BoundKey {
   return { kid, spec, key, signatureLength: expectedSignatureLength(spec, key), version: 0 };
 }
 
-/** Imports one candidate, or null when the runtime refuses it or an RSA key is under 2048 bits. */
+/** Imports one candidate, or null when the runtime refuses it or it is a weak RSA key. */
 export async function importCandidate(candidate: JwkCandidate): Promise<BoundKey | null> {
   try {
     const key = await importJWK(candidate.jwk, candidate.spec.alg, { extractable: false });
-    if (key instanceof Uint8Array || rsaTooShort(candidate.spec, key)) return null;
+    if (key instanceof Uint8Array || rsaWeak(candidate.spec, key)) return null;
     return bind(candidate.kid, candidate.spec, key);
   } catch {
     return null;
@@ -157,20 +166,44 @@ export function buildKeySet(keys: readonly BoundKey[]): KeySet {
   return { byKid, all: keys };
 }
 
-/** The usable candidates of a JWKS document, or null when it is not `{ keys: [...] }`. */
+/** A key left out of a key set: its kid when it has a well-formed one, and why. */
+export interface SkippedKey {
+  readonly kid: string | undefined;
+  readonly reason: string;
+}
+
+/**
+ * The kid of a raw JWK as it may be logged: only one that passes KID_PATTERN (visible ASCII,
+ * bounded), so a key set cannot write control characters or long text into a log line.
+ */
+export function loggableKid(raw: unknown): string | undefined {
+  try {
+    const kid = (raw as { kid?: unknown } | null)?.kid;
+    return typeof kid === 'string' && KID_PATTERN.test(kid) ? kid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The usable candidates of a JWKS document and the keys left out, or null when it is not
+ * `{ keys: [...] }`. One unusable key never discards the others.
+ */
 export function selectKeySet(
   document: unknown,
   allowed: readonly Algorithm[],
-): JwkCandidate[] | null {
+): { candidates: JwkCandidate[]; skipped: SkippedKey[] } | null {
   if (typeof document !== 'object' || document === null) return null;
   const keys = (document as { keys?: unknown }).keys;
   if (!Array.isArray(keys)) return null;
-  const out: JwkCandidate[] = [];
+  const candidates: JwkCandidate[] = [];
+  const skipped: SkippedKey[] = [];
   for (const raw of keys) {
     const candidate = selectJwk(raw, allowed);
-    if (typeof candidate !== 'string') out.push(candidate);
+    if (typeof candidate !== 'string') candidates.push(candidate);
+    else skipped.push({ kid: loggableKid(raw), reason: candidate });
   }
-  return out;
+  return { candidates, skipped };
 }
 
 /**
@@ -301,7 +334,9 @@ export function pemSource(
     async () => {
       const spec = ALGORITHMS.get(alg)!;
       const key = await importSPKI(pem, alg, { extractable: false });
-      if (rsaTooShort(spec, key)) throw new Error('RSA key too short');
+      // Configuration already refused a weak key it could read (config.ts); this holds the rule
+      // for any encoding that reading missed, on every runtime.
+      if (rsaWeak(spec, key)) throw new Error('weak RSA key');
       return buildKeySet([bind(kid, spec, key)]);
     },
     kid === undefined,

@@ -145,6 +145,21 @@ export interface VerifierOptions {
   persistence?: JwksPersistence;
   /** Concurrent JWKS misses join one in-flight fetch; default true, false on Cloudflare Workers. */
   shareInFlight?: boolean;
+  /**
+   * Told about each key a fetched or persisted JWKS leaves out (kid and reason, never key
+   * material), once per change of that list; default a `gatehouse.jwks_key_skipped` JSON line on
+   * console.warn; null says nothing.
+   */
+  onKeySkipped?: ((event: KeySkippedEvent) => void) | null;
+}
+
+/** A key of a remote JWKS that is not used, for logs. */
+export interface KeySkippedEvent {
+  readonly issuer: string;
+  /** The key's kid when it has a well-formed one (see the kid rule), otherwise undefined. */
+  readonly kid: string | undefined;
+  /** Why, e.g. `public exponent even or under 3`; never key material. */
+  readonly reason: string;
 }
 
 export interface VerifyResult {

@@ -17,12 +17,21 @@ export const DEFAULT_MAX_TOKEN_BYTES = 8192;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 /**
- * `kid` is only ever an exact Map key, never a path, URL, query or command; bounding its length
- * and alphabet keeps quotes, spaces, control and shell metacharacters out of anything that might
- * log it. It does not keep path-like values out: `.` and `/` are allowed (`+/=` because Amazon
- * Cognito key ids are base64), so `../../etc/passwd` passes and simply matches no key.
+ * Longest accepted `kid`, characters. Real ids are far shorter (UUIDs, 40-hex thumbprints,
+ * 44-character Cognito ids), but a Cloud KMS key-version name used as a kid
+ * (`projects/…/locations/…/keyRings/…/cryptoKeys/…/cryptoKeyVersions/n`) or a DID URL
+ * (`did:key:…#…`) runs to 100–230; 256 admits them and still bounds log lines and map keys.
  */
-export const KID_PATTERN = /^[A-Za-z0-9._~+/=-]{1,128}$/;
+export const MAX_KID_LENGTH = 256;
+
+/**
+ * A `kid` is visible ASCII (0x21–0x7E), 1..MAX_KID_LENGTH characters: everything real providers
+ * issue (RFC 7520's `bilbo.baggins@hobbiton.example`, URNs and DID URLs with `:` and `#`, base64
+ * with `+/=`), nothing that can break a log line (control characters, whitespace, non-ASCII).
+ * It is only ever an exact Map key, never a path, URL, query or command, so `../../etc/passwd`
+ * or `k' OR 1=1` passes here and simply matches no key.
+ */
+export const KID_PATTERN = new RegExp(`^[\\x21-\\x7E]{1,${MAX_KID_LENGTH}}$`);
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 

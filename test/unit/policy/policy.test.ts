@@ -184,6 +184,26 @@ describe('policy validation names the field', () => {
     expect(run).not.toThrow();
   });
 
+  it("accepts the verifier's kid rule for a configured key: RFC 7520's example, : and #", () => {
+    for (const kid of ['bilbo.baggins@hobbiton.example', 'urn:x:1', 'did:web:id.example#k1']) {
+      const run = mutate((d) => {
+        d.issuers[0].algorithms = ['HS256'];
+        d.issuers[0].keys = { secretEnv: 'GOOD', kid };
+      });
+      expect(run).not.toThrow();
+    }
+  });
+
+  it('refuses a configured kid with whitespace, control or non-ASCII characters, or over 256', () => {
+    for (const kid of ['k 1', 'k\n', 'clé', 'k'.repeat(257)]) {
+      const run = mutate((d) => {
+        d.issuers[0].algorithms = ['HS256'];
+        d.issuers[0].keys = { secretEnv: 'GOOD', kid };
+      });
+      expect(fieldOf(run)).toBe('policy.issuers[0].keys.kid');
+    }
+  });
+
   it('names a role inheritance cycle', () => {
     const run = mutate((d) => {
       d.roles = { a: { inherits: ['b'] }, b: { inherits: ['a'] } };

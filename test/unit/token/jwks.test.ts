@@ -171,15 +171,48 @@ describe('remote JWKS', () => {
     expect(paths.every((p) => p === '/jwks')).toBe(true);
   });
 
-  it('never turns a path-like kid into a request path', async () => {
+  it('never turns a kid into a request path or query', async () => {
     serve(k1);
     const clock = new Clock();
     const verifier = remote(clock, { cooldownSeconds: 1 });
-    await expectCode(
-      verifier.verify(await mint({ ...k1, kid: '../../admin/keys' })),
-      'token_unknown_key',
-    );
+    for (const kid of [
+      '../../admin/keys',
+      '#frag',
+      '?x=1',
+      '%2e%2e/keys',
+      'http://evil.example/k',
+    ]) {
+      clock.advance(2);
+      await expectCode(verifier.verify(await mint({ ...k1, kid })), 'token_unknown_key');
+    }
+    expect(server.requests).toBe(5);
     expect(paths.every((p) => p === '/jwks')).toBe(true);
+  });
+
+  it('verifies fetched keys whose kids carry @, : and #, by exact match', async () => {
+    const kids = ['bilbo.baggins@hobbiton.example', 'urn:example:key:1', 'did:web:idp.example#k1'];
+    const keys = kids.map((kid) => ({ ...k1, kid, jwk: { ...k1.jwk, kid } }));
+    server.serve(keys.map((k) => k.jwk));
+    const clock = new Clock();
+    const verifier = remote(clock);
+    for (const key of keys)
+      await expect(verifier.verify(await fresh(key, clock))).resolves.toBeDefined();
+    expect(server.requests).toBe(1);
+  });
+
+  it('skips a fetched key whose kid has control characters, logging no kid, and keeps the rest', async () => {
+    const events: unknown[] = [];
+    server.handler = (_req, res) => {
+      const keys = [{ ...k2.jwk, kid: 'k2\n{"level":"info"}' }, { ...k2.jwk, kid: 'k 2' }, k1.jwk];
+      res.writeHead(200).end(JSON.stringify({ keys }));
+    };
+    const clock = new Clock();
+    const verifier = remote(clock, {}, { onKeySkipped: (event) => events.push(event) });
+    await expect(verifier.verify(await fresh(k1, clock))).resolves.toBeDefined();
+    expect(events).toEqual([
+      { issuer: ISSUER, kid: undefined, reason: 'kid has an unexpected form' },
+      { issuer: ISSUER, kid: undefined, reason: 'kid has an unexpected form' },
+    ]);
   });
 
   it('keeps serving the last good keys when the endpoint answers 500', async () => {

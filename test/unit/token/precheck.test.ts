@@ -196,17 +196,30 @@ describe('precheckToken', () => {
   });
 
   describe('kid', () => {
+    // Visible ASCII only (0x21-0x7E), 1..256 characters: nothing that can break a log line.
     const bad: Record<string, unknown> = {
-      'a backslash path': '..\\..\\windows',
-      'a URL': 'http://evil.example/k',
-      'a quote (SQL)': "k1' OR '1'='1",
-      'a semicolon (shell)': 'k1; rm -rf /',
       'a space': 'k 1',
+      'a leading space': ' k1',
+      'a trailing space': 'k1 ',
+      'a tab': 'k\t1',
+      'a line feed (log injection)': 'k1\n{"level":"info"}',
+      'a carriage return': 'k1\r',
       'a NUL': 'k\u00001',
+      'an escape sequence': 'k\u001b[31m',
+      'DEL (0x7F)': 'k\u007f',
+      'a non-ASCII letter': 'clé',
+      'a no-break space': 'k\u00a01',
+      'a line separator (U+2028)': 'k\u20281',
+      'a zero-width space': 'k\u200b1',
+      'an emoji': 'k\u{1f511}',
+      'a quote and spaces (SQL)': "k1' OR '1'='1",
+      'a semicolon and spaces (shell)': 'k1; rm -rf /',
+      '257 characters': 'k'.repeat(257),
       '300 characters': 'k'.repeat(300),
       'the empty string': '',
       'a number': 7,
       null: null,
+      'an array': ['k1'],
     };
     for (const [name, kid] of Object.entries(bad)) {
       it(`rejects a kid with ${name}`, () => {
@@ -214,11 +227,30 @@ describe('precheckToken', () => {
       });
     }
 
-    it('accepts Cognito-style kids with + / = and 128 characters', () => {
-      for (const kid of ['abc+def/ghi=', 'k'.repeat(128), 'a.b_c~d-e']) {
+    // What real providers issue, and anything else visible: a kid is only an exact Map key, so
+    // path, URL, SQL or shell characters pass here and simply match no key.
+    const good: Record<string, string> = {
+      "RFC 7520's example (@ and .)": 'bilbo.baggins@hobbiton.example',
+      'a URN (:)': 'urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6',
+      'a DID URL (: and #)': 'did:web:issuer.example#key-1',
+      'a fragment only': '#key-1',
+      'Cognito base64 (+ / =)': 'abc+def/ghi=',
+      'a Cloud KMS key-version name': `projects/p/locations/global/keyRings/${'r'.repeat(63)}/cryptoKeys/${'k'.repeat(63)}/cryptoKeyVersions/1`,
+      'a path': '../../etc/passwd',
+      'a backslash path': '..\\..\\windows',
+      'a URL': 'http://evil.example/k?x=1&y=%2e',
+      'a quote without spaces': "k1'--",
+      'every visible ASCII character': Array.from({ length: 94 }, (_, i) =>
+        String.fromCharCode(0x21 + i),
+      ).join(''),
+      '256 characters': 'k'.repeat(256),
+      'one character': '~',
+    };
+    for (const [name, kid] of Object.entries(good)) {
+      it(`accepts a kid with ${name}, unchanged`, () => {
         expect(precheckToken(withHeader({ alg: 'ES256', kid })).header.kid).toBe(kid);
-      }
-    });
+      });
+    }
   });
 });
 

@@ -473,17 +473,54 @@ describe('headers naming keys', () => {
       `${es256.kid}/..`,
       es256.kid.toUpperCase(),
       `${es256.kid}=`,
+      `${es256.kid}#`,
+      `${es256.kid}:`,
+      "k'--",
     ]) {
       await expectCode(verifier.verify(await mint(es256, {}, { kid })), 'token_unknown_key');
     }
-    await expectCode(
-      verifier.verify(await mint(es256, {}, { kid: "k' OR 1=1;--" })),
-      'token_malformed',
-    );
-    await expectCode(
-      verifier.verify(await mint(es256, {}, { kid: 'k'.repeat(300) })),
-      'token_malformed',
-    );
+    for (const kid of ["k' OR 1=1;--", 'k'.repeat(257), `${es256.kid}\n`, `${es256.kid}\u00a0`]) {
+      await expectCode(verifier.verify(await mint(es256, {}, { kid })), 'token_malformed');
+    }
+  });
+
+  it("verifies kids real providers issue: RFC 7520's example, URNs and DID URLs with : and #", async () => {
+    for (const kid of [
+      'bilbo.baggins@hobbiton.example',
+      'urn:example:key:2024-01',
+      'did:web:issuer.example#key-1',
+      'k'.repeat(256),
+    ]) {
+      const key = { ...es256, kid, jwk: { ...es256.jwk, kid } };
+      await expect(verifierFor(issuerWith(key)).verify(await mint(key))).resolves.toBeDefined();
+      const pem = verifierFor(
+        issuerWith(key, { keys: { publicKeyPem: es256.pem, algorithm: 'ES256', kid } }),
+      );
+      await expect(pem.verify(await mint(key))).resolves.toBeDefined();
+      // Exact: the configured kid with a different letter case is another key.
+      await expectCode(
+        pem.verify(await mint(key, {}, { kid: kid.toUpperCase() })),
+        'token_unknown_key',
+      );
+    }
+  });
+
+  it('refuses a configured kid with whitespace, control or non-ASCII characters, or over 256 long', () => {
+    for (const kid of ['k 1', 'k\t1', 'k\u00001', 'clé', 'k'.repeat(257), '']) {
+      for (const keys of [
+        { publicKeyPem: es256.pem, algorithm: 'ES256' as const, kid },
+        { jwks: { keys: [{ ...es256.jwk, kid }] } },
+      ]) {
+        let error: unknown;
+        try {
+          verifierFor(issuerWith(es256, { keys }));
+        } catch (e) {
+          error = e;
+        }
+        expect(error).toBeInstanceOf(ConfigError);
+        expect((error as ConfigError).field).toMatch(/^issuers\[0\]\.keys\.(kid|jwks\.keys\[0\])$/);
+      }
+    }
   });
 
   it('rejects crit, b64:false, cty JWT and a 5-part JWE through the verifier', async () => {
@@ -909,21 +946,25 @@ describe('weak and shared keys', () => {
     };
   });
 
-  it('skips an RSA key shorter than 2048 bits from a key set or a PEM', async () => {
+  it('refuses to start with an RSA key shorter than 2048 bits in an inline key set or a PEM', async () => {
     expect((weak.publicKey.algorithm as unknown as { modulusLength: number }).modulusLength).toBe(
       1024,
     );
-    const token = await mint(weak);
-    const mixed = verifierFor(
-      issuerWith(weak, { keys: { jwks: { keys: [weak.jwk, rs256.jwk] } } }),
-    );
-    await expectCode(mixed.verify(token), 'token_unknown_key');
-    await expect(mixed.verify(await mint(rs256))).resolves.toBeDefined();
-    await expectCode(verifierFor(issuerWith(weak)).verify(token), 'keys_unavailable');
-    const pem = verifierFor(
-      issuerWith(weak, { keys: { publicKeyPem: weak.pem, algorithm: 'RS256' } }),
-    );
-    await expectCode(pem.verify(token), 'keys_unavailable');
+    const cases: [IssuerOptions['keys'], string][] = [
+      [{ jwks: { keys: [rs256.jwk, weak.jwk] } }, 'issuers[0].keys.jwks.keys[1]'],
+      [{ jwks: { keys: [weak.jwk] } }, 'issuers[0].keys.jwks.keys[0]'],
+      [{ publicKeyPem: weak.pem, algorithm: 'RS256' }, 'issuers[0].keys.publicKeyPem'],
+    ];
+    for (const [keys, field] of cases) {
+      let error: unknown;
+      try {
+        verifierFor(issuerWith(weak, { keys }));
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).field).toBe(field);
+    }
   });
 
   for (const kind of ['jwks', 'publicKeyPem', 'secret'] as const) {
