@@ -147,6 +147,8 @@ export const PolicySchema = v.strictObject({
       permissionsClaim: v.optional(v.nullable(nonEmpty)),
       scopeClaim: v.optional(v.nullable(nonEmpty)),
       rolesClaim: v.optional(v.nullable(nonEmpty)),
+      /** Scope → the permissions it grants, for scopes that are not permissions (`read`, `Orders.Read`). */
+      scopes: v.optional(v.record(nonEmpty, v.pipe(v.array(nonEmpty), v.minLength(1)))),
     }),
   ),
   cache: v.optional(

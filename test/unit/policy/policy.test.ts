@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { policyJsonSchema } from '../../../scripts/policy-json-schema.ts';
 import { ConfigError } from '../../../src/errors.ts';
 import {
@@ -202,6 +202,155 @@ describe('policy validation names the field', () => {
       roles: { r: { grants: [{ permission: 'a:b', when: { claims: { dept: 'eng' } } }] } },
     });
     expect(policy.verifier.issuers[0]?.keepClaims).toEqual(['dept']);
+  });
+});
+
+describe('policy scope mappings', () => {
+  function claimsDoc(permissions: Doc): Doc {
+    const doc = structuredClone(base()) as Doc;
+    doc.permissions = { source: 'claims', ...permissions };
+    doc.routes = [
+      { method: 'GET', path: '/posts/:id', require: ['read:posts'] },
+      { method: 'PUT', path: '/posts/:id', require: ['write:posts:{id}'] },
+      { method: 'DELETE', path: '/posts/:id', anyOf: ['delete:posts:{id}', 'admin:posts'] },
+    ];
+    return doc;
+  }
+
+  function warningsOf(doc: Doc): string[] {
+    const seen: string[] = [];
+    compilePolicy(doc, { onWarning: (message) => seen.push(message) });
+    return seen;
+  }
+
+  it.each<[string, Doc, string]>([
+    [
+      'a key with a space',
+      { scopes: { 'read all': ['read:posts'] } },
+      'policy.permissions.scopes.read all',
+    ],
+    [
+      'a key with a backslash',
+      { scopes: { 'a\\b': ['read:posts'] } },
+      'policy.permissions.scopes.a\\b',
+    ],
+    ['an empty key', { scopes: { '': ['read:posts'] } }, 'policy.permissions.scopes.'],
+    ['an empty list', { scopes: { read: [] } }, 'policy.permissions.scopes.read'],
+    [
+      'a target without a resource',
+      { scopes: { read: ['read:posts', 'read'] } },
+      'policy.permissions.scopes.read[1]',
+    ],
+    [
+      'a target with a space',
+      { scopes: { read: ['read posts'] } },
+      'policy.permissions.scopes.read[0]',
+    ],
+    [
+      'a partial-segment wildcard',
+      { scopes: { read: ['read:po*'] } },
+      'policy.permissions.scopes.read[0]',
+    ],
+    [
+      'a target that is not a string',
+      { scopes: { read: [1] } },
+      'policy.permissions.scopes.read[0]',
+    ],
+    [
+      'a mapping with no scope claim read',
+      { scopeClaim: null, scopes: { read: ['read:posts'] } },
+      'policy.permissions.scopes',
+    ],
+    [
+      'a mapping with the store source',
+      { source: 'store', scopes: { read: ['read:posts'] } },
+      'policy.permissions.scopes',
+    ],
+  ])('rejects %s at compile, naming the field', (_name, permissions, field) => {
+    const doc = claimsDoc(permissions);
+
+    const field_ = fieldOf(() => compilePolicy(doc, { onWarning: () => {} }));
+
+    expect(field_).toBe(field);
+  });
+
+  it('passes the mapping to the claims store options', () => {
+    const doc = claimsDoc({ scopes: { read: ['read:posts'] } });
+
+    const policy = compilePolicy(doc, { onWarning: () => {} });
+
+    expect(policy.permissions).toMatchObject({
+      source: 'claims',
+      claims: { scopes: { read: ['read:posts'] } },
+    });
+  });
+
+  it('warns once, naming every mapped permission no route requires', () => {
+    const doc = claimsDoc({
+      scopes: {
+        read: ['read:posts', 'read:post'],
+        'Orders.Read': ['read:orders'],
+        write: ['write:posts:*'],
+      },
+    });
+
+    const seen = warningsOf(doc);
+
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toContain('policy.permissions.scopes');
+    expect(seen[0]).toContain('read → read:post,');
+    expect(seen[0]).toContain('Orders.Read → read:orders');
+    expect(seen[0]).not.toContain('read:posts');
+    expect(seen[0]).not.toContain('write');
+  });
+
+  it.each<[string, string[]]>([
+    ['an exact requirement', ['read:posts']],
+    ['a template with its hole filled by a literal', ['write:posts:42']],
+    ['a template with its hole filled by a wildcard', ['delete:posts:*']],
+    ['a trailing wildcard', ['admin:*']],
+    ['a leading wildcard', ['*:posts']],
+    ['the full wildcard', ['*']],
+  ])('does not warn for a mapping to %s some route can require', (_name, targets) => {
+    const doc = claimsDoc({ scopes: { s: targets } });
+
+    const seen = warningsOf(doc);
+
+    expect(seen).toEqual([]);
+  });
+
+  it.each<[string, string[]]>([
+    ['a permission longer than every requirement', ['read:posts:42']],
+    ['a wildcard wider than the segments required', ['read:*:*']],
+    ['a literal where a template has a different literal', ['write:drafts:*']],
+  ])('warns for a mapping to %s', (_name, targets) => {
+    const doc = claimsDoc({ scopes: { s: targets } });
+
+    const seen = warningsOf(doc);
+
+    expect(seen).toHaveLength(1);
+  });
+
+  it('exposes the warnings on the compiled policy', () => {
+    const doc = claimsDoc({ scopes: { read: ['read:post'] } });
+
+    const policy = compilePolicy(doc, { onWarning: () => {} });
+
+    expect(policy.warnings).toEqual([expect.stringContaining('read → read:post')]);
+  });
+
+  it('prints the warning once by default when the same document is compiled twice', () => {
+    const doc = claimsDoc({ scopes: { read: ['read:post'] } });
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    try {
+      compilePolicy(doc, { env: {} });
+      compilePolicy(doc, { env: { OTHER: 'x' } });
+
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(warn.mock.calls[0]?.[0]).toMatch(/^gatehouse: configuration warning: .*read:post/);
+    } finally {
+      warn.mockRestore();
+    }
   });
 });
 
