@@ -205,6 +205,170 @@ describe('policy validation names the field', () => {
   });
 });
 
+describe('policy validation says missing or misspelt', () => {
+  function problemOf(run: () => unknown): { field: string; expected: string } {
+    try {
+      run();
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      const { field, expected } = error as ConfigError;
+      return { field, expected };
+    }
+    throw new Error('expected a ConfigError');
+  }
+
+  const grantWith = (grant: unknown) => (d: Doc) => (d.roles = { r: { grants: [grant] } });
+
+  it.each<[string, (doc: Doc) => void, string]>([
+    ['version at the top level', (d) => delete d.version, 'policy.version'],
+    ['issuers at the top level', (d) => delete d.issuers, 'policy.issuers'],
+    ['routes at the top level', (d) => delete d.routes, 'policy.routes'],
+    ['issuer name', (d) => delete d.issuers[0].issuer, 'policy.issuers[0].issuer'],
+    ['audience decision', (d) => delete d.issuers[0].audiences, 'policy.issuers[0].audiences'],
+    ['algorithm list', (d) => delete d.issuers[0].algorithms, 'policy.issuers[0].algorithms'],
+    ['key source', (d) => delete d.issuers[0].keys, 'policy.issuers[0].keys'],
+    ['JWKS keys list', (d) => (d.issuers[0].keys.jwks = {}), 'policy.issuers[0].keys.jwks.keys'],
+    ['route path', (d) => delete d.routes[0].path, 'policy.routes[0].path'],
+    [
+      'grant permission',
+      grantWith({ expires: 1_900_000_000 }),
+      'policy.roles.r.grants[0].permission',
+    ],
+    [
+      'end of an hours condition',
+      grantWith({ permission: 'a:b', when: { time: { hours: { from: '09:00' } } } }),
+      'policy.roles.r.grants[0].when.time.hours.to',
+    ],
+  ])('reports a missing %s as missing, naming it', (_name, change, field) => {
+    const problem = problemOf(mutate(change));
+
+    expect(problem).toEqual({ field, expected: 'missing required field' });
+  });
+
+  it.each<[string, (doc: Doc) => void, string, string]>([
+    ['top-level key', (d) => (d.route = d.routes), 'policy.route', 'routes'],
+    ['case slip at the top level', (d) => (d.Version = 1), 'policy.Version', 'version'],
+    ['token option', (d) => (d.token = { leeway: 5 }), 'policy.token.leeway', 'leewaySeconds'],
+    [
+      'required issuer key',
+      (d) => {
+        d.issuers[0].audiance = d.issuers[0].audiences;
+        delete d.issuers[0].audiences;
+      },
+      'policy.issuers[0].audiance',
+      'audiences',
+    ],
+    [
+      'swapped-letter issuer key',
+      (d) => {
+        d.issuers[0].algortihms = d.issuers[0].algorithms;
+        delete d.issuers[0].algorithms;
+      },
+      'policy.issuers[0].algortihms',
+      'algorithms',
+    ],
+    [
+      'optional issuer key',
+      (d) => (d.issuers[0].tenantclaim = 'tid'),
+      'policy.issuers[0].tenantclaim',
+      'tenantClaim',
+    ],
+    [
+      'snake_case key option',
+      (d) => (d.issuers[0].keys.cache_ttl_seconds = 60),
+      'policy.issuers[0].keys.cache_ttl_seconds',
+      'cacheTtlSeconds',
+    ],
+    [
+      'route key',
+      (d) => (d.routes[0].requires = ['read:posts']),
+      'policy.routes[0].requires',
+      'require',
+    ],
+    [
+      'required route key',
+      (d) => {
+        d.routes[0].pth = d.routes[0].path;
+        delete d.routes[0].path;
+      },
+      'policy.routes[0].pth',
+      'path',
+    ],
+    ['cache option', (d) => (d.cache = { ttlSecond: 5 }), 'policy.cache.ttlSecond', 'ttlSeconds'],
+    [
+      'permissions option',
+      (d) => (d.permissions = { sorce: 'claims' }),
+      'policy.permissions.sorce',
+      'source',
+    ],
+    [
+      'tenancy option',
+      (d) => (d.tenancy = { pathParm: 'tenant' }),
+      'policy.tenancy.pathParm',
+      'pathParam',
+    ],
+    ['role key', (d) => (d.roles = { r: { grant: ['a:b'] } }), 'policy.roles.r.grant', 'grants'],
+    [
+      'grant key',
+      grantWith({ permission: 'a:b', expire: 1 }),
+      'policy.roles.r.grants[0].expire',
+      'expires',
+    ],
+    [
+      'required grant key',
+      grantWith({ permision: 'a:b' }),
+      'policy.roles.r.grants[0].permision',
+      'permission',
+    ],
+    [
+      'condition',
+      grantWith({ permission: 'a:b', when: { ips: ['10.0.0.0/8'] } }),
+      'policy.roles.r.grants[0].when.ips',
+      'ip',
+    ],
+    [
+      'time condition',
+      grantWith({ permission: 'a:b', when: { time: { dys: ['mon'] } } }),
+      'policy.roles.r.grants[0].when.time.dys',
+      'days',
+    ],
+  ])('names a misspelt %s as written, with the name it meant', (_name, change, field, meant) => {
+    const problem = problemOf(mutate(change));
+
+    expect(problem.field).toBe(field);
+    expect(problem.expected).toBe(`unknown field (did you mean ${meant}?)`);
+  });
+
+  it('lists the known fields for an unknown field that resembles none', () => {
+    const problem = problemOf(mutate((d) => (d.cache = { color: 'blue' })));
+
+    expect(problem.field).toBe('policy.cache.color');
+    expect(problem.expected).toBe(
+      'unknown field; expected one of ttlSeconds, negativeTtlSeconds, maxEntries, staleIfErrorSeconds',
+    );
+  });
+
+  it('reports a missing field as missing when an unrelated unknown field is present', () => {
+    const problem = problemOf(
+      mutate((d) => {
+        delete d.issuers[0].audiences;
+        d.issuers[0].note = 'x';
+      }),
+    );
+
+    expect(problem).toEqual({
+      field: 'policy.issuers[0].audiences',
+      expected: 'missing required field',
+    });
+  });
+
+  it('still reports a wrongly typed grant at the grant', () => {
+    const problem = problemOf(mutate(grantWith(7)));
+
+    expect(problem.field).toBe('policy.roles.r.grants[0]');
+  });
+});
+
 describe('policy scope mappings', () => {
   function claimsDoc(permissions: Doc): Doc {
     const doc = structuredClone(base()) as Doc;
