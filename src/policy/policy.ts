@@ -106,10 +106,14 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
   if (tenantParam !== undefined) checkTenantParam(tenantParam, routes);
 
   const source = doc.permissions?.source ?? 'store';
-  const scopeClaim =
-    doc.permissions?.scopeClaim === undefined ? 'scope' : doc.permissions.scopeClaim;
+  // `null` turns a claim off, so only an absent name takes the default (`??` would not).
+  const claimName = (key: 'permissionsClaim' | 'scopeClaim', fallback: string) => {
+    const value = doc.permissions?.[key];
+    return value === undefined ? fallback : value;
+  };
+  const scopeClaim = claimName('scopeClaim', 'scope');
   const claims: ClaimsStoreOptions = {
-    permissionsClaim: doc.permissions?.permissionsClaim ?? 'permissions',
+    permissionsClaim: claimName('permissionsClaim', 'permissions'),
     scopeClaim,
     rolesClaim: doc.permissions?.rolesClaim ?? null,
     ...(doc.permissions?.scopes !== undefined && { scopes: doc.permissions.scopes }),

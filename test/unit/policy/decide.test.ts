@@ -428,3 +428,17 @@ describe('decide: scopes mapped to permissions', () => {
     expect(d).toMatchObject({ allow: false, reason: 'missing_permission' });
   });
 });
+
+describe('decide: claim names turned off with null', () => {
+  it.each<[string, NonNullable<PolicyDocument['permissions']>, Record<string, unknown>]>([
+    ['permissionsClaim', { permissionsClaim: null }, { permissions: ['read:posts'] }],
+    ['scopeClaim', { scopeClaim: null }, { scope: 'read:posts' }],
+  ])('grants nothing from the claim when %s is null', async (_name, permissions, claims) => {
+    const policy = compilePolicy(blogPolicy({ permissions: { source: 'claims', ...permissions } }));
+    gatehouse = new Gatehouse({ policy, now });
+
+    const d = await decide('GET', '/posts/42', claims);
+
+    expect(d).toMatchObject({ allow: false, reason: 'missing_permission' });
+  });
+});
