@@ -36,6 +36,9 @@ const DESCRIPTIONS: Record<string, string> = {
   'issuers[].maxAgeSeconds': 'Reject tokens issued longer ago than this many seconds.',
   permissions: 'Where permissions come from.',
   'permissions.source': 'store (default): the permission store; claims: the token itself.',
+  'permissions.scopes':
+    'Scope → the permissions it grants, for scopes that are not permissions (read, Orders.Read); a mapped scope grants exactly its list.',
+  'permissions.rolesClaim': 'Claim naming policy roles: an array or a space-separated string.',
   cache: 'The permission cache: its TTL bounds how stale a grant or revocation can be.',
   'cache.ttlSeconds': 'Seconds a subject record is served from cache (default 30).',
   'cache.negativeTtlSeconds': 'Seconds a "no such subject" answer is cached (default 5).',

@@ -14,11 +14,18 @@ import {
 import {
   type CacheOptions,
   type ClaimsStoreOptions,
+  checkScopeMap,
   expiryToUnixSeconds,
 } from '../stores/index.ts';
 import type { IssuerOptions, KeySourceOptions, VerifierOptions } from '../token/index.ts';
 import type { Conditions, Grant, RoleRecord } from '../types.ts';
-import { compileRoute, parseTemplate, type RouteRequirement, RouteTable } from './routes.ts';
+import {
+  compileRoute,
+  type PermissionTemplate,
+  parseTemplate,
+  type RouteRequirement,
+  RouteTable,
+} from './routes.ts';
 import {
   describeIssue,
   type GrantDocument,
@@ -46,6 +53,8 @@ export interface CompiledPolicy {
     | { readonly source: 'claims'; readonly claims: ClaimsStoreOptions };
   /** Route parameter that must equal the principal's tenant, when tenancy is path-based. */
   readonly tenantParam: string | undefined;
+  /** Mistakes that do not stop the policy from working as written; also sent to `onWarning`. */
+  readonly warnings: readonly string[];
 }
 
 export interface LoadPolicyOptions {
@@ -54,6 +63,26 @@ export interface LoadPolicyOptions {
    * Any object: a Worker's `interface Env` (as `wrangler types` writes it) has no index signature.
    */
   readonly env?: object;
+  /**
+   * Receives each warning of this compile (never token contents: there is no token yet). Default:
+   * console.warn, each message once per policy document object, since the Worker compiles the
+   * same document at start-up and again on its first request.
+   */
+  readonly onWarning?: (message: string) => void;
+}
+
+/** The messages the default sink already printed, per policy document. */
+const warnedDocuments = new WeakMap<object, Set<string>>();
+
+function defaultWarningSink(input: unknown): (message: string) => void {
+  return (message) => {
+    if (typeof input === 'object' && input !== null) {
+      const printed = warnedDocuments.get(input) ?? new Set<string>();
+      if (printed.has(message)) return;
+      warnedDocuments.set(input, printed.add(message));
+    }
+    console.warn(`gatehouse: configuration warning: ${message}`);
+  };
 }
 
 /** Validates and compiles a parsed policy document (JSON or YAML already parsed to a value). */
@@ -81,16 +110,40 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
   if (tenantParam !== undefined) checkTenantParam(tenantParam, routes);
 
   const source = doc.permissions?.source ?? 'store';
+  // `null` turns a claim off, so only an absent name takes the default (`??` would not).
+  const claimName = (key: 'permissionsClaim' | 'scopeClaim', fallback: string) => {
+    const value = doc.permissions?.[key];
+    return value === undefined ? fallback : value;
+  };
+  const scopeClaim = claimName('scopeClaim', 'scope');
   const claims: ClaimsStoreOptions = {
-    permissionsClaim: doc.permissions?.permissionsClaim ?? 'permissions',
-    scopeClaim: doc.permissions?.scopeClaim ?? 'scope',
+    permissionsClaim: claimName('permissionsClaim', 'permissions'),
+    scopeClaim,
     rolesClaim: doc.permissions?.rolesClaim ?? null,
+    ...(doc.permissions?.scopes !== undefined && { scopes: doc.permissions.scopes }),
   };
   if (source === 'store') {
-    for (const key of ['permissionsClaim', 'scopeClaim', 'rolesClaim'] as const) {
+    for (const key of ['permissionsClaim', 'scopeClaim', 'rolesClaim', 'scopes'] as const) {
       if (doc.permissions?.[key] !== undefined) {
         throw new ConfigError(`policy.permissions.${key}`, 'only applies when source is claims');
       }
+    }
+  }
+  const warnings: string[] = [];
+  if (doc.permissions?.scopes !== undefined) {
+    const scopes = checkScopeMap(doc.permissions.scopes, 'policy.permissions.scopes');
+    if (scopeClaim === null) {
+      // No scope is ever read, so no key could match: a contradiction, not a warning.
+      throw new ConfigError(
+        'policy.permissions.scopes',
+        'only applies when scopeClaim is not null',
+      );
+    }
+    const unused = scopesNoRouteNeeds(scopes, routes);
+    if (unused.length > 0) {
+      warnings.push(
+        `policy.permissions.scopes: no route requires what these scopes grant, so they can never match a route (only the check and admin APIs could ask for them): ${unused.join(', ')}`,
+      );
     }
   }
   // Claims that rules read must survive the verifier's claim filter.
@@ -117,6 +170,9 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
     seen.add(issuer.issuer);
   });
 
+  const warn = options.onWarning ?? defaultWarningSink(input);
+  for (const warning of warnings) warn(warning);
+
   const tokenCacheEntries = doc.token?.cacheEntries ?? 1000;
   return {
     routes,
@@ -136,7 +192,55 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
     },
     permissions: source === 'claims' ? { source, claims } : { source },
     tenantParam,
+    warnings: Object.freeze(warnings),
   };
+}
+
+/**
+ * `scope → permission` pairs whose permission no route requirement can match, so the mapping
+ * never lets a request through (typically a typo: `read:post` for `read:posts`). A hole in a
+ * template (`{id}`) is one segment that a grant's literal or `*` may match.
+ */
+function scopesNoRouteNeeds(
+  scopes: ReadonlyMap<string, readonly string[]>,
+  routes: RouteTable,
+): string[] {
+  const required: (string | null)[][] = [];
+  for (const route of routes.routes) {
+    const { requirement } = route;
+    if (requirement.kind === 'all' || requirement.kind === 'any') {
+      for (const template of requirement.permissions) required.push(templateSegments(template));
+    }
+  }
+  const unused: string[] = [];
+  for (const [scope, permissions] of scopes) {
+    for (const permission of permissions) {
+      const grant = permission.split(':');
+      if (!required.some((segments) => grantCovers(grant, segments))) {
+        unused.push(`${scope} → ${permission}`);
+      }
+    }
+  }
+  return unused;
+}
+
+/** A template's segments, `null` for a `{param}` hole (holes are whole segments). */
+function templateSegments(template: PermissionTemplate): (string | null)[] {
+  // NUL cannot occur in a permission, so it marks the holes unambiguously.
+  const text = template.parts.map((part, i) => (i % 2 === 1 ? '\u0000' : part)).join('');
+  return text.split(':').map((segment) => (segment === '\u0000' ? null : segment));
+}
+
+/** {@link permissionMatches} with `null` segments standing for any one filled value. */
+function grantCovers(grant: readonly string[], required: readonly (string | null)[]): boolean {
+  for (let i = 0; i < grant.length; i++) {
+    const segment = grant[i];
+    if (segment === '*' && i === grant.length - 1) return required.length > i;
+    if (i >= required.length) return false;
+    const want = required[i];
+    if (segment !== '*' && want !== null && segment !== want) return false;
+  }
+  return grant.length === required.length;
 }
 
 function compileRouteDoc(route: RouteDocument, index: number) {

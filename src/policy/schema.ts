@@ -148,6 +148,8 @@ export const PolicySchema = v.strictObject({
       permissionsClaim: v.optional(v.nullable(nonEmpty)),
       scopeClaim: v.optional(v.nullable(nonEmpty)),
       rolesClaim: v.optional(v.nullable(nonEmpty)),
+      /** Scope → the permissions it grants, for scopes that are not permissions (`read`, `Orders.Read`). */
+      scopes: v.optional(v.record(nonEmpty, v.pipe(v.array(nonEmpty), v.minLength(1)))),
     }),
   ),
   cache: v.optional(
@@ -178,31 +180,173 @@ export type IssuerDocument = v.InferInput<typeof IssuerSchema>;
 export type GrantDocument = v.InferInput<typeof GrantSchema>;
 export type ConditionsDocument = v.InferInput<typeof ConditionsSchema>;
 
-/** `routes[3].require[0]` from a valibot issue path. */
-export function issueField(issue: v.BaseIssue<unknown>, root = 'policy'): string {
+type PathItem = NonNullable<v.BaseIssue<unknown>['path']>[number];
+
+/** The parts of a valibot schema object the error reporter walks (structure only). */
+interface SchemaNode {
+  readonly type: string;
+  readonly wrapped?: SchemaNode;
+  readonly item?: SchemaNode;
+  readonly entries?: Readonly<Record<string, SchemaNode>>;
+  readonly value?: SchemaNode;
+  readonly options?: readonly SchemaNode[];
+}
+
+/** `routes[3].require[0]` from the keys of valibot path items. */
+function fieldOf(keys: readonly unknown[], root: string): string {
   let field = root;
-  for (const item of issue.path ?? []) {
-    const key = item.key;
+  for (const key of keys) {
     field += typeof key === 'number' ? `[${key}]` : `.${String(key)}`;
   }
   return field;
 }
 
-/** Turns the first valibot issue into "field: expected …" without echoing secrets or large values. */
-export function describeIssue(issue: v.BaseIssue<unknown>, root = 'policy'): [string, string] {
-  const field = issueField(issue, root);
-  if (issue.type === 'strict_object' && issue.path?.length) {
-    return [field, 'unknown field (check the spelling against the policy reference)'];
+/** The schemas that can describe the value at `path` (several where a union allows several). */
+function schemasAt(schema: SchemaNode, path: readonly PathItem[]): SchemaNode[] {
+  const expand = (node: SchemaNode): SchemaNode[] => {
+    if (node.wrapped) return expand(node.wrapped);
+    if (node.options) return node.options.flatMap(expand);
+    return [node];
+  };
+  let current = expand(schema);
+  for (const { key } of path) {
+    const next: SchemaNode[] = [];
+    for (const node of current) {
+      if (typeof key === 'number' && node.item) next.push(...expand(node.item));
+      else if (typeof key === 'string' && node.entries && Object.hasOwn(node.entries, key))
+        next.push(...expand(node.entries[key]!));
+      else if (typeof key === 'string' && node.type === 'record' && node.value)
+        next.push(...expand(node.value));
+    }
+    current = next;
+  }
+  return current;
+}
+
+/** The field names an object at `path` may have, in schema order. */
+function knownKeys(schema: SchemaNode, path: readonly PathItem[]): string[] {
+  const keys = new Set<string>();
+  for (const node of schemasAt(schema, path)) {
+    for (const key of Object.keys(node.entries ?? {})) keys.add(key);
+  }
+  return [...keys];
+}
+
+/** Optimal string alignment distance: a swap of two neighbours counts as one edit. */
+function editDistance(a: string, b: string): number {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        best = Math.min(best, rows[i - 2]![j - 2]! + 1);
+      }
+      rows[i]![j] = best;
+    }
+  }
+  return rows[a.length]![b.length]!;
+}
+
+/**
+ * The known name `written` most likely misspells, or undefined. Case and `_` are ignored
+ * (`jwks_uri`, `JwksUri`), a prefix of three or more letters counts (`leeway` for
+ * `leewaySeconds`), otherwise up to one edit per three letters (`audiance`, `requires`).
+ */
+function closest(written: string, known: readonly string[]): string | undefined {
+  const norm = (text: string) => text.toLowerCase().replaceAll('_', '');
+  const w = norm(written);
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const name of known) {
+    const k = norm(name);
+    const prefix = Math.min(w.length, k.length) >= 3 && (k.startsWith(w) || w.startsWith(k));
+    const distance = prefix ? 0.5 : editDistance(w, k);
+    const limit = Math.max(1, Math.floor(Math.max(w.length, k.length) / 3));
+    if (distance <= limit && distance < bestDistance) {
+      best = name;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+/** A missing or unknown object key, as valibot reports it: the key's path item is the last. */
+function keyIssue(issue: v.BaseIssue<unknown>): 'missing' | 'unknown' | undefined {
+  const last = issue.path?.at(-1);
+  if (last?.type !== 'object' || last.origin !== 'key') return undefined;
+  if (issue.type !== 'strict_object' && issue.type !== 'object') return undefined;
+  return issue.expected === 'never' ? 'unknown' : 'missing';
+}
+
+/**
+ * Turns the first valibot issue into [field, "expected …"] without echoing secrets or large
+ * values. `field` is where the problem is: the missing key, or the misspelt one as written (with
+ * the name it probably meant), so a misspelt required field is not reported as missing.
+ */
+export function describeIssue(
+  issue: v.BaseIssue<unknown>,
+  root = 'policy',
+  schema: SchemaNode = PolicySchema as unknown as SchemaNode,
+  prefix: readonly PathItem[] = [],
+): [string, string] {
+  // Issues nested in a union carry paths relative to the union's own value.
+  const path = [...prefix, ...(issue.path ?? [])];
+  const kind = keyIssue(issue);
+  if (kind !== undefined) {
+    const parentPath = path.slice(0, -1);
+    const key = String(path.at(-1)!.key);
+    const known = knownKeys(schema, parentPath);
+    if (kind === 'unknown') {
+      const meant = closest(key, known);
+      return [
+        fieldOf(
+          path.map((item) => item.key),
+          root,
+        ),
+        meant === undefined
+          ? `unknown field; expected one of ${known.join(', ')}`
+          : `unknown field (did you mean ${meant}?)`,
+      ];
+    }
+    const parent = path.at(-1)!.input;
+    const written =
+      typeof parent === 'object' && parent !== null
+        ? Object.keys(parent).filter((name) => !known.includes(name))
+        : [];
+    const misspelt = written.find((name) => closest(name, known) === key);
+    if (misspelt !== undefined) {
+      return [
+        fieldOf([...parentPath.map((item) => item.key), misspelt], root),
+        `unknown field (did you mean ${key}?)`,
+      ];
+    }
+    return [
+      fieldOf(
+        path.map((item) => item.key),
+        root,
+      ),
+      'missing required field',
+    ];
   }
   if (issue.type === 'union' && issue.issues?.length) {
-    // The most useful nested issue is the deepest one.
+    // The most useful nested issue is the deepest one: for `{permision: …}` in a grant, the
+    // object option's, not "expected string".
     const deepest = [...issue.issues].sort(
       (a, b) => (b.path?.length ?? 0) - (a.path?.length ?? 0),
     )[0];
-    if (deepest && (deepest.path?.length ?? 0) > (issue.path?.length ?? 0)) {
-      return describeIssue(deepest, root);
+    if (deepest && (deepest.path?.length ?? 0) > 0) {
+      return describeIssue(deepest, root, schema, path);
     }
   }
   const expected = issue.expected ?? issue.type;
-  return [field, `expected ${expected}${issue.received ? `, received ${issue.received}` : ''}`];
+  return [
+    fieldOf(
+      path.map((item) => item.key),
+      root,
+    ),
+    `expected ${expected}${issue.received ? `, received ${issue.received}` : ''}`,
+  ];
 }

@@ -7,6 +7,7 @@
  */
 
 import { ConfigError } from '../errors.ts';
+import { assertPermission } from '../permissions/grammar.ts';
 import type {
   Grant,
   PermissionStore,
@@ -25,8 +26,17 @@ export interface ClaimsStoreOptions {
    * `scope`, which also reads `scp` and the principal's parsed scopes; `null` reads none.
    */
   readonly scopeClaim?: string | null;
-  /** Claim holding an array of assigned role names; default `null` (no roles from the token). */
+  /**
+   * Claim holding assigned role names (array or space-separated string, like `scp`); default
+   * `null` (no roles from the token).
+   */
   readonly rolesClaim?: string | null;
+  /**
+   * Scope → permissions it grants, for scopes that are not permissions themselves (Okta `read`,
+   * Azure `Orders.Read`). A mapped scope grants exactly its list; an unmapped scope is granted as
+   * itself, so only permission-shaped ones count. Default none.
+   */
+  readonly scopes?: Readonly<Record<string, readonly string[]>>;
 }
 
 const NO_ROLES: readonly RoleRecord[] = Object.freeze([]);
@@ -41,6 +51,43 @@ function claimName(
   if (value === undefined) return fallback;
   if (value === null || (typeof value === 'string' && value.length > 0)) return value;
   throw new ConfigError(`claimsStore.${key}`, 'expected a non-empty claim name or null');
+}
+
+/**
+ * RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\\`. A key outside this can
+ * never arrive in a token, so mapping it is a mistake to report, not a rule that silently never fires.
+ */
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+
+/**
+ * Validates a scope mapping, throwing {@link ConfigError} at `field.<scope>` (or `[i]` for a
+ * target): keys must be scope tokens, targets grants in the permission grammar (wildcards allowed).
+ */
+export function checkScopeMap(
+  scopes: unknown,
+  field: string,
+): ReadonlyMap<string, readonly string[]> {
+  if (typeof scopes !== 'object' || scopes === null || Array.isArray(scopes)) {
+    throw new ConfigError(field, 'expected an object mapping each scope to a list of permissions');
+  }
+  const map = new Map<string, readonly string[]>();
+  for (const [scope, targets] of Object.entries(scopes)) {
+    const at = `${field}.${scope}`;
+    if (!SCOPE_TOKEN.test(scope)) {
+      throw new ConfigError(
+        at,
+        'expected a scope as a token carries it: printable ASCII without spaces, quotes or backslashes',
+      );
+    }
+    if (!Array.isArray(targets) || targets.length === 0) {
+      throw new ConfigError(at, 'expected a non-empty list of permissions');
+    }
+    targets.forEach((target, i) => {
+      assertPermission(target, `${at}[${i}]`, { allowWildcards: true });
+    });
+    map.set(scope, Object.freeze([...new Set<string>(targets)]));
+  }
+  return map;
 }
 
 /** Keeps non-empty strings without whitespace; anything else in the claim is ignored. */
@@ -62,12 +109,24 @@ export class ClaimsStore implements PermissionStore {
   readonly #permissionsClaim: string | null;
   readonly #scopeClaim: string | null;
   readonly #rolesClaim: string | null;
+  /** A Map, not the object: a token scope such as `toString` must not find an inherited member. */
+  readonly #scopes: ReadonlyMap<string, readonly string[]>;
 
-  /** Throws {@link ConfigError} for a claim name that is neither a non-empty string nor null. */
+  /**
+   * Throws {@link ConfigError} for a claim name that is neither a non-empty string nor null, and
+   * for a scope mapping that {@link checkScopeMap} refuses.
+   */
   constructor(options: ClaimsStoreOptions = {}) {
     this.#permissionsClaim = claimName(options, 'permissionsClaim', 'permissions');
     this.#scopeClaim = claimName(options, 'scopeClaim', 'scope');
     this.#rolesClaim = claimName(options, 'rolesClaim', null);
+    this.#scopes =
+      options.scopes === undefined
+        ? new Map()
+        : checkScopeMap(options.scopes, 'claimsStore.scopes');
+    if (this.#scopes.size > 0 && this.#scopeClaim === null) {
+      throw new ConfigError('claimsStore.scopes', 'only applies when scopeClaim is not null');
+    }
   }
 
   /**
@@ -86,15 +145,22 @@ export class ClaimsStore implements PermissionStore {
       }
     }
     if (this.#scopeClaim !== null) {
-      addStrings(permissions, claims[this.#scopeClaim], true);
+      const scopes = new Set<string>();
+      addStrings(scopes, claims[this.#scopeClaim], true);
       if (this.#scopeClaim === 'scope') {
         // The verifier already folds `scope` / `scp` into principal.scopes and may not keep them.
-        addStrings(permissions, claims.scp, true);
-        addStrings(permissions, principal.scopes, false);
+        addStrings(scopes, claims.scp, true);
+        addStrings(scopes, principal.scopes, false);
+      }
+      for (const scope of scopes) {
+        const mapped = this.#scopes.get(scope);
+        if (mapped === undefined) permissions.add(scope);
+        else for (const permission of mapped) permissions.add(permission);
       }
     }
     const roles = new Set<string>();
-    if (this.#rolesClaim !== null) addStrings(roles, claims[this.#rolesClaim], false);
+    // Space-separated like `scope`: Okta and Keycloak mappers can emit a roles claim either way.
+    if (this.#rolesClaim !== null) addStrings(roles, claims[this.#rolesClaim], true);
 
     const record: UserRecord = {
       subject: principal.subject,

@@ -3,7 +3,7 @@
 export type { CacheOptions, CacheOutcome, CacheStats, RolesLookup, UserLookup } from './cache.ts';
 export { CachedStore } from './cache.ts';
 export type { ClaimsStoreOptions } from './claims.ts';
-export { ClaimsStore } from './claims.ts';
+export { ClaimsStore, checkScopeMap } from './claims.ts';
 export type {
   GrantEntry,
   ParsePermissionOptions,

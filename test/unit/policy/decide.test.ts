@@ -357,3 +357,88 @@ describe('decide: permissions from token claims', () => {
     expect(d).toMatchObject({ allow: false, reason: 'missing_permission' });
   });
 });
+
+describe('decide: scopes mapped to permissions', () => {
+  const scopes = {
+    read: ['read:posts', 'read:reports'],
+    'Orders.Read': ['read:posts'],
+    admin: ['*'],
+    'posts.write': ['write:posts:*'],
+  };
+
+  function claimsGatehouse(permissions: NonNullable<PolicyDocument['permissions']>): Gatehouse {
+    const doc = blogPolicy({
+      permissions: { source: 'claims', ...permissions },
+      roles: {
+        ...blogPolicy().roles,
+        suspended: { denies: ['write:posts:*', 'delete:posts:*'] },
+      },
+    });
+    return new Gatehouse({ policy: compilePolicy(doc, { onWarning: () => {} }), now });
+  }
+
+  beforeEach(() => {
+    gatehouse = claimsGatehouse({ scopes, rolesClaim: 'roles' });
+  });
+
+  it('allows an Okta-style scope that is not a permission through its mapping', async () => {
+    const d = await decide('GET', '/posts/42', { scope: 'openid read' });
+    expect(d).toMatchObject({
+      allow: true,
+      matched: [{ required: 'read:posts', grant: 'read:posts', via: 'claims' }],
+    });
+  });
+
+  it('allows an Azure-style scp array entry through its mapping', async () => {
+    const d = await decide('GET', '/posts/42', { scp: ['Orders.Read'] });
+    expect(d.allow).toBe(true);
+  });
+
+  it('grants a mapped scope only what it maps to', async () => {
+    const d = await decide('PUT', '/posts/42', { scope: 'Orders.Read' });
+    expect(d).toMatchObject({ allow: false, reason: 'missing_permission' });
+  });
+
+  it('still grants an unmapped scope that is a permission', async () => {
+    const d = await decide('PUT', '/posts/42', { scope: 'write:posts:42' });
+    expect(d.allow).toBe(true);
+  });
+
+  it('denies an unmapped scope that is not a permission', async () => {
+    const d = await decide('GET', '/posts/42', { scope: 'Orders.Write' });
+    expect(d).toMatchObject({ allow: false, reason: 'missing_permission' });
+  });
+
+  it('lets a scope mapped to a wildcard reach every route it covers', async () => {
+    expect((await decide('POST', '/internal', { scope: 'admin' })).allow).toBe(true);
+    expect((await decide('DELETE', '/posts/3', { scope: 'posts.write' })).allow).toBe(false);
+    expect((await decide('PUT', '/posts/3', { scope: 'posts.write' })).allow).toBe(true);
+  });
+
+  it('lets a deny from a role in a space-separated roles claim win over a mapped wildcard', async () => {
+    const claims = { scope: 'admin', roles: 'reader suspended' };
+    const write = await decide('PUT', '/posts/3', claims);
+    const read = await decide('GET', '/posts/3', claims);
+    expect(write).toMatchObject({ allow: false, reason: 'explicit_deny' });
+    expect(read.allow).toBe(true);
+  });
+
+  it('does not treat a scope named like an object member as mapped', async () => {
+    const d = await decide('GET', '/posts/42', { scope: 'toString constructor hasOwnProperty' });
+    expect(d).toMatchObject({ allow: false, reason: 'missing_permission' });
+  });
+});
+
+describe('decide: claim names turned off with null', () => {
+  it.each<[string, NonNullable<PolicyDocument['permissions']>, Record<string, unknown>]>([
+    ['permissionsClaim', { permissionsClaim: null }, { permissions: ['read:posts'] }],
+    ['scopeClaim', { scopeClaim: null }, { scope: 'read:posts' }],
+  ])('grants nothing from the claim when %s is null', async (_name, permissions, claims) => {
+    const policy = compilePolicy(blogPolicy({ permissions: { source: 'claims', ...permissions } }));
+    gatehouse = new Gatehouse({ policy, now });
+
+    const d = await decide('GET', '/posts/42', claims);
+
+    expect(d).toMatchObject({ allow: false, reason: 'missing_permission' });
+  });
+});

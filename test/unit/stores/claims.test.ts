@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/errors.ts';
-import { ClaimsStore } from '../../../src/stores/index.ts';
+import { ClaimsStore, type ClaimsStoreOptions } from '../../../src/stores/index.ts';
 import type { Principal } from '../../../src/types.ts';
 
 function principal(
@@ -178,6 +178,108 @@ describe('ClaimsStore', () => {
     const record = await store.getUser(alice, principal({ permissions: ['read:posts'] }));
 
     expect(Object.isFrozen(record?.grants)).toBe(true);
+  });
+
+  it('assigns the roles of a space-separated roles claim', async () => {
+    const store = new ClaimsStore({ rolesClaim: 'roles' });
+
+    const record = await store.getUser(alice, principal({ roles: ' editor  reader ' }));
+
+    expect(record?.roles).toEqual([{ role: 'editor' }, { role: 'reader' }]);
+  });
+
+  it.each<[string, ClaimsStoreOptions, Record<string, unknown>, string[]]>([
+    ['a scope string', {}, { scope: 'openid read' }, ['openid', 'read:posts', 'read:comments']],
+    ['an scp array', {}, { scp: ['read'] }, ['read:posts', 'read:comments']],
+    ['an scp string', {}, { scp: 'read' }, ['read:posts', 'read:comments']],
+    [
+      'a custom scope claim',
+      { scopeClaim: 'perms' },
+      { perms: ['read'] },
+      ['read:posts', 'read:comments'],
+    ],
+  ])(
+    'grants the permissions a scope maps to, from %s',
+    async (_name, options, claims, expected) => {
+      const store = new ClaimsStore({
+        permissionsClaim: null,
+        ...options,
+        scopes: { read: ['read:posts', 'read:comments'] },
+      });
+
+      const record = await store.getUser(alice, principal(claims));
+
+      expect(record?.grants.map((g) => g.permission)).toEqual(expected);
+    },
+  );
+
+  it("grants the principal's mapped scopes when the scope claim was not kept", async () => {
+    const store = new ClaimsStore({ scopes: { 'Orders.Read': ['read:orders'] } });
+
+    const record = await store.getUser(alice, principal({}, ['Orders.Read']));
+
+    expect(record?.grants).toEqual([{ permission: 'read:orders' }]);
+  });
+
+  it('grants a mapped permission-shaped scope its mapping instead of itself', async () => {
+    const store = new ClaimsStore({ scopes: { 'write:posts': ['write:drafts'] } });
+
+    const record = await store.getUser(alice, principal({ scope: 'write:posts read:posts' }));
+
+    expect(record?.grants).toEqual([{ permission: 'write:drafts' }, { permission: 'read:posts' }]);
+  });
+
+  it('maps a scope to a wildcard grant', async () => {
+    const store = new ClaimsStore({ scopes: { admin: ['*'], 'Orders.All': ['*:orders'] } });
+
+    const record = await store.getUser(alice, principal({ scope: 'admin Orders.All' }));
+
+    expect(record?.grants).toEqual([{ permission: '*' }, { permission: '*:orders' }]);
+  });
+
+  it('never maps a scope named like an inherited object member', async () => {
+    const store = new ClaimsStore({ scopes: { read: ['read:posts'] } });
+
+    const record = await store.getUser(
+      alice,
+      principal({ scope: 'toString hasOwnProperty valueOf' }),
+    );
+
+    expect(record?.grants.map((g) => g.permission)).toEqual([
+      'toString',
+      'hasOwnProperty',
+      'valueOf',
+    ]);
+  });
+
+  it.each<[string, unknown, string]>([
+    ['a key with a space', { 'read posts': ['read:posts'] }, 'claimsStore.scopes.read posts'],
+    ['a key with a quote', { 'a"b': ['read:posts'] }, 'claimsStore.scopes.a"b'],
+    ['a non-ASCII key', { lire·tout: ['read:posts'] }, 'claimsStore.scopes.lire·tout'],
+    ['an empty list', { read: [] }, 'claimsStore.scopes.read'],
+    ['a list that is a string', { read: 'read:posts' }, 'claimsStore.scopes.read'],
+    [
+      'a target that is not a permission',
+      { read: ['read:posts', 'read'] },
+      'claimsStore.scopes.read[1]',
+    ],
+    ['a partial-segment wildcard', { read: ['read:post*'] }, 'claimsStore.scopes.read[0]'],
+    ['a non-string target', { read: [7] }, 'claimsStore.scopes.read[0]'],
+    ['a list instead of a map', [['read', 'read:posts']], 'claimsStore.scopes'],
+  ])('rejects a scope mapping with %s, naming the field', (_name, scopes, field) => {
+    const options = { scopes } as unknown as ClaimsStoreOptions;
+
+    const build = () => new ClaimsStore(options);
+
+    expect(build).toThrow(expect.objectContaining({ code: 'invalid_config', field }));
+  });
+
+  it('rejects a scope mapping when no scope claim is read', () => {
+    const options = { scopeClaim: null, scopes: { read: ['read:posts'] } };
+
+    const build = () => new ClaimsStore(options);
+
+    expect(build).toThrow(expect.objectContaining({ field: 'claimsStore.scopes' }));
   });
 
   it('rejects an empty claim name with a ConfigError naming the option', () => {
