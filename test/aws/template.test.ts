@@ -140,6 +140,20 @@ describe('template.yaml', () => {
     expect(table.PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled).toBe(true);
   });
 
+  it("matches docs/aws.md's create-table line for a local table to the store's design", () => {
+    const doc = read('docs/aws.md');
+    const attributes = [...doc.matchAll(/AttributeName=(\w+),AttributeType=(\w+)/g)].map(
+      ([, AttributeName, AttributeType]) => ({ AttributeName, AttributeType }),
+    );
+    const keys = [...doc.matchAll(/AttributeName=(\w+),KeyType=(\w+)/g)].map(
+      ([, AttributeName, KeyType]) => ({ AttributeName, KeyType }),
+    );
+    expect(attributes).toEqual(TABLE_DEFINITION.AttributeDefinitions);
+    expect(keys).toEqual(TABLE_DEFINITION.KeySchema);
+    expect(doc).toContain(`Enabled=true,AttributeName=${TTL_ATTRIBUTE}`);
+    expect(doc).toContain(`--billing-mode ${TABLE_DEFINITION.BillingMode}`);
+  });
+
   it('matches identity sources and TTL to each mode', () => {
     const rest = resources.RestApi!.Properties.Auth.Authorizers;
     expect(
