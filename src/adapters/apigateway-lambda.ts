@@ -24,6 +24,7 @@ import {
   createAuthorizer,
   type HttpApiResponse,
 } from './apigateway.ts';
+import { applyIssuerEnv, ISSUER_ENV } from './issuer-env.ts';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -43,6 +44,8 @@ export const ENV = {
   endpoint: 'DYNAMODB_ENDPOINT',
   decisionLog: DECISION_LOG_ENV.enabled,
   decisionLogAllowSampleRate: DECISION_LOG_ENV.allowSampleRate,
+  /** typ allowlist, requireType and JWKS timings for every issuer (issuer-env.ts). */
+  ...ISSUER_ENV,
 } as const;
 
 export interface LambdaHandlerOptions {
@@ -76,7 +79,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
 /**
  * The policy document after environment overrides: `GATEHOUSE_POLICY` (inline JSON) replaces
  * the bundled one; `GATEHOUSE_ISSUER` replaces its issuers with one JWKS issuer (the SAM
- * parameters), and `USAGE_IDENTIFIER_CLAIM` is kept on the principal.
+ * parameters), `USAGE_IDENTIFIER_CLAIM` is kept on the principal, and the ISSUER_ENV variables
+ * (typ allowlist, requireType, JWKS timings) then apply to whichever issuers result.
  */
 export function effectivePolicy(bundled: unknown, env: Env): unknown {
   let doc: unknown = bundled;
@@ -135,7 +139,7 @@ export function effectivePolicy(bundled: unknown, env: Env): unknown {
         : i,
     );
   }
-  return { ...doc, issuers };
+  return applyIssuerEnv({ ...doc, issuers }, (name) => env[name]);
 }
 
 function intFrom(env: Env, name: string, fallback: number): number {

@@ -40,6 +40,7 @@ import {
   stripIdentityHeaders,
   stripOverrideHeaders,
 } from './http.ts';
+import { applyIssuerEnv } from './issuer-env.ts';
 
 /** The header the guard sends {@link GatehouseWorkerEnv.ORIGIN_SHARED_SECRET} in, always overwritten. */
 export const ORIGIN_SECRET_HEADER = 'X-Gatehouse-Origin-Secret';
@@ -72,6 +73,11 @@ export interface GatehouseWorkerEnv {
   readonly DECISION_LOG?: string;
   /** Share of allows logged, a number from 0 to 1; default 0.01 (denies are always logged). */
   readonly DECISION_LOG_ALLOW_SAMPLE_RATE?: string;
+  /** Accepted `typ` values for every issuer, comma-separated (`at+jwt`); default the policy's. */
+  readonly GATEHOUSE_TYPES?: string;
+  /** `true` refuses tokens without `typ`, `false` accepts them; default the policy's. */
+  readonly GATEHOUSE_REQUIRE_TYPE?: string;
+  /** GATEHOUSE_JWKS_CACHE_TTL_SECONDS, _COOLDOWN_SECONDS, _TIMEOUT_MS, _MAX_STALE_SECONDS: issuer-env.ts. */
   /** Secrets named by the policy's `secretEnv` (GATEHOUSE_DEV_SECRET in the demo), and others. */
   readonly [name: string]: unknown;
 }
@@ -338,14 +344,22 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
 
   if (options.startupEnv !== undefined) {
     // Structure and vars now (start-up); secrets may be absent until the first request's env.
-    compilePolicy(options.policy, { env: withPlaceholderSecrets(options.startupEnv) });
+    const startupEnv = options.startupEnv;
+    compilePolicy(
+      applyIssuerEnv(options.policy, (name) => stringVar(startupEnv, name)),
+      { env: withPlaceholderSecrets(startupEnv) },
+    );
     readWorkerConfig(options.startupEnv);
   }
 
   function build(env: GatehouseWorkerEnv): WorkerRuntime {
     if (runtime !== null) return runtime;
     const config = readWorkerConfig(env);
-    compiled ??= compilePolicy(options.policy, { env });
+    // The same issuer variables as the Lambdas (GATEHOUSE_TYPES, GATEHOUSE_JWKS_*): issuer-env.ts.
+    compiled ??= compilePolicy(
+      applyIssuerEnv(options.policy, (name) => stringVar(env, name)),
+      { env },
+    );
     const binding = env.PERMISSIONS;
     const kv = binding === undefined ? undefined : (options.wrapKv?.(binding) ?? binding);
     if (kv === undefined && compiled.permissions.source === 'store') {

@@ -266,7 +266,10 @@ function resolveIssuer(input: unknown, field: string, runtime: Runtime): Resolve
       options.types === undefined ? DEFAULT_TYPES : stringList(options.types, `${field}.types`);
     types = new Set(list.map(normalizeMediaType));
   }
-  const requireType = options.requireType ?? false;
+  // A token without typ is a plain JWT (RFC 7519 §5.1), so it passes only where `JWT` does: an
+  // allowlist of explicit types alone (`[at+jwt]`, RFC 9068 §4) refuses it unless
+  // `requireType: false` says otherwise. `types: null` skips the check and keeps it optional.
+  const requireType = options.requireType ?? (types !== null && !types.has('jwt'));
   if (typeof requireType !== 'boolean') {
     throw new ConfigError(`${field}.requireType`, 'expected a boolean');
   }

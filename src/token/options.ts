@@ -118,7 +118,12 @@ export interface IssuerOptions {
   algorithms: Algorithm[];
   /** Accepted `typ` values, case-insensitive, `application/` optional; default ['JWT', 'at+jwt']; null skips. */
   types?: string[] | null;
-  /** Reject tokens with no `typ` header; default false. */
+  /**
+   * Reject tokens with no `typ` header. Default: true when `types` is a list without `JWT` (a
+   * missing typ counts as `JWT`, RFC 7519 §5.1), so `types: ['at+jwt']` alone refuses it as RFC
+   * 9068 §4 requires; false when the list has `JWT` or `types` is null. An explicit `false`
+   * accepts a missing typ whatever `types` says.
+   */
   requireType?: boolean;
   /** Where the tenant comes from: a string claim (required in every token) or a fixed value. */
   tenant?: { claim: string } | { fixed: string };

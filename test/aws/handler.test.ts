@@ -2,8 +2,10 @@
  * The Lambda handler with API Gateway's documented event shapes: REST TOKEN, REST REQUEST and
  * HTTP API payload 2.0; answers, context, configuration errors and store failures.
  */
-import { createServer } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildContext,
@@ -15,7 +17,7 @@ import {
 import { createLambdaHandler } from '../../src/adapters/apigateway-lambda.ts';
 import { createDynamoDBClient } from '../../src/stores/dynamodb.ts';
 import type { Decision } from '../../src/types.ts';
-import { demoToken } from '../support/cases.ts';
+import { DEMO_AUDIENCE, DEMO_ISSUER, demoToken } from '../support/cases.ts';
 import {
   DEMO_POLICY,
   demoTable,
@@ -277,6 +279,203 @@ describe('failures never allow', () => {
       GATEHOUSE_DEV_SECRET: '',
     });
     expect(h.configError).toBeUndefined();
+  });
+});
+
+/** A demo-issuer token with the given `typ` header (undefined: none). */
+async function typedToken(typ: string | undefined): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new jose.SignJWT({})
+    .setProtectedHeader({ alg: 'HS256', kid: 'dev', ...(typ !== undefined && { typ }) })
+    .setIssuer(DEMO_ISSUER)
+    .setAudience(DEMO_AUDIENCE)
+    .setSubject('alice')
+    .setIssuedAt(now)
+    .setExpirationTime(now + 600)
+    .sign(new TextEncoder().encode(SECRET));
+}
+
+/** Whether the authorizer lets the token through to GET /me (authenticated only). */
+async function accepted(h: ReturnType<typeof handler>, typ: string | undefined): Promise<boolean> {
+  expect(h.configError).toBeUndefined();
+  return h(tokenEvent('GET', '/me', await typedToken(typ))).then(
+    () => true,
+    (e: Error) => {
+      expect(e.message).toBe('Unauthorized');
+      return false;
+    },
+  );
+}
+
+describe('issuer settings from the environment (typ, JWKS timings)', () => {
+  it('GATEHOUSE_TYPES=at+jwt is the RFC 9068 recipe: at+jwt only, a missing typ refused', async () => {
+    const h = handler({ GATEHOUSE_TYPES: 'at+jwt' });
+    expect(await accepted(h, 'at+jwt')).toBe(true);
+    expect(await accepted(h, 'application/at+jwt')).toBe(true);
+    expect(await accepted(h, 'JWT')).toBe(false);
+    expect(await accepted(h, undefined)).toBe(false);
+  });
+
+  it('GATEHOUSE_REQUIRE_TYPE decides a missing typ either way, whatever the list', async () => {
+    expect(await accepted(handler({}), undefined)).toBe(true);
+    expect(await accepted(handler({ GATEHOUSE_REQUIRE_TYPE: 'true' }), undefined)).toBe(false);
+    expect(await accepted(handler({ GATEHOUSE_REQUIRE_TYPE: 'true' }), 'JWT')).toBe(true);
+    const optional = handler({ GATEHOUSE_TYPES: 'at+jwt', GATEHOUSE_REQUIRE_TYPE: 'false' });
+    expect(await accepted(optional, undefined)).toBe(true);
+    expect(await accepted(optional, 'JWT')).toBe(false);
+  });
+
+  it('keeps a list of several types, spaces around commas allowed', async () => {
+    const h = handler({ GATEHOUSE_TYPES: 'at+jwt , JWT' });
+    expect(await accepted(h, 'JWT')).toBe(true);
+    expect(await accepted(h, 'at+jwt')).toBe(true);
+    expect(await accepted(h, 'dpop+jwt')).toBe(false);
+    // JWT listed: a missing typ counts as JWT.
+    expect(await accepted(h, undefined)).toBe(true);
+  });
+
+  it.each([
+    [{ GATEHOUSE_TYPES: 'at jwt' }, 'GATEHOUSE_TYPES'],
+    [{ GATEHOUSE_TYPES: 'at+jwt,' }, 'GATEHOUSE_TYPES'],
+    [{ GATEHOUSE_TYPES: 'application/x/at+jwt' }, 'GATEHOUSE_TYPES'],
+    [{ GATEHOUSE_REQUIRE_TYPE: 'yes' }, 'GATEHOUSE_REQUIRE_TYPE'],
+    [{ GATEHOUSE_REQUIRE_TYPE: 'TRUE' }, 'GATEHOUSE_REQUIRE_TYPE'],
+    [{ GATEHOUSE_JWKS_CACHE_TTL_SECONDS: '0' }, 'GATEHOUSE_JWKS_CACHE_TTL_SECONDS'],
+    [{ GATEHOUSE_JWKS_CACHE_TTL_SECONDS: '86401' }, 'GATEHOUSE_JWKS_CACHE_TTL_SECONDS'],
+    [{ GATEHOUSE_JWKS_CACHE_TTL_SECONDS: '1.5' }, 'GATEHOUSE_JWKS_CACHE_TTL_SECONDS'],
+    [{ GATEHOUSE_JWKS_COOLDOWN_SECONDS: '3601' }, 'GATEHOUSE_JWKS_COOLDOWN_SECONDS'],
+    [{ GATEHOUSE_JWKS_TIMEOUT_MS: '99' }, 'GATEHOUSE_JWKS_TIMEOUT_MS'],
+    [{ GATEHOUSE_JWKS_TIMEOUT_MS: '3s' }, 'GATEHOUSE_JWKS_TIMEOUT_MS'],
+    [{ GATEHOUSE_JWKS_MAX_STALE_SECONDS: '-1' }, 'GATEHOUSE_JWKS_MAX_STALE_SECONDS'],
+    // The demo issuer's key is a secret: a JWKS timing would silently do nothing.
+    [{ GATEHOUSE_JWKS_TIMEOUT_MS: '500' }, 'GATEHOUSE_JWKS_TIMEOUT_MS'],
+  ])('refuses to start on a bad issuer variable, naming it (%o)', async (env, name) => {
+    const logs: Record<string, unknown>[] = [];
+    const h = handler(env as Record<string, string>, logs);
+    expect(logs).toHaveLength(1);
+    expect(String(logs[0]?.msg)).toContain(name);
+    await expect(h(tokenEvent('GET', '/me', await typedToken('JWT')))).rejects.toThrow(
+      /configuration/,
+    );
+  });
+
+  describe('JWKS timings on a GATEHOUSE_ISSUER identity provider', () => {
+    let server: Server;
+    let jwksUrl: string;
+    let fetches = 0;
+    let hang = false;
+    let privateKey: jose.CryptoKey;
+    beforeAll(async () => {
+      const pair = await jose.generateKeyPair('ES256');
+      privateKey = pair.privateKey;
+      const jwk = { ...(await jose.exportJWK(pair.publicKey)), kid: 'k1', alg: 'ES256' };
+      server = createServer((_req, res) => {
+        fetches++;
+        if (hang) return; // never answers: only the fetch timeout ends the wait
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ keys: [jwk] }));
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+      jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`;
+    });
+    afterAll(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+
+    function idpHandler(env: Record<string, string>, clock: { now: number }) {
+      return createLambdaHandler({
+        policy: DEMO_POLICY,
+        env: {
+          TABLE_NAME: table,
+          GATEHOUSE_ISSUER: 'https://id.example/',
+          GATEHOUSE_AUDIENCE: 'https://api.example',
+          GATEHOUSE_JWKS_URL: jwksUrl,
+          GATEHOUSE_ALGORITHMS: 'ES256',
+          ...env,
+        },
+        client: local.client(),
+        now: () => clock.now,
+        log: () => {},
+      });
+    }
+    const idpToken = (clock: { now: number }) =>
+      new jose.SignJWT({ jti: randomUUID() })
+        .setProtectedHeader({ alg: 'ES256', kid: 'k1', typ: 'at+jwt' })
+        .setIssuer('https://id.example/')
+        .setAudience('https://api.example')
+        .setSubject('alice')
+        .setIssuedAt(Math.floor(clock.now / 1000))
+        .setExpirationTime(Math.floor(clock.now / 1000) + 3600)
+        .sign(privateKey);
+    /** JWKS fetches made by one request at `clock`, and whether it was allowed. */
+    async function fetchesFor(h: ReturnType<typeof idpHandler>, clock: { now: number }) {
+      const before = fetches;
+      const ok = await h(tokenEvent('GET', '/me', await idpToken(clock))).then(
+        () => true,
+        () => false,
+      );
+      return { fetched: fetches - before, ok };
+    }
+
+    it('GATEHOUSE_JWKS_CACHE_TTL_SECONDS sets when the keys are fetched again', async () => {
+      hang = false;
+      const clock = { now: Date.now() };
+      const short = idpHandler({ GATEHOUSE_JWKS_CACHE_TTL_SECONDS: '60' }, clock);
+      const usual = idpHandler({}, clock);
+      expect(await fetchesFor(short, clock)).toEqual({ fetched: 1, ok: true });
+      expect(await fetchesFor(usual, clock)).toEqual({ fetched: 1, ok: true });
+      clock.now += 61_000;
+      expect(await fetchesFor(short, clock)).toEqual({ fetched: 1, ok: true });
+      expect(await fetchesFor(usual, clock)).toEqual({ fetched: 0, ok: true });
+    });
+
+    it('GATEHOUSE_JWKS_COOLDOWN_SECONDS holds a stale refetch back', async () => {
+      hang = false;
+      const clock = { now: Date.now() };
+      const h = idpHandler(
+        { GATEHOUSE_JWKS_CACHE_TTL_SECONDS: '60', GATEHOUSE_JWKS_COOLDOWN_SECONDS: '120' },
+        clock,
+      );
+      expect(await fetchesFor(h, clock)).toEqual({ fetched: 1, ok: true });
+      clock.now += 61_000;
+      expect(await fetchesFor(h, clock)).toEqual({ fetched: 0, ok: true });
+      clock.now += 60_000;
+      expect(await fetchesFor(h, clock)).toEqual({ fetched: 1, ok: true });
+    });
+
+    it('GATEHOUSE_JWKS_TIMEOUT_MS bounds a JWKS fetch that never answers', async () => {
+      hang = true;
+      const clock = { now: Date.now() };
+      const h = idpHandler({ GATEHOUSE_JWKS_TIMEOUT_MS: '100' }, clock);
+      const started = performance.now();
+      const { ok } = await fetchesFor(h, clock);
+      const took = performance.now() - started;
+      hang = false;
+      expect(ok).toBe(false);
+      // The default timeout is 3000 ms; a wide margin for a loaded machine.
+      expect(took).toBeLessThan(2000);
+    });
+
+    it('GATEHOUSE_JWKS_MAX_STALE_SECONDS ends serving old keys while the endpoint fails', async () => {
+      hang = false;
+      const clock = { now: Date.now() };
+      const env = {
+        GATEHOUSE_JWKS_CACHE_TTL_SECONDS: '60',
+        GATEHOUSE_JWKS_MAX_STALE_SECONDS: '120',
+        GATEHOUSE_JWKS_TIMEOUT_MS: '100',
+      };
+      const bounded = idpHandler(env, clock);
+      const usual = idpHandler({ ...env, GATEHOUSE_JWKS_MAX_STALE_SECONDS: '' }, clock);
+      expect((await fetchesFor(bounded, clock)).ok).toBe(true);
+      expect((await fetchesFor(usual, clock)).ok).toBe(true);
+      hang = true;
+      clock.now += 121_000;
+      const [b, u] = [await fetchesFor(bounded, clock), await fetchesFor(usual, clock)];
+      hang = false;
+      expect(b.ok).toBe(false);
+      expect(u.ok).toBe(true);
+    });
   });
 });
 

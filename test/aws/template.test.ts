@@ -2,19 +2,25 @@
  * template.yaml agrees with the code: handler paths, environment variable names, the table's key
  * schema and TTL attribute. CloudFormation's short tags are parsed with yaml customTags.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { parse, type Tags } from 'yaml';
 import { DEFAULT_ADMIN_BASE_PATH } from '../../src/adapters/admin-api.ts';
 import { ADMIN_ENV } from '../../src/adapters/admin-lambda.ts';
-import { ENV } from '../../src/adapters/apigateway-lambda.ts';
+import { createLambdaHandler, ENV } from '../../src/adapters/apigateway-lambda.ts';
+import { applyIssuerEnv, ISSUER_ENV } from '../../src/adapters/issuer-env.ts';
 import {
+  createDynamoDBClient,
   PARTITION_KEY,
   SORT_KEY,
   TABLE_DEFINITION,
   TTL_ATTRIBUTE,
 } from '../../src/stores/dynamodb.ts';
-import { read } from './support.ts';
+import { DEMO_POLICY, read } from './support.ts';
 
 const CFN_TAGS = [
   'Ref',
@@ -134,6 +140,20 @@ describe('template.yaml', () => {
     expect(table.PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled).toBe(true);
   });
 
+  it("matches docs/aws.md's create-table line for a local table to the store's design", () => {
+    const doc = read('docs/aws.md');
+    const attributes = [...doc.matchAll(/AttributeName=(\w+),AttributeType=(\w+)/g)].map(
+      ([, AttributeName, AttributeType]) => ({ AttributeName, AttributeType }),
+    );
+    const keys = [...doc.matchAll(/AttributeName=(\w+),KeyType=(\w+)/g)].map(
+      ([, AttributeName, KeyType]) => ({ AttributeName, KeyType }),
+    );
+    expect(attributes).toEqual(TABLE_DEFINITION.AttributeDefinitions);
+    expect(keys).toEqual(TABLE_DEFINITION.KeySchema);
+    expect(doc).toContain(`Enabled=true,AttributeName=${TTL_ATTRIBUTE}`);
+    expect(doc).toContain(`--billing-mode ${TABLE_DEFINITION.BillingMode}`);
+  });
+
   it('matches identity sources and TTL to each mode', () => {
     const rest = resources.RestApi!.Properties.Auth.Authorizers;
     expect(
@@ -186,4 +206,223 @@ describe('template.yaml', () => {
       expect(routes).toContain(`${e.Properties.Method.toUpperCase()} ${e.Properties.Path}`);
     }
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Deploy-time checks: what CloudFormation does with parameter values before creating anything.
+
+type Parameters = Record<string, string>;
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The functions CloudFormation allows in Rules (RuleCondition and Assert). */
+const RULE_FUNCTIONS = new Set(['Fn::And', 'Fn::Or', 'Fn::Not', 'Fn::Equals', 'Fn::Contains']);
+// Tags on flow sequences resolve to YAML nodes; their JSON is the plain value.
+const rules: Record<string, { RuleCondition?: Free; Assertions: Free[] }> = JSON.parse(
+  JSON.stringify(template.Rules ?? {}),
+);
+
+/** Every parameter at its default, then `given`. */
+function withDefaults(given: Parameters): Parameters {
+  const all: Parameters = {};
+  for (const [name, p] of Object.entries(template.Parameters as Record<string, Free>)) {
+    all[name] = String(p.Default ?? '');
+  }
+  for (const name of Object.keys(given)) expect(template.Parameters).toHaveProperty(name);
+  return { ...all, ...given };
+}
+
+function evaluate(node: Free, params: Parameters): unknown {
+  if (typeof node === 'string') return node;
+  const [fn, arg] = Object.entries(node as Record<string, Free>)[0]!;
+  if (fn === 'Fn::Ref') return params[arg];
+  expect(RULE_FUNCTIONS).toContain(fn);
+  const args = (arg as Free[]).map((a) => evaluate(a, params));
+  if (fn === 'Fn::Equals') return args[0] === args[1];
+  if (fn === 'Fn::Not') return !args[0];
+  if (fn === 'Fn::And') return args.every(Boolean);
+  if (fn === 'Fn::Or') return args.some(Boolean);
+  throw new Error(`no evaluator for ${fn}`);
+}
+
+/** What CloudFormation says to a parameter set: null when it deploys, else why not. */
+function deployCheck(given: Parameters): string | null {
+  const params = withDefaults(given);
+  for (const [name, p] of Object.entries(template.Parameters as Record<string, Free>)) {
+    const value = params[name]!;
+    // CloudFormation matches AllowedPattern against the whole value (Java regex).
+    if (p.AllowedPattern !== undefined && !new RegExp(`^(?:${p.AllowedPattern})$`).test(value))
+      return `${name}: ${p.ConstraintDescription ?? 'pattern'}`;
+    if (p.AllowedValues !== undefined && !p.AllowedValues.includes(value)) return name;
+  }
+  for (const rule of Object.values(rules)) {
+    if (rule.RuleCondition !== undefined && !evaluate(rule.RuleCondition, params)) continue;
+    for (const a of rule.Assertions) if (!evaluate(a.Assert, params)) return a.AssertDescription;
+  }
+  return null;
+}
+
+/** The authorizer started with the environment the template gives it for these parameters. */
+function startWith(given: Parameters) {
+  const params = withDefaults(given);
+  const variables = resources.TokenAuthorizerFunction!.Properties.Environment.Variables as Record<
+    string,
+    Free
+  >;
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(variables)) {
+    const ref = typeof value === 'object' ? value['Fn::Ref'] : undefined;
+    env[name] = ref === undefined ? String(value) : (params[ref] ?? `${ref}-physical-id`);
+  }
+  const client = createDynamoDBClient({
+    endpoint: 'http://127.0.0.1:9',
+    region: 'eu-west-1',
+    credentials: { accessKeyId: 'l', secretAccessKey: 'l' },
+  });
+  const handler = createLambdaHandler({ policy: DEMO_POLICY, env, client, log: () => {} });
+  client.destroy();
+  return handler.configError;
+}
+
+const IDP = {
+  IssuerUrl: 'https://id.example/',
+  Audience: 'https://api.example',
+  JwksUrl: 'https://id.example/.well-known/jwks.json',
+};
+const DEV = { DevSecret: 'd'.repeat(32) };
+
+describe('template.yaml parameters at deploy time', () => {
+  it('refuses the default parameters, whose stack would answer 500 to every request', () => {
+    expect(deployCheck({})).toMatch(/IssuerUrl/);
+    expect(startWith({})).toBeDefined();
+  });
+
+  it.each([
+    ['an identity provider', IDP],
+    ['the demo issuer', DEV],
+    [
+      'the RFC 9068 recipe with JWKS timings',
+      {
+        ...IDP,
+        TokenTypes: 'at+jwt',
+        RequireTokenType: 'true',
+        JwksCacheTtlSeconds: '300',
+        JwksCooldownSeconds: '60',
+        JwksTimeoutMs: '1500',
+        JwksMaxStaleSeconds: '3600',
+      },
+    ],
+    ['several types, one with application/', { ...DEV, TokenTypes: 'application/at+jwt, JWT' }],
+  ])('deploys %s, and the authorizer then starts cleanly', (_name, given: Parameters) => {
+    expect(deployCheck(given)).toBeNull();
+    expect(startWith(given)).toBeUndefined();
+  });
+
+  it.each([
+    ['IssuerUrl without Audience', { IssuerUrl: IDP.IssuerUrl, JwksUrl: IDP.JwksUrl }, /Audience/],
+    ['IssuerUrl without JwksUrl', { IssuerUrl: IDP.IssuerUrl, Audience: IDP.Audience }, /JwksUrl/],
+    ['a DevSecret next to an IssuerUrl', { ...IDP, ...DEV }, /DevSecret/],
+    ['a DevSecret under 32 characters', { DevSecret: 'd'.repeat(31) }, /32/],
+    ['an http JWKS URL', { ...IDP, JwksUrl: 'http://id.example/jwks' }, /https/],
+    ['Audience without IssuerUrl', { ...DEV, Audience: IDP.Audience }, /IssuerUrl/],
+    ['a JWKS timing for the demo issuer', { ...DEV, JwksTimeoutMs: '500' }, /demo issuer/],
+    ['a typ list with a space inside', { ...IDP, TokenTypes: 'at jwt' }, /typ/],
+    ['RequireTokenType yes', { ...IDP, RequireTokenType: 'yes' }, /RequireTokenType/],
+    ['a negative timing', { ...IDP, JwksCacheTtlSeconds: '-1' }, /JwksCacheTtlSeconds/],
+  ])('refuses %s with a message saying what to set', (_name, given: Parameters, message) => {
+    expect(deployCheck(given)).toMatch(message);
+  });
+
+  it('accepts in TokenTypes exactly what the function accepts in GATEHOUSE_TYPES', () => {
+    const pattern = new RegExp(`^(?:${template.Parameters.TokenTypes.AllowedPattern})$`);
+    const samples = [
+      'at+jwt',
+      'JWT,at+jwt',
+      'at+jwt , JWT',
+      'application/at+jwt',
+      'dpop+jwt',
+      'at jwt',
+      'at+jwt,',
+      ',at+jwt',
+      'application/x/at+jwt',
+      '/jwt',
+      'at+jwt;q=1',
+    ];
+    for (const types of samples) {
+      let codeAccepts = true;
+      try {
+        applyIssuerEnv(DEMO_POLICY, (name) => (name === ISSUER_ENV.types ? types : undefined));
+      } catch {
+        codeAccepts = false;
+      }
+      expect(pattern.test(types), types).toBe(codeAccepts);
+    }
+  });
+
+  it('passes every issuer parameter to every function that verifies tokens', () => {
+    const wanted = {
+      GATEHOUSE_TYPES: 'TokenTypes',
+      GATEHOUSE_REQUIRE_TYPE: 'RequireTokenType',
+      GATEHOUSE_JWKS_CACHE_TTL_SECONDS: 'JwksCacheTtlSeconds',
+      GATEHOUSE_JWKS_COOLDOWN_SECONDS: 'JwksCooldownSeconds',
+      GATEHOUSE_JWKS_TIMEOUT_MS: 'JwksTimeoutMs',
+      GATEHOUSE_JWKS_MAX_STALE_SECONDS: 'JwksMaxStaleSeconds',
+    };
+    expect(Object.keys(wanted).sort()).toEqual(Object.values(ISSUER_ENV).sort());
+    for (const [, fn] of functions) {
+      for (const [variable, parameter] of Object.entries(wanted)) {
+        expect(fn.Properties.Environment.Variables[variable]).toEqual({ 'Fn::Ref': parameter });
+      }
+    }
+  });
+});
+
+describe('template.yaml build artifacts', () => {
+  it('builds every function from a bundle or inline code, never by copying the project', () => {
+    for (const [name, r] of Object.entries(resources)) {
+      if (r.Type !== 'AWS::Serverless::Function') continue;
+      // Any other build method copies the whole CodeUri (tests, .wrangler/, .dev.vars) into
+      // the artifact; esbuild writes only the bundle.
+      if (r.Properties.InlineCode !== undefined) expect(r.Properties.CodeUri, name).toBeUndefined();
+      else expect(r.Metadata?.BuildMethod, name).toBe('esbuild');
+    }
+  });
+
+  it.each(functions.map(([name, fn]) => [name, fn] as const))(
+    '%s: the artifact is one bundle built from src/, handlers/, demo/ and dependencies only',
+    async (_name, fn) => {
+      // The same esbuild call sam build makes (aws-lambda-builders' esbuild workflow).
+      const props = fn.Metadata.BuildProperties as Free;
+      const outdir = mkdtempSync(join(tmpdir(), 'gatehouse-sam-'));
+      try {
+        const result = await build({
+          absWorkingDir: ROOT,
+          entryPoints: props.EntryPoints,
+          bundle: true,
+          platform: 'node',
+          outdir,
+          format: props.Format,
+          target: props.Target,
+          minify: props.Minify,
+          sourcemap: props.Sourcemap,
+          external: props.External,
+          outExtension: Object.fromEntries(
+            (props.OutExtension as string[]).map((e) => e.split('=') as [string, string]),
+          ),
+          metafile: true,
+          logLevel: 'silent',
+        });
+        const handlerFile = `${String(fn.Properties.Handler).split('.')[0]}.mjs`;
+        expect(readdirSync(outdir)).toEqual([handlerFile]);
+        const inputs = Object.keys(result.metafile.inputs).map((p) =>
+          relative(ROOT, join(ROOT, p)),
+        );
+        expect(inputs.length).toBeGreaterThan(1);
+        for (const input of inputs) {
+          expect(input).toMatch(/^(src|handlers|demo|node_modules)\//);
+          expect(input).not.toMatch(/(^|\/)(test|\.wrangler)\/|\.dev\.vars|\.test\.ts$/);
+        }
+      } finally {
+        rmSync(outdir, { recursive: true, force: true });
+      }
+    },
+  );
 });

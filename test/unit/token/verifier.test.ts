@@ -575,6 +575,26 @@ describe('typ', () => {
     );
   });
 
+  it('refuses a missing typ when the allowlist has no JWT (RFC 9068 at+jwt), unless requireType: false', async () => {
+    const token = await mint(es256, {}, { typ: undefined });
+    for (const types of [['at+jwt'], ['application/at+jwt'], ['dpop+jwt', 'at+jwt'], ['AT+JWT']]) {
+      await expectCode(
+        verifierFor(issuerWith(es256, { types })).verify(token),
+        'token_invalid_type',
+      );
+      await expect(
+        verifierFor(issuerWith(es256, { types, requireType: false })).verify(token),
+      ).resolves.toBeDefined();
+      await expect(
+        verifierFor(issuerWith(es256, { types })).verify(await mint(es256, {}, { typ: 'at+jwt' })),
+      ).resolves.toBeDefined();
+    }
+    // A missing typ counts as JWT: accepted wherever JWT is, in any spelling, or with no list.
+    for (const types of [['JWT'], ['at+jwt', 'jwt'], ['application/JWT'], null]) {
+      await expect(verifierFor(issuerWith(es256, { types })).verify(token)).resolves.toBeDefined();
+    }
+  });
+
   it('skips the typ check with types: null and honours a custom list', async () => {
     const token = await mint(es256, {}, { typ: 'dpop+jwt' });
     await expect(
