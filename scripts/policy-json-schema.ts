@@ -29,7 +29,10 @@ const DESCRIPTIONS: Record<string, string> = {
     'How long the last good key set is served while the endpoint fails, in seconds (default 86400).',
   'issuers[].audiences': 'Accepted `aud` values; null explicitly skips the audience check.',
   'issuers[].algorithms': 'Algorithm allowlist; every key is bound to one of these.',
-  'issuers[].types': 'Accepted `typ` headers (default JWT and at+jwt); null skips the check.',
+  'issuers[].types':
+    'Accepted `typ` headers (default JWT and at+jwt); a token without `typ` counts as JWT; null skips the check.',
+  'issuers[].requireType':
+    'Refuse tokens without a `typ` header (default: true when `types` has no JWT, as RFC 9068 needs for at+jwt).',
   'issuers[].tenantClaim': 'Claim that carries the tenant.',
   'issuers[].tenant': 'Fixed tenant for every token of this issuer.',
   'issuers[].keepClaims': 'Extra claims kept on the principal for conditions.',
