@@ -3,8 +3,12 @@
 // Node's file system and console; the commands themselves live in src/cli/.
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { register } from 'tsx/esm/api';
+import { runUnderNode22 } from '../scripts/node22.mjs';
 
+// `npx gatehouse` starts under the machine's node: on one older than 22.12, run again under
+// Node 22 (cached in ~/.cache/gatehouse-node) before loading anything.
+await runUnderNode22();
+const { register } = await import('tsx/esm/api');
 register();
 const { main } = await import('../src/cli/index.ts');
 

@@ -26,6 +26,7 @@ import {
 } from './args.ts';
 import { type CliIo, parseDotenv, parseDuration, UsageError } from './io.ts';
 import { openTarget, TARGET_USAGE, type TargetOptions } from './targets.ts';
+import { configuredPolicyFile, devVarsBeside } from './wrangler-config.ts';
 
 const COMMON_OPTIONS: OptionSpecs = {
   tenant: { value: true },
@@ -48,8 +49,11 @@ const COMMON_OPTIONS: OptionSpecs = {
 const COMMON_USAGE = `Common options:
   --tenant <T>           the tenant the subject or role belongs to (default: none)
   --json                 machine-readable output
-  --policy <file>        policy (JSON or YAML; default $GATEHOUSE_POLICY or demo/policy.json)
-  --vars <file>          dotenv file with secrets the policy names (default .dev.vars)
+  --policy <file>        policy (JSON or YAML; default $GATEHOUSE_POLICY, else the file the
+                         wrangler config's [alias] "gatehouse:policy" names (what the Worker
+                         bundles), else demo/policy.json)
+  --vars <file>          dotenv file with secrets the policy names (default .dev.vars beside
+                         the wrangler config)
   --actor <name>         who is making the change, for the audit trail
                          (default $GATEHOUSE_ACTOR, else cli:$USER)
   --retention-days <n>   days audit records are kept (default $AUDIT_RETENTION_DAYS or 90)
@@ -223,10 +227,14 @@ async function loadPolicy(
   parsed: ParsedArgs,
   needsKeys: boolean,
 ): Promise<CompiledPolicy> {
-  const file = stringOption(parsed, 'policy') ?? io.env.GATEHOUSE_POLICY ?? 'demo/policy.json';
+  const config = stringOption(parsed, 'config') ?? 'wrangler.toml';
+  const file =
+    stringOption(parsed, 'policy') ??
+    io.env.GATEHOUSE_POLICY ??
+    (await configuredPolicyFile(io.readFile, config));
   const text = await io.readFile(file);
   if (text === null) throw new UsageError(`cannot read the policy ${file} (use --policy)`);
-  const varsFile = stringOption(parsed, 'vars') ?? '.dev.vars';
+  const varsFile = stringOption(parsed, 'vars') ?? devVarsBeside(config);
   const vars = await io.readFile(varsFile);
   const env: Record<string, string | undefined> = {
     ...(vars === null ? {} : parseDotenv(vars)),

@@ -4,7 +4,9 @@
  * or the environment. For local use only: production tokens come from your identity provider.
  */
 import * as jose from 'jose';
+import { parsePolicyText } from '../policy/text.ts';
 import { type CliIo, parseDotenv, parseDuration, UsageError } from './io.ts';
+import { configuredPolicyFile, devVarsBeside } from './wrangler-config.ts';
 
 export interface DevIssuer {
   readonly issuer: string;
@@ -84,15 +86,19 @@ Options:
   --ttl <duration>     lifetime: 90s, 15m, 1h, 2d (default 1h)
   --claim <k=v>        an extra claim; repeatable; v is parsed as JSON when it can be
                        (--claim tid=acme, --claim mfa=true)
-  --policy <file>      policy JSON with the dev issuer (default demo/policy.json)
-  --vars <file>        dotenv file holding the secret (default .dev.vars)
+  --policy <file>      policy with the dev issuer (default $GATEHOUSE_POLICY, else the file
+                       the wrangler config's [alias] "gatehouse:policy" names, else
+                       demo/policy.json)
+  --config <file>      wrangler config (default wrangler.toml)
+  --vars <file>        dotenv file holding the secret (default .dev.vars beside the config)
   -h, --help           this help`;
 
 export async function tokenCommand(args: readonly string[], io: CliIo): Promise<number> {
   let subject: string | undefined;
   let ttl = 3600;
-  let policyFile = 'demo/policy.json';
-  let varsFile = '.dev.vars';
+  let policyFile: string | undefined;
+  let configFile = 'wrangler.toml';
+  let varsFile: string | undefined;
   const claims: Record<string, unknown> = {};
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
@@ -123,16 +129,18 @@ export async function tokenCommand(args: readonly string[], io: CliIo): Promise<
         claims[name] = raw;
       }
     } else if (arg === '--policy') policyFile = value();
+    else if (arg === '--config') configFile = value();
     else if (arg === '--vars') varsFile = value();
     else if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg}`);
     else if (subject === undefined) subject = arg;
     else throw new UsageError(`unexpected argument ${arg}`);
   }
   if (subject === undefined || subject === '') throw new UsageError('missing <subject>');
+  policyFile ??= io.env.GATEHOUSE_POLICY ?? (await configuredPolicyFile(io.readFile, configFile));
   const policyText = await io.readFile(policyFile);
-  if (policyText === null) throw new UsageError(`cannot read ${policyFile}`);
-  const issuer = devIssuer(JSON.parse(policyText));
-  const secret = await readDevSecret(io, issuer.secretEnv, varsFile);
+  if (policyText === null) throw new UsageError(`cannot read ${policyFile} (use --policy)`);
+  const issuer = devIssuer(parsePolicyText(policyText, policyFile));
+  const secret = await readDevSecret(io, issuer.secretEnv, varsFile ?? devVarsBeside(configFile));
   io.out(await mintDevToken({ subject, ttlSeconds: ttl, claims, secret, issuer, now: io.now() }));
   return 0;
 }

@@ -1,6 +1,13 @@
-/** Child processes in tests: a free loopback port, and stopping a detached process group. */
-import type { ChildProcess } from 'node:child_process';
+/**
+ * Child processes in tests: a free loopback port, stopping a detached process group, and an old
+ * node to run entry points with.
+ */
+import { type ChildProcess, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { isSupported } from '../../scripts/node22.mjs';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -24,4 +31,47 @@ export async function stopProcessGroup(child: ChildProcess | undefined): Promise
   }, 10_000);
   await exited;
   clearTimeout(timer);
+}
+
+/**
+ * A node older than 22.12, for tests of what happens on such a machine: the machine's own
+ * (/usr/bin/node on the project's machines is 20), else Node 20 from the npm registry, installed
+ * once into the temporary directory.
+ */
+export function olderNode(): string {
+  const dirs = [
+    '/usr/bin',
+    '/usr/local/bin',
+    '/bin',
+    ...(process.env.PATH ?? '').split(delimiter).filter(Boolean),
+  ];
+  for (const dir of dirs) {
+    const bin = join(dir, 'node');
+    if (!existsSync(bin)) continue;
+    const version = spawnSync(bin, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+    if (version.status === 0 && !isSupported(version.stdout.trim())) return bin;
+  }
+  const prefix = join(tmpdir(), 'gatehouse-test-node20');
+  const bin = join(prefix, 'node_modules', 'node', 'bin', 'node');
+  if (!existsSync(bin)) {
+    const installed = spawnSync('npm', ['install', '--no-save', '--prefix', prefix, 'node@20'], {
+      stdio: 'inherit',
+    });
+    if (installed.status !== 0) throw new Error('could not install node@20 for the test');
+  }
+  return bin;
+}
+
+/**
+ * The environment of a plain shell on a machine whose node is `node`: PATH without the Node 22
+ * this test runs under (nor the cache it may come from), `node` first.
+ */
+export function shellWithNode(node: string): NodeJS.ProcessEnv {
+  const drop = new Set([dirname(process.execPath)]);
+  const path = (process.env.PATH ?? '')
+    .split(delimiter)
+    .filter((dir) => dir !== '' && !drop.has(dir) && !dir.includes('gatehouse-node'));
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: [dirname(node), ...path].join(delimiter) };
+  delete env.GATEHOUSE_NODE22;
+  return env;
 }
