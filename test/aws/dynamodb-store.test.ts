@@ -318,7 +318,7 @@ describe('DynamoDBStore record size bound', () => {
     const read = { items: 0 };
     const counting = {
       send: async (...args: Parameters<typeof client.send>) => {
-        const output = (await client.send(...args)) as { Items?: unknown[] };
+        const output = (await client.send(...args)) as unknown as { Items?: unknown[] };
         read.items += output.Items?.length ?? 0;
         return output;
       },
