@@ -83,24 +83,38 @@ export class TokenError extends GatehouseError {
   }
 }
 
-export type StoreErrorCode = 'store_unavailable' | 'store_invalid_record';
+/**
+ * `store_unavailable`: the store did not answer; `store_invalid_record`: a record it returned is
+ * malformed; `store_record_too_large`: a record holds more entries than `maxRecordEntries`.
+ */
+export type StoreErrorCode =
+  | 'store_unavailable'
+  | 'store_invalid_record'
+  | 'store_record_too_large';
 
 /** The permission store could not answer. Always a 503 / authorizer failure, never an allow. */
 export class StoreError extends GatehouseError {
   override readonly name = 'StoreError';
   readonly code: StoreErrorCode;
-  constructor(code: StoreErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /**
+   * The encoded store key of the record at fault (`user/-/s:alice`), when one record is to blame;
+   * the core logs it so an operator can find the record. Never the record's contents.
+   */
+  readonly key: string | undefined;
+  constructor(code: StoreErrorCode, message: string, options?: { cause?: unknown; key?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    this.key = options?.key;
   }
 }
 
-export type AdminErrorCode = 'invalid_request' | 'not_found' | 'conflict';
+export type AdminErrorCode = 'invalid_request' | 'not_found' | 'conflict' | 'record_too_large';
 
 /**
  * A management request (CLI command, admin API call) that cannot be carried out as asked: bad
- * input (`invalid_request`, 400, exit 2), a missing target (`not_found`, 404) or one that would
- * break other data (`conflict`, 409). Nothing has been written when it is thrown. `field` names
+ * input (`invalid_request`, 400, exit 2), a missing target (`not_found`, 404), one that would
+ * break other data (`conflict`, 409) or one that would grow a record past `maxRecordEntries`
+ * (`record_too_large`, 409, exit 2). Nothing has been written when it is thrown. `field` names
  * the input at fault (`permission`, `when.ip[0]`, `users.alice.grants[2]`).
  */
 export class AdminError extends GatehouseError {

@@ -72,6 +72,12 @@ export interface AdminApiOptions {
   readonly policyRoles?: readonly RoleRecord[];
   /** Days audit records are kept, 1 to 3650 (default 90). */
   readonly auditRetentionDays?: number;
+  /**
+   * Entries a change may grow one record to (a subject's assignments + grants + denies, a
+   * tenant's role set); default 10000, 1 to 1000000; more is a 409 `record_too_large`. Keep it at
+   * or below the edges' bound.
+   */
+  readonly maxRecordEntries?: number;
   /** Path the resources live under, such as `/.gatehouse/v1/admin` (default `/v1/admin`). */
   readonly basePath?: string;
   /** Clock, ms (default Date.now). */
@@ -116,12 +122,14 @@ export type AdminReason =
   | 'invalid_request'
   | 'not_found'
   | 'conflict'
+  | 'record_too_large'
   | 'method_not_allowed'
   | 'body_too_large'
   | 'unsupported_media_type'
   | 'tenant_mismatch'
   | 'store_unavailable'
   | 'store_invalid_record'
+  | 'store_record_too_large'
   | 'configuration_error'
   | 'internal_error';
 
@@ -176,6 +184,8 @@ const STATUS_FOR: Record<AdminError['code'], number> = {
   invalid_request: 400,
   not_found: 404,
   conflict: 409,
+  // The request is well-formed; the record it would change is full: shrink it first.
+  record_too_large: 409,
 };
 
 /** An input mistake, as the problem callers fix by reading `field`. */
@@ -482,6 +492,7 @@ export function createAdminApi(options: AdminApiOptions): AdminApi {
   const log =
     options.log ?? ((entry: Record<string, unknown>) => console.error(JSON.stringify(entry)));
   const retention = options.auditRetentionDays;
+  const maxRecordEntries = options.maxRecordEntries;
   // Built once now only to validate the retention at start-up rather than on the first call.
   adminFor('gatehouse#start-up');
 
@@ -492,6 +503,7 @@ export function createAdminApi(options: AdminApiOptions): AdminApi {
       actor,
       via: 'admin-api',
       ...(retention !== undefined && { auditRetentionDays: retention }),
+      ...(maxRecordEntries !== undefined && { maxRecordEntries }),
       now,
     });
   }

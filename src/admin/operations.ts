@@ -26,7 +26,12 @@ import {
 } from '../stores/file.ts';
 import { subjectStorageKey, tenantStorageKey } from '../stores/keys.ts';
 import { MemoryStore, type TenantRole } from '../stores/memory.ts';
-import { canonicalJson } from '../stores/records.ts';
+import {
+  canonicalJson,
+  maxRecordEntriesOption,
+  roleSetEntries,
+  userEntries,
+} from '../stores/records.ts';
 import type { Grant, RoleAssignment, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
 import type {
   AdminStore,
@@ -52,6 +57,12 @@ export interface PermissionAdminOptions {
   readonly auditRetentionDays?: number;
   /** Clock, ms (default Date.now). */
   readonly now?: () => number;
+  /**
+   * Entries one record may hold after a change (a subject's role assignments + grants + denies;
+   * a tenant's store roles with their grants, denies and parents); default 10000, 1 to 1000000.
+   * Keep it at or below the edges' bound, which refuses a larger record with a 503.
+   */
+  readonly maxRecordEntries?: number;
 }
 
 /** The outcome of one change. `audit` is null when nothing changed. */
@@ -81,9 +92,23 @@ export interface ShowResult {
 export interface ImportResult {
   readonly users: number;
   readonly roles: number;
+  /** Records written (for a dry run: that would be written). */
   readonly written: number;
+  /** Records deleted (for a dry run: that would be deleted). */
   readonly deleted: number;
   readonly audit: AuditRecord | null;
+  /** True when nothing was written because the import was a dry run. */
+  readonly dryRun: boolean;
+}
+
+export interface ImportOptions {
+  /** The file name, for messages and the audit record. */
+  readonly source?: string;
+  /** Also delete subjects and tenant role sets the file does not have. */
+  readonly replace?: boolean;
+  /** Run every check the import runs, count what it would write, and write nothing. */
+  readonly dryRun?: boolean;
+  readonly progress?: Progress;
 }
 
 function keyOf(record: SubjectKey): SubjectKey {
@@ -176,6 +201,7 @@ export class PermissionAdmin {
   readonly #actor: string;
   readonly #via: AuditRecord['via'];
   readonly #retentionSeconds: number;
+  readonly #maxEntries: number;
   readonly #now: () => number;
 
   constructor(options: PermissionAdminOptions) {
@@ -191,6 +217,7 @@ export class PermissionAdmin {
     this.#actor = options.actor;
     this.#via = options.via;
     this.#retentionSeconds = days * 86_400;
+    this.#maxEntries = maxRecordEntriesOption(options.maxRecordEntries, 'maxRecordEntries');
     this.#now = options.now ?? Date.now;
   }
 
@@ -229,6 +256,10 @@ export class PermissionAdmin {
     if (stored !== null && canonicalJson(userState(next)) === canonicalJson(before)) {
       return { changed: false, before, after: before, audit: null };
     }
+    this.#checkSize(userEntries(next), stored === null ? 0 : userEntries(stored), () => ({
+      what: `${key.subject}${tenantText(key.tenant)}`,
+      field: 'subject',
+    }));
     // A subject left with nothing keeps an empty record: "known, no permissions" (a negative
     // answer the edges can cache), and the trail shows what was removed.
     await this.store.writeUser(keyOf(key), stored, next);
@@ -367,6 +398,10 @@ export class PermissionAdmin {
     });
     const after = [...before.filter((r) => r.name !== role.name), role];
     this.#checkRoleGraph(after);
+    this.#checkSize(roleSetEntries(after), roleSetEntries(before), () => ({
+      what: `the store roles${tenantText(tenant)}`,
+      field: 'role',
+    }));
     const old = before.find((r) => r.name === role.name);
     if (old !== undefined && canonicalJson(roleState(old)) === canonicalJson(roleState(role))) {
       const state = roleState(old);
@@ -427,6 +462,21 @@ export class PermissionAdmin {
     return this.store.readRoles(tenant);
   }
 
+  /**
+   * Refuses a change that grows a record past `maxRecordEntries`: the edges would refuse the
+   * whole record (503) and with it every permission it holds. A change that shrinks a record
+   * already over the bound (one written before the bound existed) is let through.
+   */
+  #checkSize(after: number, before: number, target: () => { what: string; field: string }) {
+    if (after <= this.#maxEntries || after <= before) return;
+    const { what, field } = target();
+    throw new AdminError(
+      'record_too_large',
+      `${field}: ${what} would hold ${after} entries (role assignments, grants and denies; for roles: roles, grants, denies and parents); at most ${this.#maxEntries}`,
+      { field },
+    );
+  }
+
   /** Refuses a grant the edges would skip or misread, named `field`; an expiry must be ahead. */
   #checkGrantAt(grant: Grant, effect: 'allow' | 'deny', field: string): void {
     try {
@@ -462,12 +512,6 @@ export class PermissionAdmin {
   async exportData(progress?: Progress): Promise<PermissionData> {
     const snapshot = await this.store.exportAll(progress);
     return exportPermissionData(toMemory(snapshot));
-  }
-
-  /** Validates `text` as a permission file without writing; counts what it holds. */
-  validateData(text: string, source?: string): { users: number; roles: number } {
-    const incoming = toSnapshot(this.#parse(text, source));
-    return { users: incoming.users.length, roles: incoming.roles.length };
   }
 
   #parse(text: string, source: string | undefined): PermissionData {
@@ -513,28 +557,70 @@ export class PermissionAdmin {
   }
 
   /**
+   * Every check an import makes, and nothing else: `importData` and its dry run both call this,
+   * so a dry run refuses exactly what an import refuses. Returns the records the file holds and
+   * the store's contents before and after the import.
+   */
+  async #prepareImport(
+    text: string,
+    options: ImportOptions,
+  ): Promise<{ incoming: Snapshot; before: Snapshot; after: Snapshot }> {
+    const incoming = toSnapshot(this.#parse(text, options.source));
+    // What the store itself would refuse (key sizes) is refused before anything is written.
+    for (const user of incoming.users) this.store.checkKey?.(keyOf(user));
+    this.#checkImportSizes(incoming);
+    const before = await this.store.exportAll();
+    const after = mergeSnapshots(before, incoming, options.replace ?? false);
+    this.#checkAssignments(incoming, before, after);
+    return { incoming, before, after };
+  }
+
+  /** Each subject and each tenant's role set in the file within `maxRecordEntries`. */
+  #checkImportSizes(incoming: Snapshot): void {
+    for (const user of incoming.users) {
+      const section = user.tenant === undefined ? '' : `tenants.${user.tenant}.`;
+      this.#checkSize(userEntries(user), 0, () => ({
+        what: `${user.subject}${tenantText(user.tenant)}`,
+        field: `${section}users.${user.subject}`,
+      }));
+    }
+    for (const roles of groupRoles(incoming.roles).values()) {
+      const tenant = roles[0]?.tenant;
+      this.#checkSize(roleSetEntries(roles.map((r) => r.role)), 0, () => ({
+        what: `the store roles${tenantText(tenant)}`,
+        field: tenant === undefined ? 'roles' : `tenants.${tenant}.roles`,
+      }));
+    }
+  }
+
+  /**
    * Validates `text` as a permission file (every problem names its path; nothing is written
    * on a mistake), then writes it: each subject and each tenant's role set in the file replaces
    * the stored one. With `replace`, subjects and role sets absent from the file are deleted, so
    * the store then holds exactly the file. Each changed subject and role gets an audit record
-   * (operation `import`, before and after), and one more summarises the import.
+   * (operation `import`, before and after), and one more summarises the import. With `dryRun`,
+   * every check runs and the counts say what would be written; nothing is written or audited.
    */
-  async importData(
-    text: string,
-    options: { source?: string; replace?: boolean; progress?: Progress } = {},
-  ): Promise<ImportResult> {
-    const incoming = toSnapshot(this.#parse(text, options.source));
-    // What the store itself would refuse (key sizes) is refused before anything is written.
-    for (const user of incoming.users) this.store.checkKey?.(keyOf(user));
-    const before = await this.store.exportAll();
-    const after = mergeSnapshots(before, incoming, options.replace ?? false);
-    this.#checkAssignments(incoming, before, after);
+  async importData(text: string, options: ImportOptions = {}): Promise<ImportResult> {
+    const { incoming, before, after } = await this.#prepareImport(text, options);
+    const plan = planSync(this.store, before, after, (target, was, now) =>
+      this.#audit('import', target, was, now),
+    );
+    if (options.dryRun === true) {
+      const deleted = plan.filter((task) => task.kind === 'deleted').length;
+      return {
+        users: incoming.users.length,
+        roles: incoming.roles.length,
+        written: plan.length - deleted,
+        deleted,
+        audit: null,
+        dryRun: true,
+      };
+    }
     let counts: { written: number; deleted: number };
     let failed: unknown;
     try {
-      counts = await syncSnapshot(this.store, before, after, options.progress, (target, was, now) =>
-        this.#audit('import', target, was, now),
-      );
+      counts = await runPlan(plan, options.progress);
     } catch (error) {
       if (!(error instanceof SyncError)) throw error;
       counts = { written: error.written, deleted: error.deleted };
@@ -564,6 +650,7 @@ export class PermissionAdmin {
       roles: incoming.roles.length,
       ...counts,
       audit,
+      dryRun: false,
     };
   }
 
@@ -728,26 +815,31 @@ export class SyncError extends Error {
 /** Writes parallel to this many records at once (KV and DynamoDB both take it easily). */
 const SYNC_CONCURRENCY = 16;
 
+/** One write of a sync: what it does to a record, and doing it. */
+interface SyncTask {
+  readonly kind: 'written' | 'deleted';
+  readonly run: () => Promise<void>;
+}
+
 /**
- * Makes `store` hold `after`, given it holds `before`: writes each changed subject and tenant
- * role set, deletes the ones `after` lacks. Unchanged records are not written, so importing an
- * export writes nothing.
+ * What makes `store` hold `after`, given it holds `before`: a write for each changed subject and
+ * tenant role set, a delete for each one `after` lacks. Unchanged records get no task, so
+ * importing an export writes nothing. Planning writes nothing; {@link runPlan} does.
  */
-export async function syncSnapshot(
+function planSync(
   store: AdminStore,
   before: Snapshot,
   after: Snapshot,
-  progress?: Progress,
   /** Called after each record is written, with what it held before and after (the audit). */
   onChange?: (
     target: AuditRecord['target'],
     before: AuditState,
     after: AuditState,
   ) => Promise<unknown>,
-): Promise<{ written: number; deleted: number }> {
+): SyncTask[] {
   const changed = (target: AuditRecord['target'], was: AuditState, now: AuditState) =>
     onChange?.(target, was, now);
-  const tasks: (() => Promise<'written' | 'deleted'>)[] = [];
+  const tasks: SyncTask[] = [];
   const old = new Map(before.users.map((u) => [subjectStorageKey(u), u]));
   const next = new Map(after.users.map((u) => [subjectStorageKey(u), u]));
   for (const [k, user] of next) {
@@ -755,18 +847,22 @@ export async function syncSnapshot(
     if (prior !== null && canonicalJson(userState(prior)) === canonicalJson(userState(user))) {
       continue;
     }
-    tasks.push(async () => {
-      await store.writeUser(keyOf(user), prior, user);
-      await changed(userTarget(user), userState(prior), userState(user));
-      return 'written';
+    tasks.push({
+      kind: 'written',
+      run: async () => {
+        await store.writeUser(keyOf(user), prior, user);
+        await changed(userTarget(user), userState(prior), userState(user));
+      },
     });
   }
   for (const [k, user] of old) {
     if (next.has(k)) continue;
-    tasks.push(async () => {
-      await store.writeUser(keyOf(user), user, null);
-      await changed(userTarget(user), userState(user), null);
-      return 'deleted';
+    tasks.push({
+      kind: 'deleted',
+      run: async () => {
+        await store.writeUser(keyOf(user), user, null);
+        await changed(userTarget(user), userState(user), null);
+      },
     });
   }
   const oldRoles = groupRoles(before.roles);
@@ -780,23 +876,33 @@ export async function syncSnapshot(
         list.map((r) => [r.role.name, roleState(r.role)]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1)),
       );
     if (text(prior) === text(wanted)) continue;
-    tasks.push(async () => {
-      await store.writeRoles(
-        tenant,
-        prior.map((r) => r.role),
-        wanted.map((r) => r.role),
-      );
-      // One audit record per role that changed in the set.
-      for (const name of new Set([...prior, ...wanted].map((r) => r.role.name))) {
-        const was = roleState(prior.find((r) => r.role.name === name)?.role);
-        const now = roleState(wanted.find((r) => r.role.name === name)?.role);
-        if (canonicalJson(was) !== canonicalJson(now)) {
-          await changed(tenantTarget(tenant, { role: name }), was, now);
+    tasks.push({
+      kind: wanted.length === 0 ? 'deleted' : 'written',
+      run: async () => {
+        await store.writeRoles(
+          tenant,
+          prior.map((r) => r.role),
+          wanted.map((r) => r.role),
+        );
+        // One audit record per role that changed in the set.
+        for (const name of new Set([...prior, ...wanted].map((r) => r.role.name))) {
+          const was = roleState(prior.find((r) => r.role.name === name)?.role);
+          const now = roleState(wanted.find((r) => r.role.name === name)?.role);
+          if (canonicalJson(was) !== canonicalJson(now)) {
+            await changed(tenantTarget(tenant, { role: name }), was, now);
+          }
         }
-      }
-      return wanted.length === 0 ? 'deleted' : 'written';
+      },
     });
   }
+  return tasks;
+}
+
+/** Runs a plan, {@link SYNC_CONCURRENCY} tasks at a time; a failure throws {@link SyncError}. */
+async function runPlan(
+  tasks: readonly SyncTask[],
+  progress?: Progress,
+): Promise<{ written: number; deleted: number }> {
   let written = 0;
   let deleted = 0;
   let nextTask = 0;
@@ -807,7 +913,8 @@ export async function syncSnapshot(
     while (nextTask < tasks.length && failure === undefined) {
       const task = tasks[nextTask++]!;
       try {
-        if ((await task()) === 'written') written++;
+        await task.run();
+        if (task.kind === 'written') written++;
         else deleted++;
       } catch (error) {
         failure ??= { error };
@@ -819,4 +926,21 @@ export async function syncSnapshot(
   await Promise.all(Array.from({ length: Math.min(SYNC_CONCURRENCY, tasks.length) }, worker));
   if (failure !== undefined) throw new SyncError(failure.error, written, deleted);
   return { written, deleted };
+}
+
+/**
+ * Makes `store` hold `after`, given it holds `before` ({@link planSync}, then {@link runPlan}).
+ */
+export async function syncSnapshot(
+  store: AdminStore,
+  before: Snapshot,
+  after: Snapshot,
+  progress?: Progress,
+  onChange?: (
+    target: AuditRecord['target'],
+    before: AuditState,
+    after: AuditState,
+  ) => Promise<unknown>,
+): Promise<{ written: number; deleted: number }> {
+  return runPlan(planSync(store, before, after, onChange), progress);
 }

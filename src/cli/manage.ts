@@ -5,7 +5,8 @@
  * the whole input is valid.
  *
  * Exit codes: 0 done (for `check`: allowed), 1 refused or failed (for `check`: denied; not
- * found, conflict, store errors), 2 usage or invalid input.
+ * found, conflict, store errors), 2 usage or invalid input (also a change that would make a
+ * record exceed its bound, `record_too_large`).
  */
 import { explainRequest, formatExplain } from '../admin/explain.ts';
 import { type PermissionAdmin as Admin, PermissionAdmin } from '../admin/operations.ts';
@@ -296,6 +297,20 @@ function retentionDays(parsed: ParsedArgs, io: CliIo): number | undefined {
   return days;
 }
 
+/**
+ * `MAX_RECORD_ENTRIES` from the environment: the bound changes must respect; set it to the
+ * edges' `maxRecordEntries` when that is not the default (10000).
+ */
+function maxRecordEntries(io: CliIo): number | undefined {
+  const text = io.env.MAX_RECORD_ENTRIES;
+  if (text === undefined || text === '') return undefined;
+  const entries = Number(text);
+  if (!/^\d{1,7}$/.test(text) || entries < 1 || entries > 1_000_000) {
+    throw new UsageError('MAX_RECORD_ENTRIES expects a whole number from 1 to 1000000');
+  }
+  return entries;
+}
+
 interface Session {
   readonly admin: Admin;
   readonly policy: CompiledPolicy;
@@ -313,6 +328,7 @@ async function withSession(
   const target = targetOptions(parsed);
   const policy = await loadPolicy(io, parsed, options.needsKeys ?? false);
   const days = retentionDays(parsed, io);
+  const maxEntries = maxRecordEntries(io);
   const actor =
     stringOption(parsed, 'actor') ?? io.env.GATEHOUSE_ACTOR ?? `cli:${io.env.USER ?? 'unknown'}`;
   const opened = await openTarget(target, io);
@@ -323,6 +339,7 @@ async function withSession(
       actor,
       via: 'cli',
       ...(days !== undefined && { auditRetentionDays: days }),
+      ...(maxEntries !== undefined && { maxRecordEntries: maxEntries }),
       now: () => io.now(),
     });
     let gatehouse: Gatehouse | undefined;
@@ -694,7 +711,8 @@ Records that did not change are not written. Each changed subject and role is
 audited (before and after), and one more record summarises the import.
 
   --replace              also delete subjects and role sets the file does not have
-  --dry-run              validate and count, write nothing
+  --dry-run              make every check the import makes (against the store, with
+                         --replace if given), count what it would write, write nothing
 
 ${COMMON_USAGE}`,
   options: { replace: {}, 'dry-run': {} },
@@ -704,22 +722,25 @@ ${COMMON_USAGE}`,
     const text = file === '-' ? await io.readStdin?.() : await io.readFile(file);
     if (text === null || text === undefined) throw new UsageError(`cannot read ${file}`);
     return withSession(parsed, io, {}, async ({ admin, description }) => {
-      if (flag(parsed, 'dry-run')) {
-        const counts = admin.validateData(text, file);
-        print(
-          io,
-          parsed,
-          counts,
-          () =>
-            `${file} is valid: ${counts.users} subjects, ${counts.roles} roles (nothing written)`,
-        );
-        return 0;
-      }
+      const dryRun = flag(parsed, 'dry-run');
+      // The dry run is the import itself, stopped before the first write: it makes every check.
       const result = await admin.importData(text, {
         source: file,
         replace: flag(parsed, 'replace'),
-        progress: progressReporter(io, 'imported'),
+        dryRun,
+        ...(!dryRun && { progress: progressReporter(io, 'imported') }),
       });
+      if (dryRun) {
+        print(
+          io,
+          parsed,
+          result,
+          () =>
+            `${file} is valid: ${result.users} subjects, ${result.roles} roles; ` +
+            `would write ${result.written} records, delete ${result.deleted} (nothing written)`,
+        );
+        return 0;
+      }
       print(
         io,
         parsed,
@@ -852,7 +873,8 @@ export async function runManageCommand(
         const where = error.field === undefined ? '' : ` [${error.field}]`;
         io.err(`${error.message}${where}`);
       }
-      return error.code === 'invalid_request' ? 2 : 1;
+      // A record that would outgrow its bound is an input to change, like a bad one.
+      return error.code === 'invalid_request' || error.code === 'record_too_large' ? 2 : 1;
     }
     throw error;
   }

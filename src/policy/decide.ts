@@ -46,6 +46,13 @@ export interface GatehouseOptions {
   readonly persistence?: JwksPersistence;
   /** Let concurrent JWKS misses share one fetch (default: true except on workerd). */
   readonly shareInFlight?: boolean;
+  /**
+   * Entries one store record may hold (a subject's assignments + grants + denies, a tenant's
+   * role set); default 10000, 1 to 1000000. A larger record is refused (503) before compiling.
+   */
+  readonly maxRecordEntries?: number;
+  /** Receives one entry per store record refused (too large, malformed); default console.error. */
+  readonly storeLog?: (entry: Readonly<Record<string, unknown>>) => void;
 }
 
 export interface DecisionRequest {
@@ -88,7 +95,14 @@ export class Gatehouse {
           'expected a PermissionStore when policy permissions.source is store',
         );
       }
-      this.store = new CachedStore(options.store, { ...policy.cache, now: this.now });
+      this.store = new CachedStore(options.store, {
+        ...policy.cache,
+        now: this.now,
+        ...(options.maxRecordEntries !== undefined && {
+          maxRecordEntries: options.maxRecordEntries,
+        }),
+        ...(options.storeLog !== undefined && { log: options.storeLog }),
+      });
     }
   }
 

@@ -12,11 +12,18 @@
  * A load that has not settled within `loadTimeoutMs` (a promise whose request was cancelled may
  * never settle) fails every caller that joined it with `store_unavailable` and frees the slot;
  * its late result, if any, is discarded.
+ *
+ * Every loaded record goes through records.ts ({@link trustedUser}, {@link trustedRoles}): own
+ * data only, and at most `maxRecordEntries` entries per store key, checked before the core
+ * compiles anything. A record refused for its content (too large, malformed) writes one log
+ * line per load naming its encoded key, never its contents; concurrent callers share the load,
+ * so they share the line.
  */
 
 import { ConfigError, numberOption, StoreError } from '../errors.ts';
 import type { PermissionStore, Principal, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
 import { subjectStorageKey, tenantStorageKey } from './keys.ts';
+import { maxRecordEntriesOption, trustedRoles, trustedUser } from './records.ts';
 
 export interface CacheOptions {
   /** Seconds a record or role list stays fresh; default 30, 0 to 3600 (0: single-flight only). */
@@ -34,6 +41,22 @@ export interface CacheOptions {
   readonly loadTimeoutMs?: number;
   /** Clock in milliseconds since the epoch; default `Date.now`. Injected so tests fake time. */
   readonly now?: () => number;
+  /**
+   * Entries one store key may hold (a subject's assignments + grants + denies, or a tenant's
+   * roles with theirs); default 10000, 1 to 1000000. A larger record is a 503 (records.ts).
+   */
+  readonly maxRecordEntries?: number;
+  /**
+   * Receives one entry per record refused for its content (`store_record_too_large`,
+   * `store_invalid_record` with a key): level, msg, code, store kind and encoded key, never the
+   * record. Default: a JSON line on console.error. Exceptions are swallowed.
+   */
+  readonly log?: (entry: Readonly<Record<string, unknown>>) => void;
+}
+
+/** Where a refused record is reported when no `log` is given (a JSON line, as on Lambda). */
+function consoleLog(entry: Readonly<Record<string, unknown>>): void {
+  console.error(JSON.stringify(entry));
 }
 
 /** Counters since construction, for tests and logs. */
@@ -175,6 +198,8 @@ export class CachedStore implements PermissionStore {
   readonly #negativeTtlMs: number;
   readonly #staleMs: number;
   readonly #loadTimeoutMs: number;
+  readonly #maxRecordEntries: number;
+  readonly #log: (entry: Readonly<Record<string, unknown>>) => void;
   readonly #now: () => number;
   readonly #users: LruMap<UserRecord | null>;
   readonly #roles: LruMap<readonly RoleRecord[]>;
@@ -206,6 +231,14 @@ export class CachedStore implements PermissionStore {
       );
     }
     this.#now = options.now ?? Date.now;
+    this.#maxRecordEntries = maxRecordEntriesOption(
+      options.maxRecordEntries,
+      'cache.maxRecordEntries',
+    );
+    if (options.log !== undefined && typeof options.log !== 'function') {
+      throw new ConfigError('cache.log', 'expected a function receiving one log entry');
+    }
+    this.#log = options.log ?? consoleLog;
     const onEvict = () => {
       this.#evictions++;
     };
@@ -246,7 +279,7 @@ export class CachedStore implements PermissionStore {
       this.#users,
       this.#userLoads,
       cacheKey,
-      () => this.#inner.getUser(key, principal),
+      () => this.#loadUser(key, cacheKey, principal),
     );
     return { record: value, cache, freshUntil };
   }
@@ -281,7 +314,12 @@ export class CachedStore implements PermissionStore {
       this.#roles,
       this.#roleLoads,
       tenantStorageKey(tenant),
-      () => this.#inner.getRoles(tenant),
+      async () =>
+        trustedRoles(
+          await this.#inner.getRoles(tenant),
+          { kind: this.kind, key: tenantStorageKey(tenant) },
+          this.#maxRecordEntries,
+        ),
     );
     return { roles: value, cache, freshUntil };
   }
@@ -313,13 +351,42 @@ export class CachedStore implements PermissionStore {
     this.#roleLoads.delete(cacheKey);
   }
 
+  async #loadUser(
+    key: SubjectKey,
+    cacheKey: string,
+    principal: Principal | undefined,
+  ): Promise<UserRecord | null> {
+    const record = await this.#inner.getUser(key, principal);
+    return trustedUser(record, { kind: this.kind, key: cacheKey }, this.#maxRecordEntries);
+  }
+
   async #bypass(key: SubjectKey, principal: Principal | undefined): Promise<UserRecord | null> {
     this.#loads++;
     try {
-      return await this.#inner.getUser(key, principal);
+      return await this.#loadUser(key, subjectStorageKey(key), principal);
     } catch (error) {
       this.#errors++;
+      this.#logRefusal(error);
       throw toStoreError(error, this.kind);
+    }
+  }
+
+  /** One line for a record refused for its content; a store that is down is not logged here. */
+  #logRefusal(error: unknown): void {
+    if (!(error instanceof StoreError) || error.key === undefined) return;
+    try {
+      this.#log({
+        level: 'error',
+        msg: 'permission store record refused',
+        code: error.code,
+        store: this.kind,
+        key: error.key,
+        ...(error.code === 'store_record_too_large' && {
+          maxRecordEntries: this.#maxRecordEntries,
+        }),
+      });
+    } catch {
+      // A broken sink must not turn a 503 into something else.
     }
   }
 
@@ -393,6 +460,8 @@ export class CachedStore implements PermissionStore {
       },
       (error: unknown) => {
         if (!timedOut) this.#errors++;
+        // Once per load, however many callers share it.
+        this.#logRefusal(error);
         if (loads.get(key) === promise) loads.delete(key);
         throw error;
       },

@@ -42,7 +42,14 @@ import type {
 } from '../types.ts';
 import { FileStore, type PermissionData } from './file.ts';
 import { encodeKeyPart, subjectStorageKey, tenantStorageKey } from './keys.ts';
-import { canonicalJson, freezeRole, freezeUser } from './records.ts';
+import {
+  canonicalJson,
+  freezeRole,
+  freezeRoleList,
+  freezeUser,
+  maxRecordEntriesOption,
+  recordTooLarge,
+} from './records.ts';
 
 /** Partition key attribute (String). */
 export const PARTITION_KEY = 'pk';
@@ -472,7 +479,10 @@ export function toUserRecord(
     (effect === 'allow' ? grants : denies).push(grant);
   });
   const base = { subject: key.subject, roles, grants, denies };
-  return freezeUser(key.tenant === undefined ? base : { ...base, tenant: key.tenant });
+  return freezeUser(key.tenant === undefined ? base : { ...base, tenant: key.tenant }, {
+    kind: 'dynamodb',
+    key: userPartitionKey(key),
+  });
 }
 
 const ROLE_ATTRIBUTES: ReadonlySet<string> = new Set([
@@ -520,11 +530,27 @@ export interface DynamoDBStoreOptions {
   readonly deadlineMs?: number;
   /** Pages of one Query before the record counts as invalid (default 4; a page is up to 1 MB). */
   readonly maxPages?: number;
+  /**
+   * Entries one partition may hold (a subject's role assignments + grants + denies; a tenant's
+   * roles with their grants, denies and parents); default 10000, 1 to 1000000. The Query stops
+   * reading once a partition has more items than that (`store_record_too_large`).
+   */
+  readonly maxRecordEntries?: number;
   /** Clock in milliseconds; default Date.now. */
   readonly now?: () => number;
 }
 
-const NO_ROLES: readonly RoleRecord[] = Object.freeze([]);
+const NO_ROLES: readonly RoleRecord[] = freezeRoleList([]);
+
+/** Items of a role definition that count against the bound: the role, grants, denies, parents. */
+function roleItemEntries(item: Item): number {
+  return (
+    1 +
+    (item.grants?.L?.length ?? 0) +
+    (item.denies?.L?.length ?? 0) +
+    (item.inherits?.L?.length ?? 0)
+  );
+}
 
 /** Refuses a name DynamoDB would refuse, naming TABLE_NAME (the variable that carries it). */
 export function checkTableName(name: unknown): asserts name is string {
@@ -544,6 +570,7 @@ export class DynamoDBStore implements PermissionStore {
   readonly #consistent: boolean;
   readonly #deadlineMs: number;
   readonly #maxPages: number;
+  readonly #maxEntries: number;
   readonly #now: () => number;
 
   constructor(options: DynamoDBStoreOptions) {
@@ -557,22 +584,37 @@ export class DynamoDBStore implements PermissionStore {
     this.#consistent = options.consistentRead ?? false;
     this.#deadlineMs = deadline;
     this.#maxPages = options.maxPages ?? 4;
+    this.#maxEntries = maxRecordEntriesOption(
+      options.maxRecordEntries,
+      'dynamodb.maxRecordEntries',
+    );
     this.#now = options.now ?? Date.now;
   }
 
   async getUser(key: SubjectKey): Promise<UserRecord | null> {
-    const items = await this.#queryAll(userPartitionKey(key));
+    // One item per entry, plus the user marker.
+    const items = await this.#queryAll(userPartitionKey(key), this.#maxEntries + 1);
     return toUserRecord(key, items, this.#now() / 1000);
   }
 
   async getRoles(tenant: string | undefined): Promise<readonly RoleRecord[]> {
     const pk = rolesPartitionKey(tenant);
-    const items = await this.#queryAll(pk);
+    const items = await this.#queryAll(pk, this.#maxEntries);
     if (items.length === 0) return NO_ROLES;
-    return Object.freeze(items.map((item, i) => toRoleRecord(item, `${pk}[${i}]`)));
+    // Counted on the list lengths before any item is converted.
+    let entries = 0;
+    for (const item of items) entries += roleItemEntries(item);
+    if (entries > this.#maxEntries) {
+      throw recordTooLarge({ kind: this.kind, key: pk }, this.#maxEntries);
+    }
+    return freezeRoleList(
+      items.map((item, i) => toRoleRecord(item, `${pk}[${i}]`)),
+      { kind: this.kind, key: pk },
+    );
   }
 
-  async #queryAll(pk: string): Promise<Item[]> {
+  /** Every item of partition `pk`; refused as too large past `maxItems` items. */
+  async #queryAll(pk: string, maxItems: number): Promise<Item[]> {
     const controller = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
     // The SDK's own timeouts bound each attempt; this bounds the whole call, backoff included.
@@ -585,7 +627,7 @@ export class DynamoDBStore implements PermissionStore {
       }, this.#deadlineMs);
     });
     try {
-      return await Promise.race([this.#pages(pk, controller.signal), deadline]);
+      return await Promise.race([this.#pages(pk, maxItems, controller.signal), deadline]);
     } catch (error) {
       if (error instanceof StoreError) throw error;
       // The SDK's message may name the table or the endpoint; keep it as the cause only.
@@ -595,7 +637,7 @@ export class DynamoDBStore implements PermissionStore {
     }
   }
 
-  async #pages(pk: string, signal: AbortSignal): Promise<Item[]> {
+  async #pages(pk: string, maxItems: number, signal: AbortSignal): Promise<Item[]> {
     const items: Item[] = [];
     let start: Item | undefined;
     for (let page = 0; page < this.#maxPages; page++) {
@@ -606,11 +648,16 @@ export class DynamoDBStore implements PermissionStore {
           ExpressionAttributeNames: { '#pk': PARTITION_KEY },
           ExpressionAttributeValues: { ':pk': { S: pk } },
           ConsistentRead: this.#consistent,
+          // One item past the bound is enough to know: DynamoDB reads (and bills) no more.
+          Limit: maxItems + 1 - items.length,
           ...(start !== undefined && { ExclusiveStartKey: start }),
         }),
         { abortSignal: signal },
       );
-      items.push(...(output.Items ?? []));
+      for (const item of output.Items ?? []) items.push(item);
+      if (items.length > maxItems) {
+        throw recordTooLarge({ kind: this.kind, key: pk }, this.#maxEntries);
+      }
       start = output.LastEvaluatedKey;
       if (start === undefined) return items;
     }

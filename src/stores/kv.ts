@@ -30,6 +30,7 @@ import {
   type RoleEntry,
 } from './file.ts';
 import { encodeKeyPart, subjectStorageKey, tenantStorageKey } from './keys.ts';
+import { freezeRoleList, freezeUser, maxRecordEntriesOption, recordTooLarge } from './records.ts';
 
 /** The part of a Workers `KVNamespace` binding this module uses. */
 export interface KvNamespaceLike {
@@ -68,6 +69,12 @@ export interface KvStoreOptions {
    * 30 (KV's minimum) to 3600. Adds to the revocation delay: see docs/workers.md.
    */
   readonly cacheTtlSeconds?: number;
+  /**
+   * Entries one value may hold (a user's roles + grants + denies; a tenant's roles with their
+   * grants, denies and parents); default 10000, 1 to 1000000. A larger value is refused
+   * (`store_record_too_large`) right after parsing, before it is validated or compiled.
+   */
+  readonly maxRecordEntries?: number;
 }
 
 function checkCacheTtl(value: unknown, field: string): number {
@@ -83,7 +90,7 @@ function checkCacheTtl(value: unknown, field: string): number {
   return value;
 }
 
-const NO_ROLES: readonly RoleRecord[] = Object.freeze([]);
+const NO_ROLES: readonly RoleRecord[] = freezeRoleList([]);
 /** Placeholder name under which a value is validated: the real subject may be any string. */
 const PLACEHOLDER = 's';
 const USER_KEYS = new Set(['roles', 'grants', 'denies']);
@@ -94,11 +101,32 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 function invalid(what: string, key: string, cause?: unknown): StoreError {
   // The key names the record for operators; the value (which may be anything) is never quoted.
-  return new StoreError(
-    'store_invalid_record',
-    `kv ${what} record at ${key} is malformed`,
-    cause === undefined ? undefined : { cause },
-  );
+  return new StoreError('store_invalid_record', `kv ${what} record at ${key} is malformed`, {
+    key,
+    ...(cause !== undefined && { cause }),
+  });
+}
+
+/** Length of `value` when it is a list, else 0 (the shape is checked after the bound). */
+function listLength(value: unknown): number {
+  return Array.isArray(value) ? value.length : 0;
+}
+
+/** Entries of a parsed user value: counted on list lengths, before anything is validated. */
+function userValueEntries(value: Record<string, unknown>): number {
+  return listLength(value.roles) + listLength(value.grants) + listLength(value.denies);
+}
+
+/** Entries of a parsed roles value: each role, its grants, denies and parents. */
+function rolesValueEntries(value: Record<string, unknown>): number {
+  let count = 0;
+  for (const role of Object.values(value)) {
+    count += 1;
+    if (isPlainObject(role)) {
+      count += listLength(role.grants) + listLength(role.denies) + listLength(role.inherits);
+    }
+  }
+  return count;
 }
 
 /**
@@ -110,6 +138,7 @@ export class KvStore implements PermissionStore {
   readonly cacheable: boolean = true;
   readonly #kv: KvNamespaceLike;
   readonly #cacheTtl: number;
+  readonly #maxEntries: number;
 
   /** Validates the options now; a bad one throws {@link ConfigError} naming it. */
   constructor(kv: KvNamespaceLike, options: KvStoreOptions = {}) {
@@ -118,6 +147,7 @@ export class KvStore implements PermissionStore {
     }
     this.#kv = kv;
     this.#cacheTtl = checkCacheTtl(options.cacheTtlSeconds, 'kv.cacheTtlSeconds');
+    this.#maxEntries = maxRecordEntriesOption(options.maxRecordEntries, 'kv.maxRecordEntries');
   }
 
   async getUser(key: SubjectKey): Promise<UserRecord | null> {
@@ -128,6 +158,11 @@ export class KvStore implements PermissionStore {
     if (value === null) return null;
     if (!isPlainObject(value) || Object.keys(value).some((k) => !USER_KEYS.has(k))) {
       throw invalid('user', kvKey);
+    }
+    // KV bounds a value at 25 MiB, which parses in a fraction of a second but would take
+    // seconds to validate and compile: count first.
+    if (userValueEntries(value) > this.#maxEntries) {
+      throw recordTooLarge({ kind: this.kind, key: kvKey }, this.#maxEntries);
     }
     const section: PermissionSection = {
       users: {
@@ -142,13 +177,16 @@ export class KvStore implements PermissionStore {
     };
     const found = await validated('user', kvKey, section).getUser({ subject: PLACEHOLDER });
     if (found === null) throw invalid('user', kvKey);
-    return Object.freeze({
-      subject: key.subject,
-      ...(key.tenant !== undefined && { tenant: key.tenant }),
-      roles: found.roles,
-      grants: found.grants,
-      denies: found.denies,
-    });
+    return freezeUser(
+      {
+        subject: key.subject,
+        ...(key.tenant !== undefined && { tenant: key.tenant }),
+        roles: found.roles,
+        grants: found.grants,
+        denies: found.denies,
+      },
+      { kind: this.kind, key: kvKey },
+    );
   }
 
   async getRoles(tenant: string | undefined): Promise<readonly RoleRecord[]> {
@@ -157,12 +195,15 @@ export class KvStore implements PermissionStore {
     const value = await this.#read(kvKey);
     if (value === null) return NO_ROLES;
     if (!isPlainObject(value)) throw invalid('roles', kvKey);
+    if (rolesValueEntries(value) > this.#maxEntries) {
+      throw recordTooLarge({ kind: this.kind, key: kvKey }, this.#maxEntries);
+    }
     const store = validated('roles', kvKey, {
       users: {},
       roles: value as KvRolesValue,
       user_roles: {},
     });
-    return Object.freeze(store.listRoles().map((r) => r.role));
+    return freezeRoleList(store.listRoles().map((r) => r.role));
   }
 
   async #read(kvKey: string): Promise<unknown> {

@@ -6,7 +6,7 @@
 import { StoreError } from '../errors.ts';
 import type { PermissionStore, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
 import { subjectStorageKey, tenantStorageKey } from './keys.ts';
-import { freezeRole, freezeUser } from './records.ts';
+import { freezeRole, freezeRoleList, freezeUser } from './records.ts';
 
 /** A role definition together with the tenant it belongs to (absent without tenancy). */
 export interface TenantRole {
@@ -14,7 +14,7 @@ export interface TenantRole {
   readonly role: RoleRecord;
 }
 
-const NO_ROLES: readonly RoleRecord[] = Object.freeze([]);
+const NO_ROLES: readonly RoleRecord[] = freezeRoleList([]);
 
 export class MemoryStore implements PermissionStore {
   readonly kind: string = 'memory';
@@ -28,9 +28,14 @@ export class MemoryStore implements PermissionStore {
   readonly #roleLists = new Map<string, readonly RoleRecord[]>();
   #failure: StoreError | null = null;
 
-  /** Stores a deep-frozen copy; later changes to `record` do not reach the store. */
+  /**
+   * Stores a deep-frozen copy; later changes to `record` do not reach the store. Only own data
+   * properties are read (records.ts); anything else throws `store_invalid_record`. Not bounded
+   * here: a record over `maxRecordEntries` is refused when the core reads it.
+   */
   putUser(record: UserRecord): void {
-    this.#users.set(subjectStorageKey(record), freezeUser(record));
+    const key = subjectStorageKey(record);
+    this.#users.set(key, freezeUser(record, { kind: this.kind, key }));
   }
 
   /** Returns whether a record was removed. */
@@ -47,7 +52,7 @@ export class MemoryStore implements PermissionStore {
       this.#roles.set(tenantKey, roles);
       this.#roleTenants.set(tenantKey, tenant);
     }
-    roles.set(role.name, freezeRole(role));
+    roles.set(role.name, freezeRole(role, { kind: this.kind, key: tenantKey }));
     this.#roleLists.delete(tenantKey);
   }
 
@@ -94,7 +99,7 @@ export class MemoryStore implements PermissionStore {
     if (roles === undefined) return NO_ROLES;
     let list = this.#roleLists.get(tenantKey);
     if (list === undefined) {
-      list = Object.freeze([...roles.values()]);
+      list = freezeRoleList([...roles.values()]);
       this.#roleLists.set(tenantKey, list);
     }
     return list;

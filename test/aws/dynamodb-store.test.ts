@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/errors.ts';
 import { compilePermissions } from '../../src/permissions/permission-set.ts';
 import { compileRoles } from '../../src/permissions/roles.ts';
+import { CachedStore } from '../../src/stores/cache.ts';
 import {
   createDynamoDBClient,
   createPermissionTable,
@@ -305,6 +306,70 @@ describe('DynamoDBStore against dynalite', () => {
     expect(() => new DynamoDBStore({ client: local.client(), tableName: 'a b' })).toThrow(
       /TABLE_NAME/,
     );
+  });
+});
+
+describe('DynamoDBStore record size bound', () => {
+  /** The store over a client that counts the items DynamoDB handed back. */
+  async function bounded(data: string, maxRecordEntries: number) {
+    const client = local.client();
+    const tableName = await demoTable(client);
+    await writePermissionData(client, tableName, parsePermissionData(data));
+    const read = { items: 0 };
+    const counting = {
+      send: async (...args: Parameters<typeof client.send>) => {
+        const output = (await client.send(...args)) as unknown as { Items?: unknown[] };
+        read.items += output.Items?.length ?? 0;
+        return output;
+      },
+    } as unknown as typeof client;
+    const store = new DynamoDBStore({ client: counting, tableName, maxRecordEntries });
+    return { store, read };
+  }
+
+  const grants = (n: number) => Array.from({ length: n }, (_, i) => `read:g${i}`);
+
+  it('stops reading a partition one item past the bound and refuses it, naming the key', async () => {
+    const { store, read } = await bounded(
+      JSON.stringify({ users: { big: { grants: grants(60) } } }),
+      10,
+    );
+    const logs: Record<string, unknown>[] = [];
+    const cached = new CachedStore(store, { log: (e) => logs.push({ ...e }) });
+
+    const error = await rejection(cached.getUser({ subject: 'big' }));
+
+    expect(error).toMatchObject({ code: 'store_record_too_large', key: 'USER#-/s:big' });
+    // The marker, ten entries and the one that proves the partition too large.
+    expect(read.items).toBeLessThanOrEqual(12);
+    expect(logs).toEqual([expect.objectContaining({ store: 'dynamodb', key: 'USER#-/s:big' })]);
+  });
+
+  it('reads a record of exactly the bound (the marker item does not count)', async () => {
+    const { store } = await bounded(
+      JSON.stringify({
+        users: { full: { grants: grants(8) } },
+        user_roles: { full: ['reader'] },
+        roles: { reader: {} },
+      }),
+      9,
+    );
+
+    const record = await store.getUser({ subject: 'full' });
+
+    expect(record?.grants).toHaveLength(8);
+    expect(record?.roles).toHaveLength(1);
+  });
+
+  it("refuses a tenant's role set whose roles, grants, denies and parents pass the bound", async () => {
+    const roles = { a: { grants: grants(4) }, b: { grants: grants(4), inherits: ['a'] } };
+    const fits = await bounded(JSON.stringify({ roles }), 11);
+    expect(await fits.store.getRoles(undefined)).toHaveLength(2);
+
+    const over = await bounded(JSON.stringify({ roles }), 10);
+    const error = await rejection(over.store.getRoles(undefined));
+
+    expect(error).toMatchObject({ code: 'store_record_too_large', key: 'ROLES#-' });
   });
 });
 

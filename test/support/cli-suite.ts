@@ -230,6 +230,46 @@ export function describeCliTarget(name: string, setup: () => Promise<CliTarget>)
       expect(dry.out).toContain('is valid');
     });
 
+    it('import --dry-run refuses what import refuses (an undefined role), writing nothing', async () => {
+      const before = (await cli.run('export')).out;
+      const file = join(dir, 'undefined-role.json');
+      writeFileSync(file, JSON.stringify({ user_roles: { newbie: ['nosuchrole'] } }));
+
+      const dry = await cli.run('import', file, '--dry-run');
+      const real = await cli.run('import', file);
+
+      expect(dry.code).toBe(2);
+      expect(dry.err).toContain('user_roles.newbie[0]');
+      expect(real.code).toBe(2);
+      expect(real.err).toBe(dry.err);
+      expect((await cli.run('export')).out).toBe(before);
+    });
+
+    it('refuses with exit 2 a change that would grow a record past MAX_RECORD_ENTRIES', async () => {
+      const small = cliHarness({
+        common: [...target.args, '--policy', policyFile, '--vars', join(dir, 'none')],
+        env: { ...env, MAX_RECORD_ENTRIES: '2' },
+      });
+      expect((await small.run('grant', 'hoarder', 'read:a')).code).toBe(0);
+      expect((await small.run('deny', 'hoarder', 'read:b')).code).toBe(0);
+
+      const grown = await small.run('grant', 'hoarder', 'read:c', '--json');
+      const file = join(dir, 'too-large.json');
+      writeFileSync(file, JSON.stringify({ users: { heap: { grants: ['a:a', 'b:b', 'c:c'] } } }));
+      const imported = await small.run('import', file);
+      const dry = await small.run('import', file, '--dry-run');
+
+      expect(grown.code).toBe(2);
+      expect(JSON.parse(grown.err)).toMatchObject({
+        error: { code: 'record_too_large', field: 'subject' },
+      });
+      expect(imported.code).toBe(2);
+      expect(imported.err).toContain('at most 2');
+      expect(dry.code).toBe(2);
+      const shown = await cli.json<{ record: { grants: unknown[] } }>('show', 'hoarder');
+      expect(shown.record.grants).toHaveLength(1);
+    });
+
     it('an import with a subject the store cannot key writes nothing', async () => {
       const before = (await cli.run('export')).out;
       const file = join(dir, 'long.json');

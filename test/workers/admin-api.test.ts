@@ -490,6 +490,54 @@ describe('admin API input validation', () => {
   });
 });
 
+describe('admin API record size bound', () => {
+  const grants = (n: number) => Array.from({ length: n }, (_, i) => `read:g${i}`);
+
+  it.each([
+    ['a grant', 'grants', { permission: 'read:more' }],
+    ['a deny', 'denies', { permission: 'read:more' }],
+    ['a role assignment', 'roles', { role: 'reader' }],
+  ])(
+    'refuses %s that would grow a full record with 409 record_too_large',
+    async (_n, path, body) => {
+      const s = setup();
+      const subject = fresh('full');
+      const value = JSON.stringify({ grants: grants(10_000) });
+      await env.PERMISSIONS.put(`user/-/s:${subject}`, value);
+
+      const response = await s.call('POST', `/users/${subject}/${path}`, {
+        token: await demoTokenFor('root'),
+        body,
+      });
+
+      expect(response.status).toBe(409);
+      expect(await problemOf(response)).toMatchObject({
+        reason: 'record_too_large',
+        field: 'subject',
+      });
+      expect(await env.PERMISSIONS.get(`user/-/s:${subject}`)).toBe(value);
+      expect(await auditFor(s, subject)).toHaveLength(0);
+    },
+  );
+
+  it("refuses a role that would grow a tenant's full role set with 409", async () => {
+    const s = setup();
+    const tenant = fresh('t');
+    // One entry for the role itself, 9,999 for its grants.
+    const value = JSON.stringify({ big: { grants: grants(9_999) } });
+    await env.PERMISSIONS.put(`roles/t:${tenant}`, value);
+
+    const response = await s.call('PUT', `/roles/extra?tenant=${tenant}`, {
+      token: await demoTokenFor('root'),
+      body: { grants: ['read:x'] },
+    });
+
+    expect(response.status).toBe(409);
+    expect(await problemOf(response)).toMatchObject({ reason: 'record_too_large', field: 'role' });
+    expect(await env.PERMISSIONS.get(`roles/t:${tenant}`)).toBe(value);
+  });
+});
+
 describe('admin API explain check and audit trail', () => {
   it('explains a decision for a subject with the trace behind it', async () => {
     const s = setup();

@@ -3,7 +3,7 @@
  * validation of stored records, seeding, and the JWKS persistence hook.
  */
 import { env } from 'cloudflare:workers';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { StoreError } from '../../src/errors.ts';
 import {
   KvJwksPersistence,
@@ -12,7 +12,7 @@ import {
   permissionKvEntries,
   seedKv,
 } from '../../src/stores/kv.ts';
-import { instrumentedKv } from './helpers.ts';
+import { bearer, demoTokenFor, instrumentedKv, testGuard } from './helpers.ts';
 
 describe('KV key layout', () => {
   it('encodes every part so no subject reaches another record', () => {
@@ -96,6 +96,70 @@ describe('KvStore', () => {
 
   it('refuses a cacheTtl below KV minimum of 30 seconds', () => {
     expect(() => new KvStore(env.PERMISSIONS, { cacheTtlSeconds: 10 })).toThrow(/30/);
+  });
+});
+
+describe('KvStore record size bound', () => {
+  const grants = (n: number) => Array.from({ length: n }, (_, i) => `read:g${i}`);
+
+  it('refuses a value over maxRecordEntries right after parsing, before validating it', async () => {
+    // Entries that would fail validation: the bound must answer first (it is the cheap check).
+    await env.PERMISSIONS.put('user/-/s:huge', JSON.stringify({ grants: Array(11).fill(42) }));
+    const store = new KvStore(env.PERMISSIONS, { maxRecordEntries: 10 });
+
+    const error = await store.getUser({ subject: 'huge' }).catch((e: unknown) => e);
+
+    expect(error).toMatchObject({ code: 'store_record_too_large', key: 'user/-/s:huge' });
+  });
+
+  it("counts a user's roles, grants and denies together, and a tenant's roles with theirs", async () => {
+    await env.PERMISSIONS.put(
+      'user/t:acme/s:mixed',
+      JSON.stringify({ roles: ['a'], grants: grants(3), denies: ['read:x'] }),
+    );
+    await env.PERMISSIONS.put(
+      'roles/t:acme',
+      JSON.stringify({ a: { grants: grants(2) }, b: { inherits: ['a'] } }),
+    );
+    const fits = new KvStore(env.PERMISSIONS, { maxRecordEntries: 5 });
+    const over = new KvStore(env.PERMISSIONS, { maxRecordEntries: 4 });
+
+    expect((await fits.getUser({ subject: 'mixed', tenant: 'acme' }))?.grants).toHaveLength(3);
+    expect(await fits.getRoles('acme')).toHaveLength(2);
+    const user = await over.getUser({ subject: 'mixed', tenant: 'acme' }).catch((e) => e);
+    const roles = await over.getRoles('acme').catch((e: unknown) => e);
+    expect(user).toMatchObject({ code: 'store_record_too_large', key: 'user/t:acme/s:mixed' });
+    expect(roles).toMatchObject({ code: 'store_record_too_large', key: 'roles/t:acme' });
+  });
+
+  it('the guard answers 503 for a 200,000-entry record and logs one line naming the key', async () => {
+    await env.PERMISSIONS.put(
+      'user/-/s:hoarder',
+      JSON.stringify({ grants: ['read:posts', ...grants(200_000)] }),
+    );
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, 'error').mockImplementation((value: unknown) => {
+      if (typeof value === 'string' && value.includes('record refused')) lines.push(value);
+    });
+    try {
+      const token = await demoTokenFor('hoarder');
+
+      const response = await testGuard().fetch('/posts/1', { headers: bearer(token) });
+
+      expect(response.status).toBe(503);
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0]!)).toEqual({
+        level: 'error',
+        msg: 'permission store record refused',
+        code: 'store_record_too_large',
+        store: 'kv',
+        key: 'user/-/s:hoarder',
+        maxRecordEntries: 10_000,
+      });
+      expect(lines[0]).not.toContain('read:g');
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 

@@ -535,3 +535,222 @@ describe('review fixes', () => {
     });
   });
 });
+
+describe('record size bound (maxRecordEntries)', () => {
+  function bounded(maxRecordEntries: number): PermissionAdmin {
+    return new PermissionAdmin({
+      store: backend,
+      policyRoles: compilePolicy(policyDoc()).roles,
+      actor: 'cli:test',
+      via: 'cli',
+      now,
+      maxRecordEntries,
+    });
+  }
+
+  async function refusal(promise: Promise<unknown>): Promise<AdminError> {
+    const error = await promise.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(AdminError);
+    return error as AdminError;
+  }
+
+  it.each([
+    ['grant', (a: PermissionAdmin) => a.grant(alice, { permission: 'read:more' })],
+    ['deny', (a: PermissionAdmin) => a.deny(alice, { permission: 'read:more' })],
+    ['assign', (a: PermissionAdmin) => a.assign(alice, 'editor')],
+  ])('refuses a %s that grows a full record, writing and auditing nothing', async (_op, change) => {
+    const admin3 = bounded(3);
+    await admin3.grant(alice, { permission: 'read:a' });
+    await admin3.deny(alice, { permission: 'read:b' });
+    await admin3.assign(alice, 'reader');
+    const stored = await backend.readUser(alice);
+
+    const error = await refusal(change(admin3));
+
+    expect(error).toMatchObject({ code: 'record_too_large', field: 'subject' });
+    expect(error.message).toContain('at most 3');
+    expect(await backend.readUser(alice)).toEqual(stored);
+    expect(await admin3.audit({ since: 0 })).toHaveLength(3);
+  });
+
+  it('lets a full record be changed in place and shrunk', async () => {
+    const admin2 = bounded(2);
+    await admin2.grant(alice, { permission: 'read:a' });
+    await admin2.grant(alice, { permission: 'read:b' });
+    const until = Math.floor(START / 1000) + 3600;
+
+    await admin2.grant(alice, { permission: 'read:a', expiresAt: until });
+    await admin2.revoke(alice, 'read:b');
+
+    expect((await backend.readUser(alice))?.grants).toEqual([
+      { permission: 'read:a', expiresAt: until },
+    ]);
+  });
+
+  it('lets a record already over the bound shrink, but not grow', async () => {
+    backend.store.putUser({
+      subject: 'alice',
+      roles: [],
+      grants: ['a', 'b', 'c', 'd'].map((x) => ({ permission: `read:${x}` })),
+      denies: [],
+    });
+    const admin2 = bounded(2);
+
+    await admin2.revoke(alice, 'read:d');
+    const error = await refusal(admin2.grant(alice, { permission: 'read:e' }));
+
+    expect(error.code).toBe('record_too_large');
+    expect((await backend.readUser(alice))?.grants).toHaveLength(3);
+  });
+
+  it("refuses a role that grows a tenant's role set past the bound", async () => {
+    const admin4 = bounded(4);
+    // One entry for the role, two for its grants.
+    await admin4.putRole('acme', {
+      name: 'a',
+      grants: [{ permission: 'read:a' }, { permission: 'read:b' }],
+      inherits: [],
+    });
+
+    const error = await refusal(
+      admin4.putRole('acme', { name: 'b', grants: [{ permission: 'read:c' }], inherits: [] }),
+    );
+
+    expect(error).toMatchObject({ code: 'record_too_large', field: 'role' });
+    expect((await backend.readRoles('acme')).map((r) => r.name)).toEqual(['a']);
+  });
+
+  it('refuses a bound that is not an integer from 1 to 1000000, naming maxRecordEntries', () => {
+    expect(() => bounded(0)).toThrow(expect.objectContaining({ field: 'maxRecordEntries' }));
+  });
+});
+
+describe('import --dry-run makes every check the import makes', () => {
+  /** A backend with a key limit, as KV (512 bytes) and DynamoDB (2048) have. */
+  class KeyedStore extends MemoryAdminStore {
+    checkKey(key: SubjectKey): void {
+      if (key.subject.length > 100) {
+        throw new AdminError('invalid_request', 'subject: too long for the store', {
+          field: 'subject',
+        });
+      }
+    }
+  }
+
+  function dryRunAdmin(store: MemoryAdminStore) {
+    return new PermissionAdmin({
+      store,
+      policyRoles: compilePolicy(policyDoc()).roles,
+      actor: 'cli:test',
+      via: 'cli',
+      now,
+      maxRecordEntries: 3,
+    });
+  }
+
+  const grants = (n: number) => Array.from({ length: n }, (_, i) => `read:g${i}`);
+
+  // Every kind of refusal an import makes: the file's shape, the edges' rules, the store's
+  // limits, and the checks that need the store's contents (roles it holds, replace).
+  const cases: [string, string, { replace?: boolean }][] = [
+    ['text that is not JSON', '{"users":', {}],
+    ['an unknown key', JSON.stringify({ users: { bob: { grant: ['read:x'] } } }), {}],
+    ['a reserved name', '{"users":{"__proto__":{"grants":["read:x"]}}}', {}],
+    [
+      'a permission outside the grammar',
+      JSON.stringify({ users: { bob: { grants: ['read posts'] } } }),
+      {},
+    ],
+    [
+      'a bad condition',
+      JSON.stringify({
+        users: { bob: { grants: [{ permission: 'read:x', when: { ip: ['10.0.0.0/33'] } }] } },
+      }),
+      {},
+    ],
+    [
+      'an expiry in milliseconds',
+      JSON.stringify({
+        users: { bob: { grants: [{ permission: 'read:x', expires: 4102444800000 }] } },
+      }),
+      {},
+    ],
+    ['a duplicate grant', JSON.stringify({ users: { bob: { denies: ['read:x', 'read:x'] } } }), {}],
+    ['an undefined parent role', JSON.stringify({ roles: { r: { inherits: ['nosuch'] } } }), {}],
+    [
+      'an inheritance cycle',
+      JSON.stringify({ roles: { a: { inherits: ['b'] }, b: { inherits: ['a'] } } }),
+      {},
+    ],
+    ['an undefined assigned role', JSON.stringify({ user_roles: { bob: ['nosuchrole'] } }), {}],
+    [
+      'an undefined assigned role in a tenant',
+      JSON.stringify({ tenants: { acme: { user_roles: { bob: ['reader', 'nosuch'] } } } }),
+      {},
+    ],
+    [
+      'a store role that replace would remove',
+      JSON.stringify({ user_roles: { bob: ['stored'] } }),
+      { replace: true },
+    ],
+    [
+      'a subject the store cannot key',
+      JSON.stringify({ users: { ['x'.repeat(101)]: { grants: ['read:x'] } } }),
+      {},
+    ],
+    ['a record over the bound', JSON.stringify({ users: { bob: { grants: grants(4) } } }), {}],
+    [
+      'a role set over the bound',
+      JSON.stringify({ tenants: { acme: { roles: { r: { grants: grants(3) } } } } }),
+      {},
+    ],
+  ];
+
+  it.each(cases)(
+    'refuses %s in the dry run exactly as in the import',
+    async (_name, text, opts) => {
+      const store = new KeyedStore(undefined, now);
+      const admin3 = dryRunAdmin(store);
+      await admin3.putRole(undefined, { name: 'stored', grants: [], inherits: [] });
+      const before = await store.exportAll();
+
+      const dry = await admin3.importData(text, { ...opts, dryRun: true }).catch((e: unknown) => e);
+      const real = await admin3.importData(text, opts).catch((e: unknown) => e);
+
+      expect(real).toBeInstanceOf(AdminError);
+      expect(dry).toBeInstanceOf(AdminError);
+      const { code, field, message } = real as AdminError;
+      expect(dry).toMatchObject({ code, field, message });
+      expect(await store.exportAll()).toEqual(before);
+    },
+  );
+
+  it('refuses an undefined assigned role in the dry run (it used to pass)', async () => {
+    const text = JSON.stringify({ user_roles: { bob: ['nosuchrole'] } });
+
+    const error = await admin.importData(text, { dryRun: true }).catch((e: unknown) => e);
+
+    expect(error).toMatchObject({ code: 'invalid_request', field: 'user_roles.bob[0]' });
+  });
+
+  it('writes and audits nothing, and counts what the import then writes', async () => {
+    await admin.grant({ subject: 'old' }, { permission: 'read:stats' });
+    const file = {
+      roles: { analyst: { grants: ['read:stats'] } },
+      users: { alice: { grants: ['read:drafts'] } },
+      user_roles: { bob: ['analyst'] },
+    };
+    const before = await backend.exportAll();
+
+    const dry = await admin.importData(JSON.stringify(file), { replace: true, dryRun: true });
+
+    expect(await backend.exportAll()).toEqual(before);
+    expect(await admin.audit({ since: 0 })).toHaveLength(1);
+    const real = await admin.importData(JSON.stringify(file), { replace: true });
+    expect(dry).toEqual({ ...real, audit: null, dryRun: true });
+    expect(dry).toMatchObject({ users: 2, roles: 1, written: 3, deleted: 1 });
+  });
+});

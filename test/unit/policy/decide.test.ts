@@ -2,7 +2,7 @@ import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { StoreError } from '../../../src/errors.ts';
 import { compilePolicy, Gatehouse, type PolicyDocument } from '../../../src/policy/index.ts';
 import { MemoryStore } from '../../../src/stores/index.ts';
-import type { Decision, UserRecord } from '../../../src/types.ts';
+import type { Decision, PermissionStore, UserRecord } from '../../../src/types.ts';
 import { AUDIENCE, createTestIssuer, type TestIssuer } from '../../support/issuer.ts';
 
 const START = Date.parse('2026-11-23T12:00:00Z');
@@ -321,6 +321,91 @@ describe('decide: store failures and caching', () => {
     const expiresAt = Math.floor(clock / 1000) + 10;
     store.putUser(user('hank', { grants: [{ permission: 'read:posts', expiresAt }] }));
     expect((await decide('GET', '/posts/42', { sub: 'hank' })).cache?.maxAgeSeconds).toBe(10);
+  });
+});
+
+describe('decide: records the core does not trust', () => {
+  /** A user-written store returning one object as it is, for every subject. */
+  function rawStore(record: unknown): PermissionStore {
+    return {
+      kind: 'custom',
+      getUser: async () => record as UserRecord,
+      getRoles: async () => [],
+    };
+  }
+
+  function gatehouseOver(inner: PermissionStore, logs: unknown[], maxRecordEntries?: number) {
+    return new Gatehouse({
+      policy: compilePolicy(blogPolicy()),
+      store: inner,
+      now,
+      storeLog: (entry) => logs.push(entry),
+      ...(maxRecordEntries !== undefined && { maxRecordEntries }),
+    });
+  }
+
+  it('grants nothing from grants a record inherits from its prototype: 503, never an allow', async () => {
+    const record = Object.assign(Object.create({ grants: [{ permission: '*' }] }), {
+      subject: 'alice',
+      tenant: 'acme',
+      roles: [],
+      denies: [],
+    });
+    const logs: unknown[] = [];
+    gatehouse = gatehouseOver(rawStore(record), logs);
+
+    const d = await decide('GET', '/posts/42');
+
+    expect(d).toMatchObject({ allow: false, status: 503, reason: 'store_unavailable' });
+    expect(logs).toEqual([expect.objectContaining({ code: 'store_invalid_record' })]);
+  });
+
+  it('does not drop a deny a record inherits from its prototype: 503, never an allow', async () => {
+    const record = Object.assign(Object.create({ denies: [{ permission: 'read:posts' }] }), {
+      subject: 'alice',
+      tenant: 'acme',
+      roles: [],
+      grants: [{ permission: 'read:posts' }],
+    });
+    gatehouse = gatehouseOver(rawStore(record), []);
+
+    const d = await decide('GET', '/posts/42');
+
+    expect(d).toMatchObject({ allow: false, status: 503, reason: 'store_unavailable' });
+  });
+
+  it('refuses an oversized record with 503 and one log line naming the key, not the contents', async () => {
+    const grants = Array.from({ length: 200_000 }, (_, i) => ({ permission: `read:p${i}` }));
+    store.putUser(user('big', { grants: [{ permission: 'read:posts' }, ...grants] }));
+    const logs: unknown[] = [];
+    gatehouse = gatehouseOver(store, logs);
+
+    const d = await decide('GET', '/posts/42', { sub: 'big' });
+
+    expect(d).toMatchObject({ allow: false, status: 503, reason: 'store_unavailable' });
+    expect(logs).toEqual([
+      {
+        level: 'error',
+        msg: 'permission store record refused',
+        code: 'store_record_too_large',
+        store: 'memory',
+        key: 't:acme/s:big',
+        maxRecordEntries: 10_000,
+      },
+    ]);
+  });
+
+  it('takes the bound from maxRecordEntries', async () => {
+    store.putUser(user('five', { grants: [{ permission: 'read:posts' }], roles: [], denies: [] }));
+    const logs: unknown[] = [];
+    gatehouse = gatehouseOver(store, logs, 1);
+    expect((await decide('GET', '/posts/42', { sub: 'five' })).allow).toBe(true);
+
+    store.putUser(user('six', { grants: [{ permission: 'read:posts' }, { permission: 'x:y' }] }));
+    const d = await decide('GET', '/posts/42', { sub: 'six' });
+
+    expect(d).toMatchObject({ allow: false, status: 503 });
+    expect(logs).toHaveLength(1);
   });
 });
 
