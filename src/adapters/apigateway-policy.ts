@@ -11,12 +11,19 @@
  * - grants with conditions (ip, time, claims, country) or expiring within the cache window
  *   never widen the list: their routes are left out (a deliberate, documented false deny);
  * - a path parameter becomes `?*`, which in IAM also spans `/`, so each wildcard allow carries
- *   Deny patterns for the paths it over-matches and for more specific routes that are not
- *   allowed (a route fixed to the caller's tenant counts as not allowed: it denies the other
- *   tenants); a Deny that would remove an allowed route instead drops that allow (false deny);
+ *   Deny patterns for the paths it over-matches (also below a trailing `*` when a literal follows
+ *   the parameter: `GET/orgs/?*​/repos/*` matches /orgs/x/admin/repos/…) and for more specific
+ *   routes that are not allowed (a route fixed to the caller's tenant counts as not allowed: it
+ *   denies the other tenants); a Deny that would remove an allowed route instead drops that
+ *   allow (false deny);
+ * - the core ignores one trailing slash (`/account/` is `/account`), so every Deny that ends in
+ *   a literal is also emitted with a trailing `/`;
  * - paths the core refuses (malformed, or a filled parameter too long for a permission) are
- *   denied whenever a wildcard is listed; a GET route is not listed for HEAD when an explicit
- *   HEAD route of the same shape answers HEAD.
+ *   denied whenever an allow could match one; a fixed tenant or listed item value must be a safe
+ *   path segment (never `.` or `..`); a GET route is not listed for HEAD when an explicit HEAD
+ *   route of the same shape answers HEAD;
+ * - no Resource may pass API Gateway's 512-character ARN limit: an allow that is too long, or
+ *   that needs a Deny that is too long, is left out (never a Deny dropped, never a longer one).
  */
 import {
   MAX_PERMISSION_LENGTH,
@@ -64,7 +71,22 @@ export const MALFORMED_PATTERNS = [
  */
 export const FILLED_PARAM_MAX = Math.floor(MAX_SEGMENT_LENGTH / 3);
 
+/**
+ * Longest ARN one Resource of an API Gateway policy may hold, characters. What API Gateway does
+ * with a longer one is not documented; a Deny it ignored would open what the Deny closes.
+ */
+export const MAX_RESOURCE_LENGTH = 512;
+
 const SAFE_VALUE = /^[A-Za-z0-9._~@+-]+$/;
+
+/**
+ * A value that, written into a path, is one segment the core accepts and matches as itself:
+ * unreserved characters only (no IAM wildcard, no `%`, no `/`) and not a dot segment, which the
+ * core refuses as malformed (a tenant `..` must never list `GET/t/../reports`).
+ */
+function safeSegment(value: string): boolean {
+  return SAFE_VALUE.test(value) && value !== '.' && value !== '..';
+}
 const HOLE = '\u0000';
 
 export interface PrincipalPolicyInput {
@@ -79,6 +101,11 @@ export interface PrincipalPolicyInput {
   readonly now: number;
   /** How long API Gateway may reuse the answer, seconds (the authorizer's cache TTL). */
   readonly windowSeconds: number;
+  /**
+   * Longest resource pattern the policy may hold, characters: {@link MAX_RESOURCE_LENGTH} minus
+   * the ARN prefix (`arn:…:api/stage/`) the patterns are appended to.
+   */
+  readonly maxResourceLength: number;
 }
 
 /** Resource patterns relative to `arn:…:api/stage/`: `GET/posts/?*`. */
@@ -172,14 +199,38 @@ function resourcePatterns(shape: Shape): string[] {
  * Denies for the paths a wildcard allow matches but its route does not answer with allow:
  * a parameter spanning `/` (`GET/posts/*​/*` next to `GET/posts/?*`), and a filled parameter
  * longer than {@link FILLED_PARAM_MAX} (the core refuses a permission it would make too long).
+ *
+ * Below a trailing `*` a spanning parameter is harmless when only parameters follow it (the
+ * extra segments are the route's own rest), but not when a literal follows: `GET/orgs/?*​/repos`
+ * also matches /orgs/x/admin/repos, which the route does not answer. Those spans are denied
+ * too; they also deny the route's own paths in which the literal comes back deeper
+ * (/orgs/x/repos/y/repos), a documented false deny.
  */
 function overMatchPatterns(shape: Shape): string[] {
+  return [...spanPatterns(shape), ...filledPatterns(shape)];
+}
+
+/** The paths where a free parameter's `?*` spans `/` onto paths the route does not answer. */
+function spanPatterns(shape: Shape): string[] {
+  const out: string[] = [];
+  shape.segs.forEach((seg, i) => {
+    if (!('param' in seg) || seg.fixed !== undefined) return;
+    if (!shape.rest) {
+      out.push(`${shape.verb}${globPath(shape, i)}`);
+    } else if (shape.segs.slice(i + 1).some((s) => !('param' in s) || s.fixed !== undefined)) {
+      const span = `${shape.verb}${globPath(shape, i)}`;
+      out.push(span, `${span}/*`);
+    }
+  });
+  return out;
+}
+
+/** The route's own paths whose filled parameter is too long for a permission (the core: 400). */
+function filledPatterns(shape: Shape): string[] {
   const out: string[] = [];
   const filled = filledParams(shape.route);
   shape.segs.forEach((seg, i) => {
     if (!('param' in seg) || seg.fixed !== undefined) return;
-    // A trailing `*` route already owns every deeper path.
-    if (!shape.rest) out.push(`${shape.verb}${globPath(shape, i)}`);
     if (filled.has(seg.param)) {
       const parts = shape.segs.map((s, k) => {
         if ('literal' in s) return s.literal;
@@ -190,6 +241,15 @@ function overMatchPatterns(shape: Shape): string[] {
     }
   });
   return out;
+}
+
+/**
+ * The core treats `/account/` as `/account` (splitPath drops one trailing slash), so a Deny
+ * ending in a literal must also deny the same path with a trailing `/`. One ending in `*`
+ * already does.
+ */
+function withTrailingSlash(patterns: readonly string[]): string[] {
+  return patterns.flatMap((p) => (p.endsWith('*') ? [p] : [p, `${p}/`]));
 }
 
 /** Parameters a route fills into its required permissions. */
@@ -276,7 +336,7 @@ function bindingFrom(g: readonly string[], t: TemplateSegs): Record<string, stri
       if (seg !== '*' && seg !== ts.literal) return undefined;
       continue;
     }
-    if (seg === '*' || !SAFE_VALUE.test(seg)) return undefined;
+    if (seg === '*' || !safeSegment(seg)) return undefined;
     if (binding[ts.hole] !== undefined && binding[ts.hole] !== seg) return undefined;
     binding[ts.hole] = seg;
   }
@@ -418,7 +478,7 @@ function shapeFor(route: CompiledRoute, verb: string, input: PrincipalPolicyInpu
     } else if (seg.param === input.tenantParam && route.requirement.kind !== 'public') {
       // Routes naming a tenant answer only for the caller's own tenant.
       const tenant = input.tenant;
-      if (tenant === undefined || !SAFE_VALUE.test(tenant)) return null;
+      if (tenant === undefined || !safeSegment(tenant)) return null;
       segs.push({ param: seg.param, fixed: tenant });
     } else {
       segs.push({ param: seg.param });
@@ -461,10 +521,10 @@ export function principalStatements(input: PrincipalPolicyInput): PrincipalState
     perVerb.push({ verb, shapes, verdicts });
   }
 
-  let dropped = new Set<string>();
+  let dropped = new Map<string, string>();
   for (let round = 0; round < 50; round++) {
-    const { allow, deny, conflicts } = assemble(perVerb, dropped);
-    if (conflicts.length === 0) {
+    const { allow, deny, conflicts } = assemble(perVerb, dropped, input.maxResourceLength);
+    if (conflicts.size === 0) {
       for (const { verb, shapes, verdicts } of perVerb) {
         shapes.forEach((shape, i) => {
           const v = verdicts[i]!;
@@ -477,10 +537,10 @@ export function principalStatements(input: PrincipalPolicyInput): PrincipalState
           }
         });
       }
-      for (const key of dropped) omitted.push(`${key} (a deny for another route overlaps it)`);
-      return finish(allow, deny, omitted);
+      for (const [key, why] of dropped) omitted.push(`${key} (${why})`);
+      return finish(allow, deny, omitted, input.maxResourceLength);
     }
-    dropped = new Set([...dropped, ...conflicts]);
+    dropped = new Map([...dropped, ...conflicts]);
   }
   // Cannot settle: allow nothing rather than guess.
   return { allow: [], deny: [], omitted: ['every route (policy did not settle)'] };
@@ -490,74 +550,94 @@ function routePath(route: CompiledRoute): string {
   return route.label.slice(route.label.indexOf(' ') + 1);
 }
 
+const TOO_LONG = `a resource it needs is longer than ${MAX_RESOURCE_LENGTH} characters`;
+
 function assemble(
   perVerb: readonly { verb: string; shapes: Shape[]; verdicts: Verdict[] }[],
-  dropped: ReadonlySet<string>,
-): { allow: string[]; deny: string[]; conflicts: string[] } {
+  dropped: ReadonlyMap<string, string>,
+  maxLength: number,
+): { allow: string[]; deny: string[]; conflicts: Map<string, string> } {
   const allowed: Allowed[] = [];
-  const denies: { pattern: string; from: Shape; over: boolean }[] = [];
+  /** `owner`: the allow that needs the Deny (dropped with it when the Deny cannot be written). */
+  const denies: { pattern: string; from: Shape; over: boolean; owner: string }[] = [];
+  const conflicts = new Map<string, string>();
   for (const { shapes, verdicts } of perVerb) {
     shapes.forEach((shape, i) => {
       const v = verdicts[i]!;
       if (v.kind === 'all') {
         const label = `${shape.verb} ${routePath(shape.route)}`;
         if (dropped.has(label)) return;
-        allowed.push({ shape, kind: 'all', resources: resourcePatterns(shape), label });
-        for (const pattern of overMatchPatterns(shape)) {
-          denies.push({ pattern, from: shape, over: true });
+        const resources = resourcePatterns(shape);
+        if (resources.some((r) => r.length > maxLength)) conflicts.set(label, TOO_LONG);
+        allowed.push({ shape, kind: 'all', resources, label });
+        for (const pattern of withTrailingSlash(overMatchPatterns(shape))) {
+          denies.push({ pattern, from: shape, over: true, owner: label });
         }
         // More specific routes inside this one that are not wholly allowed are carved out. A
         // route fixed to the caller's tenant is allowed for that tenant only: the core sends
         // every other tenant's paths to it too (and denies them), so it is carved out as well;
-        // the conflict pass below then drops its own allow (a documented false deny).
+        // the conflict pass below then drops its own allow (a documented false deny). A wholly
+        // allowed route that was dropped is carved out too: its own Denies (filled parameters
+        // too long for a permission) leave with it, and this allow would still reach its paths.
         for (let j = 0; j < i; j++) {
           const other = shapes[j]!;
-          if (verdicts[j]!.kind === 'all' && !hasFixed(other)) continue;
+          const otherLabel = `${other.verb} ${routePath(other.route)}`;
+          if (verdicts[j]!.kind === 'all' && !hasFixed(other) && !dropped.has(otherLabel)) continue;
           if (!shapesIntersect(other, shape)) continue;
           const generic: Shape = {
             ...other,
             segs: other.segs.map((s) => ('literal' in s ? s : { param: s.param })),
           };
-          for (const pattern of resourcePatterns(generic)) {
-            denies.push({ pattern, from: other, over: false });
+          for (const pattern of withTrailingSlash(resourcePatterns(generic))) {
+            denies.push({ pattern, from: other, over: false, owner: label });
           }
         }
       } else if (v.kind === 'items') {
         for (const path of v.paths) {
           if (dropped.has(path)) continue;
+          if (path.length > maxLength) conflicts.set(path, TOO_LONG);
           allowed.push({ shape, kind: 'item', resources: [path], label: path });
         }
       }
     });
   }
 
-  // A deny must never remove a path that one of the allowed routes answers with allow.
-  const conflicts = new Set<string>();
+  const overlap = 'a deny for another route overlaps it';
   for (const d of denies) {
+    // A Deny API Gateway may not apply is no Deny: leave out the allow that needs it instead.
+    if (d.pattern.length > maxLength) {
+      conflicts.set(d.owner, TOO_LONG);
+      continue;
+    }
+    // A deny must never remove a path that one of the allowed routes answers with allow.
     const dTokens = iamTokens(d.pattern);
     for (const a of allowed) {
-      if (a.shape.verb !== d.from.verb) continue;
+      if (a.shape.verb !== d.from.verb || conflicts.has(a.label)) continue;
       if (a.kind === 'item') {
-        if (iamMatch(d.pattern, a.resources[0]!)) conflicts.add(a.label);
+        if (iamMatch(d.pattern, a.resources[0]!)) conflicts.set(a.label, overlap);
         continue;
       }
       if (d.over) {
-        // A route's own over-match never meets its own shape.
-        if (a.shape !== d.from && intersects(dTokens, verbTokens(a.shape))) conflicts.add(a.label);
+        // A route's own over-match denies only paths it refuses (too-long filled values) or,
+        // below a trailing `*`, its documented false denies (overMatchPatterns).
+        if (a.shape !== d.from && intersects(dTokens, verbTokens(a.shape)))
+          conflicts.set(a.label, overlap);
         continue;
       }
       if (d.from.order < a.shape.order) {
-        // d's route answers first wherever the two shapes meet; only its over-match can hurt.
-        const over = overMatchPatterns(d.from);
-        if (over.some((p) => intersects(iamTokens(p), verbTokens(a.shape)))) conflicts.add(a.label);
+        // d's route answers first wherever the two shapes meet (its too-long values included:
+        // they are its own paths); only its spans onto other paths can hurt.
+        const over = spanPatterns(d.from);
+        if (over.some((p) => intersects(iamTokens(p), verbTokens(a.shape))))
+          conflicts.set(a.label, overlap);
       } else if (intersects(dTokens, verbTokens(a.shape))) {
-        conflicts.add(a.label);
+        conflicts.set(a.label, overlap);
       }
     }
   }
   const allow = allowed.flatMap((a) => a.resources);
   const deny = denies.map((d) => d.pattern);
-  return { allow, deny, conflicts: [...conflicts] };
+  return { allow, deny, conflicts };
 }
 
 function hasFixed(shape: Shape): boolean {
@@ -568,17 +648,25 @@ function verbTokens(shape: Shape): Token[] {
   return [...literalTokens(shape.verb), ...shapeTokens(shape)];
 }
 
-function finish(allow: string[], deny: string[], omitted: string[]): PrincipalStatements {
+function finish(
+  allow: string[],
+  deny: string[],
+  omitted: string[],
+  maxLength: number,
+): PrincipalStatements {
   // Compress: drop exact resources a wildcard allow already covers; keep denies that matter.
   const globs = allow.filter((a) => a.includes('*') || a.includes('?'));
   const exact = allow.filter((a) => !globs.includes(a) && !globs.some((g) => iamMatch(g, a)));
   const allowOut = [...new Set([...globs, ...exact])];
   const allowTokens = allowOut.map(iamTokens);
-  const denyOut = [...new Set(deny)].filter((d) =>
+  // Malformed paths are denied wherever an allow, wildcard or exact, could match one.
+  const denyOut = [...new Set([...deny, ...MALFORMED_PATTERNS])].filter((d) =>
     allowTokens.some((a) => intersects(iamTokens(d), a)),
   );
-  if (globs.length > 0) {
-    for (const pattern of MALFORMED_PATTERNS) denyOut.push(pattern);
+  // assemble left out every allow whose own Deny is too long; only an ARN prefix too long for
+  // the malformed-path Denies gets here, and then nothing is listed.
+  if (denyOut.some((d) => d.length > maxLength) || allowOut.some((a) => a.length > maxLength)) {
+    return { allow: [], deny: [], omitted: [`every route (${TOO_LONG})`] };
   }
   return { allow: allowOut, deny: denyOut, omitted };
 }

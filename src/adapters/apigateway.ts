@@ -30,7 +30,11 @@ import type { Gatehouse } from '../policy/decide.ts';
 import { CachedStore } from '../stores/cache.ts';
 import { extractBearer } from '../token/bearer.ts';
 import type { Decision, Principal, RoleRecord, UserRecord } from '../types.ts';
-import { type PrincipalStatements, principalStatements } from './apigateway-policy.ts';
+import {
+  MAX_RESOURCE_LENGTH,
+  type PrincipalStatements,
+  principalStatements,
+} from './apigateway-policy.ts';
 
 export type AuthorizerMode = 'principal' | 'route';
 export type HttpApiResponse = 'simple' | 'iam';
@@ -310,6 +314,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
         authenticated: false,
         now: now(),
         windowSeconds: ttl,
+        maxResourceLength: MAX_RESOURCE_LENGTH - prefix.length,
       });
     }
     const store = gatehouse.store;
@@ -342,6 +347,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       authenticated: true,
       now: t,
       windowSeconds: ttl,
+      maxResourceLength: MAX_RESOURCE_LENGTH - prefix.length,
     });
     // Grants cross the "expires within the window" line as time passes: recompute before that.
     const next =
@@ -356,6 +362,11 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
   }
 
   async function principalPolicy(parsed: ParsedEvent, decision: Decision): Promise<IamResponse> {
+    // The prefix heads every Resource of an answer reused for later requests: a wildcard in it
+    // would widen all of them (API Gateway's own ARNs never hold one).
+    if (/[*?]/.test(parsed.arn.prefix)) {
+      throw new AuthorizerFailure('method ARN prefix holds * or ?');
+    }
     let principal = decision.principal;
     if (!principal) {
       // Public routes and malformed paths are answered before the token is read; the cached
@@ -390,7 +401,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
           msg: 'principal policy would allow a denied route; denying it explicitly',
           route: decision.route ?? here,
         });
-      deny.push(parsed.arn.prefix + escapeResource(here));
+      deny.push(ownDeny(parsed.arn.prefix, here));
     } else if (!listed) {
       log({
         level: 'info',
@@ -403,7 +414,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     if (allow.length > 0) Statement.push(statement('Allow', allow));
     if (deny.length > 0) Statement.push(statement('Deny', deny));
     if (Statement.length === 0)
-      Statement.push(statement('Deny', [parsed.arn.prefix + escapeResource(here)]));
+      Statement.push(statement('Deny', [ownDeny(parsed.arn.prefix, here)]));
     const policyDocument = { Version: '2012-10-17', Statement };
     const body = {
       principalId: principal?.subject ?? 'anonymous',
@@ -508,6 +519,17 @@ function escapeResource(resource: string): string {
 
 function escapeArn(arn: string): string {
   return escapeResource(arn);
+}
+
+/**
+ * The current request's own Deny, within {@link MAX_RESOURCE_LENGTH}: a longer path is cut and
+ * ends in `*`, which still matches it (and only paths sharing its first 511 characters).
+ */
+function ownDeny(prefix: string, here: string): string {
+  const resource = prefix + escapeResource(here);
+  return resource.length <= MAX_RESOURCE_LENGTH
+    ? resource
+    : `${resource.slice(0, MAX_RESOURCE_LENGTH - 1)}*`;
 }
 
 /** IAM matching for the handful of patterns in one policy (`*` any run, `?` one char). */

@@ -5,6 +5,10 @@
  * authorizer (explicit Deny wins; `*` matches any run of characters, `/` included; `?` exactly
  * one). Thrown errors (401 / 500) are not cached.
  *
+ * A Resource longer than API Gateway's 512-character ARN limit is modelled the way that hurts
+ * most: a Deny holding one never matches (as if dropped), an Allow matches as written. A policy
+ * builder that needs such a Deny therefore leaks here.
+ *
  * The matcher here is written independently of src/adapters (a regex per pattern) so that the
  * model is an oracle, not a copy of the code under test.
  */
@@ -23,17 +27,39 @@ export interface ModelRequest {
 
 export type Answer = { readonly allow: boolean; readonly status: 200 | 401 | 403 | 500 };
 
+/** API Gateway's limit on one ARN in a policy, characters. */
+export const MAX_RESOURCE_LENGTH = 512;
+
 const patterns = new Map<string, RegExp>();
+
+function regexBody(pattern: string): string {
+  return pattern.replace(/[\\^$.*+?()[\]{}|/]/g, (c) =>
+    c === '*' ? '.*' : c === '?' ? '.' : `\\${c}`,
+  );
+}
 
 function toRegExp(pattern: string): RegExp {
   let re = patterns.get(pattern);
   if (!re) {
-    const body = [...pattern]
-      .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&')))
-      .join('');
-    re = new RegExp(`^${body}$`, 's');
+    re = new RegExp(`^${regexBody(pattern)}$`, 's');
     patterns.set(pattern, re);
   }
+  return re;
+}
+
+/** One alternation per statement (a sweep evaluates each cached policy thousands of times). */
+const statementRegExps = new WeakMap<object, RegExp | null>();
+
+function resourcesRegExp(statement: { Effect: string; Resource: string | string[] }) {
+  if (statementRegExps.has(statement)) return statementRegExps.get(statement)!;
+  const resources = Array.isArray(statement.Resource) ? statement.Resource : [statement.Resource];
+  const effective =
+    statement.Effect === 'Deny'
+      ? resources.filter((r) => r.length <= MAX_RESOURCE_LENGTH)
+      : resources;
+  const re =
+    effective.length === 0 ? null : new RegExp(`^(?:${effective.map(regexBody).join('|')})$`, 's');
+  statementRegExps.set(statement, re);
   return re;
 }
 
@@ -51,8 +77,7 @@ export function evaluatePolicy(response: AuthorizerResponse, arn: string): Answe
     };
     const actions = Array.isArray(s.Action) ? s.Action : [s.Action];
     if (!actions.some((a) => toRegExp(a).test('execute-api:Invoke'))) continue;
-    const resources = Array.isArray(s.Resource) ? s.Resource : [s.Resource];
-    if (!resources.some((r) => toRegExp(r).test(arn))) continue;
+    if (!resourcesRegExp(s)?.test(arn)) continue;
     if (s.Effect === 'Deny') return { allow: false, status: 403 };
     if (s.Effect === 'Allow') allowed = true;
   }

@@ -1,11 +1,14 @@
 /**
  * Generated worlds for the principal-mode cache property (cache.test.ts): a random route table
- * (tenancy, rest routes, several parameters, GET + HEAD pairs, `anyOf`, any-method routes, a
- * broad wildcard route), random records (item grants and denies, conditional grants and
- * denies, grants and role assignments expiring inside the cache TTL) and request paths from a
- * grammar that mixes well-formed values with everything the core refuses (`;`, `%3B`, `%00`,
- * `%7F`, bad escapes, overlong UTF-8, full-width dots, dot segments, overlong parameters, other
- * tenants, `?`, `#`, `//`, trailing slashes).
+ * (tenancy, rest routes, parameters before a trailing `*`, literal children under trailing-`*`
+ * routes, several parameters, GET + HEAD pairs, `anyOf`, any-method routes, broad wildcard
+ * routes, literals long enough to push a Deny past API Gateway's 512-character resource limit),
+ * random records (item grants and denies, conditional grants and denies, grants and role
+ * assignments expiring inside the cache TTL), one user per world whose tenant is not a safe path
+ * segment (`.`, `..`, `*`, `a/b`, `%61cme`), method ARNs on other stages (one with a 128-character
+ * name), and request paths from a grammar that mixes well-formed values with everything the core
+ * refuses (`;`, `%3B`, `%00`, `%7F`, bad escapes, overlong UTF-8, full-width dots, dot segments,
+ * overlong parameters, other tenants, `?`, `#`, `//`, trailing slashes).
  *
  * Everything runs in memory (MemoryStore, HS256 tokens, a fake clock) so hundreds of worlds fit
  * in a few seconds.
@@ -39,6 +42,14 @@ export const T0 = Date.UTC(2030, 0, 2, 12, 0, 0);
 
 type RouteDoc = Record<string, unknown>;
 
+/**
+ * Literals long enough that a Deny for their route passes 512 characters once the ARN prefix is
+ * added: the filled-parameter Deny under LONG_A (the Allow itself stays under the limit with the
+ * usual prefix), the carve-out of LONG_B from `/*`.
+ */
+const LONG_A = 'l'.repeat(420);
+const LONG_B = 'k'.repeat(460);
+
 /** Candidate routes; a world takes a random subset (method + shape pairs never repeat). */
 const ROUTE_POOL: readonly RouteDoc[] = [
   { method: 'GET', path: '/health', public: true },
@@ -61,6 +72,19 @@ const ROUTE_POOL: readonly RouteDoc[] = [
   { method: 'GET', path: '/docs/:id', anyOf: ['read:docs:{id}', 'admin:docs'] },
   { method: 'HEAD', path: '/docs/:id', require: ['audit:docs'] },
   { method: 'POST', path: '/ops/shutdown', require: ['ops:shutdown'] },
+  // A parameter before a trailing `*`, followed by a literal (IAM's `*` for :org also spans `/`,
+  // so `GET/orgs/?*/repos` matches /orgs/x/admin/repos), and a deeper sibling it over-matches.
+  { method: 'GET', path: '/orgs/:org/repos/*', require: ['read:repos:{org}'] },
+  { method: 'GET', path: '/orgs/:org/admin/repos', require: ['admin:repos'] },
+  { method: 'GET', path: '/:a/settings/*', require: ['read:pages'] },
+  // A parameter right before `*` (no over-match), fixed to the caller's tenant.
+  { method: 'GET', path: '/t/:tenant/files/*', authenticated: true },
+  // Literal children under trailing-`*` routes (carved out; `/account/` is the same route).
+  { method: 'GET', path: '/*', require: ['read:site'] },
+  { method: 'GET', path: '/account', require: ['read:account'] },
+  { method: 'GET', path: '/files/index', require: ['admin:files'] },
+  { method: 'GET', path: `/${LONG_A}/:id`, require: ['read:long:{id}'] },
+  { method: 'GET', path: `/${LONG_B}`, require: ['admin:long'] },
 ];
 
 /** Permissions records draw grants and denies from. */
@@ -91,6 +115,13 @@ const PERMISSIONS = [
   'admin:docs',
   'audit:docs',
   'ops:shutdown',
+  'read:repos:*',
+  'read:repos:acme',
+  'admin:repos',
+  'read:site',
+  'read:account',
+  'read:long:*',
+  'admin:long',
 ] as const;
 
 const CONDITIONS: readonly Conditions[] = [
@@ -113,8 +144,25 @@ export const WORLD_USERS: readonly WorldUser[] = [
   { subject: 'u4', tenant: undefined },
 ];
 
+/**
+ * Tenants a token may carry that are not safe path segments (`.`, `..`), or that IAM or the path
+ * grammar cannot hold (`*`, `?`, `/`, `%`); each world adds one such user (dots most often).
+ */
+const ODD_TENANTS = ['..', '.', '..', '.', '*', '?', 'a/b', '%61cme', 'a*b', '~', 'acme/..'];
+export const ODD_USERS: readonly WorldUser[] = ODD_TENANTS.map((tenant, i) => ({
+  subject: `odd${i}`,
+  tenant,
+}));
+
+/** A world's users: the fixed four, then its odd-tenant user if it has one. */
+export function usersOf(w: World): readonly WorldUser[] {
+  return w.odd === undefined ? WORLD_USERS : [...WORLD_USERS, w.odd];
+}
+
 export interface World {
   readonly tenancy: boolean;
+  /** A fifth user whose tenant is not a safe path segment; its record is last in `records`. */
+  readonly odd?: WorldUser;
   readonly routes: readonly RouteDoc[];
   readonly role: { readonly grants: string[]; readonly denies: string[] };
   readonly records: readonly UserRecord[];
@@ -135,6 +183,10 @@ const DENIES = [
   'read:pages',
   'audit:posts',
   'ops:shutdown',
+  'admin:repos',
+  'read:repos:acme',
+  'read:account',
+  'admin:long',
 ] as const;
 
 const BROAD = ['*', 'read:*', 'write:posts:*', 'read:docs:*', 'delete:posts:*', 'read:pages'];
@@ -205,14 +257,18 @@ export const world: fc.Arbitrary<World> = fc
       denies: fc.subarray([...PERMISSIONS], { maxLength: 1 }),
     }),
     records: fc.tuple(...WORLD_USERS.map((u) => recordFor(u, T0))),
+    odd: fc
+      .constantFrom(...ODD_USERS)
+      .chain((user) => recordFor(user, T0).map((record) => ({ user, record }))),
   })
-  .map(({ tenancy, picks, role, records }) => {
+  .map(({ tenancy, picks, role, records, odd }) => {
     const routes = ROUTE_POOL.filter((_, i) => picks[i] === 0);
     return {
       tenancy,
       routes: routes.length > 0 ? routes : [ROUTE_POOL[3]!],
       role,
-      records,
+      records: [...records, odd.record],
+      odd: odd.user,
     };
   });
 
@@ -308,6 +364,17 @@ const PATH_SHAPES = [
   '/docs/{}',
   '/ops/shutdown',
   '/Posts/{}',
+  '/orgs/{}/repos',
+  '/orgs/{}/admin/repos',
+  '/orgs/{}/{}/admin/repos',
+  '/orgs/{}/repos/{}/repos',
+  '/{}/settings/{}',
+  '/{}/{}/settings',
+  '/t/{}/files/{}',
+  '/account',
+  '/files/index',
+  `/${LONG_A}/{}`,
+  `/${LONG_B}`,
 ] as const;
 
 /** A request path from the grammar; `?` only where the event shape can carry it. */
@@ -328,14 +395,50 @@ export function pathArb(withQuestionMark: boolean): fc.Arbitrary<string> {
 export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 export interface WorldStep {
+  /** Index into {@link usersOf}. */
   readonly user: number;
   readonly method: string;
   readonly path: string;
   readonly advance: number;
+  /** The method ARN up to the stage (default {@link PREFIX}). */
+  readonly prefix?: string;
 }
 
-/** Values for a tenant parameter: both real tenants, and what the core refuses. */
-const TENANT_VALUES = ['acme', 'globex', 'acme', 'globex', 'acme;', '%61cme', 'ACME', '..;'];
+/**
+ * Method ARN prefixes: the usual stage, another stage, another API, and a stage with the longest
+ * name API Gateway accepts (128 characters), which leaves the least room under 512.
+ */
+export const PREFIXES = [
+  PREFIX,
+  'arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/dev/',
+  'arn:aws:execute-api:eu-west-1:123456789012:zyxwvu9876/prod/',
+  `arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/${'s'.repeat(128)}/`,
+] as const;
+const prefixArb = fc.oneof(
+  { weight: 4, arbitrary: fc.constant<string>(PREFIX) },
+  { weight: 2, arbitrary: fc.constantFrom<string>(...PREFIXES) },
+);
+
+/**
+ * Values for a tenant parameter: both real tenants, the odd users' tenants as they can appear in
+ * a path, and what the core refuses.
+ */
+const TENANT_VALUES = [
+  'acme',
+  'globex',
+  'acme',
+  'globex',
+  'acme;',
+  '%61cme',
+  'ACME',
+  '..;',
+  '.',
+  '..',
+  '*',
+  'a*b',
+  '~',
+  'acme/..',
+];
 
 /**
  * A path aimed at one of the world's routes: its literals kept (or, rarely, changed), each
@@ -387,11 +490,18 @@ export function worldSteps(w: World, withQuestionMark: boolean): fc.Arbitrary<Wo
   return fc.array(
     fc
       .record({
-        user: fc.integer({ min: 0, max: WORLD_USERS.length - 1 }),
+        user: fc.integer({ min: 0, max: usersOf(w).length - 1 }),
         target: fc.oneof({ weight: 5, arbitrary: aimed }, { weight: 1, arbitrary: anywhere }),
         advance: fc.constantFrom(0, 0, 0, 0, 0, 1_000, 60_000, 150_000),
+        prefix: prefixArb,
       })
-      .map(({ user, target: [method, path], advance }) => ({ user, method, path, advance })),
+      .map(({ user, target: [method, path], advance, prefix }) => ({
+        user,
+        method,
+        path,
+        advance,
+        prefix,
+      })),
     { minLength: 1, maxLength: 60 },
   );
 }
@@ -405,7 +515,7 @@ const tokens = new Map<string, string>();
 
 /** Signs one token per user, valid for a day of fake time. */
 export async function worldTokens(): Promise<void> {
-  for (const u of WORLD_USERS) {
+  for (const u of [...WORLD_USERS, ...ODD_USERS]) {
     const claims = u.tenant === undefined ? {} : { tid: u.tenant };
     tokens.set(
       u.subject,
@@ -467,13 +577,18 @@ export function buildWorld(w: World): BuiltWorld {
   return { authorizer, oracle, clock };
 }
 
-export function worldTokenEvent(s: WorldStep): {
+/** The TOKEN event for a step; `w` names the world whose users `s.user` indexes (default the fixed four). */
+export function worldTokenEvent(
+  s: WorldStep,
+  w?: World,
+): {
   event: AuthorizerEvent;
   arn: string;
   token: string;
 } {
-  const token = tokens.get(WORLD_USERS[s.user]!.subject)!;
-  const arn = `${PREFIX}${s.method}${s.path}`;
+  const users = w === undefined ? WORLD_USERS : usersOf(w);
+  const token = tokens.get(users[s.user]!.subject)!;
+  const arn = `${s.prefix ?? PREFIX}${s.method}${s.path}`;
   return {
     event: { type: 'TOKEN', authorizationToken: `Bearer ${token}`, methodArn: arn },
     arn,
@@ -497,12 +612,12 @@ export async function replayWorld(
   let falseDenies = 0;
   for (const s of ss) {
     clock.at += s.advance;
-    const { event, arn, token } = worldTokenEvent(s);
+    const { event, arn, token } = worldTokenEvent(s, w);
     const got = await model.request({ event, arn, identity: [`Bearer ${token}`], at: clock.at });
     const want: Answer = (await uncached(oracle, event, arn)).answer;
     if (got.allow && !want.allow) {
       throw new Error(
-        `LEAK: ${WORLD_USERS[s.user]!.subject} ${s.method} ${s.path} at +${clock.at} ms: cached allow, ` +
+        `LEAK: ${usersOf(w)[s.user]!.subject} ${s.method} ${arn} at +${clock.at} ms: cached allow, ` +
           `uncached ${want.status}`,
       );
     }
@@ -523,6 +638,8 @@ const SWEEP_SHORT: readonly string[] = [
   '..',
   '!'.repeat(43),
 ];
+/** Tenant values for the second of two parameters (the full list only for single holes). */
+const TENANT_SHORT: readonly string[] = ['acme', 'globex', 'ACME', '.', '..', '*'];
 
 /** Every request a sweep checks against one cached answer: each route's shape, filled. */
 export function sweepRequests(w: World): { method: string; path: string }[] {
@@ -539,7 +656,7 @@ export function sweepRequests(w: World): { method: string; path: string }[] {
         : holes === 1
           ? [...SWEEP_VALUES, ...TENANT_VALUES].map((v) => [v])
           : SWEEP_SHORT.flatMap((a) =>
-              [...SWEEP_SHORT, ...TENANT_VALUES].map((b) => [
+              [...SWEEP_SHORT, ...TENANT_SHORT].map((b) => [
                 a,
                 b,
                 ...SWEEP_SHORT.slice(0, holes - 2),
@@ -571,16 +688,17 @@ export function sweepRequests(w: World): { method: string; path: string }[] {
  */
 export async function sweepWorld(
   w: World,
-  firsts: readonly { method: string; path: string }[],
+  firsts: readonly { method: string; path: string; prefix: string }[],
 ): Promise<{ checked: number; allowed: number }> {
   const { authorizer, oracle, clock } = buildWorld(w);
   const requests = sweepRequests(w);
+  const users = usersOf(w);
   let checked = 0;
   let allowed = 0;
-  for (let u = 0; u < WORLD_USERS.length; u++) {
+  for (let u = 0; u < users.length; u++) {
     clock.at = 0;
     const first = firsts[u % firsts.length]!;
-    const { event } = worldTokenEvent({ user: u, ...first, advance: 0 });
+    const { event } = worldTokenEvent({ user: u, ...first, advance: 0 }, w);
     let response: AuthorizerResponse;
     try {
       response = await authorizer(event);
@@ -588,8 +706,9 @@ export async function sweepWorld(
       continue; // 401 / 500: API Gateway caches nothing
     }
     for (const r of requests) {
-      const step = { user: u, ...r, advance: 0 };
-      const { event: e, arn } = worldTokenEvent(step);
+      // Later requests on the first one's stage: a cached policy names its own stage only.
+      const step = { user: u, ...r, advance: 0, prefix: first.prefix };
+      const { event: e, arn } = worldTokenEvent(step, w);
       checked++;
       if (!evaluatePolicy(response, arn).allow) continue;
       allowed++;
@@ -598,8 +717,8 @@ export async function sweepWorld(
         const want = (await uncached(oracle, e, arn)).answer;
         if (!want.allow) {
           throw new Error(
-            `LEAK: ${WORLD_USERS[u]!.subject} (first ${first.method} ${first.path}) ` +
-              `${r.method} ${r.path} at +${at} ms: cached allow, uncached ${want.status}`,
+            `LEAK: ${users[u]!.subject} (first ${first.method} ${first.path}) ` +
+              `${r.method} ${arn} at +${at} ms: cached allow, uncached ${want.status}`,
           );
         }
       }
@@ -609,16 +728,17 @@ export async function sweepWorld(
 }
 
 /** A world with one first request per user, aimed at its routes. */
-export const worldAndFirsts: fc.Arbitrary<[World, { method: string; path: string }[]]> =
-  world.chain((w) =>
-    fc.tuple(
-      fc.constant(w),
-      fc.array(
-        fc
-          .constantFrom(...w.routes)
-          .chain((route) => fc.tuple(methodFor(route), pathFor(route, valueArb([]))))
-          .map(([method, path]) => ({ method, path })),
-        { minLength: WORLD_USERS.length, maxLength: WORLD_USERS.length },
-      ),
+export const worldAndFirsts: fc.Arbitrary<
+  [World, { method: string; path: string; prefix: string }[]]
+> = world.chain((w) =>
+  fc.tuple(
+    fc.constant(w),
+    fc.array(
+      fc
+        .constantFrom(...w.routes)
+        .chain((route) => fc.tuple(methodFor(route), pathFor(route, valueArb([])), prefixArb))
+        .map(([method, path, prefix]) => ({ method, path, prefix })),
+      { minLength: usersOf(w).length, maxLength: usersOf(w).length },
     ),
-  );
+  ),
+);

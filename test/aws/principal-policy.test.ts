@@ -5,13 +5,19 @@
  */
 import * as fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { IamResponse } from '../../src/adapters/apigateway.ts';
-import { FILLED_PARAM_MAX, MALFORMED_PATTERNS } from '../../src/adapters/apigateway-policy.ts';
+import { AuthorizerFailure, type IamResponse } from '../../src/adapters/apigateway.ts';
+import {
+  FILLED_PARAM_MAX,
+  MALFORMED_PATTERNS,
+  MAX_RESOURCE_LENGTH,
+} from '../../src/adapters/apigateway-policy.ts';
 import { splitPath } from '../../src/policy/routes.ts';
 import type { Grant, UserRecord } from '../../src/types.ts';
 import { evaluatePolicy } from './apigw-cache-model.ts';
 import {
   buildWorld,
+  ODD_USERS,
+  PREFIXES,
   replayWorld,
   type World,
   worldTokenEvent,
@@ -51,18 +57,26 @@ function worldOf(
   };
 }
 
-/** u1's principal-mode answer for a first request. */
-async function policyFor(w: World, method: string, path: string): Promise<IamResponse> {
+/** Who asks: u1 (index 0) unless the world has an odd-tenant user, then that one (index 4). */
+const asker = (w: World) => (w.odd === undefined ? 0 : 4);
+
+/** The asker's principal-mode answer for a first request. */
+async function policyFor(
+  w: World,
+  method: string,
+  path: string,
+  prefix = PREFIX,
+): Promise<IamResponse> {
   const { authorizer } = buildWorld(w);
   return (await authorizer(
-    worldTokenEvent({ user: 0, method, path, advance: 0 }).event,
+    worldTokenEvent({ user: asker(w), method, path, advance: 0, prefix }, w).event,
   )) as IamResponse;
 }
 
-/** Cached answer (from `policy`) and uncached answer for u1's request. */
-async function both(w: World, policy: IamResponse, method: string, path: string) {
+/** Cached answer (from `policy`) and uncached answer for the asker's request. */
+async function both(w: World, policy: IamResponse, method: string, path: string, prefix = PREFIX) {
   const { oracle } = buildWorld(w);
-  const { event, arn } = worldTokenEvent({ user: 0, method, path, advance: 0 });
+  const { event, arn } = worldTokenEvent({ user: asker(w), method, path, advance: 0, prefix }, w);
   let uncached = false;
   try {
     uncached = evaluatePolicy(await oracle(event), arn).allow;
@@ -72,11 +86,36 @@ async function both(w: World, policy: IamResponse, method: string, path: string)
   return { cached: evaluatePolicy(policy, arn).allow, uncached };
 }
 
-const resources = (r: IamResponse, effect: 'Allow' | 'Deny') =>
+const fullResources = (r: IamResponse) =>
+  (r.policyDocument.Statement as { Effect: string; Resource: string[] }[]).flatMap(
+    (s) => s.Resource,
+  );
+
+const resources = (r: IamResponse, effect: 'Allow' | 'Deny', prefix = PREFIX) =>
   (r.policyDocument.Statement as { Effect: string; Resource: string[] }[])
     .filter((s) => s.Effect === effect)
     .flatMap((s) => s.Resource)
-    .map((x) => x.slice(PREFIX.length));
+    .map((x) => x.slice(prefix.length));
+
+/** A world whose only asker is an odd-tenant user (`tenant` from ODD_USERS) holding `grants`. */
+function oddWorld(routes: RouteDoc[], tenant: string, grants: string[]): World {
+  const odd = ODD_USERS.find((u) => u.tenant === tenant)!;
+  const w = worldOf(routes, [], [], true);
+  return {
+    ...w,
+    odd,
+    records: [
+      ...w.records,
+      {
+        subject: odd.subject,
+        tenant,
+        roles: [],
+        grants: grants.map((permission) => ({ permission })),
+        denies: [],
+      },
+    ],
+  };
+}
 
 describe('1. a tenant route inside a broader wildcard route', () => {
   const w = worldOf(
@@ -293,5 +332,232 @@ describe('4. HEAD goes to an explicit HEAD route of the same shape', () => {
     );
     const p = await policyFor(w, 'GET', '/reports/1');
     expect(await both(w, p, 'HEAD', '/reports/2')).toEqual({ cached: true, uncached: true });
+  });
+});
+
+describe('5. a parameter before a trailing * (IAM `*` spans /)', () => {
+  const r = (path: string, require = 'read:repos') => ({ method: 'GET', path, require: [require] });
+  const orgs = worldOf(
+    [r('/orgs/:org/repos/*'), r('/orgs/:org/admin/repos', 'admin:repos')],
+    ['read:repos'],
+  );
+  const settings = worldOf([r('/:a/settings/*')], ['read:repos']);
+  const two = worldOf([r('/a/:p/b/:q/c/*')], ['read:repos']);
+  const user = worldOf([r('/u/:user/*')], ['read:repos']);
+
+  // Each parameter in turn holds a `/`: the path belongs to no route, or to the sibling.
+  const spans: [string, World, string][] = [
+    ['the review repro: a deeper literal sibling', orgs, '/orgs/x/admin/repos'],
+    ['the sibling with a trailing slash', orgs, '/orgs/x/admin/repos/'],
+    ['below the sibling', orgs, '/orgs/x/admin/repos/z'],
+    ['no route at all', orgs, '/orgs/x/y/repos'],
+    ['a parameter first', settings, '/x/y/settings/z'],
+    ['a parameter first, nothing below', settings, '/x/y/settings'],
+    ['the first of two parameters', two, '/a/x/y/b/q/c/z'],
+    ['the second of two parameters', two, '/a/p/b/x/y/c'],
+  ];
+  it.each(spans)('%s: %s', async (_name, w, path) => {
+    const p = await policyFor(w, 'GET', '/');
+    expect(await both(w, p, 'GET', path)).toEqual({ cached: false, uncached: false });
+  });
+
+  it('keeps the routes listed, with a documented false deny where the literal comes back', async () => {
+    const cases: [World, string][] = [
+      [orgs, '/orgs/x/repos'],
+      [orgs, '/orgs/x/repos/'],
+      [orgs, '/orgs/x/repos/a/b'],
+      [settings, '/x/settings/a/b'],
+      [two, '/a/p/b/q/c/z'],
+      // Only parameters follow :user: a span is the route's own rest, no Deny needed.
+      [user, '/u/a/b/c'],
+    ];
+    for (const [w, path] of cases) {
+      const p = await policyFor(w, 'GET', '/');
+      expect(await both(w, p, 'GET', path), path).toEqual({ cached: true, uncached: true });
+    }
+    const p = await policyFor(orgs, 'GET', '/');
+    expect(await both(orgs, p, 'GET', '/orgs/x/repos/y/repos')).toEqual({
+      cached: false,
+      uncached: true,
+    });
+  });
+});
+
+describe('6. a trailing slash is the same route to the core', () => {
+  it('carves /account/ out of /* along with /account (the review repro)', async () => {
+    const w = worldOf(
+      [
+        { method: 'GET', path: '/*', require: ['read:site'] },
+        { method: 'GET', path: '/account', require: ['read:account'] },
+        { method: 'GET', path: '/files/index', require: ['read:account'] },
+      ],
+      ['read:site'],
+    );
+    const p = await policyFor(w, 'GET', '/');
+    for (const path of ['/account', '/account/', '/files/index/']) {
+      expect(await both(w, p, 'GET', path), path).toEqual({ cached: false, uncached: false });
+    }
+    expect(await both(w, p, 'GET', '/about/')).toEqual({ cached: true, uncached: true });
+  });
+
+  it('carves a tenant route with a trailing slash out of /*', async () => {
+    const w = worldOf(
+      [
+        { method: 'GET', path: '/*', require: ['read:site'] },
+        { method: 'GET', path: '/t/:tenant/reports', authenticated: true },
+      ],
+      ['read:site'],
+      [],
+      true,
+    );
+    const p = await policyFor(w, 'GET', '/');
+    for (const path of ['/t/globex/reports', '/t/globex/reports/']) {
+      expect(await both(w, p, 'GET', path), path).toEqual({ cached: false, uncached: false });
+    }
+    expect(await both(w, p, 'GET', '/t/x/')).toEqual({ cached: true, uncached: true });
+    // Documented false deny: the carve-out's `?*` also spans `/` at the tenant position.
+    expect(await both(w, p, 'GET', '/t/a/b/reports')).toEqual({ cached: false, uncached: true });
+  });
+});
+
+describe('7. tenants that are not safe path segments', () => {
+  const routes = [
+    { method: 'GET', path: '/t/:tenant/reports', authenticated: true },
+    { method: 'GET', path: '/t/:tenant/files/*', authenticated: true },
+    { method: 'GET', path: '/posts', require: ['read:posts'] },
+  ];
+
+  // The core refuses the dot tenants' paths; it accepts `/t/*/reports` for tenant `*`, which
+  // the cache then denies (a documented false deny).
+  it.each(['..', '.', '*', '?', 'a/b', '%61cme', 'a*b', 'acme/..'])(
+    'tenant %j lists none of its own tenant routes',
+    async (tenant) => {
+      const w = oddWorld(routes, tenant, ['read:posts']);
+      const p = await policyFor(w, 'GET', '/posts');
+      for (const path of [`/t/${tenant}/reports`, `/t/${tenant}/files/x`, `/t/${tenant}/files`]) {
+        if (path.includes('?')) continue; // never in a REST method ARN
+        expect((await both(w, p, 'GET', path)).cached, path).toBe(false);
+      }
+      expect(resources(p, 'Allow')).toEqual(['GET/posts', 'HEAD/posts']);
+    },
+  );
+
+  it('lists a safe odd tenant (`~`) as itself', async () => {
+    const w = oddWorld(routes, '~', []);
+    const p = await policyFor(w, 'GET', '/t/~/reports');
+    expect(await both(w, p, 'GET', '/t/~/reports')).toEqual({ cached: true, uncached: true });
+  });
+
+  it('never lists an exact resource the core refuses, and denies malformed paths near any allow', async () => {
+    const w = oddWorld(routes, '..', ['read:posts']);
+    const p = await policyFor(w, 'GET', '/posts');
+    for (const r of resources(p, 'Allow')) {
+      if (r.includes('*') || r.includes('?')) continue;
+      expect(splitPath(r.slice(r.indexOf('/'))), r).not.toBeNull();
+    }
+    // Exact allows only: no malformed path can match one, so none is needed (and none is sent).
+    expect(resources(p, 'Deny')).toEqual([]);
+    const wide = oddWorld(
+      [...routes, { method: 'GET', path: '/p/:id', authenticated: true }],
+      '..',
+      [],
+    );
+    expect(resources(await policyFor(wide, 'GET', '/p/1'), 'Deny')).toEqual(
+      expect.arrayContaining(MALFORMED_PATTERNS),
+    );
+  });
+});
+
+describe("8. no Resource longer than API Gateway's 512-character limit", () => {
+  const within = (p: IamResponse) =>
+    expect(Math.max(...fullResources(p).map((r) => r.length))).toBeLessThanOrEqual(
+      MAX_RESOURCE_LENGTH,
+    );
+
+  it('drops a wildcard whose filled-parameter Deny is too long, and carves it out of broader routes', async () => {
+    const long = 'l'.repeat(420);
+    const w = worldOf(
+      [
+        { method: 'GET', path: `/${long}/:id`, require: ['read:long:{id}'] },
+        { method: 'GET', path: '/:a/:b', require: ['read:pages'] },
+      ],
+      ['*'],
+    );
+    const p = await policyFor(w, 'GET', '/p/q');
+    within(p);
+    expect(resources(p, 'Allow')).not.toContain(`GET/${long}/?*`);
+    for (const id of ['a'.repeat(129), '!'.repeat(FILLED_PARAM_MAX + 1)]) {
+      expect(await both(w, p, 'GET', `/${long}/${id}`)).toEqual({ cached: false, uncached: false });
+      expect(await both(w, p, 'HEAD', `/${long}/${id}`)).toEqual({
+        cached: false,
+        uncached: false,
+      });
+    }
+    // Documented false deny: the long route itself; its broader neighbour stays listed.
+    expect(await both(w, p, 'GET', `/${long}/x`)).toEqual({ cached: false, uncached: true });
+    expect(await both(w, p, 'GET', '/p/q')).toEqual({ cached: true, uncached: true });
+  });
+
+  it('drops a wildcard whose carve-out Deny is too long (a long literal child under /*)', async () => {
+    const long = 'k'.repeat(460);
+    const w = worldOf(
+      [
+        { method: 'GET', path: '/*', require: ['read:site'] },
+        { method: 'GET', path: `/${long}`, require: ['admin:long'] },
+        { method: 'GET', path: '/posts', require: ['read:site'] },
+      ],
+      ['read:site'],
+    );
+    const p = await policyFor(w, 'GET', '/posts');
+    within(p);
+    expect(await both(w, p, 'GET', `/${long}`)).toEqual({ cached: false, uncached: false });
+    expect(await both(w, p, 'GET', '/posts')).toEqual({ cached: true, uncached: true });
+    expect(await both(w, p, 'GET', '/about')).toEqual({ cached: false, uncached: true });
+  });
+
+  it('counts the ARN prefix: a 128-character stage leaves less room', async () => {
+    const stage = PREFIXES[3];
+    const mid = 'm'.repeat(400);
+    const w = worldOf(
+      [
+        { method: 'GET', path: '/*', require: ['read:site'] },
+        { method: 'GET', path: `/${mid}`, require: ['admin:long'] },
+      ],
+      ['read:site'],
+    );
+    const usual = await policyFor(w, 'GET', '/x');
+    expect(resources(usual, 'Allow')).toContain('GET/*');
+    const p = await policyFor(w, 'GET', '/x', stage);
+    within(p);
+    expect(resources(p, 'Allow', stage)).not.toContain('GET/*');
+    expect(await both(w, p, 'GET', `/${mid}/`, stage)).toEqual({ cached: false, uncached: false });
+  });
+
+  it("bounds the current request's own Deny and still denies that request", async () => {
+    const w = worldOf([{ method: 'GET', path: '/posts/:id', require: ['read:posts'] }], []);
+    const path = `/posts/${'z'.repeat(600)}`;
+    const p = await policyFor(w, 'GET', path);
+    within(p);
+    expect(await both(w, p, 'GET', path)).toEqual({ cached: false, uncached: false });
+  });
+});
+
+describe('9. the method ARN prefix heads every Resource', () => {
+  it('refuses a prefix holding an IAM wildcard (a 500, never a wider allow)', async () => {
+    const w = worldOf([{ method: 'GET', path: '/posts', require: ['read:posts'] }], ['read:posts']);
+    const { authorizer } = buildWorld(w);
+    for (const prefix of [
+      'arn:aws:execute-api:eu-west-1:123456789012:*/prod/',
+      'arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/pro?/',
+    ]) {
+      const { event } = worldTokenEvent({
+        user: 0,
+        method: 'GET',
+        path: '/posts',
+        advance: 0,
+        prefix,
+      });
+      await expect(authorizer(event)).rejects.toBeInstanceOf(AuthorizerFailure);
+    }
   });
 });
