@@ -17,14 +17,14 @@ import { fileURLToPath } from 'node:url';
 import dynalite from 'dynalite';
 import { build } from 'esbuild';
 import * as jose from 'jose';
-import type { AuthorizerEvent } from '../src/adapters/apigateway.ts';
-import { createLambdaHandler } from '../src/adapters/apigateway-lambda.ts';
+import type { AuthorizerEvent } from '../src/aws/authorizer.ts';
 import {
   createDynamoDBClient,
   createPermissionTable,
   writePermissionData,
-} from '../src/stores/dynamodb.ts';
-import { parsePermissionData } from '../src/stores/file.ts';
+} from '../src/aws/dynamodb-store.ts';
+import { createLambdaHandler } from '../src/aws/lambda.ts';
+import { parsePermissionData } from '../src/stores/permission-data.ts';
 
 const ISSUER = 'https://id.bench.example/';
 const AUDIENCE = 'https://api.bench.example';

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import * as jose from 'jose';
-import { permissionKvEntries } from '../src/stores/kv.ts';
+import { permissionKvEntries } from '../src/workers/kv-store.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SECONDS = Number(process.env.BENCH_WORKER_SECONDS ?? 5);
@@ -60,7 +60,7 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-const ADAPTER = join(ROOT, 'src/adapters/worker.ts');
+const ADAPTER = join(ROOT, 'src/workers/guard.ts');
 const GUARD_ENTRY = `export { default } from '${join(ROOT, 'handlers/worker.ts')}';`;
 
 // The same echo origin, with nothing in front of it: the guard's baseline.

@@ -1,5 +1,5 @@
 /**
- * Cloudflare Workers entry point: wiring only (the logic is in src/adapters/worker.ts).
+ * Cloudflare Workers entry point: wiring only (the logic is in src/workers/guard.ts).
  *
  * - default export: the route guard, with the check API and forward-auth under GATEHOUSE_PREFIX;
  * - `GatehouseCheck`: the check as RPC methods for service bindings.
@@ -11,8 +11,8 @@
  */
 import { env as startupEnv, WorkerEntrypoint } from 'cloudflare:workers';
 import policy from 'gatehouse:policy';
-import type { CheckAnswer } from '../src/adapters/check-api.ts';
-import { createGatehouseWorker, type GatehouseWorkerEnv } from '../src/adapters/worker.ts';
+import type { CheckAnswer } from '../src/http/check-api.ts';
+import { createGatehouseWorker, type GatehouseWorkerEnv } from '../src/workers/guard.ts';
 
 export interface Env extends GatehouseWorkerEnv {
   readonly PERMISSIONS: KVNamespace;

@@ -16,19 +16,19 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import dynalite from 'dynalite';
 import * as jose from 'jose';
-import type { AuthorizerEvent } from '../src/adapters/apigateway.ts';
-import { createLambdaHandler, ENV, effectivePolicy } from '../src/adapters/apigateway-lambda.ts';
+import type { AuthorizerEvent } from '../src/aws/authorizer.ts';
+import {
+  createDynamoDBClient,
+  createPermissionTable,
+  writePermissionData,
+} from '../src/aws/dynamodb-store.ts';
+import { createLambdaHandler, ENV, effectivePolicy } from '../src/aws/lambda.ts';
 import { flag, parseArgs, stringOption } from '../src/cli/args.ts';
 import { parseDotenv, UsageError } from '../src/cli/io.ts';
 import { type DevIssuer, devIssuer } from '../src/cli/token.ts';
 import { ConfigError } from '../src/errors.ts';
 import { parsePolicyText } from '../src/policy/text.ts';
-import {
-  createDynamoDBClient,
-  createPermissionTable,
-  writePermissionData,
-} from '../src/stores/dynamodb.ts';
-import { parsePermissionData } from '../src/stores/file.ts';
+import { parsePermissionData } from '../src/stores/permission-data.ts';
 import { normalizeMediaType } from '../src/token/precheck.ts';
 
 const TABLE = 'gatehouse-local';

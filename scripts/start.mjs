@@ -145,7 +145,7 @@ if (issuer !== undefined) {
 if (isDemo) {
   const seedFile = join(root, 'demo', 'permissions.json');
   const { openLocalKv } = await import('../src/cli/kv-targets.ts');
-  const { KvAdminStore } = await import('../src/stores/kv-admin.ts');
+  const { KvAdminStore } = await import('../src/workers/kv-admin-store.ts');
   const { PermissionAdmin } = await import('../src/admin/operations.ts');
   const { seedMissing } = await import('../src/cli/seed.ts');
   const local = await openLocalKv({ configPath, persistTo, binding: BINDING });

@@ -7,18 +7,19 @@
  * cannot drift from them; the trace is computed beside it from the same records and is
  * informational. Neither contains the token or the principal's claim values.
  */
+
+import { AdminError, TokenError } from '../errors.ts';
+import { type ConditionInput, compileConditions } from '../permissions/conditions.ts';
+import { isValidPermission, permissionMatches } from '../permissions/grammar.ts';
+import { compilePermissions, type PermissionSet } from '../permissions/permission-set.ts';
+import { compileRoles } from '../permissions/roles.ts';
 import {
   CHECK_ISSUER,
   type CheckAnswer,
   type CheckItem,
   runCheck,
   subjectPrincipal,
-} from '../adapters/check-api.ts';
-import { AdminError, TokenError } from '../errors.ts';
-import { type ConditionInput, compileConditions } from '../permissions/conditions.ts';
-import { isValidPermission, permissionMatches } from '../permissions/grammar.ts';
-import { compilePermissions, type PermissionSet } from '../permissions/permission-set.ts';
-import { compileRoles } from '../permissions/roles.ts';
+} from '../policy/check.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { fillTemplate } from '../policy/routes.ts';
 import { ClaimsStore } from '../stores/claims.ts';

@@ -18,14 +18,14 @@ import { AdminError, ConfigError } from '../errors.ts';
 import { readGrant } from '../permissions/grants.ts';
 import { compilePermissions, type PermissionEntry } from '../permissions/permission-set.ts';
 import { compileRoles, MAX_ROLE_NAME_LENGTH } from '../permissions/roles.ts';
+import { subjectStorageKey, tenantStorageKey } from '../stores/keys.ts';
+import { MemoryStore, type TenantRole } from '../stores/memory.ts';
 import {
   exportPermissionData,
   FileStore,
   type PermissionData,
   parsePermissionData,
-} from '../stores/file.ts';
-import { subjectStorageKey, tenantStorageKey } from '../stores/keys.ts';
-import { MemoryStore, type TenantRole } from '../stores/memory.ts';
+} from '../stores/permission-data.ts';
 import {
   canonicalJson,
   maxRecordEntriesOption,

@@ -22,8 +22,8 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ConfigError } from '../errors.ts';
-import type { KvNamespaceLike } from '../stores/kv.ts';
-import type { KvAdminNamespace, KvListKey, KvListResult } from '../stores/kv-admin.ts';
+import type { KvAdminNamespace, KvListKey, KvListResult } from '../workers/kv-admin-store.ts';
+import type { KvNamespaceLike } from '../workers/kv-store.ts';
 
 /** wrangler's log levels (`WRANGLER_LOG`). */
 export type WranglerLogLevel = 'none' | 'error' | 'warn' | 'info' | 'log' | 'debug';

@@ -15,7 +15,7 @@ import { AdminError, ConfigError } from '../errors.ts';
 import { Gatehouse } from '../policy/decide.ts';
 import { type CompiledPolicy, compilePolicy } from '../policy/policy.ts';
 import { parsePolicyText } from '../policy/text.ts';
-import { expiryToUnixSeconds } from '../stores/file.ts';
+import { expiryToUnixSeconds } from '../stores/permission-data.ts';
 import type { Conditions, Grant, SubjectKey, Weekday } from '../types.ts';
 import {
   flag,

@@ -9,9 +9,9 @@
  */
 import { type PermissionAdmin, toSnapshot } from '../admin/operations.ts';
 import type { AuditFilter } from '../admin/types.ts';
-import { exportPermissionData, parsePermissionData } from '../stores/file.ts';
 import { subjectStorageKey, tenantStorageKey } from '../stores/keys.ts';
 import { MemoryStore } from '../stores/memory.ts';
+import { exportPermissionData, parsePermissionData } from '../stores/permission-data.ts';
 
 export interface SeedResult {
   /** Subjects and roles written, as `alice`, `alice (tenant acme)`, `role editor`. */

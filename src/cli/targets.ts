@@ -46,8 +46,8 @@ export async function openTarget(options: TargetOptions, io: CliIo): Promise<Ope
 
 async function openKv(options: TargetOptions): Promise<OpenTarget> {
   const [{ KvAdminStore }, { KvStore }, targets] = await Promise.all([
-    import('../stores/kv-admin.ts'),
-    import('../stores/kv.ts'),
+    import('../workers/kv-admin-store.ts'),
+    import('../workers/kv-store.ts'),
     import('./kv-targets.ts'),
   ]);
   const binding = options.binding ?? 'PERMISSIONS';
@@ -74,7 +74,7 @@ async function openKv(options: TargetOptions): Promise<OpenTarget> {
 /** KvStore reads `{ type: 'json' }`; the wrangler adapter answers text. */
 function jsonReader(namespace: {
   get(key: string, type: 'text'): Promise<string | null>;
-}): ConstructorParameters<typeof import('../stores/kv.ts').KvStore>[0] {
+}): ConstructorParameters<typeof import('../workers/kv-store.ts').KvStore>[0] {
   return {
     async get(key: string) {
       const text = await namespace.get(key, 'text');
@@ -91,8 +91,8 @@ function jsonReader(namespace: {
 
 async function openDynamoDB(options: TargetOptions, io: CliIo): Promise<OpenTarget> {
   const [{ createDynamoDBClient, DynamoDBStore }, { DynamoDBAdminStore }] = await Promise.all([
-    import('../stores/dynamodb.ts'),
-    import('../stores/dynamodb-admin.ts'),
+    import('../aws/dynamodb-store.ts'),
+    import('../aws/dynamodb-admin-store.ts'),
   ]);
   const tableName = options.table!;
   const region = options.region ?? io.env.AWS_REGION ?? 'us-east-1';

@@ -4,6 +4,9 @@ export type { CacheOptions, CacheOutcome, CacheStats, RolesLookup, UserLookup } 
 export { CachedStore } from './cache.ts';
 export type { ClaimsStoreOptions } from './claims.ts';
 export { ClaimsStore, checkScopeMap } from './claims.ts';
+export { encodeKeyPart, subjectStorageKey, tenantStorageKey } from './keys.ts';
+export type { TenantRole } from './memory.ts';
+export { MemoryStore } from './memory.ts';
 export type {
   GrantEntry,
   ParsePermissionOptions,
@@ -12,14 +15,11 @@ export type {
   RoleAssignmentEntry,
   RoleEntry,
   UserEntry,
-} from './file.ts';
+} from './permission-data.ts';
 export {
   createFileStore,
   expiryToUnixSeconds,
   exportPermissionData,
   FileStore,
   parsePermissionData,
-} from './file.ts';
-export { encodeKeyPart, subjectStorageKey, tenantStorageKey } from './keys.ts';
-export type { TenantRole } from './memory.ts';
-export { MemoryStore } from './memory.ts';
+} from './permission-data.ts';

@@ -10,13 +10,13 @@ import type {
   APIGatewayProxyResult,
 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAdminLambdaHandler } from '../../src/adapters/admin-lambda.ts';
-import type { SimpleResponse } from '../../src/adapters/apigateway.ts';
-import { createLambdaHandler } from '../../src/adapters/apigateway-lambda.ts';
 import type { AuditRecord } from '../../src/admin/types.ts';
-import { writePermissionData } from '../../src/stores/dynamodb.ts';
-import { DynamoDBAdminStore } from '../../src/stores/dynamodb-admin.ts';
-import { parsePermissionData } from '../../src/stores/file.ts';
+import { createAdminLambdaHandler } from '../../src/aws/admin-lambda.ts';
+import type { SimpleResponse } from '../../src/aws/authorizer.ts';
+import { DynamoDBAdminStore } from '../../src/aws/dynamodb-admin-store.ts';
+import { writePermissionData } from '../../src/aws/dynamodb-store.ts';
+import { createLambdaHandler } from '../../src/aws/lambda.ts';
+import { parsePermissionData } from '../../src/stores/permission-data.ts';
 import { DEMO_ISSUER, demoToken } from '../support/cases.ts';
 import {
   DEMO_POLICY,

@@ -9,10 +9,10 @@
  * most: a Deny holding one never matches (as if dropped), an Allow matches as written. A policy
  * builder that needs such a Deny therefore leaks here.
  *
- * The matcher here is written independently of src/adapters (a regex per pattern) so that the
+ * The matcher here is written independently of src/aws (a regex per pattern) so that the
  * model is an oracle, not a copy of the code under test.
  */
-import type { AuthorizerEvent, AuthorizerResponse } from '../../src/adapters/apigateway.ts';
+import type { AuthorizerEvent, AuthorizerResponse } from '../../src/aws/authorizer.ts';
 
 export interface ModelRequest {
   /** The event API Gateway would send on a cache miss. */

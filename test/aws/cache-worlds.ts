@@ -15,12 +15,12 @@
  */
 import * as fc from 'fast-check';
 import * as jose from 'jose';
-import type { AuthorizerResponse } from '../../src/adapters/apigateway.ts';
+import type { AuthorizerResponse } from '../../src/aws/authorizer.ts';
 import {
   type Authorizer,
   type AuthorizerEvent,
   createAuthorizer,
-} from '../../src/adapters/apigateway.ts';
+} from '../../src/aws/authorizer.ts';
 import { Gatehouse } from '../../src/policy/decide.ts';
 import { compilePolicy } from '../../src/policy/policy.ts';
 import { MemoryStore } from '../../src/stores/memory.ts';

@@ -7,9 +7,9 @@
  */
 import * as fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuthorizerEvent, AuthorizerResponse } from '../../src/adapters/apigateway.ts';
-import { createLambdaHandler, type LambdaHandler } from '../../src/adapters/apigateway-lambda.ts';
-import { grantItem, writeItems } from '../../src/stores/dynamodb.ts';
+import type { AuthorizerEvent, AuthorizerResponse } from '../../src/aws/authorizer.ts';
+import { grantItem, writeItems } from '../../src/aws/dynamodb-store.ts';
+import { createLambdaHandler, type LambdaHandler } from '../../src/aws/lambda.ts';
 import { demoToken } from '../support/cases.ts';
 import {
   ApiGatewayCacheModel,

@@ -5,8 +5,8 @@
  * Gateway reads it; any difference from the table fails.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AuthorizerEvent, PRINCIPAL_REASON } from '../../src/adapters/apigateway.ts';
-import { createLambdaHandler } from '../../src/adapters/apigateway-lambda.ts';
+import { type AuthorizerEvent, PRINCIPAL_REASON } from '../../src/aws/authorizer.ts';
+import { createLambdaHandler } from '../../src/aws/lambda.ts';
 import { DECISION_LOG_TYPE } from '../../src/logging/decision-log.ts';
 import { type DecisionCase, demoToken } from '../support/cases.ts';
 import { evaluatePolicy } from './apigw-cache-model.ts';

@@ -3,8 +3,8 @@
  * policy as the core (issue 9, item 5): the demo policy with `permissions.source: claims`.
  */
 import { describe, expect, it, vi } from 'vitest';
-import type { SimpleResponse } from '../../src/adapters/apigateway.ts';
-import { createLambdaHandler } from '../../src/adapters/apigateway-lambda.ts';
+import type { SimpleResponse } from '../../src/aws/authorizer.ts';
+import { createLambdaHandler } from '../../src/aws/lambda.ts';
 import { demoToken } from '../support/cases.ts';
 import { DEMO_POLICY, httpEvent, SECRET } from './support.ts';
 

@@ -1,5 +1,5 @@
 /** The management CLI against a DynamoDB table on dynalite (real HTTP, the real AWS SDK). */
-import { createPermissionTable } from '../../src/stores/dynamodb.ts';
+import { createPermissionTable } from '../../src/aws/dynamodb-store.ts';
 import { describeCliTarget } from '../support/cli-suite.ts';
 import { startDynalite } from './support.ts';
 

@@ -4,8 +4,8 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { IamResponse, SimpleResponse } from '../../src/adapters/apigateway.ts';
-import { createLambdaHandler } from '../../src/adapters/apigateway-lambda.ts';
+import type { IamResponse, SimpleResponse } from '../../src/aws/authorizer.ts';
+import { createLambdaHandler } from '../../src/aws/lambda.ts';
 import { DECISION_LOG_TYPE } from '../../src/logging/decision-log.ts';
 import { demoToken } from '../support/cases.ts';
 import {

@@ -7,10 +7,6 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type AttributeValue, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StoreError } from '../../src/errors.ts';
-import { compilePermissions } from '../../src/permissions/permission-set.ts';
-import { compileRoles } from '../../src/permissions/roles.ts';
-import { CachedStore } from '../../src/stores/cache.ts';
 import {
   createDynamoDBClient,
   createPermissionTable,
@@ -22,8 +18,12 @@ import {
   roleItem,
   userPartitionKey,
   writePermissionData,
-} from '../../src/stores/dynamodb.ts';
-import { parsePermissionData } from '../../src/stores/file.ts';
+} from '../../src/aws/dynamodb-store.ts';
+import { StoreError } from '../../src/errors.ts';
+import { compilePermissions } from '../../src/permissions/permission-set.ts';
+import { compileRoles } from '../../src/permissions/roles.ts';
+import { CachedStore } from '../../src/stores/cache.ts';
+import { parsePermissionData } from '../../src/stores/permission-data.ts';
 import type { UserRecord } from '../../src/types.ts';
 import { DEMO_PERMISSIONS, demoTable, type LocalDynamo, startDynalite } from './support.ts';
 

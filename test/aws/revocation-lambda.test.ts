@@ -10,8 +10,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SimpleResponse } from '../../src/adapters/apigateway.ts';
-import { createLambdaHandler } from '../../src/adapters/apigateway-lambda.ts';
+import type { SimpleResponse } from '../../src/aws/authorizer.ts';
+import { createLambdaHandler } from '../../src/aws/lambda.ts';
 import { devIssuer, mintDevToken } from '../../src/cli/token.ts';
 import { cliAsync, pollUntilDenied } from '../support/revocation.ts';
 import {

@@ -7,13 +7,13 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
-import type { AuthorizerEvent } from '../../src/adapters/apigateway.ts';
+import type { AuthorizerEvent } from '../../src/aws/authorizer.ts';
 import {
   createDynamoDBClient,
   createPermissionTable,
   writePermissionData,
-} from '../../src/stores/dynamodb.ts';
-import { parsePermissionData } from '../../src/stores/file.ts';
+} from '../../src/aws/dynamodb-store.ts';
+import { parsePermissionData } from '../../src/stores/permission-data.ts';
 
 export const read = (path: string) =>
   readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');

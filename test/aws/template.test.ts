@@ -9,17 +9,17 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { parse, type Tags } from 'yaml';
-import { DEFAULT_ADMIN_BASE_PATH } from '../../src/adapters/admin-api.ts';
-import { ADMIN_ENV } from '../../src/adapters/admin-lambda.ts';
-import { createLambdaHandler, ENV } from '../../src/adapters/apigateway-lambda.ts';
-import { applyIssuerEnv, ISSUER_ENV } from '../../src/adapters/issuer-env.ts';
+import { ADMIN_ENV } from '../../src/aws/admin-lambda.ts';
 import {
   createDynamoDBClient,
   PARTITION_KEY,
   SORT_KEY,
   TABLE_DEFINITION,
   TTL_ATTRIBUTE,
-} from '../../src/stores/dynamodb.ts';
+} from '../../src/aws/dynamodb-store.ts';
+import { createLambdaHandler, ENV } from '../../src/aws/lambda.ts';
+import { DEFAULT_ADMIN_BASE_PATH } from '../../src/http/admin-api.ts';
+import { applyIssuerEnv, ISSUER_ENV } from '../../src/policy/issuer-env.ts';
 import { DEMO_POLICY, read } from './support.ts';
 
 const CFN_TAGS = [

@@ -6,10 +6,10 @@
  */
 import { env } from 'cloudflare:workers';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { type AdminApi, createAdminApi } from '../../src/adapters/admin-api.ts';
 import type { AdminStore, AuditRecord } from '../../src/admin/types.ts';
-import type { KvNamespaceLike } from '../../src/stores/kv.ts';
-import { KvAdminStore } from '../../src/stores/kv-admin.ts';
+import { type AdminApi, createAdminApi } from '../../src/http/admin-api.ts';
+import { KvAdminStore } from '../../src/workers/kv-admin-store.ts';
+import type { KvNamespaceLike } from '../../src/workers/kv-store.ts';
 import { DEMO_ISSUER } from '../support/cases.ts';
 import {
   bearer,

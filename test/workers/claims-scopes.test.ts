@@ -3,7 +3,7 @@
  * core and the Lambda (issue 9, item 5): the demo policy with `permissions.source: claims`.
  */
 import { describe, expect, it, vi } from 'vitest';
-import { createGatehouseWorker } from '../../src/adapters/worker.ts';
+import { createGatehouseWorker } from '../../src/workers/guard.ts';
 import { bearer, DEMO_POLICY, demoTokenFor, TEST_SECRET, testGuard } from './helpers.ts';
 
 function claimsPolicy(): Record<string, unknown> {

@@ -6,10 +6,10 @@
 import { env } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { DecisionLogger, type GatehouseEnv, gatehouse } from '../../src/adapters/hono.ts';
 import { DECISION_LOG_TYPE } from '../../src/logging/decision-log.ts';
 import { compilePolicy, Gatehouse } from '../../src/policy/index.ts';
-import { KvStore } from '../../src/stores/kv.ts';
+import { DecisionLogger, type GatehouseEnv, gatehouse } from '../../src/workers/hono.ts';
+import { KvStore } from '../../src/workers/kv-store.ts';
 import { bearer, DEMO_POLICY, demoTokenFor, seedDemo, TEST_SECRET, testGuard } from './helpers.ts';
 
 /** What reached the console, per method. */

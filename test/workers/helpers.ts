@@ -11,8 +11,8 @@ import {
   type GatehouseWorker,
   type GatehouseWorkerEnv,
   type GatehouseWorkerOptions,
-} from '../../src/adapters/worker.ts';
-import { type KvNamespaceLike, seedKv } from '../../src/stores/kv.ts';
+} from '../../src/workers/guard.ts';
+import { type KvNamespaceLike, seedKv } from '../../src/workers/kv-store.ts';
 import { DEMO_AUDIENCE, DEMO_ISSUER } from '../support/cases.ts';
 
 /** The dev secret these tests sign with (never a real one). */

@@ -5,9 +5,9 @@
 import { env } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { type GatehouseEnv, gatehouse, requirePermission } from '../../src/adapters/hono.ts';
 import { compilePolicy, Gatehouse } from '../../src/policy/index.ts';
-import { KvStore } from '../../src/stores/kv.ts';
+import { type GatehouseEnv, gatehouse, requirePermission } from '../../src/workers/hono.ts';
+import { KvStore } from '../../src/workers/kv-store.ts';
 import { bearer, DEMO_POLICY, demoTokenFor, seedDemo, TEST_SECRET } from './helpers.ts';
 
 beforeEach(async () => {

@@ -1,12 +1,12 @@
 /**
- * The Worker reads the same issuer variables as the Lambdas (src/adapters/issuer-env.ts): the
+ * The Worker reads the same issuer variables as the Lambdas (src/policy/issuer-env.ts): the
  * RFC 9068 recipe from `GATEHOUSE_TYPES` / `GATEHOUSE_REQUIRE_TYPE` as wrangler vars, and a bad
  * value stops start-up naming the variable.
  */
 import * as jose from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createGatehouseWorker } from '../../src/adapters/worker.ts';
 import { ConfigError } from '../../src/errors.ts';
+import { createGatehouseWorker } from '../../src/workers/guard.ts';
 import { DEMO_AUDIENCE, DEMO_ISSUER } from '../support/cases.ts';
 import { bearer, DEMO_POLICY, seedDemo, TEST_SECRET, testGuard } from './helpers.ts';
 

@@ -5,9 +5,9 @@
  */
 import * as jose from 'jose';
 import { beforeEach, describe, expect, inject, it } from 'vitest';
-import { createGatehouseWorker, persistedJwksOptions } from '../../src/adapters/worker.ts';
 import { compilePolicy } from '../../src/policy/policy.ts';
-import { KvJwksPersistence, kvKeys } from '../../src/stores/kv.ts';
+import { createGatehouseWorker, persistedJwksOptions } from '../../src/workers/guard.ts';
+import { KvJwksPersistence, kvKeys } from '../../src/workers/kv-store.ts';
 import { bearer, seedDemo, testContext } from './helpers.ts';
 
 const AUDIENCE = 'https://api.gatehouse.test';

@@ -13,9 +13,9 @@ import {
   wranglerKv,
 } from '../../../src/cli/kv-targets.ts';
 import { StoreError } from '../../../src/errors.ts';
-import { KvStore } from '../../../src/stores/kv.ts';
-import { KvAdminStore } from '../../../src/stores/kv-admin.ts';
 import type { UserRecord } from '../../../src/types.ts';
+import { KvAdminStore } from '../../../src/workers/kv-admin-store.ts';
+import { KvStore } from '../../../src/workers/kv-store.ts';
 
 const configPath = fileURLToPath(new URL('../../../wrangler.toml', import.meta.url));
 

@@ -4,7 +4,6 @@
  */
 import { createHash } from 'node:crypto';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { readWorkerConfig } from '../../../src/adapters/worker.ts';
 import { ConfigError } from '../../../src/errors.ts';
 import {
   DECISION_LOG_TYPE,
@@ -16,6 +15,7 @@ import {
 import { type CompiledPolicy, compilePolicy, Gatehouse } from '../../../src/policy/index.ts';
 import { MemoryStore } from '../../../src/stores/index.ts';
 import type { Decision } from '../../../src/types.ts';
+import { readWorkerConfig } from '../../../src/workers/guard.ts';
 import { AUDIENCE, createTestIssuer, type TestIssuer } from '../../support/issuer.ts';
 
 const NOW = Date.parse('2026-11-23T12:00:00Z');

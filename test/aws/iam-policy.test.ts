@@ -5,12 +5,12 @@
  */
 import * as fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AuthorizerFailure, type IamResponse } from '../../src/adapters/apigateway.ts';
+import { AuthorizerFailure, type IamResponse } from '../../src/aws/authorizer.ts';
 import {
   FILLED_PARAM_MAX,
   MALFORMED_PATTERNS,
   MAX_RESOURCE_LENGTH,
-} from '../../src/adapters/apigateway-policy.ts';
+} from '../../src/aws/iam-policy.ts';
 import { splitPath } from '../../src/policy/routes.ts';
 import type { Grant, UserRecord } from '../../src/types.ts';
 import { evaluatePolicy } from './apigw-cache-model.ts';

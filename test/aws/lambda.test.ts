@@ -13,9 +13,9 @@ import {
   type IamResponse,
   parseEvent,
   type SimpleResponse,
-} from '../../src/adapters/apigateway.ts';
-import { createLambdaHandler } from '../../src/adapters/apigateway-lambda.ts';
-import { createDynamoDBClient } from '../../src/stores/dynamodb.ts';
+} from '../../src/aws/authorizer.ts';
+import { createDynamoDBClient } from '../../src/aws/dynamodb-store.ts';
+import { createLambdaHandler } from '../../src/aws/lambda.ts';
 import type { Decision } from '../../src/types.ts';
 import { DEMO_AUDIENCE, DEMO_ISSUER, demoToken } from '../support/cases.ts';
 import {

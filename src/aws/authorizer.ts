@@ -34,7 +34,7 @@ import {
   MAX_RESOURCE_LENGTH,
   type PrincipalStatements,
   principalStatements,
-} from './apigateway-policy.ts';
+} from './iam-policy.ts';
 
 export type AuthorizerMode = 'principal' | 'route';
 export type HttpApiResponse = 'simple' | 'iam';

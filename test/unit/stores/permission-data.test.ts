@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/errors.ts';
-import { expiryToUnixSeconds } from '../../../src/stores/file.ts';
 import {
   createFileStore,
   exportPermissionData,
@@ -8,6 +7,7 @@ import {
   MemoryStore,
   parsePermissionData,
 } from '../../../src/stores/index.ts';
+import { expiryToUnixSeconds } from '../../../src/stores/permission-data.ts';
 
 const EXAMPLE = JSON.stringify({
   roles: {

@@ -19,8 +19,8 @@
  */
 import { explainRequest } from '../admin/explain.ts';
 import { type ChangeResult, PermissionAdmin } from '../admin/operations.ts';
+import { parseDuration } from '../admin/time.ts';
 import type { AdminStore, AuditRecord } from '../admin/types.ts';
-import { parseDuration } from '../cli/io.ts';
 import { AdminError, ConfigError, StoreError, TokenError } from '../errors.ts';
 import type { DecisionLogger } from '../logging/decision-log.ts';
 import { isValidPermission } from '../permissions/grammar.ts';
@@ -28,11 +28,11 @@ import { isValidPermission } from '../permissions/grammar.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { fillTemplate, type PermissionTemplate } from '../policy/routes.ts';
 import { CachedStore } from '../stores/cache.ts';
-import { expiryToUnixSeconds } from '../stores/file.ts';
+import { expiryToUnixSeconds } from '../stores/permission-data.ts';
 import { extractBearer } from '../token/index.ts';
 import { hasDuplicateMemberName } from '../token/json.ts';
 import type { Decision, Grant, Principal, RoleRecord, SubjectKey } from '../types.ts';
-import { type ClientContext, clientContext, denyResponse, readCappedText } from './http.ts';
+import { type ClientContext, clientContext, denyResponse, readCappedText } from './responses.ts';
 
 /** The permission that allows every admin call, for every tenant and for untenanted data. */
 export const ADMIN_PERMISSION = 'admin:permissions';

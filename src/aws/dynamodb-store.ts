@@ -31,6 +31,16 @@ import {
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { ConfigError, StoreError } from '../errors.ts';
+import { encodeKeyPart, subjectStorageKey, tenantStorageKey } from '../stores/keys.ts';
+import { FileStore, type PermissionData } from '../stores/permission-data.ts';
+import {
+  canonicalJson,
+  freezeRole,
+  freezeRoleList,
+  freezeUser,
+  maxRecordEntriesOption,
+  recordTooLarge,
+} from '../stores/records.ts';
 import type {
   Conditions,
   Grant,
@@ -40,16 +50,6 @@ import type {
   SubjectKey,
   UserRecord,
 } from '../types.ts';
-import { FileStore, type PermissionData } from './file.ts';
-import { encodeKeyPart, subjectStorageKey, tenantStorageKey } from './keys.ts';
-import {
-  canonicalJson,
-  freezeRole,
-  freezeRoleList,
-  freezeUser,
-  maxRecordEntriesOption,
-  recordTooLarge,
-} from './records.ts';
 
 /** Partition key attribute (String). */
 export const PARTITION_KEY = 'pk';

@@ -15,20 +15,20 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AuditRecord } from '../../src/admin/types.ts';
-import { ConfigError, StoreError } from '../../src/errors.ts';
+import {
+  AUDIT_RECORD_ATTRIBUTE,
+  auditPartitionKey,
+  DynamoDBAdminStore,
+  MAX_AUDIT_DAYS,
+} from '../../src/aws/dynamodb-admin-store.ts';
 import {
   createDynamoDBClient,
   createPermissionTable,
   DynamoDBStore,
   rolesPartitionKey,
   userPartitionKey,
-} from '../../src/stores/dynamodb.ts';
-import {
-  AUDIT_RECORD_ATTRIBUTE,
-  auditPartitionKey,
-  DynamoDBAdminStore,
-  MAX_AUDIT_DAYS,
-} from '../../src/stores/dynamodb-admin.ts';
+} from '../../src/aws/dynamodb-store.ts';
+import { ConfigError, StoreError } from '../../src/errors.ts';
 import type { RoleRecord, UserRecord } from '../../src/types.ts';
 import { type AdminStoreHarness, describeAdminStore } from '../support/admin-store-contract.ts';
 import { type LocalDynamo, startDynalite } from './support.ts';

@@ -7,10 +7,10 @@ import { PermissionAdmin } from '../../../src/admin/operations.ts';
 import type { AuditRecord } from '../../../src/admin/types.ts';
 import { type LocalKv, openLocalKv } from '../../../src/cli/kv-targets.ts';
 import { AdminError, StoreError } from '../../../src/errors.ts';
-import { parsePermissionData } from '../../../src/stores/file.ts';
-import { KvStore, kvKeys, permissionKvEntries, seedKv } from '../../../src/stores/kv.ts';
-import { type KvAdminNamespace, KvAdminStore } from '../../../src/stores/kv-admin.ts';
+import { parsePermissionData } from '../../../src/stores/permission-data.ts';
 import type { Grant, RoleRecord, UserRecord } from '../../../src/types.ts';
+import { type KvAdminNamespace, KvAdminStore } from '../../../src/workers/kv-admin-store.ts';
+import { KvStore, kvKeys, permissionKvEntries, seedKv } from '../../../src/workers/kv-store.ts';
 import { type AdminStoreHarness, describeAdminStore } from '../../support/admin-store-contract.ts';
 
 const configPath = fileURLToPath(new URL('../../../wrangler.toml', import.meta.url));

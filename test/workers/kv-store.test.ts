@@ -11,7 +11,7 @@ import {
   kvKeys,
   permissionKvEntries,
   seedKv,
-} from '../../src/stores/kv.ts';
+} from '../../src/workers/kv-store.ts';
 import { bearer, demoTokenFor, instrumentedKv, testGuard } from './helpers.ts';
 
 describe('KV key layout', () => {

@@ -12,8 +12,8 @@ import {
   decisionLoggerFromEnv,
 } from '../logging/decision-log.ts';
 import { Gatehouse } from '../policy/decide.ts';
+import { applyIssuerEnv, ISSUER_ENV } from '../policy/issuer-env.ts';
 import { compilePolicy } from '../policy/policy.ts';
-import { createDynamoDBClient, DynamoDBStore } from '../stores/dynamodb.ts';
 import { ALGORITHM_NAMES } from '../token/index.ts';
 import {
   type Authorizer,
@@ -23,8 +23,8 @@ import {
   type AuthorizerResponse,
   createAuthorizer,
   type HttpApiResponse,
-} from './apigateway.ts';
-import { applyIssuerEnv, ISSUER_ENV } from './issuer-env.ts';
+} from './authorizer.ts';
+import { createDynamoDBClient, DynamoDBStore } from './dynamodb-store.ts';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 

@@ -20,11 +20,6 @@ import type {
   APIGatewayProxyStructuredResultV2,
 } from 'aws-lambda';
 import { ConfigError } from '../errors.ts';
-import { consoleJsonWriter, decisionLoggerFromEnv } from '../logging/decision-log.ts';
-import { Gatehouse } from '../policy/decide.ts';
-import { compilePolicy } from '../policy/policy.ts';
-import { createDynamoDBClient, DynamoDBStore } from '../stores/dynamodb.ts';
-import { DynamoDBAdminStore } from '../stores/dynamodb-admin.ts';
 import {
   type AdminApi,
   type AdminRequest,
@@ -33,8 +28,13 @@ import {
   DEFAULT_ADMIN_BASE_PATH,
   pathSegments,
   underBasePath,
-} from './admin-api.ts';
-import { buildAtColdStart, ENV, type Env, effectivePolicy } from './apigateway-lambda.ts';
+} from '../http/admin-api.ts';
+import { consoleJsonWriter, decisionLoggerFromEnv } from '../logging/decision-log.ts';
+import { Gatehouse } from '../policy/decide.ts';
+import { compilePolicy } from '../policy/policy.ts';
+import { DynamoDBAdminStore } from './dynamodb-admin-store.ts';
+import { createDynamoDBClient, DynamoDBStore } from './dynamodb-store.ts';
+import { buildAtColdStart, ENV, type Env, effectivePolicy } from './lambda.ts';
 
 /** The variables the admin function reads besides the authorizer's (ENV in apigateway-lambda.ts). */
 export const ADMIN_ENV = {

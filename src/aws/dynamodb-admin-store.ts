@@ -42,6 +42,8 @@ import type {
   Snapshot,
 } from '../admin/types.ts';
 import { AdminError, StoreError } from '../errors.ts';
+import { parseSubjectStorageKey, parseTenantStorageKey } from '../stores/keys.ts';
+import type { TenantRole } from '../stores/memory.ts';
 import type { Grant, RoleAssignment, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
 import {
   assignmentItem,
@@ -66,9 +68,7 @@ import {
   userMarkerItem,
   userPartitionKey,
   writeRequests,
-} from './dynamodb.ts';
-import { parseSubjectStorageKey, parseTenantStorageKey } from './keys.ts';
-import type { TenantRole } from './memory.ts';
+} from './dynamodb-store.ts';
 
 /** Prefix of an audit day partition: `AUDIT#2026-11-20`. */
 export const AUDIT_PREFIX = 'AUDIT#';

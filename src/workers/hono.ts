@@ -24,11 +24,11 @@
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import { TokenError } from '../errors.ts';
+import { clientContext, denyResponse, problemResponse } from '../http/responses.ts';
 import type { DecisionLogger } from '../logging/decision-log.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { extractBearer } from '../token/index.ts';
 import type { Decision, Principal } from '../types.ts';
-import { clientContext, denyResponse, problemResponse } from './http.ts';
 
 /** What the middleware puts on the context under `gatehouse`. */
 export interface GatehouseContext {
@@ -224,4 +224,4 @@ export {
 } from '../logging/decision-log.ts';
 export { Gatehouse } from '../policy/decide.ts';
 export { compilePolicy } from '../policy/policy.ts';
-export { KvJwksPersistence, KvStore } from '../stores/kv.ts';
+export { KvJwksPersistence, KvStore } from './kv-store.ts';

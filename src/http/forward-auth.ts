@@ -7,7 +7,7 @@
 import { type DecisionLogTarget, logDecision, startDecision } from '../logging/decision-log.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { type CheckContext, MAX_CHECK_BODY_BYTES } from './check-api.ts';
-import { denyResponse, identityHeaders, problemResponse } from './http.ts';
+import { denyResponse, identityHeaders, problemResponse } from './responses.ts';
 
 export interface ForwardAuthOptions {
   readonly context: CheckContext;

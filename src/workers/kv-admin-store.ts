@@ -1,6 +1,6 @@
 /**
  * The management side of the Workers KV store: an {@link AdminStore} over one KV namespace, in
- * exactly the key layout and value shapes {@link KvStore} reads (src/stores/kv.ts,
+ * exactly the key layout and value shapes {@link KvStore} reads (src/workers/kv-store.ts,
  * docs/workers.md), so what management writes is what the edges read.
  *
  * - `user/<tenant key>/s:<subject>`: one value per subject, the permission-file entries
@@ -30,11 +30,11 @@
 import { matchesAudit } from '../admin/memory.ts';
 import type { AdminStore, AuditFilter, AuditRecord, Progress, Snapshot } from '../admin/types.ts';
 import { AdminError, ConfigError, GatehouseError, StoreError } from '../errors.ts';
+import { parseSubjectStorageKey, parseTenantStorageKey } from '../stores/keys.ts';
+import { MemoryStore, type TenantRole } from '../stores/memory.ts';
+import { exportPermissionData, type PermissionData } from '../stores/permission-data.ts';
 import type { RoleRecord, SubjectKey, UserRecord } from '../types.ts';
-import { exportPermissionData, type PermissionData } from './file.ts';
-import { parseSubjectStorageKey, parseTenantStorageKey } from './keys.ts';
-import { KV_MAX_KEY_BYTES, type KvNamespaceLike, KvStore, kvKeys } from './kv.ts';
-import { MemoryStore, type TenantRole } from './memory.ts';
+import { KV_MAX_KEY_BYTES, type KvNamespaceLike, KvStore, kvKeys } from './kv-store.ts';
 
 /** One key of a KV list page. */
 export interface KvListKey {

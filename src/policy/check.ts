@@ -1,12 +1,9 @@
 /**
- * The check API: "may this subject (or this token) do this?" without a request to guard. Served
- * over HTTP by the guard Worker (`POST <prefix>/v1/check` and `/v1/check/batch`, callers need
- * `authz:check`) and as RPC methods on a service-binding entrypoint (the binding is the
- * credential). One item names who (`subject` [+ `tenant`] or `token`) and what (`permission`,
- * `permissions` + `mode`, or `method` + `path` through the policy's routes), plus `context`.
- *
- * Over HTTP a caller checks subjects of its own tenant only ({@link scopeItemsToCaller}); the RPC
- * entrypoint is not scoped (the binding is the credential).
+ * The meaning of a check: "may this subject (or this token) do this?" without a request to guard.
+ * One item names who (`subject` [+ `tenant`] or `token`) and what (`permission`, `permissions` +
+ * `mode`, or `method` + `path` through the policy's routes), plus `context`. The HTTP check API
+ * (src/http/check-api.ts), the RPC entrypoint and `explain` (src/admin) all answer through
+ * {@link runCheck}, so they cannot disagree.
  *
  * A batch runs its items concurrently through the Gatehouse's cached store, whose single-flight
  * makes every distinct subject cost one store read however many items name it.
@@ -14,26 +11,12 @@
 import { TokenError } from '../errors.ts';
 import { type DecisionLogTarget, logDecision, startDecision } from '../logging/decision-log.ts';
 import { isValidPermission } from '../permissions/index.ts';
-// Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
-import type { Gatehouse } from '../policy/decide.ts';
-import { fillTemplate } from '../policy/routes.ts';
-import { extractBearer } from '../token/index.ts';
-import { hasDuplicateMemberName } from '../token/json.ts';
 import type { Decision, PermissionMatch, Principal } from '../types.ts';
-import { denyResponse, jsonResponse, problemResponse, readCappedText } from './http.ts';
+import type { Gatehouse } from './decide.ts';
+import { fillTemplate } from './routes.ts';
 
 /** Items per batch. */
 export const MAX_BATCH_ITEMS = 100;
-/** Request bodies larger than this are refused (413) before parsing. */
-export const MAX_CHECK_BODY_BYTES = 256 * 1024;
-/** The permission a caller's token must hold to use the HTTP check API. */
-export const CHECK_PERMISSION = 'authz:check';
-/**
- * The extra permission an untenanted (platform-level) caller needs to check subjects of a tenant.
- * A caller that has a tenant can never check another tenant's subjects, whatever it holds (a
- * tenant admin's `*` does not reach other tenants). See docs/workers.md, "Check API".
- */
-export const CHECK_ANY_TENANT_PERMISSION = 'authz:check:any-tenant';
 /** The issuer recorded on principals the check API builds from a bare subject. */
 export const CHECK_ISSUER = 'urn:gatehouse:check';
 
@@ -252,7 +235,7 @@ export function subjectPrincipal(item: CheckItem, nowMs: number): Principal {
   };
 }
 
-function fixed(
+export function fixedDecision(
   allow: boolean,
   status: Decision['status'],
   reason: Decision['reason'],
@@ -281,13 +264,19 @@ async function routeCheck(
   const upper = method.toUpperCase();
   const match = gatehouse.policy.routes.match(upper, path);
   if (match === 'malformed') {
-    return fixed(false, 400, 'malformed_request', 'The request path is malformed or ambiguous.');
+    return fixedDecision(
+      false,
+      400,
+      'malformed_request',
+      'The request path is malformed or ambiguous.',
+    );
   }
-  if (match === null) return fixed(false, 403, 'no_route', `No route matches ${upper}.`, principal);
+  if (match === null)
+    return fixedDecision(false, 403, 'no_route', `No route matches ${upper}.`, principal);
   const route = match.route;
   const requirement = route.requirement;
   if (requirement.kind === 'public') {
-    return fixed(
+    return fixedDecision(
       true,
       200,
       'public_route',
@@ -300,7 +289,7 @@ async function routeCheck(
   if (param !== undefined) {
     const wanted = match.params[param];
     if (wanted !== undefined && wanted !== principal.tenant) {
-      return fixed(
+      return fixedDecision(
         false,
         403,
         'tenant_mismatch',
@@ -311,7 +300,7 @@ async function routeCheck(
     }
   }
   if (requirement.kind === 'authenticated') {
-    return fixed(
+    return fixedDecision(
       true,
       200,
       'authenticated_route',
@@ -360,7 +349,7 @@ async function checkItem(gatehouse: Gatehouse, item: CheckItem, now: () => numbe
       } catch (error) {
         if (error instanceof TokenError) {
           const status = error.code === 'keys_unavailable' ? 503 : 401;
-          return fixed(false, status, error.code, error.message);
+          return fixedDecision(false, status, error.code, error.message);
         }
         throw error;
       }
@@ -372,7 +361,7 @@ async function checkItem(gatehouse: Gatehouse, item: CheckItem, now: () => numbe
     }
     return await permissionCheck(gatehouse, principal, item, context);
   } catch {
-    return fixed(false, 503, 'internal_error', 'The check failed; the answer is deny.');
+    return fixedDecision(false, 503, 'internal_error', 'The check failed; the answer is deny.');
   }
 }
 
@@ -394,187 +383,4 @@ export function runBatch(
   log?: DecisionLogTarget,
 ): Promise<CheckAnswer[]> {
   return Promise.all(items.map((item) => runCheck(gatehouse, item, now, log)));
-}
-
-/**
- * Whether the caller (the request's bearer token) may use the HTTP check API: it must verify and
- * hold {@link CHECK_PERMISSION}. Returns the caller's principal when allowed, or the deny response.
- */
-export async function authorizeCaller(
-  gatehouse: Gatehouse,
-  request: Request,
-  context: CheckContext,
-  log?: DecisionLogTarget,
-): Promise<Principal | Response> {
-  const authorization = request.headers.get('authorization');
-  const startedAt = startDecision(log);
-  // Logged as a decision of its own: the endpoint's path, `authz:check` as the requirement.
-  const logged = (decision: Decision) => {
-    if (log === undefined) return;
-    const path = new URL(request.url).pathname;
-    logDecision(log, decision, { method: request.method, path, authorization }, startedAt);
-  };
-  let principal: Principal;
-  try {
-    principal = (await gatehouse.verifier.verify(extractBearer(authorization))).principal;
-  } catch (error) {
-    const code = error instanceof TokenError ? error.code : 'internal_error';
-    const status = code === 'keys_unavailable' || code === 'internal_error' ? 503 : 401;
-    const refused = fixed(false, status, code, '');
-    logged(refused);
-    return denyResponse(refused, authorization);
-  }
-  const decision = await gatehouse.check(principal, [CHECK_PERMISSION], context);
-  logged(decision);
-  return decision.allow ? principal : denyResponse(decision, authorization);
-}
-
-/**
- * Scopes subject items to the caller's tenant: an item without `tenant` means the caller's own
- * tenant, and an item naming another tenant is refused (403 `tenant_mismatch`, naming the field)
- * unless the caller has no tenant (a platform-level caller) and holds
- * {@link CHECK_ANY_TENANT_PERMISSION}. Token items are the token's own principal and pass as
- * they are. Returns the scoped items, or the refusal.
- */
-export async function scopeItemsToCaller(
-  gatehouse: Gatehouse,
-  caller: Principal,
-  items: readonly CheckItem[],
-  context: CheckContext,
-  field: (index: number) => string,
-): Promise<CheckItem[] | Response> {
-  const scoped: CheckItem[] = [];
-  let crossTenant: number | undefined;
-  for (const [i, item] of items.entries()) {
-    if (item.subject === undefined) {
-      scoped.push(item);
-      continue;
-    }
-    if (item.tenant === undefined) {
-      scoped.push(caller.tenant === undefined ? item : { ...item, tenant: caller.tenant });
-      continue;
-    }
-    if (item.tenant !== caller.tenant) crossTenant ??= i;
-    scoped.push(item);
-  }
-  if (crossTenant !== undefined) {
-    const allowed =
-      caller.tenant === undefined &&
-      (await gatehouse.check(caller, [CHECK_ANY_TENANT_PERMISSION], context)).allow;
-    if (!allowed) {
-      return problemResponse({
-        status: 403,
-        reason: 'tenant_mismatch',
-        // The field is ours, never the caller's value.
-        detail: `${field(crossTenant)}.tenant: the caller may only check subjects of its own tenant.`,
-      });
-    }
-  }
-  return scoped;
-}
-
-function tooLarge(): Response {
-  return problemResponse({
-    status: 413,
-    reason: 'body_too_large',
-    detail: 'The body is too large.',
-  });
-}
-
-async function readJson(request: Request): Promise<unknown | Response> {
-  const type = request.headers.get('content-type') ?? '';
-  if (!/^application\/json\b/i.test(type)) {
-    return problemResponse({
-      status: 415,
-      reason: 'unsupported_media_type',
-      detail: 'Send the body as application/json.',
-    });
-  }
-  const declared = Number(request.headers.get('content-length') ?? '0');
-  if (declared > MAX_CHECK_BODY_BYTES) return tooLarge();
-  const invalidJson = problemResponse({
-    status: 400,
-    reason: 'invalid_request',
-    detail: 'The body is not valid JSON.',
-  });
-  let body: string | null;
-  try {
-    body = await readCappedText(request.body, MAX_CHECK_BODY_BYTES);
-  } catch {
-    return invalidJson; // not UTF-8
-  }
-  if (body === null) return tooLarge();
-  let value: unknown;
-  try {
-    value = JSON.parse(body) as unknown;
-  } catch {
-    return invalidJson;
-  }
-  // JSON.parse keeps the last of two equal keys; a WAF or audit log in front may read the first.
-  if (hasDuplicateMemberName(body)) {
-    return problemResponse({
-      status: 400,
-      reason: 'invalid_request',
-      detail: 'The body repeats a member name.',
-    });
-  }
-  return value;
-}
-
-function inputProblem(error: CheckInputError): Response {
-  const reason =
-    error.field === 'items' && error.expected.startsWith('expected at most')
-      ? 'batch_too_large'
-      : 'invalid_request';
-  // The field and the expectation are ours, never the caller's values.
-  return problemResponse({ status: 400, reason, detail: `${error.field}: ${error.expected}` });
-}
-
-/**
- * Serves `POST /v1/check` (`batch: false`) or `POST /v1/check/batch` for an authorized caller.
- * The caller check comes first, so an unauthorized caller learns nothing about the body.
- */
-export async function handleCheckRequest(
-  gatehouse: Gatehouse,
-  request: Request,
-  options: {
-    batch: boolean;
-    context: CheckContext;
-    now?: () => number;
-    /** Where the caller's and every item's decision is logged (edge `check-api`). */
-    log?: DecisionLogTarget | undefined;
-  },
-): Promise<Response> {
-  if (request.method !== 'POST') {
-    return problemResponse({
-      status: 405,
-      reason: 'method_not_allowed',
-      detail: 'Use POST.',
-      headers: { allow: 'POST' },
-    });
-  }
-  const log = options.log;
-  const caller = await authorizeCaller(gatehouse, request, options.context, log);
-  if (caller instanceof Response) return caller;
-  const body = await readJson(request);
-  if (body instanceof Response) return body;
-  let items: CheckItem[];
-  try {
-    items = options.batch ? parseCheckBatch(body) : [parseCheckItem(body)];
-  } catch (error) {
-    if (error instanceof CheckInputError) return inputProblem(error);
-    throw error;
-  }
-  const scoped = await scopeItemsToCaller(
-    gatehouse,
-    caller,
-    items,
-    options.context,
-    options.batch ? (i) => `items[${i}]` : () => '(body)',
-  );
-  if (scoped instanceof Response) return scoped;
-  if (options.batch) {
-    return jsonResponse({ results: await runBatch(gatehouse, scoped, options.now, log) });
-  }
-  return jsonResponse(await runCheck(gatehouse, scoped[0]!, options.now, log));
 }

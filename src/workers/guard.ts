@@ -7,6 +7,26 @@
  * type-checks under the Node tsconfig and can be driven from tests with any env object.
  */
 import { ConfigError } from '../errors.ts';
+import { type AdminApi, createAdminApi } from '../http/admin-api.ts';
+import {
+  type CheckAnswer,
+  CheckInputError,
+  type CheckItem,
+  handleCheckRequest,
+  MAX_BATCH_ITEMS,
+  parseCheckItem,
+  runCheck,
+} from '../http/check-api.ts';
+import { handleForwardAuth } from '../http/forward-auth.ts';
+import {
+  clientContext,
+  denyResponse,
+  IDENTITY_HEADER_PREFIX,
+  identityHeaders,
+  problemResponse,
+  stripIdentityHeaders,
+  stripOverrideHeaders,
+} from '../http/responses.ts';
 import {
   consoleObjectWriter,
   type DecisionLogConfig,
@@ -16,31 +36,11 @@ import {
 } from '../logging/decision-log.ts';
 // Not ../policy/index.ts: that re-exports the YAML text parser, which a Worker must not bundle.
 import { Gatehouse } from '../policy/decide.ts';
+import { applyIssuerEnv } from '../policy/issuer-env.ts';
 import { type CompiledPolicy, compilePolicy } from '../policy/policy.ts';
-import { KvJwksPersistence, type KvNamespaceLike, KvStore } from '../stores/kv.ts';
-import { type KvAdminNamespace, KvAdminStore } from '../stores/kv-admin.ts';
 import type { Decision } from '../types.ts';
-import { type AdminApi, createAdminApi } from './admin-api.ts';
-import {
-  type CheckAnswer,
-  CheckInputError,
-  type CheckItem,
-  handleCheckRequest,
-  MAX_BATCH_ITEMS,
-  parseCheckItem,
-  runCheck,
-} from './check-api.ts';
-import { handleForwardAuth } from './forward-auth.ts';
-import {
-  clientContext,
-  denyResponse,
-  IDENTITY_HEADER_PREFIX,
-  identityHeaders,
-  problemResponse,
-  stripIdentityHeaders,
-  stripOverrideHeaders,
-} from './http.ts';
-import { applyIssuerEnv } from './issuer-env.ts';
+import { type KvAdminNamespace, KvAdminStore } from './kv-admin-store.ts';
+import { KvJwksPersistence, type KvNamespaceLike, KvStore } from './kv-store.ts';
 
 /** The header the guard sends {@link GatehouseWorkerEnv.ORIGIN_SHARED_SECRET} in, always overwritten. */
 export const ORIGIN_SECRET_HEADER = 'X-Gatehouse-Origin-Secret';

@@ -18,8 +18,7 @@
  */
 
 import { ConfigError, StoreError } from '../errors.ts';
-import type { JSONWebKeySet, JwksPersistence, PersistedJwks } from '../token/index.ts';
-import type { PermissionStore, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
+import { encodeKeyPart, subjectStorageKey, tenantStorageKey } from '../stores/keys.ts';
 import {
   FileStore,
   type GrantEntry,
@@ -28,9 +27,15 @@ import {
   parsePermissionData,
   type RoleAssignmentEntry,
   type RoleEntry,
-} from './file.ts';
-import { encodeKeyPart, subjectStorageKey, tenantStorageKey } from './keys.ts';
-import { freezeRoleList, freezeUser, maxRecordEntriesOption, recordTooLarge } from './records.ts';
+} from '../stores/permission-data.ts';
+import {
+  freezeRoleList,
+  freezeUser,
+  maxRecordEntriesOption,
+  recordTooLarge,
+} from '../stores/records.ts';
+import type { JSONWebKeySet, JwksPersistence, PersistedJwks } from '../token/index.ts';
+import type { PermissionStore, RoleRecord, SubjectKey, UserRecord } from '../types.ts';
 
 /** The part of a Workers `KVNamespace` binding this module uses. */
 export interface KvNamespaceLike {
