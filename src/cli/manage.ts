@@ -10,12 +10,12 @@
  */
 import { explainRequest, formatExplain } from '../admin/explain.ts';
 import { type PermissionAdmin as Admin, PermissionAdmin } from '../admin/operations.ts';
+import { parseExpiry as parseExpiryText, parseSince as parseSinceText } from '../admin/time.ts';
 import type { AuditRecord } from '../admin/types.ts';
 import { AdminError, ConfigError } from '../errors.ts';
 import { Gatehouse } from '../policy/decide.ts';
 import { type CompiledPolicy, compilePolicy } from '../policy/policy.ts';
 import { parsePolicyText } from '../policy/text.ts';
-import { expiryToUnixSeconds } from '../stores/permission-data.ts';
 import type { Conditions, Grant, SubjectKey, Weekday } from '../types.ts';
 import {
   flag,
@@ -25,7 +25,7 @@ import {
   parseArgs,
   stringOption,
 } from './args.ts';
-import { type CliIo, parseDotenv, parseDuration, UsageError } from './io.ts';
+import { type CliIo, parseDotenv, UsageError } from './io.ts';
 import { openTarget, TARGET_USAGE, type TargetOptions } from './targets.ts';
 import { configuredPolicyFile, devVarsBeside } from './wrangler-config.ts';
 
@@ -93,22 +93,12 @@ function subjectKey(parsed: ParsedArgs, subject: string): SubjectKey {
  * Unix seconds, never a duration: `--expires 3600` meaning 1970 would be refused as past.
  */
 export function parseExpiry(text: string, nowMs: number): number {
-  if (/^\d+[smhdw]$/.test(text)) {
-    const weeks = text.endsWith('w');
-    const seconds = parseDuration(weeks ? `${Number(text.slice(0, -1)) * 7}d` : text);
-    if (seconds === null) throw new UsageError(`--expires: ${text} is not a duration`);
-    return Math.floor(nowMs / 1000) + seconds;
-  }
-  try {
-    return expiryToUnixSeconds(/^\d+$/.test(text) ? Number(text) : text, '--expires');
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      throw new UsageError(
-        `--expires: expected a duration (90s, 15m, 2h, 7d, 2w), an ISO time with zone, or Unix seconds`,
-      );
-    }
-    throw error;
-  }
+  const parsed = parseExpiryText(/^\d+$/.test(text) ? Number(text) : text, nowMs);
+  if (parsed.ok) return parsed.unixSeconds;
+  if (parsed.problem === 'duration') throw new UsageError(`--expires: ${text} is not a duration`);
+  throw new UsageError(
+    `--expires: expected a duration (90s, 15m, 2h, 7d, 2w), an ISO time with zone, or Unix seconds`,
+  );
 }
 
 const WEEKDAYS: readonly Weekday[] = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
@@ -770,11 +760,11 @@ ${COMMON_USAGE}`,
 };
 
 function parseSince(text: string, nowMs: number): number {
-  const duration = parseDuration(text);
-  if (duration !== null && /[smhd]$/.test(text)) return nowMs - duration * 1000;
-  const ms = Date.parse(text);
-  if (/^\d{4}-\d{2}-\d{2}/.test(text) && !Number.isNaN(ms)) return ms;
-  throw new UsageError('--since expects a duration (1h, 1d, 30d) or an ISO date/time');
+  const since = parseSinceText(text, nowMs);
+  if (since === null) {
+    throw new UsageError('--since expects a duration (1h, 1d, 30d) or an ISO date/time');
+  }
+  return since;
 }
 
 function auditLine(r: AuditRecord): string {
