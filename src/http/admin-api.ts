@@ -19,7 +19,7 @@
  */
 import { explainRequest } from '../admin/explain.ts';
 import { type ChangeResult, PermissionAdmin } from '../admin/operations.ts';
-import { parseDuration } from '../admin/time.ts';
+import { parseExpiry, parseSince } from '../admin/time.ts';
 import type { AdminStore, AuditRecord } from '../admin/types.ts';
 import { AdminError, ConfigError, StoreError, TokenError } from '../errors.ts';
 import type { DecisionLogger } from '../logging/decision-log.ts';
@@ -28,11 +28,10 @@ import { isValidPermission } from '../permissions/grammar.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { fillTemplate, type PermissionTemplate } from '../policy/routes.ts';
 import { CachedStore } from '../stores/cache.ts';
-import { expiryToUnixSeconds } from '../stores/permission-data.ts';
 import { extractBearer } from '../token/index.ts';
-import { hasDuplicateMemberName } from '../token/json.ts';
 import type { Decision, Grant, Principal, RoleRecord, SubjectKey } from '../types.ts';
-import { type ClientContext, clientContext, denyResponse, readCappedText } from './responses.ts';
+import { type JsonBodyRefusal, readCappedText, readJsonBody } from './body.ts';
+import { type ClientContext, clientContext, denyResponse } from './responses.ts';
 
 /** The permission that allows every admin call, for every tenant and for untenanted data. */
 export const ADMIN_PERMISSION = 'admin:permissions';
@@ -298,21 +297,12 @@ function textParam(value: unknown, field: string, what: string): string {
  * PermissionAdmin's check.
  */
 export function parseExpires(value: unknown, field: string, nowMs: number): number {
-  const expected =
-    'expected Unix seconds, an ISO 8601 time with zone, or a duration such as 2h, 7d, 2w';
-  if (typeof value === 'string' && /^\d{1,7}[smhdw]$/.test(value)) {
-    const weeks = value.endsWith('w');
-    const seconds = parseDuration(weeks ? `${Number(value.slice(0, -1)) * 7}d` : value);
-    if (seconds === null) throw invalid(field, expected);
-    return Math.floor(nowMs / 1000) + seconds;
-  }
-  if (typeof value !== 'number' && typeof value !== 'string') throw invalid(field, expected);
-  try {
-    return expiryToUnixSeconds(value, field);
-  } catch (error) {
-    if (error instanceof ConfigError) throw invalid(field, expected);
-    throw error;
-  }
+  const parsed = parseExpiry(value, nowMs);
+  if (parsed.ok) return parsed.unixSeconds;
+  throw invalid(
+    field,
+    'expected Unix seconds, an ISO 8601 time with zone, or a duration such as 2h, 7d, 2w',
+  );
 }
 
 /** A grant or deny from a body: `{permission, expires?, when?}` (or, inside a role, a string). */
@@ -351,12 +341,12 @@ function readRoleBody(value: unknown, name: string, nowMs: number): RoleRecord {
 }
 
 /** `?since=`: a duration back from now (`1h`, `7d`) or an ISO 8601 date or time. */
-function parseSince(text: string, nowMs: number): number {
-  const duration = parseDuration(text);
-  if (duration !== null && /[smhd]$/.test(text)) return nowMs - duration * 1000;
-  const ms = Date.parse(text);
-  if (/^\d{4}-\d{2}-\d{2}/.test(text) && !Number.isNaN(ms)) return ms;
-  throw invalid('since', 'expected a duration back from now (1h, 1d, 30d) or an ISO date/time');
+function sinceParam(text: string, nowMs: number): number {
+  const since = parseSince(text, nowMs);
+  if (since === null) {
+    throw invalid('since', 'expected a duration back from now (1h, 1d, 30d) or an ISO date/time');
+  }
+  return since;
 }
 
 /** The only value of a query parameter; repeating one is a mistake (which one would count?). */
@@ -393,6 +383,10 @@ function bodyField(operation: Operation, field: string | undefined): string | un
 // ---------------------------------------------------------------------------------------------
 // Body
 
+/** The media type the admin API has always accepted: exactly `application/json` (+ parameters). */
+const ADMIN_MEDIA_TYPE = /^application\/json\s*(;|$)/i;
+
+/** A refused body, thrown past the parsing steps to the answer it already is. */
 class BodyProblem extends Error {
   readonly response: Response;
   constructor(response: Response) {
@@ -401,42 +395,36 @@ class BodyProblem extends Error {
   }
 }
 
-async function readJsonBody(request: AdminRequest): Promise<unknown> {
-  const type = request.headers.get('content-type') ?? '';
-  if (!/^application\/json\s*(;|$)/i.test(type)) {
-    throw new BodyProblem(
-      adminProblem(415, 'unsupported_media_type', 'Send the body as application/json.'),
-    );
+/** Each refusal of the shared body reader as the admin API has always answered it. */
+function bodyProblem(refusal: JsonBodyRefusal): Response {
+  switch (refusal) {
+    case 'unsupported_media_type':
+      return adminProblem(415, 'unsupported_media_type', 'Send the body as application/json.');
+    case 'too_large':
+      return adminProblem(
+        413,
+        'body_too_large',
+        `The body is larger than ${MAX_ADMIN_BODY_BYTES} bytes.`,
+      );
+    case 'not_json':
+      return adminProblem(400, 'invalid_request', 'The body is not valid JSON.', {
+        field: '(body)',
+      });
+    case 'duplicate_member_name':
+      return adminProblem(400, 'invalid_request', 'The body repeats a member name.', {
+        field: '(body)',
+      });
   }
-  const tooLarge = () =>
-    new BodyProblem(
-      adminProblem(413, 'body_too_large', `The body is larger than ${MAX_ADMIN_BODY_BYTES} bytes.`),
-    );
-  const declared = Number(request.headers.get('content-length') ?? '0');
-  if (declared > MAX_ADMIN_BODY_BYTES) throw tooLarge();
-  const notJson = new BodyProblem(
-    adminProblem(400, 'invalid_request', 'The body is not valid JSON.', { field: '(body)' }),
-  );
-  let text: string | null;
-  try {
-    text = await request.body(MAX_ADMIN_BODY_BYTES);
-  } catch {
-    throw notJson; // not UTF-8
-  }
-  if (text === null) throw tooLarge();
-  let value: unknown;
-  try {
-    value = JSON.parse(text) as unknown;
-  } catch {
-    throw notJson;
-  }
-  // JSON.parse keeps the last of two equal keys; a log or WAF in front may read the first.
-  if (hasDuplicateMemberName(text)) {
-    throw new BodyProblem(
-      adminProblem(400, 'invalid_request', 'The body repeats a member name.', { field: '(body)' }),
-    );
-  }
-  return value;
+}
+
+/** The call's JSON body; throws {@link BodyProblem} with the answer when it is refused. */
+async function readBody(request: AdminRequest): Promise<unknown> {
+  const read = await readJsonBody(request, {
+    maxBytes: MAX_ADMIN_BODY_BYTES,
+    mediaType: ADMIN_MEDIA_TYPE,
+  });
+  if (!read.ok) throw new BodyProblem(bodyProblem(read.refusal));
+  return read.value;
 }
 
 /** Whether `pathname` is `basePath` or below it. */
@@ -459,16 +447,288 @@ export function pathSegments(pathname: string, basePath: string): string[] | nul
 }
 
 // ---------------------------------------------------------------------------------------------
-// The API
+// The API: built once (validated options), then each call runs
+// authenticate → scope the tenant → authorize → route → read the input → run the operation.
 
 const BASE_PATH = /^(\/[A-Za-z0-9._~-]+)+$/;
 
-function refusal(
-  status: Decision['status'],
-  reason: Decision['reason'],
-  authorization: string | null,
-): Response {
-  return denyResponse({ allow: false, status, reason, explain: '' }, authorization);
+/** The options, validated and defaulted once when the API is built. */
+interface AdminContext {
+  readonly gatehouse: Gatehouse;
+  readonly store: AdminStore;
+  readonly now: () => number;
+  readonly policyRoles: readonly RoleRecord[];
+  readonly basePath: string;
+  readonly log: (entry: Record<string, unknown>) => void;
+  readonly decisionLog: DecisionLogger | null | undefined;
+  readonly auditRetentionDays: number | undefined;
+  readonly maxRecordEntries: number | undefined;
+}
+
+/** Validates the options at start-up, so a mistake fails the deploy rather than the first call. */
+function adminContext(options: AdminApiOptions): AdminContext {
+  const basePath = options.basePath ?? DEFAULT_ADMIN_BASE_PATH;
+  if (!BASE_PATH.test(basePath) || /\/\.{1,2}(\/|$)/.test(basePath)) {
+    throw new ConfigError('basePath', 'expected a path such as /v1/admin (no trailing slash)');
+  }
+  const api: AdminContext = {
+    gatehouse: options.gatehouse,
+    store: options.store,
+    now: options.now ?? Date.now,
+    policyRoles: options.policyRoles ?? options.gatehouse.policy.roles,
+    basePath,
+    log: options.log ?? ((entry: Record<string, unknown>) => console.error(JSON.stringify(entry))),
+    decisionLog: options.decisionLog,
+    auditRetentionDays: options.auditRetentionDays,
+    maxRecordEntries: options.maxRecordEntries,
+  };
+  // Built once now only to validate the retention at start-up rather than on the first call.
+  adminFor(api, 'gatehouse#start-up');
+  return api;
+}
+
+/** The management operations, acting (and audited) as `actor`. */
+function adminFor(api: AdminContext, actor: string): PermissionAdmin {
+  return new PermissionAdmin({
+    store: api.store,
+    policyRoles: api.policyRoles,
+    actor,
+    via: 'admin-api',
+    ...(api.auditRetentionDays !== undefined && { auditRetentionDays: api.auditRetentionDays }),
+    ...(api.maxRecordEntries !== undefined && { maxRecordEntries: api.maxRecordEntries }),
+    now: api.now,
+  });
+}
+
+export function createAdminApi(options: AdminApiOptions): AdminApi {
+  const api = adminContext(options);
+  const handle = (request: AdminRequest) => handleSafely(api, request);
+  return {
+    basePath: api.basePath,
+    handle,
+    fetch: (request, context) => fetchAdmin(api, handle, request, context),
+  };
+}
+
+/** The Worker's entry: a Fetch API request taken apart as the Lambda adapter does it. */
+function fetchAdmin(
+  api: AdminContext,
+  handle: (request: AdminRequest) => Promise<Response>,
+  request: Request,
+  context: ClientContext | undefined,
+): Promise<Response> {
+  const url = new URL(request.url);
+  if (!underBasePath(url.pathname, api.basePath)) {
+    return Promise.resolve(adminProblem(404, 'not_found', 'No such admin resource.'));
+  }
+  return handle({
+    method: request.method,
+    segments: pathSegments(url.pathname, api.basePath),
+    query: url.searchParams,
+    headers: request.headers,
+    body: (max) => readCappedText(request.body, max),
+    context: context ?? clientContext(request),
+  });
+}
+
+/** {@link AdminApi.handle} never throws: nothing internal may reach the caller. */
+async function handleSafely(api: AdminContext, request: AdminRequest): Promise<Response> {
+  try {
+    return await handleCall(api, request);
+  } catch (error) {
+    // Unreachable in practice (every step answers), but nothing internal may reach the caller.
+    api.log({
+      level: 'error',
+      msg: 'admin api: unexpected error',
+      error: error instanceof Error ? error.name : typeof error,
+    });
+    return adminProblem(500, 'internal_error', 'The admin call failed.');
+  }
+}
+
+/**
+ * One call, in the order the module comment promises: a caller without the permission learns
+ * nothing about routes or bodies.
+ */
+async function handleCall(api: AdminContext, request: AdminRequest): Promise<Response> {
+  const startedAt = api.decisionLog?.start() ?? 0;
+  const caller = await authenticate(api, request, startedAt);
+  if (caller instanceof Response) return caller;
+  const scope = scopeTenant(caller, request.query);
+  if (scope instanceof Response) return scope;
+  const denied = await authorize(api, request, caller, scope, startedAt);
+  if (denied !== null) return denied;
+  // Authorized: from here on, input mistakes are reported in full.
+  const match = resolveRoute(request);
+  if (match instanceof Response) return match;
+  try {
+    const call = await readCall(api, request, caller, match, scope.tenant);
+    return await OPERATIONS[match.route.operation](call);
+  } catch (error) {
+    if (error instanceof BodyProblem) return error.response;
+    return errorResponse(api, error, match.route.operation);
+  }
+}
+
+/** Verifies the caller's token: the principal, or the logged 401 / 503 refusal. */
+async function authenticate(
+  api: AdminContext,
+  request: AdminRequest,
+  startedAt: number,
+): Promise<Principal | Response> {
+  const authorization = request.headers.get('authorization');
+  try {
+    return (await api.gatehouse.verifier.verify(extractBearer(authorization))).principal;
+  } catch (error) {
+    const reason = error instanceof TokenError ? error.code : 'internal_error';
+    const status = reason === 'keys_unavailable' || reason === 'internal_error' ? 503 : 401;
+    const refused: Decision = { allow: false, status, reason, explain: '' };
+    await logAuthorization(api, request, refused, startedAt);
+    return denyResponse(refused, authorization);
+  }
+}
+
+/** The tenant a call acts on, and the permissions (any one) that allow it. */
+interface TenantScope {
+  readonly tenant: string | undefined;
+  readonly required: string[];
+}
+
+/**
+ * The tenant whose data the call reads or changes. A caller with a tenant manages only its own
+ * (the default when the query names none); a tenant admin's `*` never reaches another.
+ */
+function scopeTenant(caller: Principal, query: URLSearchParams): TenantScope | Response {
+  const named = query.getAll('tenant');
+  let tenant: string | undefined = named.length === 1 ? named[0] : undefined;
+  if (caller.tenant !== undefined) {
+    if (named.length > 1 || (tenant !== undefined && tenant !== caller.tenant)) {
+      return adminProblem(403, 'tenant_mismatch', 'The caller may only manage its own tenant.', {
+        field: 'tenant',
+      });
+    }
+    tenant = caller.tenant;
+  }
+  // Two ?tenant= values are refused later; until then only the unscoped permission counts.
+  const required = named.length > 1 ? [ADMIN_PERMISSION] : adminPermissionsFor(tenant);
+  return { tenant, required };
+}
+
+/** Checks the caller's admin permission for the tenant; null when allowed, else the deny. */
+async function authorize(
+  api: AdminContext,
+  request: AdminRequest,
+  caller: Principal,
+  scope: TenantScope,
+  startedAt: number,
+): Promise<Response | null> {
+  const decision = await api.gatehouse.check(caller, scope.required, request.context, 'any');
+  await logAuthorization(api, request, decision, startedAt);
+  return decision.allow ? null : denyResponse(decision, request.headers.get('authorization'));
+}
+
+/**
+ * The decision line for the caller's admin permission. Awaited before answering: admin calls
+ * are rare, and the line must not be lost with a frozen Lambda container.
+ */
+async function logAuthorization(
+  api: AdminContext,
+  request: AdminRequest,
+  decision: Decision,
+  startedAt: number,
+): Promise<void> {
+  const logger = api.decisionLog;
+  if (logger === undefined || logger === null) return;
+  await logger.log(
+    'admin-api',
+    decision,
+    {
+      method: request.method,
+      path: `${api.basePath}/${(request.segments ?? []).map(encodeURIComponent).join('/')}`,
+      authorization: request.headers.get('authorization'),
+    },
+    startedAt,
+  );
+}
+
+type MatchedRoute = { readonly route: Route; readonly params: Readonly<Record<string, string>> };
+
+/** The route for the path and method, or the 400 / 404 / 405 answer. */
+function resolveRoute(request: AdminRequest): MatchedRoute | Response {
+  if (request.segments === null) {
+    return adminProblem(400, 'invalid_request', 'The path holds a malformed percent-escape.');
+  }
+  const match = matchRoute(request.method.toUpperCase(), request.segments);
+  if (match === null) return adminProblem(404, 'not_found', 'No such admin resource.');
+  if ('allow' in match) {
+    return adminProblem(405, 'method_not_allowed', `Use ${match.allow.join(', ')}.`, {
+      headers: { allow: match.allow.join(', ') },
+    });
+  }
+  return match;
+}
+
+/** What an operation runs on: the validated query, path parameters and body. */
+interface Call {
+  readonly api: AdminContext;
+  readonly admin: PermissionAdmin;
+  readonly params: Readonly<Record<string, string>>;
+  readonly tenant: string | undefined;
+  /** The subject the path names, in the call's tenant. */
+  readonly key: SubjectKey;
+  readonly body: unknown;
+  readonly request: AdminRequest;
+}
+
+/** Validates the query, then the path parameters, then the body; throws on the first mistake. */
+async function readCall(
+  api: AdminContext,
+  request: AdminRequest,
+  caller: Principal,
+  { route, params }: MatchedRoute,
+  tenant: string | undefined,
+): Promise<Call> {
+  checkQuery(request.query, route.query ?? []);
+  if (tenant !== undefined) textParam(tenant, 'tenant', 'a tenant');
+  for (const [name, value] of Object.entries(params)) {
+    textParam(value, name, name === 'permission' ? 'a permission' : `a ${name}`);
+  }
+  const body = route.body === true ? await readBody(request) : undefined;
+  const subject = params.subject ?? '';
+  return {
+    api,
+    admin: adminFor(api, `${caller.issuer}#${caller.subject}`),
+    params,
+    tenant,
+    key: tenant === undefined ? { subject } : { subject, tenant },
+    body,
+    request,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations: one function per route, each reading its own input and answering.
+
+/** Every operation by name; a new route without its function does not compile. */
+const OPERATIONS: Record<Operation, (call: Call) => Promise<Response>> = {
+  'user.show': async (call) => json(await call.admin.show(call.key)),
+  grant: (call) => addEntry(call, 'grant'),
+  deny: (call) => addEntry(call, 'deny'),
+  revoke: (call) => removeEntry(call, 'revoke'),
+  undeny: (call) => removeEntry(call, 'undeny'),
+  assign: assignRole,
+  unassign: unassignRole,
+  'roles.list': listRoles,
+  'role.show': showRole,
+  'role.put': putRole,
+  'role.rm': removeRole,
+  check: explain,
+  audit: listAudit,
+};
+
+/** A change's answer: 201 when it created something, else 200. */
+function changed(result: ChangeResult, created: boolean): Response {
+  return json(changeBody(result), created ? 201 : 200);
 }
 
 function changeBody(result: ChangeResult): Record<string, unknown> {
@@ -481,350 +741,207 @@ function changeBody(result: ChangeResult): Record<string, unknown> {
   };
 }
 
-export function createAdminApi(options: AdminApiOptions): AdminApi {
-  const { gatehouse, store } = options;
-  const now = options.now ?? Date.now;
-  const policyRoles = options.policyRoles ?? gatehouse.policy.roles;
-  const basePath = options.basePath ?? DEFAULT_ADMIN_BASE_PATH;
-  if (!BASE_PATH.test(basePath) || /\/\.{1,2}(\/|$)/.test(basePath)) {
-    throw new ConfigError('basePath', 'expected a path such as /v1/admin (no trailing slash)');
-  }
-  const log =
-    options.log ?? ((entry: Record<string, unknown>) => console.error(JSON.stringify(entry)));
-  const retention = options.auditRetentionDays;
-  const maxRecordEntries = options.maxRecordEntries;
-  // Built once now only to validate the retention at start-up rather than on the first call.
-  adminFor('gatehouse#start-up');
+/** Drops what this isolate's cache holds about a changed record, so its next decision reads it. */
+function forget(
+  api: AdminContext,
+  what: { key?: SubjectKey; rolesOf?: string | undefined; roles?: boolean },
+) {
+  const cache = api.gatehouse.store;
+  if (!(cache instanceof CachedStore)) return;
+  if (what.key !== undefined) cache.invalidate(what.key);
+  if (what.roles === true) cache.invalidateRoles(what.rolesOf);
+}
 
-  function adminFor(actor: string): PermissionAdmin {
-    return new PermissionAdmin({
-      store,
-      policyRoles,
-      actor,
-      via: 'admin-api',
-      ...(retention !== undefined && { auditRetentionDays: retention }),
-      ...(maxRecordEntries !== undefined && { maxRecordEntries }),
-      now,
+/** POST users/:subject/grants or /denies. */
+async function addEntry(call: Call, operation: 'grant' | 'deny'): Promise<Response> {
+  const { admin, key } = call;
+  const grant = readGrantInput(call.body, '(body)', call.api.now(), false);
+  const result =
+    operation === 'grant' ? await admin.grant(key, grant) : await admin.deny(key, grant);
+  forget(call.api, { key });
+  return changed(result, result.changed);
+}
+
+/** DELETE users/:subject/grants/:permission or /denies/:permission. */
+async function removeEntry(call: Call, operation: 'revoke' | 'undeny'): Promise<Response> {
+  const { admin, key } = call;
+  const permission = call.params.permission!;
+  const result =
+    operation === 'revoke'
+      ? await admin.revoke(key, permission)
+      : await admin.undeny(key, permission);
+  forget(call.api, { key });
+  return changed(result, false);
+}
+
+/** POST users/:subject/roles: `{role, expires?}`. */
+async function assignRole(call: Call): Promise<Response> {
+  const obj = strictObject(call.body, ['role', 'expires'], '(body)');
+  const role = textParam(obj.role, 'role', 'a role name');
+  const expiresAt =
+    obj.expires === undefined ? undefined : parseExpires(obj.expires, 'expires', call.api.now());
+  const result = await call.admin.assign(call.key, role, expiresAt);
+  forget(call.api, { key: call.key });
+  return changed(result, result.changed);
+}
+
+/** DELETE users/:subject/roles/:role. */
+async function unassignRole(call: Call): Promise<Response> {
+  const result = await call.admin.unassign(call.key, call.params.role!);
+  forget(call.api, { key: call.key });
+  return changed(result, false);
+}
+
+/** GET roles: the tenant's store roles, and the names of the policy's. */
+async function listRoles(call: Call): Promise<Response> {
+  const { tenant } = call;
+  const roles = await call.admin.listRoles(tenant);
+  return json({
+    ...(tenant !== undefined && { tenant }),
+    roles: roles.map((r) => roleView(r, 'store')),
+    policyRoles: call.api.policyRoles.map((r) => r.name),
+  });
+}
+
+/** GET roles/:role, from the store or else the policy. */
+async function showRole(call: Call): Promise<Response> {
+  const { tenant } = call;
+  const name = call.params.role!;
+  const stored = (await call.admin.listRoles(tenant)).find((r) => r.name === name);
+  // A store role named like a policy role replaces it in that tenant, as on the edges.
+  const role = stored ?? call.api.policyRoles.find((r) => r.name === name);
+  if (role === undefined) {
+    throw new AdminError('not_found', `no role ${name} in the policy or the store`, {
+      field: 'role',
     });
   }
+  return json({
+    ...(tenant !== undefined && { tenant }),
+    ...roleView(role, stored ? 'store' : 'policy'),
+  });
+}
 
-  /** Drops what this isolate's cache holds about a changed record, so its next decision reads it. */
-  function forget(what: { key?: SubjectKey; rolesOf?: string | undefined; roles?: boolean }) {
-    const cache = gatehouse.store;
-    if (!(cache instanceof CachedStore)) return;
-    if (what.key !== undefined) cache.invalidate(what.key);
-    if (what.roles === true) cache.invalidateRoles(what.rolesOf);
+/** PUT roles/:role: `{grants?, denies?, inherits?}`. */
+async function putRole(call: Call): Promise<Response> {
+  const role = readRoleBody(call.body, call.params.role!, call.api.now());
+  const result = await call.admin.putRole(call.tenant, role);
+  forget(call.api, { roles: true, rolesOf: call.tenant });
+  return changed(result, result.changed && result.before === null);
+}
+
+/** DELETE roles/:role. */
+async function removeRole(call: Call): Promise<Response> {
+  const result = await call.admin.removeRole(call.tenant, call.params.role!);
+  forget(call.api, { roles: true, rolesOf: call.tenant });
+  return changed(result, false);
+}
+
+/** GET audit?subject=&role=&since=&limit=. */
+async function listAudit(call: Call): Promise<Response> {
+  const { tenant } = call;
+  const query = call.request.query;
+  const limitText = single(query, 'limit') ?? '100';
+  if (!/^\d{1,4}$/.test(limitText) || +limitText < 1 || +limitText > MAX_AUDIT_LIMIT) {
+    throw invalid('limit', `expected a number from 1 to ${MAX_AUDIT_LIMIT}`);
   }
+  const subject = single(query, 'subject');
+  const role = single(query, 'role');
+  if (subject !== undefined) textParam(subject, 'subject', 'a subject');
+  if (role !== undefined) textParam(role, 'role', 'a role name');
+  const records = await call.admin.audit({
+    since: sinceParam(single(query, 'since') ?? '7d', call.api.now()),
+    limit: Number(limitText),
+    // Without a tenant (an unscoped caller holding admin:permissions): every record.
+    ...(tenant !== undefined && { tenant }),
+    ...(subject !== undefined && { subject }),
+    ...(role !== undefined && { role }),
+  });
+  return json({ records });
+}
 
-  /** Verifies the caller's token; the principal, or the 401 / 503 deny. */
-  async function authenticate(
-    request: AdminRequest,
-  ): Promise<{ caller: Principal } | { refused: Decision }> {
-    const authorization = request.headers.get('authorization');
-    try {
-      return {
-        caller: (await gatehouse.verifier.verify(extractBearer(authorization))).principal,
-      };
-    } catch (error) {
-      const reason = error instanceof TokenError ? error.code : 'internal_error';
-      const status = reason === 'keys_unavailable' || reason === 'internal_error' ? 503 : 401;
-      return { refused: { allow: false, status, reason, explain: '' } };
-    }
+/** POST check: explains what the guard would decide for a subject or a token. */
+async function explain(call: Call): Promise<Response> {
+  const { tenant } = call;
+  const { gatehouse, now } = call.api;
+  const obj = strictObject(
+    call.body,
+    ['subject', 'token', 'method', 'path', 'ip', 'country'],
+    '(body)',
+  );
+  for (const key of Object.keys(obj)) {
+    if (typeof obj[key] !== 'string') throw invalid(key, 'expected a string');
   }
-
-  /**
-   * The decision line for the caller's admin permission. Awaited before answering: admin calls
-   * are rare, and the line must not be lost with a frozen Lambda container.
-   */
-  async function logAuthorization(
-    request: AdminRequest,
-    decision: Decision,
-    startedAt: number,
-  ): Promise<void> {
-    const logger = options.decisionLog;
-    if (logger === undefined || logger === null) return;
-    await logger.log(
-      'admin-api',
-      decision,
-      {
-        method: request.method,
-        path: `${basePath}/${(request.segments ?? []).map(encodeURIComponent).join('/')}`,
-        authorization: request.headers.get('authorization'),
-      },
-      startedAt,
+  const input = obj as Record<string, string>;
+  if (input.token !== undefined && (await tokenOfOtherTenant(gatehouse, input.token, tenant))) {
+    return adminProblem(
+      403,
+      'tenant_mismatch',
+      "The token's tenant is not the tenant this call is for (?tenant=).",
+      { field: 'token' },
     );
   }
+  const result = await explainRequest(
+    gatehouse,
+    {
+      method: input.method as string,
+      path: input.path as string,
+      ...(input.token !== undefined && { token: input.token }),
+      ...(input.subject !== undefined && { subject: input.subject }),
+      ...(input.subject !== undefined && tenant !== undefined && { tenant }),
+      ...(input.ip !== undefined && { ip: input.ip }),
+      ...(input.country !== undefined && { country: input.country }),
+    },
+    now,
+  );
+  return json(result);
+}
 
-  async function handle(request: AdminRequest): Promise<Response> {
-    const authorization = request.headers.get('authorization');
-    const startedAt = options.decisionLog?.start() ?? 0;
-    const authenticated = await authenticate(request);
-    if ('refused' in authenticated) {
-      await logAuthorization(request, authenticated.refused, startedAt);
-      return refusal(authenticated.refused.status, authenticated.refused.reason, authorization);
-    }
-    const caller = authenticated.caller;
-
-    // The tenant whose data the call reads or changes. A caller with a tenant manages only its
-    // own (the default when the query names none); a tenant admin's `*` never reaches another.
-    const named = request.query.getAll('tenant');
-    let tenant: string | undefined = named.length === 1 ? named[0] : undefined;
-    if (caller.tenant !== undefined) {
-      if (named.length > 1 || (tenant !== undefined && tenant !== caller.tenant)) {
-        return adminProblem(403, 'tenant_mismatch', 'The caller may only manage its own tenant.', {
-          field: 'tenant',
-        });
-      }
-      tenant = caller.tenant;
-    }
-    // Two ?tenant= values are refused below; until then only the unscoped permission counts.
-    const required = named.length > 1 ? [ADMIN_PERMISSION] : adminPermissionsFor(tenant);
-    const decision = await gatehouse.check(caller, required, request.context, 'any');
-    await logAuthorization(request, decision, startedAt);
-    if (!decision.allow) return denyResponse(decision, authorization);
-
-    // Authorized: from here on, input mistakes are reported in full.
-    if (request.segments === null) {
-      return adminProblem(400, 'invalid_request', 'The path holds a malformed percent-escape.');
-    }
-    const match = matchRoute(request.method.toUpperCase(), request.segments);
-    if (match === null) return adminProblem(404, 'not_found', 'No such admin resource.');
-    if ('allow' in match) {
-      return adminProblem(405, 'method_not_allowed', `Use ${match.allow.join(', ')}.`, {
-        headers: { allow: match.allow.join(', ') },
-      });
-    }
-    const { route, params } = match;
-    try {
-      checkQuery(request.query, route.query ?? []);
-      if (tenant !== undefined) textParam(tenant, 'tenant', 'a tenant');
-      for (const [name, value] of Object.entries(params)) {
-        textParam(value, name, name === 'permission' ? 'a permission' : `a ${name}`);
-      }
-      const body = route.body === true ? await readJsonBody(request) : undefined;
-      const admin = adminFor(`${caller.issuer}#${caller.subject}`);
-      return await run(route.operation, { admin, params, tenant, body, request });
-    } catch (error) {
-      if (error instanceof BodyProblem) return error.response;
-      return errorResponse(error, route.operation);
-    }
+/**
+ * Whether a token to explain names a tenant other than the one the call was authorized for. A
+ * token that does not verify is explained as refused, with no permissions looked up.
+ */
+async function tokenOfOtherTenant(
+  gatehouse: Gatehouse,
+  token: string,
+  tenant: string | undefined,
+): Promise<boolean> {
+  try {
+    return (await gatehouse.verifier.verify(token)).principal.tenant !== tenant;
+  } catch (error) {
+    if (!(error instanceof TokenError)) throw error;
+    return false;
   }
+}
 
-  interface Call {
-    readonly admin: PermissionAdmin;
-    readonly params: Readonly<Record<string, string>>;
-    readonly tenant: string | undefined;
-    readonly body: unknown;
-    readonly request: AdminRequest;
+/** A failed operation as its answer: the caller's mistake in full, a store or bug as a code. */
+function errorResponse(api: AdminContext, error: unknown, operation: Operation): Response {
+  if (error instanceof AdminError || error instanceof ConfigError) {
+    const status = error instanceof AdminError ? STATUS_FOR[error.code] : 400;
+    const reason = error instanceof AdminError ? error.code : 'invalid_request';
+    const field = bodyField(operation, error.field);
+    // The message names the field as operations.ts does (`grant.when.ip[0]: …`); say it as
+    // the caller wrote it.
+    const detail =
+      error.field !== undefined &&
+      field !== error.field &&
+      error.message.startsWith(`${error.field}:`)
+        ? `${field}${error.message.slice(error.field.length)}`
+        : error.message;
+    return adminProblem(status, reason, detail, { field });
   }
-
-  async function run(operation: Operation, call: Call): Promise<Response> {
-    const { admin, params, tenant, body } = call;
-    const key: SubjectKey =
-      tenant === undefined
-        ? { subject: params.subject ?? '' }
-        : { subject: params.subject ?? '', tenant };
-    const changed = (result: ChangeResult, created: boolean) =>
-      json(changeBody(result), created ? 201 : 200);
-
-    switch (operation) {
-      case 'user.show':
-        return json(await admin.show(key));
-      case 'grant':
-      case 'deny': {
-        const grant = readGrantInput(body, '(body)', now(), false);
-        const result =
-          operation === 'grant' ? await admin.grant(key, grant) : await admin.deny(key, grant);
-        forget({ key });
-        return changed(result, result.changed);
-      }
-      case 'revoke':
-      case 'undeny': {
-        const permission = params.permission!;
-        const result =
-          operation === 'revoke'
-            ? await admin.revoke(key, permission)
-            : await admin.undeny(key, permission);
-        forget({ key });
-        return changed(result, false);
-      }
-      case 'assign': {
-        const obj = strictObject(body, ['role', 'expires'], '(body)');
-        const role = textParam(obj.role, 'role', 'a role name');
-        const expiresAt =
-          obj.expires === undefined ? undefined : parseExpires(obj.expires, 'expires', now());
-        const result = await admin.assign(key, role, expiresAt);
-        forget({ key });
-        return changed(result, result.changed);
-      }
-      case 'unassign': {
-        const result = await admin.unassign(key, params.role!);
-        forget({ key });
-        return changed(result, false);
-      }
-      case 'roles.list': {
-        const roles = await admin.listRoles(tenant);
-        return json({
-          ...(tenant !== undefined && { tenant }),
-          roles: roles.map((r) => roleView(r, 'store')),
-          policyRoles: policyRoles.map((r) => r.name),
-        });
-      }
-      case 'role.show': {
-        const name = params.role!;
-        const stored = (await admin.listRoles(tenant)).find((r) => r.name === name);
-        // A store role named like a policy role replaces it in that tenant, as on the edges.
-        const role = stored ?? policyRoles.find((r) => r.name === name);
-        if (role === undefined) {
-          throw new AdminError('not_found', `no role ${name} in the policy or the store`, {
-            field: 'role',
-          });
-        }
-        return json({
-          ...(tenant !== undefined && { tenant }),
-          ...roleView(role, stored ? 'store' : 'policy'),
-        });
-      }
-      case 'role.put': {
-        const role = readRoleBody(body, params.role!, now());
-        const result = await admin.putRole(tenant, role);
-        forget({ roles: true, rolesOf: tenant });
-        return changed(result, result.changed && result.before === null);
-      }
-      case 'role.rm': {
-        const result = await admin.removeRole(tenant, params.role!);
-        forget({ roles: true, rolesOf: tenant });
-        return changed(result, false);
-      }
-      case 'check':
-        return explain(call);
-      case 'audit': {
-        const query = call.request.query;
-        const limitText = single(query, 'limit') ?? '100';
-        if (!/^\d{1,4}$/.test(limitText) || +limitText < 1 || +limitText > MAX_AUDIT_LIMIT) {
-          throw invalid('limit', `expected a number from 1 to ${MAX_AUDIT_LIMIT}`);
-        }
-        const subject = single(query, 'subject');
-        const role = single(query, 'role');
-        if (subject !== undefined) textParam(subject, 'subject', 'a subject');
-        if (role !== undefined) textParam(role, 'role', 'a role name');
-        const records = await admin.audit({
-          since: parseSince(single(query, 'since') ?? '7d', now()),
-          limit: Number(limitText),
-          // Without a tenant (an unscoped caller holding admin:permissions): every record.
-          ...(tenant !== undefined && { tenant }),
-          ...(subject !== undefined && { subject }),
-          ...(role !== undefined && { role }),
-        });
-        return json({ records });
-      }
-    }
-  }
-
-  async function explain(call: Call): Promise<Response> {
-    const { tenant } = call;
-    const obj = strictObject(
-      call.body,
-      ['subject', 'token', 'method', 'path', 'ip', 'country'],
-      '(body)',
-    );
-    for (const key of Object.keys(obj)) {
-      if (typeof obj[key] !== 'string') throw invalid(key, 'expected a string');
-    }
-    const input = obj as Record<string, string>;
-    if (input.token !== undefined) {
-      // The token names its own tenant; it must be the one this call was authorized for. A token
-      // that does not verify is explained as refused, with no permissions looked up.
-      try {
-        const subject = (await gatehouse.verifier.verify(input.token)).principal;
-        if (subject.tenant !== tenant) {
-          return adminProblem(
-            403,
-            'tenant_mismatch',
-            "The token's tenant is not the tenant this call is for (?tenant=).",
-            { field: 'token' },
-          );
-        }
-      } catch (error) {
-        if (!(error instanceof TokenError)) throw error;
-      }
-    }
-    const result = await explainRequest(
-      gatehouse,
-      {
-        method: input.method as string,
-        path: input.path as string,
-        ...(input.token !== undefined && { token: input.token }),
-        ...(input.subject !== undefined && { subject: input.subject }),
-        ...(input.subject !== undefined && tenant !== undefined && { tenant }),
-        ...(input.ip !== undefined && { ip: input.ip }),
-        ...(input.country !== undefined && { country: input.country }),
-      },
-      now,
-    );
-    return json(result);
-  }
-
-  function errorResponse(error: unknown, operation: Operation): Response {
-    if (error instanceof AdminError || error instanceof ConfigError) {
-      const status = error instanceof AdminError ? STATUS_FOR[error.code] : 400;
-      const reason = error instanceof AdminError ? error.code : 'invalid_request';
-      const field = bodyField(operation, error.field);
-      // The message names the field as operations.ts does (`grant.when.ip[0]: …`); say it as
-      // the caller wrote it.
-      const detail =
-        error.field !== undefined &&
-        field !== error.field &&
-        error.message.startsWith(`${error.field}:`)
-          ? `${field}${error.message.slice(error.field.length)}`
-          : error.message;
-      return adminProblem(status, reason, detail, { field });
-    }
-    if (error instanceof StoreError) {
-      log({ level: 'error', msg: 'admin api: store error', code: error.code, operation });
-      return adminProblem(503, error.code, 'The permission store could not be read or written.', {
-        headers: { 'retry-after': '5' },
-      });
-    }
-    log({
-      level: 'error',
-      msg: 'admin api: unexpected error',
-      error: error instanceof Error ? error.name : typeof error,
-      operation,
+  if (error instanceof StoreError) {
+    api.log({ level: 'error', msg: 'admin api: store error', code: error.code, operation });
+    return adminProblem(503, error.code, 'The permission store could not be read or written.', {
+      headers: { 'retry-after': '5' },
     });
-    return adminProblem(500, 'internal_error', 'The admin call failed.');
   }
-
-  return {
-    basePath,
-    async handle(request) {
-      try {
-        return await handle(request);
-      } catch (error) {
-        // Unreachable in practice (every step answers), but nothing internal may reach the caller.
-        log({
-          level: 'error',
-          msg: 'admin api: unexpected error',
-          error: error instanceof Error ? error.name : typeof error,
-        });
-        return adminProblem(500, 'internal_error', 'The admin call failed.');
-      }
-    },
-    async fetch(request, context) {
-      const url = new URL(request.url);
-      if (!underBasePath(url.pathname, basePath)) {
-        return adminProblem(404, 'not_found', 'No such admin resource.');
-      }
-      return this.handle({
-        method: request.method,
-        segments: pathSegments(url.pathname, basePath),
-        query: url.searchParams,
-        headers: request.headers,
-        body: (max) => readCappedText(request.body, max),
-        context: context ?? clientContext(request),
-      });
-    },
-  };
+  api.log({
+    level: 'error',
+    msg: 'admin api: unexpected error',
+    error: error instanceof Error ? error.name : typeof error,
+    operation,
+  });
+  return adminProblem(500, 'internal_error', 'The admin call failed.');
 }
 
 function roleView(role: RoleRecord, source: 'store' | 'policy') {

@@ -22,9 +22,9 @@ import {
 // Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
 import type { Gatehouse } from '../policy/decide.ts';
 import { extractBearer } from '../token/index.ts';
-import { hasDuplicateMemberName } from '../token/json.ts';
 import type { Decision, Principal } from '../types.ts';
-import { denyResponse, jsonResponse, problemResponse, readCappedText } from './responses.ts';
+import { type JsonBodyRefusal, readCappedText, readJsonBody } from './body.ts';
+import { denyResponse, jsonResponse, type ProblemInit, problemResponse } from './responses.ts';
 
 // The check's own names stay importable from here, where they lived before the core had them.
 export type { CheckAnswer, CheckContext, CheckItem } from '../policy/check.ts';
@@ -127,52 +127,32 @@ export async function scopeItemsToCaller(
   return scoped;
 }
 
-function tooLarge(): Response {
-  return problemResponse({
-    status: 413,
-    reason: 'body_too_large',
-    detail: 'The body is too large.',
-  });
-}
+/** The media type the check API has always accepted: `application/json` and anything after it. */
+const CHECK_MEDIA_TYPE = /^application\/json\b/i;
 
-async function readJson(request: Request): Promise<unknown | Response> {
-  const type = request.headers.get('content-type') ?? '';
-  if (!/^application\/json\b/i.test(type)) {
-    return problemResponse({
-      status: 415,
-      reason: 'unsupported_media_type',
-      detail: 'Send the body as application/json.',
-    });
-  }
-  const declared = Number(request.headers.get('content-length') ?? '0');
-  if (declared > MAX_CHECK_BODY_BYTES) return tooLarge();
-  const invalidJson = problemResponse({
+/** Each refusal of the shared body reader as the check API has always answered it. */
+const BODY_PROBLEMS: Record<JsonBodyRefusal, ProblemInit> = {
+  unsupported_media_type: {
+    status: 415,
+    reason: 'unsupported_media_type',
+    detail: 'Send the body as application/json.',
+  },
+  too_large: { status: 413, reason: 'body_too_large', detail: 'The body is too large.' },
+  not_json: { status: 400, reason: 'invalid_request', detail: 'The body is not valid JSON.' },
+  duplicate_member_name: {
     status: 400,
     reason: 'invalid_request',
-    detail: 'The body is not valid JSON.',
-  });
-  let body: string | null;
-  try {
-    body = await readCappedText(request.body, MAX_CHECK_BODY_BYTES);
-  } catch {
-    return invalidJson; // not UTF-8
-  }
-  if (body === null) return tooLarge();
-  let value: unknown;
-  try {
-    value = JSON.parse(body) as unknown;
-  } catch {
-    return invalidJson;
-  }
-  // JSON.parse keeps the last of two equal keys; a WAF or audit log in front may read the first.
-  if (hasDuplicateMemberName(body)) {
-    return problemResponse({
-      status: 400,
-      reason: 'invalid_request',
-      detail: 'The body repeats a member name.',
-    });
-  }
-  return value;
+    detail: 'The body repeats a member name.',
+  },
+};
+
+/** The request's JSON body, or the problem response that refuses it. */
+async function readJson(request: Request): Promise<unknown | Response> {
+  const read = await readJsonBody(
+    { headers: request.headers, body: (max) => readCappedText(request.body, max) },
+    { maxBytes: MAX_CHECK_BODY_BYTES, mediaType: CHECK_MEDIA_TYPE },
+  );
+  return read.ok ? read.value : problemResponse(BODY_PROBLEMS[read.refusal]);
 }
 
 function inputProblem(error: CheckInputError): Response {

@@ -211,34 +211,3 @@ export function jsonResponse(body: unknown, status = 200, headers?: Record<strin
     headers: { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers },
   });
 }
-
-/**
- * A body as UTF-8 text, read with a cap: at most `max` bytes are ever buffered, whatever the
- * Content-Length says (a chunked body has none). Null when larger; throws on invalid UTF-8.
- */
-export async function readCappedText(
-  stream: ReadableStream<Uint8Array> | null,
-  max: number,
-): Promise<string | null> {
-  if (stream === null) return '';
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => undefined);
-      return null;
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
-}
