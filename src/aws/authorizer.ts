@@ -270,9 +270,22 @@ const NO_RECORD = new Map<string, object>();
 
 export type Authorizer = (event: AuthorizerEvent) => Promise<AuthorizerResponse>;
 
-/** Builds the authorizer; options are validated here, once, at cold start. */
-export function createAuthorizer(options: AuthorizerOptions): Authorizer {
-  const gatehouse = options.gatehouse;
+/** The options, validated and defaulted once, at cold start. */
+interface AuthorizerConfig {
+  readonly gatehouse: Gatehouse;
+  readonly mode: AuthorizerMode;
+  readonly httpApiResponse: HttpApiResponse;
+  readonly ttl: number;
+  readonly usageClaim: string | undefined;
+  readonly log: (entry: Record<string, unknown>) => void;
+  readonly now: () => number;
+  readonly decisionLog: DecisionLogger | null;
+  /** Principal-mode statements per store record, so a warm container does not recompile them. */
+  readonly compiled: WeakMap<object, PrincipalCacheEntry>;
+}
+
+/** Validates the options: a mistake fails the cold start, naming the variable, never a request. */
+function authorizerConfig(options: AuthorizerOptions): AuthorizerConfig {
   const mode = options.mode ?? 'route';
   if (mode !== 'principal' && mode !== 'route') {
     throw new ConfigError('AUTHORIZER_MODE', 'expected principal or route');
@@ -285,220 +298,305 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
   if (!Number.isInteger(ttl) || ttl < 0 || ttl > 3600) {
     throw new ConfigError('AUTHORIZER_TTL_SECONDS', 'expected an integer from 0 to 3600');
   }
-  const usageClaim = options.usageIdentifierClaim;
   const log = options.log ?? consoleJsonWriter;
   const now = options.now ?? Date.now;
-  const decisionLog =
-    options.decisionLog === undefined
-      ? new DecisionLogger({ write: log, now })
-      : options.decisionLog;
-  const policy = gatehouse.policy;
-  const compiled = new WeakMap<object, PrincipalCacheEntry>();
-
-  const usageKey = (p: Principal | undefined): { usageIdentifierKey?: string } => {
-    if (usageClaim === undefined || !p) return {};
-    const value = p.claims[usageClaim];
-    return typeof value === 'string' && value.length > 0 ? { usageIdentifierKey: value } : {};
+  return {
+    gatehouse: options.gatehouse,
+    mode,
+    httpApiResponse,
+    ttl,
+    usageClaim: options.usageIdentifierClaim,
+    log,
+    now,
+    decisionLog:
+      options.decisionLog === undefined
+        ? new DecisionLogger({ write: log, now })
+        : options.decisionLog,
+    compiled: new WeakMap(),
   };
+}
 
-  async function statementsFor(
-    principal: Principal | undefined,
-    prefix: string,
-  ): Promise<PrincipalStatements> {
-    if (!principal) {
-      return principalStatements({
-        routes: policy.routes,
-        set: compilePermissions({ user: null, roles: policy.roleGraph }),
-        tenant: undefined,
-        tenantParam: policy.tenantParam,
-        authenticated: false,
-        now: now(),
-        windowSeconds: ttl,
-        maxResourceLength: MAX_RESOURCE_LENGTH - prefix.length,
-      });
+/** Builds the authorizer; options are validated here, once, at cold start. */
+export function createAuthorizer(options: AuthorizerOptions): Authorizer {
+  const config = authorizerConfig(options);
+  return function authorize(event: AuthorizerEvent): Promise<AuthorizerResponse> {
+    return authorizeEvent(config, event);
+  };
+}
+
+/** One event: parse it, decide, and answer, with the decision line written before the answer. */
+async function authorizeEvent(
+  config: AuthorizerConfig,
+  event: AuthorizerEvent,
+): Promise<AuthorizerResponse> {
+  const { decisionLog } = config;
+  const parsed = parseEvent(event);
+  const startedAt = decisionLog === null ? 0 : decisionLog.start();
+  const decision = await decideEvent(config.gatehouse, parsed);
+  // The line (with the request's own reason and status, which a principal-mode answer never
+  // carries) is written before the answer leaves, however it leaves: a frozen container
+  // might never run a pending write. The pending promise never rejects.
+  const logged = decisionLog?.log('apigateway', decision, parsed, startedAt);
+  if (logged === undefined) {
+    // Decision logs off: an authorizer failure (a 500 from API Gateway) still leaves a line.
+    if (decisionLog === null && decision.status === 503) {
+      config.log({ level: 'error', msg: 'authorizer failure', reason: decision.reason });
     }
-    const store = gatehouse.store;
-    const key =
-      principal.tenant === undefined
-        ? { subject: principal.subject }
-        : { subject: principal.subject, tenant: principal.tenant };
-    let record: UserRecord | null;
-    let roles: readonly RoleRecord[];
-    if (store instanceof CachedStore) {
-      record = (await store.lookupUser(key, principal)).record;
-      roles = (await store.lookupRoles(principal.tenant)).roles;
-    } else {
-      record = await store.getUser(key, principal);
-      roles = await store.getRoles(principal.tenant);
-    }
-    const t = now();
-    const memoKey = record ?? noRecordKey(principal.tenant);
-    const cacheKey = `${prefix}|${principal.tenant ?? ''}`;
-    const memo = compiled.get(memoKey);
-    if (memo && memo.roles === roles && memo.key === cacheKey && t < memo.validUntil)
-      return memo.statements;
-    const graph = roles.length === 0 ? policy.roleGraph : compileRoles(policy.roles, roles);
-    const set = compilePermissions({ user: record, roles: graph, now: t });
-    const statements = principalStatements({
-      routes: policy.routes,
-      set,
-      tenant: principal.tenant,
-      tenantParam: policy.tenantParam,
-      authenticated: true,
-      now: t,
-      windowSeconds: ttl,
-      maxResourceLength: MAX_RESOURCE_LENGTH - prefix.length,
-    });
-    // Grants cross the "expires within the window" line as time passes: recompute before that.
-    const next =
-      set.nextExpiry === undefined ? Number.POSITIVE_INFINITY : (set.nextExpiry - ttl) * 1000;
-    compiled.set(memoKey, {
-      roles,
-      key: cacheKey,
-      statements,
-      validUntil: Math.min(next, t + 60_000),
-    });
-    return statements;
+    return answer(config, parsed, decision);
   }
-
-  async function principalPolicy(parsed: ParsedEvent, decision: Decision): Promise<IamResponse> {
-    // The prefix heads every Resource of an answer reused for later requests: a wildcard in it
-    // would widen all of them (API Gateway's own ARNs never hold one).
-    if (/[*?]/.test(parsed.arn.prefix)) {
-      throw new AuthorizerFailure('method ARN prefix holds * or ?');
-    }
-    let principal = decision.principal;
-    if (!principal) {
-      // Public routes and malformed paths are answered before the token is read; the cached
-      // answer is per token, so find out who this is (or that nobody is) before listing routes.
-      try {
-        principal = (await gatehouse.verifier.verify(extractBearer(parsed.authorization)))
-          .principal;
-      } catch (error) {
-        if (!(error instanceof TokenError) || error.code === 'keys_unavailable') throw error;
-        // A bad token on a malformed path: answer 401 now rather than cache a deny for it.
-        if (!decision.allow) throw unauthorized();
-      }
-    }
-    const statements = await statementsFor(principal, parsed.arn.prefix);
-    const here = `${parsed.arn.verb}${parsed.arn.path}`;
-    if (DECODED_ONLY.test(parsed.arn.path)) {
-      // Principal mode's malformed-path denies assume method ARNs carry the raw path.
-      log({
-        level: 'error',
-        msg: 'method ARN path holds a character no raw request path has; principal mode assumes raw (percent-encoded) paths (docs/aws.md, "Paths in method ARNs")',
-      });
-    }
-    const allow = statements.allow.map((r) => parsed.arn.prefix + r);
-    const deny = statements.deny.map((r) => parsed.arn.prefix + r);
-    const listed =
-      statements.allow.some((r) => globMatches(r, here)) &&
-      !statements.deny.some((r) => globMatches(r, here));
-    if (!decision.allow) {
-      if (listed)
-        log({
-          level: 'error',
-          msg: 'principal policy would allow a denied route; denying it explicitly',
-          route: decision.route ?? here,
-        });
-      deny.push(ownDeny(parsed.arn.prefix, here));
-    } else if (!listed) {
-      log({
-        level: 'info',
-        msg: 'allowed uncached but left out of the principal policy (conditional or item-specific)',
-        route: decision.route ?? here,
-        reason: decision.reason,
-      });
-    }
-    const Statement = [];
-    if (allow.length > 0) Statement.push(statement('Allow', allow));
-    if (deny.length > 0) Statement.push(statement('Deny', deny));
-    if (Statement.length === 0)
-      Statement.push(statement('Deny', [ownDeny(parsed.arn.prefix, here)]));
-    const policyDocument = { Version: '2012-10-17', Statement };
-    const body = {
-      principalId: principal?.subject ?? 'anonymous',
-      policyDocument,
-      context: buildContext(decision, 'principal', principal),
-      ...usageKey(principal),
-    };
-    if (JSON.stringify(policyDocument).length > MAX_POLICY_BYTES) {
-      log({
-        level: 'error',
-        msg: `principal policy exceeds ${MAX_POLICY_BYTES} bytes; denying instead of widening`,
-        subject: principal?.subject,
-        allows: allow.length,
-        denies: deny.length,
-      });
-      return {
-        principalId: body.principalId,
-        policyDocument: {
-          Version: '2012-10-17',
-          Statement: [statement('Deny', [`${parsed.arn.prefix}*`])],
-        },
-        context: { ...body.context, reason: 'policy_too_large' },
-      };
-    }
-    return body as IamResponse;
+  try {
+    return await answer(config, parsed, decision);
+  } finally {
+    await logged;
   }
+}
 
-  function routePolicy(decision: Decision, arn: string): IamResponse {
+/** The core's decision on the event's request; a decoded `?` or `#` never reaches it. */
+async function decideEvent(gatehouse: Gatehouse, parsed: ParsedEvent): Promise<Decision> {
+  if (QUERY_OR_FRAGMENT.test(parsed.path)) return MALFORMED;
+  return gatehouse.decide({
+    method: parsed.method,
+    path: parsed.path,
+    authorization: parsed.authorization,
+    ip: parsed.ip,
+  });
+}
+
+/** The decision in the shape API Gateway expects for this event and mode (or its 401 / 500). */
+function answer(
+  config: AuthorizerConfig,
+  parsed: ParsedEvent,
+  decision: Decision,
+): AuthorizerResponse | Promise<IamResponse> {
+  if (decision.status === 503) {
+    throw new AuthorizerFailure(`authorizer failure (${decision.reason})`);
+  }
+  const simple = parsed.kind === 'http' && config.httpApiResponse === 'simple';
+  if (simple) {
+    return { isAuthorized: decision.allow, context: buildContext(decision, 'route') };
+  }
+  if (decision.status === 401) throw unauthorized();
+  if (config.mode === 'principal') return principalPolicy(config, parsed, decision);
+  const arn = `${parsed.arn.prefix}${parsed.arn.verb}${parsed.arn.path}`;
+  return routePolicy(config, decision, escapeArn(arn));
+}
+
+/** `usageIdentifierKey` from the configured claim, for REST usage plans. */
+function usageKey(
+  config: AuthorizerConfig,
+  p: Principal | undefined,
+): { usageIdentifierKey?: string } {
+  if (config.usageClaim === undefined || !p) return {};
+  const value = p.claims[config.usageClaim];
+  return typeof value === 'string' && value.length > 0 ? { usageIdentifierKey: value } : {};
+}
+
+/** Route mode: Allow or Deny on this request's own ARN only. */
+function routePolicy(config: AuthorizerConfig, decision: Decision, arn: string): IamResponse {
+  return {
+    principalId: decision.principal?.subject ?? 'anonymous',
+    policyDocument: {
+      Version: '2012-10-17',
+      Statement: [statement(decision.allow ? 'Allow' : 'Deny', [arn])],
+    },
+    context: buildContext(decision, 'route'),
+    ...usageKey(config, decision.principal),
+  } as IamResponse;
+}
+
+/**
+ * Principal mode: every route the principal may call, reused by API Gateway for its later
+ * requests, with this request's own deny kept explicit.
+ */
+async function principalPolicy(
+  config: AuthorizerConfig,
+  parsed: ParsedEvent,
+  decision: Decision,
+): Promise<IamResponse> {
+  // The prefix heads every Resource of an answer reused for later requests: a wildcard in it
+  // would widen all of them (API Gateway's own ARNs never hold one).
+  if (/[*?]/.test(parsed.arn.prefix)) {
+    throw new AuthorizerFailure('method ARN prefix holds * or ?');
+  }
+  const principal = decision.principal ?? (await identify(config.gatehouse, parsed, decision));
+  const statements = await statementsFor(config, principal, parsed.arn.prefix);
+  const resources = principalResources(config, parsed, decision, statements);
+  return principalAnswer(config, parsed, decision, principal, resources);
+}
+
+/**
+ * Who the token names when the decision did not say: public routes and malformed paths are
+ * answered before the token is read, but the cached answer is per token.
+ */
+async function identify(
+  gatehouse: Gatehouse,
+  parsed: ParsedEvent,
+  decision: Decision,
+): Promise<Principal | undefined> {
+  try {
+    return (await gatehouse.verifier.verify(extractBearer(parsed.authorization))).principal;
+  } catch (error) {
+    if (!(error instanceof TokenError) || error.code === 'keys_unavailable') throw error;
+    // A bad token on a malformed path: answer 401 now rather than cache a deny for it.
+    if (!decision.allow) throw unauthorized();
+    return undefined;
+  }
+}
+
+/** The principal's statements, compiled from its store record and roles (memoised per record). */
+async function statementsFor(
+  config: AuthorizerConfig,
+  principal: Principal | undefined,
+  prefix: string,
+): Promise<PrincipalStatements> {
+  const { gatehouse, ttl, now, compiled } = config;
+  const policy = gatehouse.policy;
+  const common = {
+    routes: policy.routes,
+    tenantParam: policy.tenantParam,
+    windowSeconds: ttl,
+    maxResourceLength: MAX_RESOURCE_LENGTH - prefix.length,
+  };
+  if (!principal) {
+    return principalStatements({
+      ...common,
+      set: compilePermissions({ user: null, roles: policy.roleGraph }),
+      tenant: undefined,
+      authenticated: false,
+      now: now(),
+    });
+  }
+  const { record, roles } = await loadPermissions(gatehouse, principal);
+  const t = now();
+  const memoKey = record ?? noRecordKey(principal.tenant);
+  const cacheKey = `${prefix}|${principal.tenant ?? ''}`;
+  const memo = compiled.get(memoKey);
+  if (memo && memo.roles === roles && memo.key === cacheKey && t < memo.validUntil)
+    return memo.statements;
+  const graph = roles.length === 0 ? policy.roleGraph : compileRoles(policy.roles, roles);
+  const set = compilePermissions({ user: record, roles: graph, now: t });
+  const statements = principalStatements({
+    ...common,
+    set,
+    tenant: principal.tenant,
+    authenticated: true,
+    now: t,
+  });
+  // Grants cross the "expires within the window" line as time passes: recompute before that.
+  const next =
+    set.nextExpiry === undefined ? Number.POSITIVE_INFINITY : (set.nextExpiry - ttl) * 1000;
+  compiled.set(memoKey, {
+    roles,
+    key: cacheKey,
+    statements,
+    validUntil: Math.min(next, t + 60_000),
+  });
+  return statements;
+}
+
+/** The principal's record and its tenant's roles, through the cache when there is one. */
+async function loadPermissions(
+  gatehouse: Gatehouse,
+  principal: Principal,
+): Promise<{ record: UserRecord | null; roles: readonly RoleRecord[] }> {
+  const store = gatehouse.store;
+  const key =
+    principal.tenant === undefined
+      ? { subject: principal.subject }
+      : { subject: principal.subject, tenant: principal.tenant };
+  if (store instanceof CachedStore) {
     return {
-      principalId: decision.principal?.subject ?? 'anonymous',
+      record: (await store.lookupUser(key, principal)).record,
+      roles: (await store.lookupRoles(principal.tenant)).roles,
+    };
+  }
+  return {
+    record: await store.getUser(key, principal),
+    roles: await store.getRoles(principal.tenant),
+  };
+}
+
+/**
+ * The Allow and Deny resources as full ARNs, with this request's own Deny added when it was
+ * denied; logs when the listing and the uncached decision disagree.
+ */
+function principalResources(
+  config: AuthorizerConfig,
+  parsed: ParsedEvent,
+  decision: Decision,
+  statements: PrincipalStatements,
+): { allow: string[]; deny: string[] } {
+  const { log } = config;
+  const here = `${parsed.arn.verb}${parsed.arn.path}`;
+  if (DECODED_ONLY.test(parsed.arn.path)) {
+    // Principal mode's malformed-path denies assume method ARNs carry the raw path.
+    log({
+      level: 'error',
+      msg: 'method ARN path holds a character no raw request path has; principal mode assumes raw (percent-encoded) paths (docs/aws.md, "Paths in method ARNs")',
+    });
+  }
+  const allow = statements.allow.map((r) => parsed.arn.prefix + r);
+  const deny = statements.deny.map((r) => parsed.arn.prefix + r);
+  const listed =
+    statements.allow.some((r) => globMatches(r, here)) &&
+    !statements.deny.some((r) => globMatches(r, here));
+  if (!decision.allow) {
+    if (listed)
+      log({
+        level: 'error',
+        msg: 'principal policy would allow a denied route; denying it explicitly',
+        route: decision.route ?? here,
+      });
+    deny.push(ownDeny(parsed.arn.prefix, here));
+  } else if (!listed) {
+    log({
+      level: 'info',
+      msg: 'allowed uncached but left out of the principal policy (conditional or item-specific)',
+      route: decision.route ?? here,
+      reason: decision.reason,
+    });
+  }
+  return { allow, deny };
+}
+
+/** The principal-mode IAM answer; a document over {@link MAX_POLICY_BYTES} denies everything. */
+function principalAnswer(
+  config: AuthorizerConfig,
+  parsed: ParsedEvent,
+  decision: Decision,
+  principal: Principal | undefined,
+  { allow, deny }: { allow: string[]; deny: string[] },
+): IamResponse {
+  const here = `${parsed.arn.verb}${parsed.arn.path}`;
+  const Statement = [];
+  if (allow.length > 0) Statement.push(statement('Allow', allow));
+  if (deny.length > 0) Statement.push(statement('Deny', deny));
+  if (Statement.length === 0) Statement.push(statement('Deny', [ownDeny(parsed.arn.prefix, here)]));
+  const policyDocument = { Version: '2012-10-17', Statement };
+  const body = {
+    principalId: principal?.subject ?? 'anonymous',
+    policyDocument,
+    context: buildContext(decision, 'principal', principal),
+    ...usageKey(config, principal),
+  };
+  if (JSON.stringify(policyDocument).length > MAX_POLICY_BYTES) {
+    config.log({
+      level: 'error',
+      msg: `principal policy exceeds ${MAX_POLICY_BYTES} bytes; denying instead of widening`,
+      subject: principal?.subject,
+      allows: allow.length,
+      denies: deny.length,
+    });
+    return {
+      principalId: body.principalId,
       policyDocument: {
         Version: '2012-10-17',
-        Statement: [statement(decision.allow ? 'Allow' : 'Deny', [arn])],
+        Statement: [statement('Deny', [`${parsed.arn.prefix}*`])],
       },
-      context: buildContext(decision, 'route'),
-      ...usageKey(decision.principal),
-    } as IamResponse;
+      context: { ...body.context, reason: 'policy_too_large' },
+    };
   }
-
-  function answer(
-    parsed: ParsedEvent,
-    decision: Decision,
-  ): AuthorizerResponse | Promise<IamResponse> {
-    if (decision.status === 503) {
-      throw new AuthorizerFailure(`authorizer failure (${decision.reason})`);
-    }
-    const simple = parsed.kind === 'http' && httpApiResponse === 'simple';
-    if (simple) {
-      return { isAuthorized: decision.allow, context: buildContext(decision, 'route') };
-    }
-    if (decision.status === 401) throw unauthorized();
-    if (mode === 'principal') return principalPolicy(parsed, decision);
-    const arn = `${parsed.arn.prefix}${parsed.arn.verb}${parsed.arn.path}`;
-    return routePolicy(decision, escapeArn(arn));
-  }
-
-  return async function authorize(event: AuthorizerEvent): Promise<AuthorizerResponse> {
-    const parsed = parseEvent(event);
-    const startedAt = decisionLog === null ? 0 : decisionLog.start();
-    const decision = QUERY_OR_FRAGMENT.test(parsed.path)
-      ? MALFORMED
-      : await gatehouse.decide({
-          method: parsed.method,
-          path: parsed.path,
-          authorization: parsed.authorization,
-          ip: parsed.ip,
-        });
-    // The line (with the request's own reason and status, which a principal-mode answer never
-    // carries) is written before the answer leaves, however it leaves: a frozen container
-    // might never run a pending write. The pending promise never rejects.
-    const logged = decisionLog?.log('apigateway', decision, parsed, startedAt);
-    if (logged === undefined) {
-      // Decision logs off: an authorizer failure (a 500 from API Gateway) still leaves a line.
-      if (decisionLog === null && decision.status === 503) {
-        log({ level: 'error', msg: 'authorizer failure', reason: decision.reason });
-      }
-      return answer(parsed, decision);
-    }
-    try {
-      return await answer(parsed, decision);
-    } finally {
-      await logged;
-    }
-  };
+  return body as IamResponse;
 }
 
 function noRecordKey(tenant: string | undefined): object {
