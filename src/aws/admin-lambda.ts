@@ -34,7 +34,8 @@ import { Gatehouse } from '../policy/decide.ts';
 import { compilePolicy } from '../policy/policy.ts';
 import { DynamoDBAdminStore } from './dynamodb-admin-store.ts';
 import { createDynamoDBClient, DynamoDBStore } from './dynamodb-store.ts';
-import { buildAtColdStart, ENV, type Env, effectivePolicy } from './lambda.ts';
+import { ENV, type Env, effectivePolicy } from './lambda.ts';
+import { coldStartHandler } from './lambda-shell.ts';
 
 /** The variables the admin function reads besides the authorizer's (ENV in apigateway-lambda.ts). */
 export const ADMIN_ENV = {
@@ -244,33 +245,31 @@ async function toResult(response: Response): Promise<AdminLambdaResult> {
  */
 export function createAdminLambdaHandler(options: AdminLambdaOptions): AdminLambdaHandler {
   const log = options.log ?? consoleJsonWriter;
-  const { built, configError } = buildAtColdStart(
-    () => buildAdminApi({ ...options, log }),
+  return coldStartHandler({
     log,
-    'gatehouse admin configuration error',
-  );
-  const handler = async (event: AdminLambdaEvent): Promise<AdminLambdaResult> => {
-    if (!built) {
-      return toResult(
+    label: 'gatehouse admin configuration error',
+    build: () => buildAdminApi({ ...options, log }),
+    serve: (built, event: AdminLambdaEvent) => serveEvent(built.api, event),
+    refuse: (): Promise<AdminLambdaResult> =>
+      toResult(
         adminProblem(503, 'configuration_error', 'The admin API is not configured correctly.', {
           headers: { 'retry-after': '30' },
         }),
-      );
-    }
-    let request: AdminRequest | null;
-    try {
-      request = adminRequestFromEvent(event, built.api.basePath);
-    } catch {
-      request = null;
-    }
-    if (request === null) {
-      return toResult(adminProblem(404, 'not_found', 'No such admin resource.'));
-    }
-    return toResult(await built.api.handle(request));
-  };
-  return Object.assign(handler, {
-    configError,
-    api: built?.api,
-    gatehouse: built?.gatehouse,
+      ),
+    expose: (built) => ({ api: built?.api, gatehouse: built?.gatehouse }),
   });
+}
+
+/** One event: taken apart into an admin request (404 when it is not one), served, put back. */
+async function serveEvent(api: AdminApi, event: AdminLambdaEvent): Promise<AdminLambdaResult> {
+  let request: AdminRequest | null;
+  try {
+    request = adminRequestFromEvent(event, api.basePath);
+  } catch {
+    request = null;
+  }
+  if (request === null) {
+    return toResult(adminProblem(404, 'not_found', 'No such admin resource.'));
+  }
+  return toResult(await api.handle(request));
 }

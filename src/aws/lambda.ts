@@ -25,6 +25,10 @@ import {
   type HttpApiResponse,
 } from './authorizer.ts';
 import { createDynamoDBClient, DynamoDBStore } from './dynamodb-store.ts';
+import { coldStartHandler } from './lambda-shell.ts';
+
+// Kept importable from here, where the admin Lambda first found it.
+export { buildAtColdStart } from './lambda-shell.ts';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -192,43 +196,19 @@ export function buildAuthorizer(options: LambdaHandlerOptions): {
 }
 
 /**
- * Builds a handler's state once, at cold start. A mistake is logged once, naming the variable
- * (ConfigError messages never hold secrets), and returned so every invocation can refuse.
- */
-export function buildAtColdStart<T>(
-  build: () => T,
-  log: (entry: Record<string, unknown>) => void,
-  label: string,
-): { built: T | undefined; configError: Error | undefined } {
-  try {
-    return { built: build(), configError: undefined };
-  } catch (error) {
-    const where =
-      error instanceof ConfigError
-        ? `${error.field}: ${error.expected}`
-        : 'unexpected error while starting';
-    log({ level: 'error', msg: `${label}: ${where}` });
-    return {
-      built: undefined,
-      configError: error instanceof Error ? error : new Error(String(error)),
-    };
-  }
-}
-
-/**
  * The Lambda handler. Configuration is read once; if it is wrong, one line names the variable
  * and every invocation fails with an authorizer error (API Gateway 500).
  */
 export function createLambdaHandler(options: LambdaHandlerOptions): LambdaHandler {
   const log = options.log ?? consoleJsonWriter;
-  const { built, configError } = buildAtColdStart(
-    () => buildAuthorizer({ ...options, log }),
+  return coldStartHandler({
     log,
-    'gatehouse configuration error',
-  );
-  const handler = async (event: AuthorizerEvent): Promise<AuthorizerResponse> => {
-    if (!built) throw new AuthorizerFailure('authorizer configuration error');
-    return built.authorizer(event);
-  };
-  return Object.assign(handler, { configError, gatehouse: built?.gatehouse });
+    label: 'gatehouse configuration error',
+    build: () => buildAuthorizer({ ...options, log }),
+    serve: (built, event: AuthorizerEvent) => built.authorizer(event),
+    refuse: async (): Promise<AuthorizerResponse> => {
+      throw new AuthorizerFailure('authorizer configuration error');
+    },
+    expose: (built) => ({ gatehouse: built?.gatehouse }),
+  });
 }
