@@ -3,10 +3,10 @@
 // JavaScript and declarations, with tsc and tsconfig.build.json.
 //
 // tsc's rewriteRelativeImportExtensions turns `./errors.ts` into `./errors.js` in the JavaScript
-// but leaves the declarations' specifiers as written. Only TypeScript 7 resolves a `.ts`
-// specifier inside a package's .d.ts to the .d.ts beside it; older compilers, which many
-// projects still use, do not. So the declarations get the same `.js` specifiers as the code, the
-// form every TypeScript since 4.7 resolves under bundler, node16 and nodenext alike.
+// but leaves the declarations' specifiers as written. TypeScript 7 happens to resolve such a
+// `.ts` specifier to the .d.ts beside it; a consumer's compiler may be older, and `.js` specifiers
+// are the form every TypeScript since 4.7 resolves under bundler, node16 and nodenext alike. So
+// the declarations get the same `.js` specifiers as the code (test/e2e/package.test.ts checks).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

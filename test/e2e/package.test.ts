@@ -124,6 +124,17 @@ describe('the packed tarball', () => {
     expect(files).toContain('dist/index.js');
   });
 
+  it('declarations import each other by .js, as every TypeScript resolves them', () => {
+    const declarations = packed.files.map((file) => file.path).filter((f) => f.endsWith('.d.ts'));
+    expect(declarations).toContain('dist/workers/hono.d.ts');
+    const tsSpecifiers = declarations.filter((file) =>
+      /(['"])\.{1,2}\/[^'"\n]*\.ts\1/.test(
+        readFileSync(join(app, 'node_modules', NAME, file), 'utf8'),
+      ),
+    );
+    expect(tsSpecifiers).toEqual([]);
+  });
+
   it('is publishable, and every export has types and import conditions to files it ships', () => {
     const pkg = JSON.parse(
       readFileSync(join(app, 'node_modules', NAME, 'package.json'), 'utf8'),
