@@ -1,16 +1,31 @@
 #!/usr/bin/env node
-// The development CLI. Loads the TypeScript sources through tsx (a devDependency) and hands them
-// Node's file system and console; the commands themselves live in src/cli/.
+// The CLI. Installed from the package it runs the built JavaScript in dist/; in a checkout of the
+// repository (src/ beside bin/) it runs the TypeScript sources through tsx, a devDependency, so
+// development needs no build. Either way it hands the commands (src/cli/) Node's file system and
+// console.
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { runUnderNode22 } from '../scripts/node22.mjs';
 
-// `npx gatehouse` starts under the machine's node: on one older than 22.12, run again under
-// Node 22 (cached in ~/.cache/gatehouse-node) before loading anything.
-await runUnderNode22();
-const { register } = await import('tsx/esm/api');
-register();
-const { main } = await import('../src/cli/index.ts');
+const sources = new URL('../src/cli/index.ts', import.meta.url);
+let main;
+if (existsSync(sources)) {
+  // `npx gatehouse` starts under the machine's node: on one older than 22.12, run again under
+  // Node 22 (cached in ~/.cache/gatehouse-node) before loading anything.
+  const { runUnderNode22 } = await import('../scripts/node22.mjs');
+  await runUnderNode22();
+  const { register } = await import('tsx/esm/api');
+  register();
+  ({ main } = await import(sources.href));
+} else {
+  // An installed package fetches no Node for its user: it says what it needs (engines) and stops.
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  if (major < 22 || (major === 22 && minor < 12)) {
+    process.stderr.write(`gatehouse: needs Node.js 22.12 or newer; this is ${process.version}\n`);
+    process.exit(1);
+  }
+  ({ main } = await import('../dist/cli/index.js'));
+}
 
 let progressed = false;
 process.exitCode = await main(process.argv.slice(2), {

@@ -12,8 +12,10 @@
 //                                                 PATH (`node` itself is that binary)
 //   node scripts/node22.mjs --print-bin-dir       prints that node's directory (.ci/run puts it
 //                                                 on PATH)
-//   node scripts/node22.mjs --install             installs it when needed (npm postinstall);
-//                                                 a failure only warns, `npm start` tries again
+//   node scripts/node22.mjs --install             installs it when needed (npm `prepare`, which
+//                                                 runs in a checkout, never in a consumer's
+//                                                 install); a failure only warns, `npm start`
+//                                                 tries again
 //
 // scripts/start.mjs and bin/gatehouse.mjs call runUnderNode22() before anything else.
 //

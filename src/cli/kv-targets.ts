@@ -24,6 +24,7 @@ import { dirname, join } from 'node:path';
 import { ConfigError } from '../errors.ts';
 import type { KvAdminNamespace, KvListKey, KvListResult } from '../workers/kv-admin-store.ts';
 import type { KvNamespaceLike } from '../workers/kv-store.ts';
+import { loadOptional, WRANGLER } from './optional.ts';
 
 /** wrangler's log levels (`WRANGLER_LOG`). */
 export type WranglerLogLevel = 'none' | 'error' | 'warn' | 'info' | 'log' | 'debug';
@@ -94,7 +95,8 @@ export async function openLocalKv(options: LocalKvOptions = {}): Promise<LocalKv
   const release = quietWrangler(options.logLevel ?? 'warn');
   let proxy: { env: Record<string, unknown>; dispose(): Promise<void> };
   try {
-    const { getPlatformProxy } = await import('wrangler');
+    // wrangler is an optional peer dependency: a missing one is a one-line error naming it.
+    const { getPlatformProxy } = await loadOptional(WRANGLER, () => import('wrangler'));
     proxy = await getPlatformProxy<Record<string, unknown>>({
       configPath,
       persist: { path: join(persistTo, 'v3') },
@@ -163,6 +165,14 @@ export class WranglerCommandError extends Error {
 }
 
 let wranglerBin: string | undefined;
+
+/**
+ * The wrangler CLI script of the installed package; a MissingPackageError (./optional.ts) when
+ * wrangler, an optional peer dependency, is not installed.
+ */
+export async function wranglerBinary(): Promise<string> {
+  return loadOptional(WRANGLER, resolveWranglerBin);
+}
 
 /** The wrangler CLI script of the installed package. */
 function resolveWranglerBin(): string {

@@ -9,6 +9,7 @@
 import type { AdminStore } from '../admin/types.ts';
 import type { PermissionStore } from '../types.ts';
 import type { CliIo } from './io.ts';
+import { DYNAMODB_CLIENT, loadOptional } from './optional.ts';
 
 export interface TargetOptions {
   readonly kind: 'kv-local' | 'kv-remote' | 'dynamodb';
@@ -50,6 +51,9 @@ async function openKv(options: TargetOptions): Promise<OpenTarget> {
     import('../workers/kv-store.ts'),
     import('./kv-targets.ts'),
   ]);
+  // Both KV targets run wrangler (an optional peer dependency): a missing one is reported first,
+  // as one line naming it, before any configuration is read.
+  await targets.wranglerBinary();
   const binding = options.binding ?? 'PERMISSIONS';
   const configPath = options.config ?? 'wrangler.toml';
   const persistTo = options.persistTo ?? '.wrangler/state';
@@ -90,10 +94,11 @@ function jsonReader(namespace: {
 }
 
 async function openDynamoDB(options: TargetOptions, io: CliIo): Promise<OpenTarget> {
-  const [{ createDynamoDBClient, DynamoDBStore }, { DynamoDBAdminStore }] = await Promise.all([
-    import('../aws/dynamodb-store.ts'),
-    import('../aws/dynamodb-admin-store.ts'),
-  ]);
+  const [{ createDynamoDBClient, DynamoDBStore }, { DynamoDBAdminStore }] = await loadOptional(
+    DYNAMODB_CLIENT,
+    () =>
+      Promise.all([import('../aws/dynamodb-store.ts'), import('../aws/dynamodb-admin-store.ts')]),
+  );
   const tableName = options.table!;
   const region = options.region ?? io.env.AWS_REGION ?? 'us-east-1';
   const local = options.endpoint !== undefined;

@@ -1,9 +1,9 @@
 /**
- * `gatehouse/hono`: Gatehouse in your own Hono app (on Workers or anywhere Hono runs).
+ * `gatehouse-authz/hono`: Gatehouse in your own Hono app (on Workers or anywhere Hono runs).
  *
  * ```ts
  * import { Hono } from 'hono';
- * import { gatehouse, requirePermission, type GatehouseEnv } from 'gatehouse/hono';
+ * import { gatehouse, requirePermission, type GatehouseEnv } from 'gatehouse-authz/hono';
  *
  * const app = new Hono<GatehouseEnv>();
  * app.use('*', gatehouse({ gatehouse: (c) => getGatehouse(c.env) })); // whole decision per request

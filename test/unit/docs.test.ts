@@ -74,7 +74,35 @@ describe('docs', () => {
   });
 });
 
+/**
+ * The package's import paths (`gatehouse-authz/hono`) mapped to the sources its declarations are
+ * built from: each `exports` entry's `types` file, dist/<x>.d.ts, comes from src/<x>.ts.
+ */
+function sourcePaths(): Record<string, string[]> {
+  const pkg = JSON.parse(read('package.json')) as {
+    name: string;
+    exports: Record<string, string | { types?: string }>;
+  };
+  return Object.fromEntries(
+    Object.entries(pkg.exports).flatMap(([subpath, target]) => {
+      const types = typeof target === 'string' ? undefined : target.types;
+      const source = types?.match(/^\.\/dist\/(.+)\.d\.ts$/)?.[1];
+      if (source === undefined) return [];
+      return [[path.posix.join(pkg.name, subpath), [path.join(root, 'src', `${source}.ts`)]]];
+    }),
+  );
+}
+
 describe('doc snippets', () => {
+  it('maps every code entry point of the package to an existing source file', () => {
+    const paths = sourcePaths();
+    expect(Object.keys(paths).sort()).toEqual(
+      ['gatehouse-authz', 'gatehouse-authz/aws', 'gatehouse-authz/hono'].sort(),
+    );
+    for (const [file] of Object.values(paths))
+      expect(file !== undefined && existsSync(file)).toBe(true);
+  });
+
   // A snippet that is a whole Worker module (it has `export default`) must compile as one, with
   // the Workers types a new project has and the package's subpaths mapped to their sources.
   const modules = docs.flatMap((doc) =>
@@ -95,13 +123,7 @@ describe('doc snippets', () => {
     try {
       writeFileSync(path.join(dir, 'worker.ts'), code);
       copyFileSync(path.join(root, 'demo/policy.json'), path.join(dir, 'policy.json'));
-      const entries = JSON.parse(read('package.json')).exports as Record<string, string>;
-      const paths = Object.fromEntries(
-        Object.entries(entries).map(([subpath, file]) => [
-          path.posix.join('gatehouse', subpath),
-          [path.join(root, file)],
-        ]),
-      );
+      const paths = sourcePaths();
       writeFileSync(
         path.join(dir, 'tsconfig.json'),
         JSON.stringify({
