@@ -13,6 +13,16 @@ const quietDecisionLines = (log: string) =>
     ? false
     : undefined;
 
+/** Answers with the request it received: what a service binding delivered, as JSON. */
+async function echoServiceBinding(request: Request): Promise<Response> {
+  const headers: Record<string, string> = {};
+  request.headers.forEach((value, name) => {
+    headers[name] = value;
+  });
+  const body = request.method === 'GET' || request.method === 'HEAD' ? null : await request.text();
+  return Response.json({ method: request.method, url: request.url, headers, body });
+}
+
 export default defineConfig({
   test: {
     onConsoleLog: quietDecisionLines,
@@ -32,6 +42,10 @@ export default defineConfig({
             // A dev secret for the demo issuer in tests (never a real one; .dev.vars is absent in CI).
             miniflare: {
               bindings: { GATEHOUSE_DEV_SECRET: 'workers-test-secret-0123456789abcdef-0123' },
+              // wrangler.toml binds ADMIN to the admin Worker, which this project does not run:
+              // here the binding answers with what crossed it (method, URL, headers, body), so
+              // test/workers/admin-forward.test.ts sees exactly what the guard forwards.
+              serviceBindings: { ADMIN: echoServiceBinding },
             },
           }),
         ],

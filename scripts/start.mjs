@@ -1,5 +1,6 @@
-// `npm start [-- --config <file>] [--persist-to <dir>]`: the guard Worker on `wrangler dev` with
-// local KV, running the policy the wrangler configuration bundles.
+// `npm start [-- --config <file>] [--admin-config <file>] [--persist-to <dir>]`: the guard Worker
+// and the admin API Worker on one `wrangler dev` with local KV, running the policy the wrangler
+// configuration bundles.
 //
 // 0. Runs itself under Node.js 22.12+ first (scripts/node22.mjs: on an older node, a Node 22 from
 //    the npm registry, cached in ~/.cache/gatehouse-node), so nothing below runs or writes on a
@@ -18,8 +19,12 @@
 //    `npx gatehouse` since, a revocation or a deletion included, is kept, and the seed's writes
 //    are audited like the CLI's.
 // 4. Starts `wrangler dev` on 127.0.0.1:$GATEHOUSE_PORT (default 8787) with the configuration as
-//    it is, waits until the Worker answers any HTTP request (no route is assumed), and prints
-//    curl lines with 1-hour tokens for the demo, or for another policy how to grant and mint.
+//    it is, plus the admin Worker's (--admin-config, default wrangler.admin.toml beside the
+//    configuration, when there is one) in the same session (`wrangler dev -c guard -c admin`):
+//    the guard's ADMIN service binding reaches it, both share the local KV state, and the admin
+//    API answers under the guard's URL. Waits until the guard answers any HTTP request (no route
+//    is assumed), and prints curl lines with 1-hour tokens for the demo, or for another policy
+//    how to grant and mint.
 //
 // Stops wrangler on SIGINT / SIGTERM. Tokens come from the same code as `npx gatehouse token`.
 import { spawn } from 'node:child_process';
@@ -61,12 +66,17 @@ function shown(path) {
 let values;
 try {
   ({ values } = parseArgs({
-    options: { config: { type: 'string' }, 'persist-to': { type: 'string' } },
+    options: {
+      config: { type: 'string' },
+      'admin-config': { type: 'string' },
+      'persist-to': { type: 'string' },
+    },
     strict: true,
   }));
 } catch (error) {
   fail(
-    `${error.message}\nusage: npm start [-- --config <wrangler config>] [--persist-to <dir>]`,
+    `${error.message}\nusage: npm start [-- --config <wrangler config>] ` +
+      '[--admin-config <admin Worker config>] [--persist-to <dir>]',
     2,
   );
 }
@@ -76,6 +86,14 @@ if (!Number.isInteger(port) || port < 1 || port > 65535) {
 }
 const configPath = resolve(values.config ?? join(root, 'wrangler.toml'));
 const persistTo = resolve(values['persist-to'] ?? join(root, '.wrangler', 'state'));
+// The admin API Worker: named, or wrangler.admin.toml beside the guard's configuration if present.
+const defaultAdminConfig = join(dirname(configPath), 'wrangler.admin.toml');
+const adminConfigPath =
+  values['admin-config'] !== undefined
+    ? resolve(values['admin-config'])
+    : existsSync(defaultAdminConfig)
+      ? defaultAdminConfig
+      : undefined;
 const varsFile = devVarsBeside(configPath);
 // The flags a later `npx gatehouse` needs to reach the same configuration and state.
 const cliFlags = [
@@ -112,6 +130,25 @@ try {
 } catch (error) {
   if (error?.name !== 'ConfigError') throw error;
   fail(`${shown(policyPath ?? configPath)}: ${error.message}`);
+}
+// The admin Worker verifies callers with the policy's issuers and grants its roles: it must bundle
+// the very same policy file, or the two Workers would disagree.
+if (adminConfigPath !== undefined) {
+  if (!existsSync(adminConfigPath))
+    fail(`no admin Worker configuration at ${shown(adminConfigPath)}`);
+  const adminAlias = policyAlias(readFileSync(adminConfigPath, 'utf8'), shown(adminConfigPath));
+  const adminPolicy =
+    adminAlias === undefined ? undefined : resolveFromConfig(adminConfigPath, adminAlias);
+  if (
+    adminPolicy === undefined ||
+    !existsSync(adminPolicy) ||
+    realpathSync(adminPolicy) !== realpathSync(policyPath)
+  ) {
+    fail(
+      `${shown(adminConfigPath)} must alias "${POLICY_ALIAS}" to the guard's policy ` +
+        `${shown(policyPath)}, the same file`,
+    );
+  }
 }
 const demoPolicy = join(root, 'demo', 'policy.json');
 const isDemo = realpathSync(policyPath) === realpathSync(demoPolicy);
@@ -194,6 +231,7 @@ const child = spawn(
     'dev',
     '--config',
     configPath,
+    ...(adminConfigPath === undefined ? [] : ['--config', adminConfigPath]),
     '--ip',
     host,
     '--port',
@@ -267,7 +305,13 @@ mint more with: ${withFlags('npx gatehouse token <subject> --ttl 1h')}
     -H 'content-type: application/json' -d '{"subject":"bob","permission":"publish:posts"}'
   # forward-auth, as nginx auth_request would ask
   curl -i ${base}/.gatehouse/v1/authorize -H 'Authorization: Bearer ${bob}' \\
-    -H 'X-Forwarded-Method: DELETE' -H 'X-Forwarded-Uri: /posts/7'
+    -H 'X-Forwarded-Method: DELETE' -H 'X-Forwarded-Uri: /posts/7'${
+      adminConfigPath === undefined
+        ? ''
+        : `
+  # carol reads bob's permissions through the admin API (the admin Worker, same URL)
+  curl -s ${base}/.gatehouse/v1/admin/users/bob -H 'Authorization: Bearer ${carol}'`
+    }
 `);
 } else {
   const tokens =

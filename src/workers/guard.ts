@@ -1,13 +1,20 @@
 /**
- * The guard Worker's logic (handlers/worker.ts only wires it): configuration from env vars, one
- * Gatehouse per isolate on the KV store, the route guard, the HTTP check API and forward-auth
- * under a reserved prefix, the built-in echo origin, and the RPC check methods.
+ * The guard Worker's logic (handlers/worker.ts only wires it). A request goes through named steps,
+ * top to bottom in this file:
+ *
+ *   fetch → runtimeFor (built once per isolate) → routeRequest
+ *     → under the prefix: serveCheckApi, serveForwardAuth, forwardToAdmin (the admin Worker)
+ *     → anything else: guardRequest → decideAndLog (Gatehouse.decide) → denyResponse or
+ *       forwardToOrigin (headersForOrigin, then the echo origin or originTarget)
+ *
+ * plus the RPC check methods. The admin API is a Worker of its own (handlers/admin-worker.ts):
+ * the guard only hands `<prefix>/v1/admin` requests to the `ADMIN` service binding and bundles no
+ * admin code (bench/worker.ts checks the bundle).
  *
  * No Workers imports: bindings and the execution context are typed structurally, so the same code
  * type-checks under the Node tsconfig and can be driven from tests with any env object.
  */
 import { ConfigError } from '../errors.ts';
-import { type AdminApi, createAdminApi } from '../http/admin-api.ts';
 import {
   type CheckAnswer,
   CheckInputError,
@@ -28,19 +35,31 @@ import {
   stripOverrideHeaders,
 } from '../http/responses.ts';
 import {
-  consoleObjectWriter,
   type DecisionLogConfig,
-  DecisionLogger,
+  type DecisionLogger,
   type DecisionLogTarget,
   readDecisionLogConfig,
 } from '../logging/decision-log.ts';
-// Not ../policy/index.ts: that re-exports the YAML text parser, which a Worker must not bundle.
-import { Gatehouse } from '../policy/decide.ts';
-import { applyIssuerEnv } from '../policy/issuer-env.ts';
-import { type CompiledPolicy, compilePolicy } from '../policy/policy.ts';
+import type { DecisionRequest, Gatehouse } from '../policy/decide.ts';
+import type { CompiledPolicy } from '../policy/policy.ts';
 import type { Decision } from '../types.ts';
-import { type KvAdminNamespace, KvAdminStore } from './kv-admin-store.ts';
-import { KvJwksPersistence, type KvNamespaceLike, KvStore } from './kv-store.ts';
+import type { KvNamespaceLike } from './kv-store.ts';
+import {
+  booleanVar,
+  compileWorkerPolicy,
+  configurationError,
+  internalError,
+  keptAlive,
+  kvGatehouse,
+  readKvCacheTtl,
+  readPrefix,
+  stringVar,
+  validateAtStartup,
+  type WaitUntilContext,
+  workerDecisionLogger,
+} from './setup.ts';
+
+export { persistedJwksOptions, type WaitUntilContext } from './setup.ts';
 
 /** The header the guard sends {@link GatehouseWorkerEnv.ORIGIN_SHARED_SECRET} in, always overwritten. */
 export const ORIGIN_SECRET_HEADER = 'X-Gatehouse-Origin-Secret';
@@ -77,14 +96,19 @@ export interface GatehouseWorkerEnv {
   readonly GATEHOUSE_TYPES?: string;
   /** `true` refuses tokens without `typ`, `false` accepts them; default the policy's. */
   readonly GATEHOUSE_REQUIRE_TYPE?: string;
+  /**
+   * Service binding to the admin Worker (wrangler.admin.toml): `<prefix>/v1/admin` requests go
+   * there unchanged. Unbound, those paths answer 404 like any unknown path under the prefix.
+   */
+  readonly ADMIN?: ServiceBindingLike;
   /** GATEHOUSE_JWKS_CACHE_TTL_SECONDS, _COOLDOWN_SECONDS, _TIMEOUT_MS, _MAX_STALE_SECONDS: issuer-env.ts. */
   /** Secrets named by the policy's `secretEnv` (GATEHOUSE_DEV_SECRET in the demo), and others. */
   readonly [name: string]: unknown;
 }
 
-/** The part of a Workers `ExecutionContext` the guard uses. */
-export interface WaitUntilContext {
-  waitUntil(promise: Promise<unknown>): void;
+/** The part of a Workers service binding (`Fetcher`) the guard uses. */
+export interface ServiceBindingLike {
+  fetch(request: Request): Promise<Response>;
 }
 
 export type OriginConfig =
@@ -98,28 +122,12 @@ export interface WorkerConfig {
   /** null when the HTTP check API and forward-auth are off. */
   readonly prefix: string | null;
   readonly kvCacheTtl: number;
-  /** Days the admin API keeps audit records (AUDIT_RETENTION_DAYS, default 90). */
-  readonly auditRetentionDays: number;
   readonly forwardAuthIpHeader: string | null;
   readonly forwardOverrideHeaders: boolean;
   /** Sent to the origin as {@link ORIGIN_SECRET_HEADER}; null when unset. */
   readonly originSecret: string | null;
   /** Decision logs (`DECISION_LOG`, `DECISION_LOG_ALLOW_SAMPLE_RATE`); null when off. */
   readonly decisionLog: DecisionLogConfig | null;
-}
-
-function stringVar(env: GatehouseWorkerEnv, name: string): string | undefined {
-  const value = env[name];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string') throw new ConfigError(name, 'expected a string variable');
-  const trimmed = value.trim();
-  return trimmed === '' ? undefined : trimmed;
-}
-
-function booleanVar(env: GatehouseWorkerEnv, name: string): boolean {
-  const text = stringVar(env, name) ?? 'false';
-  if (text !== 'true' && text !== 'false') throw new ConfigError(name, 'expected true or false');
-  return text === 'true';
 }
 
 /**
@@ -154,27 +162,8 @@ export function readWorkerConfig(env: GatehouseWorkerEnv): WorkerConfig {
 
   const forward = booleanVar(env, 'FORWARD_AUTHORIZATION');
   const forwardOverrideHeaders = booleanVar(env, 'FORWARD_OVERRIDE_HEADERS');
-
-  const prefixText = stringVar(env, 'GATEHOUSE_PREFIX') ?? '/.gatehouse';
-  let prefix: string | null = null;
-  if (prefixText !== 'off') {
-    if (!/^(\/[A-Za-z0-9._~-]+)+$/.test(prefixText) || /\/\.{1,2}(\/|$)/.test(prefixText)) {
-      throw new ConfigError('GATEHOUSE_PREFIX', 'expected a path such as /.gatehouse, or off');
-    }
-    prefix = prefixText;
-  }
-
-  const ttlText = stringVar(env, 'KV_CACHE_TTL') ?? '30';
-  const kvCacheTtl = Number(ttlText);
-  if (!/^\d+$/.test(ttlText) || kvCacheTtl < 30 || kvCacheTtl > 3600) {
-    throw new ConfigError('KV_CACHE_TTL', 'expected whole seconds from 30 (KV minimum) to 3600');
-  }
-
-  const retentionText = stringVar(env, 'AUDIT_RETENTION_DAYS') ?? '90';
-  const auditRetentionDays = Number(retentionText);
-  if (!/^\d+$/.test(retentionText) || auditRetentionDays < 1 || auditRetentionDays > 3650) {
-    throw new ConfigError('AUDIT_RETENTION_DAYS', 'expected whole days from 1 to 3650');
-  }
+  const prefix = readPrefix(env);
+  const kvCacheTtl = readKvCacheTtl(env);
 
   const ipHeader = stringVar(env, 'FORWARD_AUTH_IP_HEADER') ?? null;
   if (ipHeader !== null && !/^[A-Za-z0-9-]{1,64}$/.test(ipHeader)) {
@@ -190,6 +179,10 @@ export function readWorkerConfig(env: GatehouseWorkerEnv): WorkerConfig {
     );
   }
 
+  if (env.ADMIN !== undefined && typeof env.ADMIN?.fetch !== 'function') {
+    throw new ConfigError('ADMIN', 'expected a service binding to the admin Worker');
+  }
+
   const decisionLog = readDecisionLogConfig((name) => stringVar(env, name));
 
   return {
@@ -197,7 +190,6 @@ export function readWorkerConfig(env: GatehouseWorkerEnv): WorkerConfig {
     forwardAuthorization: forward,
     prefix,
     kvCacheTtl,
-    auditRetentionDays,
     forwardAuthIpHeader: ipHeader,
     forwardOverrideHeaders,
     originSecret,
@@ -250,8 +242,6 @@ export interface WorkerRuntime {
   readonly config: WorkerConfig;
   /** Writes decision lines to Workers Logs; null when `DECISION_LOG` is off. */
   readonly decisionLog: DecisionLogger | null;
-  /** The admin API under `<prefix>/v1/admin`; null without a prefix or a KV binding. */
-  readonly admin: AdminApi | null;
 }
 
 export interface GatehouseWorker {
@@ -271,20 +261,232 @@ export interface GatehouseWorker {
   runtime(env: GatehouseWorkerEnv): WorkerRuntime;
 }
 
-/** Resolves `secretEnv` to a placeholder when a secret is absent, to validate structure alone. */
-function withPlaceholderSecrets(env: GatehouseWorkerEnv): Record<string, unknown> {
-  return new Proxy(
-    {},
-    {
-      get: (_target, name) => {
-        if (typeof name !== 'string') return undefined;
-        const value = env[name];
-        return typeof value === 'string' && value !== ''
-          ? value
-          : 'placeholder-secret-for-validation-only-0123456789abcdef';
-      },
+/** The runtime plus the seams every step below uses (origin and JWKS fetch, the clock). */
+interface Guard extends WorkerRuntime {
+  readonly fetch: typeof fetch;
+  readonly now: () => number;
+}
+
+/** One request's answer; `ctx` keeps the work alive past the response (see keptAlive). */
+type Step = (request: Request, url: URL, guard: Guard, ctx: WaitUntilContext) => Promise<Response>;
+
+export function createGatehouseWorker(options: GatehouseWorkerOptions): GatehouseWorker {
+  const seams = {
+    fetch: options.fetch ?? ((input, init) => fetch(input, init)),
+    now: options.now ?? Date.now,
+  } satisfies Pick<Guard, 'fetch' | 'now'>;
+  if (options.startupEnv !== undefined) {
+    validateAtStartup(options.policy, options.startupEnv, readWorkerConfig);
+  }
+  const runtimeFor = onePerIsolate(options, seams);
+
+  return {
+    fetch(request, env, ctx) {
+      return keptAlive(serveRequest(request, env, ctx, runtimeFor), ctx);
     },
+    check(item, env, ctx) {
+      return keptAlive(checkOne(runtimeFor(env), item, ctx), ctx);
+    },
+    checkBatch(items, env, ctx) {
+      return keptAlive(checkMany(runtimeFor(env), items, ctx), ctx);
+    },
+    runtime: runtimeFor,
+  };
+}
+
+/**
+ * Builds the guard on the first request's env and hands the same one to every later request of
+ * the isolate: the compiled policy, the Gatehouse with its caches, the logger.
+ */
+function onePerIsolate(
+  options: GatehouseWorkerOptions,
+  seams: Pick<Guard, 'fetch' | 'now'>,
+): (env: GatehouseWorkerEnv) => Guard {
+  let compiled: CompiledPolicy | null = null;
+  let built: Guard | null = null;
+  return (env) => {
+    if (built !== null) return built;
+    const config = readWorkerConfig(env);
+    compiled ??= compileWorkerPolicy(options.policy, env);
+    const binding = env.PERMISSIONS;
+    const kv = binding === undefined ? undefined : (options.wrapKv?.(binding) ?? binding);
+    built = {
+      gatehouse: kvGatehouse({ policy: compiled, kv, kvCacheTtl: config.kvCacheTtl, ...seams }),
+      config,
+      decisionLog: workerDecisionLogger(config.decisionLog, seams.now),
+      ...seams,
+    };
+    return built;
+  };
+}
+
+/** A configuration mistake answers 503 on every request; unexpected failures 503 too. */
+async function serveRequest(
+  request: Request,
+  env: GatehouseWorkerEnv,
+  ctx: WaitUntilContext,
+  runtimeFor: (env: GatehouseWorkerEnv) => Guard,
+): Promise<Response> {
+  let guard: Guard;
+  try {
+    guard = runtimeFor(env);
+  } catch (error) {
+    return configurationError(error);
+  }
+  try {
+    return await routeRequest(request, env, guard, ctx);
+  } catch {
+    return internalError();
+  }
+}
+
+/** The guard's own endpoints under the prefix never reach the origin; everything else is guarded. */
+function routeRequest(
+  request: Request,
+  env: GatehouseWorkerEnv,
+  guard: Guard,
+  ctx: WaitUntilContext,
+): Promise<Response> {
+  const url = new URL(request.url);
+  const prefix = guard.config.prefix;
+  if (prefix === null || (url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`))) {
+    return guardRequest(request, url, guard, ctx);
+  }
+  const rest = url.pathname.slice(prefix.length);
+  if (rest === '/v1/check' || rest === '/v1/check/batch') {
+    return serveCheckApi(request, url, guard, ctx);
+  }
+  if (rest === '/v1/authorize') return serveForwardAuth(request, url, guard, ctx);
+  if (rest === '/v1/admin' || rest.startsWith('/v1/admin/')) return forwardToAdmin(request, env);
+  return Promise.resolve(notFound());
+}
+
+function notFound(): Response {
+  return problemResponse({ status: 404, reason: 'not_found', detail: 'No such endpoint.' });
+}
+
+/** POST <prefix>/v1/check and /v1/check/batch (src/http/check-api.ts). */
+const serveCheckApi: Step = (request, url, guard, ctx) =>
+  handleCheckRequest(guard.gatehouse, request, {
+    batch: url.pathname.endsWith('/v1/check/batch'),
+    context: clientContext(request),
+    now: guard.now,
+    log: logTarget(guard, 'check-api', ctx),
+  });
+
+/** <prefix>/v1/authorize for reverse proxies (src/http/forward-auth.ts). */
+const serveForwardAuth: Step = (request, _url, guard, ctx) => {
+  const context = clientContext(request);
+  const ipHeader = guard.config.forwardAuthIpHeader;
+  const ip = ipHeader === null ? context.ip : forwardedClientIp(request.headers.get(ipHeader));
+  return handleForwardAuth(guard.gatehouse, request, {
+    context: {
+      ...(ip !== undefined && { ip }),
+      ...(context.country !== undefined && { country: context.country }),
+    },
+    log: logTarget(guard, 'forward-auth', ctx),
+  });
+};
+
+/**
+ * <prefix>/v1/admin goes to the admin Worker as the client sent it: the admin Worker verifies the
+ * caller's Authorization header itself, so the guard decides nothing here and adds no identity
+ * headers. Without the binding the admin API is not served.
+ */
+function forwardToAdmin(request: Request, env: GatehouseWorkerEnv): Promise<Response> {
+  const admin = env.ADMIN;
+  if (admin === undefined) return Promise.resolve(notFound());
+  return admin.fetch(request);
+}
+
+/** Every other path: decide, then answer the deny or forward to the origin. */
+const guardRequest: Step = async (request, url, guard, ctx) => {
+  const authorization = request.headers.get('authorization');
+  const decision = await decideAndLog(
+    guard,
+    { method: request.method, path: url.pathname, authorization, ...clientContext(request) },
+    ctx,
   );
+  if (!decision.allow) return denyResponse(decision, authorization);
+  return forwardToOrigin(request, url, decision, guard);
+};
+
+/** Gatehouse.decide(), and the decision line written after the response if need be. */
+async function decideAndLog(
+  guard: Guard,
+  asked: DecisionRequest,
+  ctx: WaitUntilContext,
+): Promise<Decision> {
+  const logger = guard.decisionLog;
+  const startedAt = logger === null ? 0 : logger.start();
+  const decision = await guard.gatehouse.decide(asked);
+  if (logger !== null) {
+    // The digest is async: the line never delays the answer.
+    const logged = logger.log('worker', decision, asked, startedAt);
+    if (logged !== undefined) ctx.waitUntil(logged);
+  }
+  return decision;
+}
+
+/** An allowed request to the origin, with the guard's identity headers and nothing forged. */
+function forwardToOrigin(
+  request: Request,
+  url: URL,
+  decision: Decision,
+  guard: Guard,
+): Promise<Response> | Response {
+  const headers = headersForOrigin(request.headers, decision, guard.config);
+  const origin = guard.config.origin;
+  if (origin.kind === 'echo') return echoOrigin(request.method, url, headers);
+  const target = originTarget(origin, url);
+  // The client's Host names the guard; a configured origin's comes from its URL.
+  if (origin.kind === 'url') headers.delete('host');
+  const hasBody = request.method !== 'GET' && request.method !== 'HEAD';
+  return guard.fetch(target, {
+    method: request.method,
+    headers,
+    body: hasBody ? request.body : null,
+    redirect: 'manual',
+  });
+}
+
+/**
+ * The client's headers minus every identity header it sent (and, unless configured, override
+ * headers and Authorization), plus the guard's identity headers and origin secret.
+ */
+function headersForOrigin(incoming: Headers, decision: Decision, config: WorkerConfig): Headers {
+  const headers = new Headers(incoming);
+  stripIdentityHeaders(headers);
+  if (!config.forwardOverrideHeaders) stripOverrideHeaders(headers);
+  if (!config.forwardAuthorization) headers.delete('authorization');
+  for (const [name, value] of Object.entries(identityHeaders(decision))) headers.set(name, value);
+  // Always the guard's own value (or none): a client-sent one never reaches the origin.
+  headers.delete(ORIGIN_SECRET_HEADER);
+  if (config.originSecret !== null) headers.set(ORIGIN_SECRET_HEADER, config.originSecret);
+  return headers;
+}
+
+/** `incoming`: the request's own URL; a configured URL: the request path appended to its path. */
+function originTarget(origin: Exclude<OriginConfig, { kind: 'echo' }>, url: URL): URL {
+  if (origin.kind === 'incoming') return url;
+  const target = new URL(origin.url.href);
+  target.pathname = origin.url.pathname.replace(/\/$/, '') + url.pathname;
+  target.search = url.search;
+  return target;
+}
+
+/** Where an edge's decisions go in this request; undefined when decision logs are off. */
+function logTarget(
+  guard: WorkerRuntime,
+  edge: string,
+  ctx: WaitUntilContext | undefined,
+): DecisionLogTarget | undefined {
+  if (guard.decisionLog === null) return undefined;
+  return {
+    logger: guard.decisionLog,
+    edge,
+    waitUntil: ctx === undefined ? undefined : (promise) => ctx.waitUntil(promise),
+  };
 }
 
 function invalidItem(error: CheckInputError): CheckAnswer {
@@ -296,294 +498,41 @@ function invalidItem(error: CheckInputError): CheckAnswer {
   };
 }
 
-/** Fails closed when something unexpected throws: nothing internal reaches the client. */
-function internalError(): Response {
-  return problemResponse({
-    status: 503,
-    reason: 'internal_error',
-    headers: { 'retry-after': '5' },
-  });
+/** RPC `check`: a malformed item is an answer, not an exception, so callers get a readable deny. */
+async function checkOne(
+  guard: Guard,
+  item: unknown,
+  ctx: WaitUntilContext | undefined,
+): Promise<CheckAnswer> {
+  let parsed: CheckItem;
+  try {
+    parsed = parseCheckItem(item);
+  } catch (error) {
+    if (error instanceof CheckInputError) return invalidItem(error);
+    throw error;
+  }
+  return runCheck(guard.gatehouse, parsed, guard.now, logTarget(guard, 'check-rpc', ctx));
 }
 
-/**
- * KV persistence of key sets, sized from the policy's JWKS issuers: entries live as long as the
- * largest `maxStaleSeconds` (default 86400; the verifier ignores an older set anyway), and an
- * unchanged set is dated again after half the smallest `cacheTtlSeconds` (default 600), so cold
- * isolates usually find a set still inside its TTL. Within KV's limits.
- */
-export function persistedJwksOptions(policy: CompiledPolicy): {
-  expirationTtlSeconds: number;
-  rewriteAfterSeconds: number;
-} {
-  let maxStale = 0;
-  let minTtl = Number.POSITIVE_INFINITY;
-  for (const issuer of policy.verifier.issuers) {
-    if (!('jwksUri' in issuer.keys)) continue;
-    maxStale = Math.max(maxStale, issuer.keys.maxStaleSeconds ?? 86_400);
-    minTtl = Math.min(minTtl, issuer.keys.cacheTtlSeconds ?? 600);
+/** RPC `checkBatch`: up to MAX_BATCH_ITEMS items, concurrently through the isolate cache. */
+async function checkMany(
+  guard: Guard,
+  items: unknown,
+  ctx: WaitUntilContext | undefined,
+): Promise<CheckAnswer[]> {
+  const log = logTarget(guard, 'check-rpc', ctx);
+  if (!Array.isArray(items)) throw new TypeError('checkBatch expects an array of items');
+  if (items.length > MAX_BATCH_ITEMS) {
+    throw new RangeError(`checkBatch expects at most ${MAX_BATCH_ITEMS} items`);
   }
-  const clamp = (value: number, low: number, high: number) =>
-    Math.min(high, Math.max(low, Math.floor(value)));
-  return {
-    expirationTtlSeconds: clamp(maxStale === 0 ? 86_400 : maxStale, 60, 604_800),
-    rewriteAfterSeconds: clamp(Number.isFinite(minTtl) ? minTtl / 2 : 300, 30, 86_400),
-  };
-}
-
-/** Like the guard: a store load other requests joined must outlive a cancelled RPC call. */
-function keptAlive<T>(pending: Promise<T>, ctx: WaitUntilContext | undefined): Promise<T> {
-  ctx?.waitUntil(pending.catch(() => undefined));
-  return pending;
-}
-
-export function createGatehouseWorker(options: GatehouseWorkerOptions): GatehouseWorker {
-  const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
-  const now = options.now ?? Date.now;
-  let compiled: CompiledPolicy | null = null;
-  let runtime: WorkerRuntime | null = null;
-
-  if (options.startupEnv !== undefined) {
-    // Structure and vars now (start-up); secrets may be absent until the first request's env.
-    const startupEnv = options.startupEnv;
-    compilePolicy(
-      applyIssuerEnv(options.policy, (name) => stringVar(startupEnv, name)),
-      { env: withPlaceholderSecrets(startupEnv) },
-    );
-    readWorkerConfig(options.startupEnv);
-  }
-
-  function build(env: GatehouseWorkerEnv): WorkerRuntime {
-    if (runtime !== null) return runtime;
-    const config = readWorkerConfig(env);
-    // The same issuer variables as the Lambdas (GATEHOUSE_TYPES, GATEHOUSE_JWKS_*): issuer-env.ts.
-    compiled ??= compilePolicy(
-      applyIssuerEnv(options.policy, (name) => stringVar(env, name)),
-      { env },
-    );
-    const binding = env.PERMISSIONS;
-    const kv = binding === undefined ? undefined : (options.wrapKv?.(binding) ?? binding);
-    if (kv === undefined && compiled.permissions.source === 'store') {
-      throw new ConfigError('PERMISSIONS', 'expected a KV namespace binding named PERMISSIONS');
-    }
-    const gatehouse = new Gatehouse({
-      policy: compiled,
-      ...(kv !== undefined && {
-        store: new KvStore(kv, { cacheTtlSeconds: config.kvCacheTtl }),
-        persistence: new KvJwksPersistence(kv, persistedJwksOptions(compiled)),
-      }),
-      fetch: fetchImpl,
-      now,
-    });
-    const decisionLog =
-      config.decisionLog === null
-        ? null
-        : new DecisionLogger({
-            allowSampleRate: config.decisionLog.allowSampleRate,
-            write: consoleObjectWriter,
-            now,
-          });
-    // The raw binding: a wrapped one (tests, benchmarks) may lack list(), which management needs.
-    const admin =
-      config.prefix === null ||
-      binding === undefined ||
-      typeof (binding as unknown as Partial<KvAdminNamespace>).list !== 'function'
-        ? null
-        : createAdminApi({
-            gatehouse,
-            store: new KvAdminStore(binding as unknown as KvAdminNamespace),
-            basePath: `${config.prefix}/v1/admin`,
-            auditRetentionDays: config.auditRetentionDays,
-            decisionLog,
-            now,
-          });
-    runtime = { gatehouse, config, decisionLog, admin };
-    return runtime;
-  }
-
-  async function forward(
-    request: Request,
-    url: URL,
-    decision: Decision,
-    config: WorkerConfig,
-  ): Promise<Response> {
-    const headers = new Headers(request.headers);
-    stripIdentityHeaders(headers);
-    if (!config.forwardOverrideHeaders) stripOverrideHeaders(headers);
-    if (!config.forwardAuthorization) headers.delete('authorization');
-    for (const [name, value] of Object.entries(identityHeaders(decision))) headers.set(name, value);
-    // Always the guard's own value (or none): a client-sent one never reaches the origin.
-    headers.delete(ORIGIN_SECRET_HEADER);
-    if (config.originSecret !== null) headers.set(ORIGIN_SECRET_HEADER, config.originSecret);
-    const origin = config.origin;
-    if (origin.kind === 'echo') return echoOrigin(request.method, url, headers);
-    let target: URL;
-    if (origin.kind === 'incoming') target = url;
-    else {
-      target = new URL(origin.url.href);
-      target.pathname = origin.url.pathname.replace(/\/$/, '') + url.pathname;
-      target.search = url.search;
-      // The client's Host names the guard; the origin's comes from its URL.
-      headers.delete('host');
-    }
-    const hasBody = request.method !== 'GET' && request.method !== 'HEAD';
-    return fetchImpl(target, {
-      method: request.method,
-      headers,
-      body: hasBody ? request.body : null,
-      redirect: 'manual',
-    });
-  }
-
-  /** Where an edge's decisions go in this request; undefined when decision logs are off. */
-  function logTarget(
-    rt: WorkerRuntime,
-    edge: string,
-    ctx: WaitUntilContext | undefined,
-  ): DecisionLogTarget | undefined {
-    if (rt.decisionLog === null) return undefined;
-    return {
-      logger: rt.decisionLog,
-      edge,
-      waitUntil: ctx === undefined ? undefined : (promise) => ctx.waitUntil(promise),
-    };
-  }
-
-  async function api(
-    request: Request,
-    url: URL,
-    rt: WorkerRuntime,
-    ctx: WaitUntilContext,
-  ): Promise<Response> {
-    const { gatehouse, config } = rt;
-    const rest = url.pathname.slice(config.prefix!.length);
-    const context = clientContext(request);
-    if (rest === '/v1/check' || rest === '/v1/check/batch') {
-      return handleCheckRequest(gatehouse, request, {
-        batch: rest === '/v1/check/batch',
-        context,
-        now,
-        log: logTarget(rt, 'check-api', ctx),
-      });
-    }
-    if (rest === '/v1/authorize') {
-      const ipHeader = config.forwardAuthIpHeader;
-      const ip = ipHeader === null ? context.ip : forwardedClientIp(request.headers.get(ipHeader));
-      return handleForwardAuth(gatehouse, request, {
-        context: {
-          ...(ip !== undefined && { ip }),
-          ...(context.country !== undefined && { country: context.country }),
-        },
-        log: logTarget(rt, 'forward-auth', ctx),
-      });
-    }
-    if (rest === '/v1/admin' || rest.startsWith('/v1/admin/')) {
-      if (rt.admin === null) {
-        return problemResponse({ status: 404, reason: 'not_found', detail: 'No such endpoint.' });
+  return Promise.all(
+    items.map((item, i) => {
+      try {
+        return runCheck(guard.gatehouse, parseCheckItem(item, `items[${i}]`), guard.now, log);
+      } catch (error) {
+        if (error instanceof CheckInputError) return invalidItem(error);
+        throw error;
       }
-      return rt.admin.fetch(request, context);
-    }
-    return problemResponse({ status: 404, reason: 'not_found', detail: 'No such endpoint.' });
-  }
-
-  async function handle(
-    request: Request,
-    env: GatehouseWorkerEnv,
-    ctx: WaitUntilContext,
-  ): Promise<Response> {
-    let rt: WorkerRuntime;
-    try {
-      rt = build(env);
-    } catch (error) {
-      // Field and expectation only (ConfigError messages never hold secrets).
-      const what = error instanceof ConfigError ? error.message : 'unexpected error';
-      console.error(`gatehouse: configuration error: ${what}`);
-      return problemResponse({
-        status: 503,
-        reason: 'configuration_error',
-        headers: { 'retry-after': '5' },
-      });
-    }
-    const url = new URL(request.url);
-    const prefix = rt.config.prefix;
-    if (prefix !== null && (url.pathname === prefix || url.pathname.startsWith(`${prefix}/`))) {
-      return api(request, url, rt, ctx);
-    }
-    const authorization = request.headers.get('authorization');
-    const context = clientContext(request);
-    const asked = {
-      method: request.method,
-      path: url.pathname,
-      authorization,
-      ip: context.ip,
-      country: context.country,
-    };
-    const logger = rt.decisionLog;
-    const startedAt = logger === null ? 0 : logger.start();
-    const decision = await rt.gatehouse.decide(asked);
-    if (logger !== null) {
-      // Written after the response if need be (the digest is async): never delays the answer.
-      const logged = logger.log('worker', decision, asked, startedAt);
-      if (logged !== undefined) ctx.waitUntil(logged);
-    }
-    if (!decision.allow) return denyResponse(decision, authorization);
-    return forward(request, url, decision, rt.config);
-  }
-
-  async function checkOne(
-    item: unknown,
-    env: GatehouseWorkerEnv,
-    ctx: WaitUntilContext | undefined,
-  ): Promise<CheckAnswer> {
-    const rt = build(env);
-    let parsed: CheckItem;
-    try {
-      parsed = parseCheckItem(item);
-    } catch (error) {
-      // An answer, not an exception: RPC callers get a deny they can read.
-      if (error instanceof CheckInputError) return invalidItem(error);
-      throw error;
-    }
-    return runCheck(rt.gatehouse, parsed, now, logTarget(rt, 'check-rpc', ctx));
-  }
-
-  async function checkMany(
-    items: unknown,
-    env: GatehouseWorkerEnv,
-    ctx: WaitUntilContext | undefined,
-  ): Promise<CheckAnswer[]> {
-    const rt = build(env);
-    const log = logTarget(rt, 'check-rpc', ctx);
-    if (!Array.isArray(items)) throw new TypeError('checkBatch expects an array of items');
-    if (items.length > MAX_BATCH_ITEMS) {
-      throw new RangeError(`checkBatch expects at most ${MAX_BATCH_ITEMS} items`);
-    }
-    return Promise.all(
-      items.map((item, i) => {
-        try {
-          return runCheck(rt.gatehouse, parseCheckItem(item, `items[${i}]`), now, log);
-        } catch (error) {
-          if (error instanceof CheckInputError) return invalidItem(error);
-          throw error;
-        }
-      }),
-    );
-  }
-
-  return {
-    fetch(request, env, ctx) {
-      const pending = handle(request, env, ctx).catch(() => internalError());
-      // Requests share in-flight store loads (single-flight). Keeping each request alive until
-      // its work settles means a load another request joined is never cancelled with the request
-      // that started it (workerd cancels continuations of a finished request's promises).
-      ctx.waitUntil(pending);
-      return pending;
-    },
-    check(item, env, ctx) {
-      return keptAlive(checkOne(item, env, ctx), ctx);
-    },
-    checkBatch(items, env, ctx) {
-      return keptAlive(checkMany(items, env, ctx), ctx);
-    },
-    runtime: build,
-  };
+    }),
+  );
 }

@@ -1,6 +1,7 @@
 /**
  * `npm start` end to end: the same command (scripts/start.mjs) on a free port, driven with real
  * HTTP on 127.0.0.1, then stopped with its whole process group (wrangler and workerd with it).
+ * It runs the guard and the admin Worker together; the admin API answers under the guard's URL.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -75,5 +76,43 @@ describe('npm start', () => {
     const response = await fetch(`${base}/posts/1`);
     expect(response.status).toBe(401);
     expect(response.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse"');
+  });
+
+  it('serves the admin API at the same URL, through the admin Worker', async () => {
+    const url = `${base}/.gatehouse/v1/admin/users/bob`;
+    expect((await fetch(url)).status).toBe(401);
+    const refused = await fetch(url, {
+      headers: { authorization: `Bearer ${await token('alice')}` },
+    });
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { reason: string }).reason).toBe('missing_permission');
+    // carol's admin role (`*`) covers admin:permissions.
+    const shown = await fetch(url, {
+      headers: { authorization: `Bearer ${await token('carol')}` },
+    });
+    expect(shown.status).toBe(200);
+    expect(JSON.stringify(await shown.json())).toContain('editor');
+  });
+
+  it('applies a grant made through the admin API at the guard (one local KV)', async () => {
+    // A subject this state never held, asked only after the grant (nothing cached).
+    const subject = `e2e-${Date.now().toString(36)}`;
+    const granted = await fetch(`${base}/.gatehouse/v1/admin/users/${subject}/grants`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${await token('carol')}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ permission: 'read:posts', expires: '1h' }),
+    });
+    expect(granted.status).toBe(201);
+    const read = await fetch(`${base}/posts/1`, {
+      headers: { authorization: `Bearer ${await token(subject)}` },
+    });
+    expect(read.status).toBe(200);
+  });
+
+  it('prints a curl line for the admin API', () => {
+    expect(output).toMatch(/curl -s http:\/\/127\.0\.0\.1:\d+\/\.gatehouse\/v1\/admin\/users\/bob/);
   });
 });

@@ -1,24 +1,29 @@
 /**
- * The admin API inside workerd against the real local KV binding: authentication and the
- * admin:permissions rule (tenant-scoped too), changes that the guard then applies, strict input
- * validation that writes nothing, the explain check and the audit trail. Admin callers get their
- * permission from seeded permission data, like anyone else.
+ * The admin Worker (src/workers/admin.ts, handlers/admin-worker.ts's logic) inside workerd against
+ * the real local KV binding: authentication and the admin:permissions rule (tenant-scoped too),
+ * changes that the guard then applies, strict input validation that writes nothing, the explain
+ * check and the audit trail, its configuration, and the guard handing it <prefix>/v1/admin over
+ * the ADMIN binding. Admin callers get their permission from seeded permission data, like anyone
+ * else. test/workers/admin-forward.test.ts checks what crosses a real service binding.
  */
 import { env } from 'cloudflare:workers';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { AdminStore, AuditRecord } from '../../src/admin/types.ts';
-import { type AdminApi, createAdminApi } from '../../src/http/admin-api.ts';
-import { KvAdminStore } from '../../src/workers/kv-admin-store.ts';
+import { createAdminWorker } from '../../src/workers/admin.ts';
 import type { KvNamespaceLike } from '../../src/workers/kv-store.ts';
 import { DEMO_ISSUER } from '../support/cases.ts';
 import {
   bearer,
+  DEMO_POLICY,
   demoTokenFor,
   instrumentedKv,
   seedDemo,
   TENANT_POLICY,
+  type TestAdmin,
   type TestGuard,
   tenantToken,
+  testAdmin,
+  testContext,
   testGuard,
 } from './helpers.ts';
 
@@ -56,9 +61,13 @@ beforeEach(async () => {
 });
 
 interface Setup {
-  readonly guard: TestGuard;
-  readonly api: AdminApi;
+  readonly admin: TestAdmin;
   readonly store: AdminStore;
+  /**
+   * A guard isolate with nothing cached yet. The admin Worker cannot reach the guard's caches: a
+   * running guard isolate sees a change within the revocation delay, a fresh one at once.
+   */
+  guard(): TestGuard;
   call(
     method: string,
     path: string,
@@ -67,25 +76,21 @@ interface Setup {
 }
 
 /**
- * The guard's own Gatehouse (KV store, caches) and an admin API over the same binding. `guardKv`
- * replaces the binding the guard (and so the admin API's caller check) reads through.
+ * The admin Worker over the test KV binding. `callerKv` replaces the binding the caller check
+ * reads through (changes and the audit trail still use the real one).
  */
-function setup(options: { policy?: unknown; guardKv?: KvNamespaceLike } = {}): Setup {
-  const guardKv = options.guardKv;
-  const guard = testGuard(
+function setup(options: { policy?: unknown; callerKv?: KvNamespaceLike } = {}): Setup {
+  const callerKv = options.callerKv;
+  const policy = options.policy !== undefined ? { policy: options.policy } : {};
+  const admin = testAdmin(
     {},
-    {
-      ...(options.policy !== undefined && { policy: options.policy }),
-      ...(guardKv !== undefined && { wrapKv: () => guardKv }),
-    },
+    { ...policy, ...(callerKv !== undefined && { wrapKv: () => callerKv }) },
   );
-  const { gatehouse } = guard.worker.runtime(guard.env);
-  const store = new KvAdminStore(env.PERMISSIONS);
-  const api = createAdminApi({ gatehouse, store, basePath: BASE });
+  const { store } = admin.worker.runtime(admin.env);
   return {
-    guard,
-    api,
+    admin,
     store,
+    guard: () => testGuard({}, policy),
     async call(method, path, { token, body, headers } = {}) {
       const init: RequestInit = {
         method,
@@ -96,7 +101,7 @@ function setup(options: { policy?: unknown; guardKv?: KvNamespaceLike } = {}): S
         },
         ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }),
       };
-      return api.fetch(new Request(`https://guard.example${BASE}${path}`, init));
+      return admin.fetch(`${BASE}${path}`, init);
     },
   };
 }
@@ -215,7 +220,7 @@ describe('admin API authentication and authorization', () => {
 
   it('answers 503 with Retry-After when the store cannot be read', async () => {
     const { kv, state } = instrumentedKv();
-    const s = setup({ guardKv: kv });
+    const s = setup({ callerKv: kv });
     state.failing = true;
     const response = await s.call('GET', '/users/dave', { token: await demoTokenFor('root') });
     expect(response.status).toBe(503);
@@ -230,7 +235,7 @@ describe('admin API changes', () => {
     const subject = fresh('dave');
     const root = await demoTokenFor('root');
     const user = await demoTokenFor(subject);
-    expect((await s.guard.fetch('/drafts', { headers: bearer(user) })).status).toBe(403);
+    expect((await s.guard().fetch('/drafts', { headers: bearer(user) })).status).toBe(403);
 
     const granted = await s.call('POST', `/users/${subject}/grants`, {
       token: root,
@@ -241,14 +246,12 @@ describe('admin API changes', () => {
     expect(change).toMatchObject({ changed: true, before: null });
     expect(change.after?.grants?.[0]?.permission).toBe('read:drafts');
     expect(change.audit?.id).toMatch(/^\d{4}-\d{2}-\d{2}T/);
-    // This isolate's guard forgot its cached record; a fresh one reads KV.
-    expect((await s.guard.fetch('/drafts', { headers: bearer(user) })).status).toBe(200);
-    expect((await testGuard().fetch('/drafts', { headers: bearer(user) })).status).toBe(200);
+    expect((await s.guard().fetch('/drafts', { headers: bearer(user) })).status).toBe(200);
 
     const revoked = await s.call('DELETE', `/users/${subject}/grants/read:drafts`, { token: root });
     expect(revoked.status).toBe(200);
     expect(((await revoked.json()) as Change).changed).toBe(true);
-    expect((await s.guard.fetch('/drafts', { headers: bearer(user) })).status).toBe(403);
+    expect((await s.guard().fetch('/drafts', { headers: bearer(user) })).status).toBe(403);
   });
 
   it('answers 200 unchanged (no audit) for a grant that is already there', async () => {
@@ -280,19 +283,19 @@ describe('admin API changes', () => {
     const root = await demoTokenFor('root');
     const user = await demoTokenFor(subject);
     await s.call('POST', `/users/${subject}/roles`, { token: root, body: { role: 'reader' } });
-    expect((await s.guard.fetch('/posts/1', { headers: bearer(user) })).status).toBe(200);
+    expect((await s.guard().fetch('/posts/1', { headers: bearer(user) })).status).toBe(200);
     const denied = await s.call('POST', `/users/${subject}/denies`, {
       token: root,
       body: { permission: 'read:posts' },
     });
     expect(denied.status).toBe(201);
-    expect((await s.guard.fetch('/posts/1', { headers: bearer(user) })).status).toBe(403);
+    expect((await s.guard().fetch('/posts/1', { headers: bearer(user) })).status).toBe(403);
     const undone = await s.call('DELETE', `/users/${subject}/denies/read:posts`, { token: root });
     expect(undone.status).toBe(200);
-    expect((await s.guard.fetch('/posts/1', { headers: bearer(user) })).status).toBe(200);
+    expect((await s.guard().fetch('/posts/1', { headers: bearer(user) })).status).toBe(200);
     const unassigned = await s.call('DELETE', `/users/${subject}/roles/reader`, { token: root });
     expect(unassigned.status).toBe(200);
-    expect((await s.guard.fetch('/posts/1', { headers: bearer(user) })).status).toBe(403);
+    expect((await s.guard().fetch('/posts/1', { headers: bearer(user) })).status).toBe(403);
   });
 
   it('addresses subjects holding : / % and spaces through percent-encoded path segments', async () => {
@@ -350,11 +353,11 @@ describe('admin API changes', () => {
     expect(await policyRole.json()).toMatchObject({ name: 'editor', source: 'policy' });
 
     await s.call('POST', `/users/${subject}/roles`, { token: root, body: { role } });
-    expect((await s.guard.fetch('/drafts', { headers: bearer(user) })).status).toBe(200);
+    expect((await s.guard().fetch('/drafts', { headers: bearer(user) })).status).toBe(200);
     const removed = await s.call('DELETE', `/roles/${role}`, { token: root });
     expect(removed.status).toBe(200);
     expect((await s.call('GET', `/roles/${role}`, { token: root })).status).toBe(404);
-    expect((await s.guard.fetch('/drafts', { headers: bearer(user) })).status).toBe(403);
+    expect((await s.guard().fetch('/drafts', { headers: bearer(user) })).status).toBe(403);
   });
 });
 
@@ -638,13 +641,22 @@ describe('admin API explain check and audit trail', () => {
   });
 });
 
-describe('wired into the guard Worker (<prefix>/v1/admin)', () => {
+describe('the admin Worker behind the guard (<prefix>/v1/admin over the ADMIN binding)', () => {
   beforeEach(async () => {
     await seedDemo();
   });
 
+  /** A guard whose ADMIN binding reaches an admin Worker over the same KV. */
+  function guardWithAdmin(vars: Record<string, unknown> = {}): TestGuard {
+    const admin = testAdmin(vars);
+    return testGuard({
+      ...vars,
+      ADMIN: { fetch: (request: Request) => admin.worker.fetch(request, admin.env, testContext()) },
+    });
+  }
+
   it('needs a token and admin:permissions, then changes what the guard decides', async () => {
-    const guard = testGuard();
+    const guard = guardWithAdmin();
     expect((await guard.fetch(`${BASE}/users/alice`)).status).toBe(401);
     const alice = await demoTokenFor('alice');
     const refused = await guard.fetch(`${BASE}/users/bob/grants`, {
@@ -658,15 +670,15 @@ describe('wired into the guard Worker (<prefix>/v1/admin)', () => {
     // carol's admin role grants `*`, which covers admin:permissions.
     const carol = await demoTokenFor('carol');
     const bob = await demoTokenFor('bob');
-    expect((await guard.fetch('/stats', { headers: bearer(bob) })).status).toBe(403);
+    expect((await testGuard().fetch('/stats', { headers: bearer(bob) })).status).toBe(403);
     const granted = await guard.fetch(`${BASE}/users/bob/grants`, {
       method: 'POST',
       headers: { ...bearer(carol), 'content-type': 'application/json' },
       body: JSON.stringify({ permission: 'read:stats' }),
     });
     expect(granted.status).toBe(201);
-    // The serving isolate drops the changed subject from its cache, so the change applies now.
-    expect((await guard.fetch('/stats', { headers: bearer(bob) })).status).toBe(200);
+    // A guard isolate that has not cached bob reads the change from KV.
+    expect((await testGuard().fetch('/stats', { headers: bearer(bob) })).status).toBe(200);
     const audit = await guard.fetch(`${BASE}/audit?subject=bob`, { headers: bearer(carol) });
     const { records } = (await audit.json()) as { records: AuditRecord[] };
     expect(records[0]).toMatchObject({
@@ -677,12 +689,62 @@ describe('wired into the guard Worker (<prefix>/v1/admin)', () => {
     });
   });
 
+  it('serves the API under a custom GATEHOUSE_PREFIX set the same on both Workers', async () => {
+    const guard = guardWithAdmin({ GATEHOUSE_PREFIX: '/auth' });
+    const carol = await demoTokenFor('carol');
+    const response = await guard.fetch('/auth/v1/admin/users/alice', { headers: bearer(carol) });
+    expect(response.status).toBe(200);
+  });
+
+  it('answers 404 not_found for every admin path when ADMIN is not bound', async () => {
+    const guard = testGuard();
+    const carol = await demoTokenFor('carol');
+    for (const path of ['', '/', '/users/alice', '/audit?since=1h', '/roles']) {
+      const response = await guard.fetch(`${BASE}${path}`, { headers: bearer(carol) });
+      expect(response.status, path).toBe(404);
+      expect((await problemOf(response)).reason, path).toBe('not_found');
+    }
+  });
+
   it('is not served when the prefix is off: the path is then an ordinary request', async () => {
-    const guard = testGuard({ GATEHOUSE_PREFIX: 'off' });
+    const guard = guardWithAdmin({ GATEHOUSE_PREFIX: 'off' });
     const carol = await demoTokenFor('carol');
     const response = await guard.fetch(`${BASE}/users/alice`, { headers: bearer(carol) });
     // With the prefix off the path is an ordinary request: no route matches it.
     expect(response.status).toBe(403);
     expect(((await response.json()) as Problem).reason).toBe('no_route');
+  });
+
+  it('refuses an ADMIN binding that is not a service, naming it (503 configuration_error)', async () => {
+    const response = await testGuard({ ADMIN: 'gatehouse-admin' }).fetch('/posts/1');
+    expect(response.status).toBe(503);
+    expect((await problemOf(response)).reason).toBe('configuration_error');
+  });
+});
+
+describe('admin Worker configuration', () => {
+  it.each([
+    ['no PERMISSIONS binding', { PERMISSIONS: undefined }],
+    ['GATEHOUSE_PREFIX off', { GATEHOUSE_PREFIX: 'off' }],
+    ['a malformed GATEHOUSE_PREFIX', { GATEHOUSE_PREFIX: 'admin' }],
+    ['AUDIT_RETENTION_DAYS 0', { AUDIT_RETENTION_DAYS: '0' }],
+    ['KV_CACHE_TTL under KV minimum', { KV_CACHE_TTL: '5' }],
+    ['a missing policy secret', { GATEHOUSE_DEV_SECRET: undefined }],
+  ])('answers 503 configuration_error with Retry-After for %s', async (_what, vars) => {
+    const response = await testAdmin(vars).fetch(`${BASE}/users/alice`, {
+      headers: bearer(await demoTokenFor('carol')),
+    });
+    expect(response.status).toBe(503);
+    expect(response.headers.get('retry-after')).toBe('5');
+    expect((await problemOf(response)).reason).toBe('configuration_error');
+  });
+
+  it('fails at start-up naming the variable when the startup env is wrong', () => {
+    expect(() =>
+      createAdminWorker({ policy: DEMO_POLICY, startupEnv: { AUDIT_RETENTION_DAYS: 'forever' } }),
+    ).toThrow(expect.objectContaining({ name: 'ConfigError', field: 'AUDIT_RETENTION_DAYS' }));
+    expect(() =>
+      createAdminWorker({ policy: DEMO_POLICY, startupEnv: { GATEHOUSE_PREFIX: 'off' } }),
+    ).toThrow(expect.objectContaining({ name: 'ConfigError', field: 'GATEHOUSE_PREFIX' }));
   });
 });

@@ -10,7 +10,16 @@ import { DECISION_LOG_TYPE } from '../../src/logging/decision-log.ts';
 import { compilePolicy, Gatehouse } from '../../src/policy/index.ts';
 import { DecisionLogger, type GatehouseEnv, gatehouse } from '../../src/workers/hono.ts';
 import { KvStore } from '../../src/workers/kv-store.ts';
-import { bearer, DEMO_POLICY, demoTokenFor, seedDemo, TEST_SECRET, testGuard } from './helpers.ts';
+import {
+  bearer,
+  DEMO_POLICY,
+  demoTokenFor,
+  seedDemo,
+  TEST_SECRET,
+  testAdmin,
+  testContext,
+  testGuard,
+} from './helpers.ts';
 
 /** What reached the console, per method. */
 let written: { method: 'log' | 'warn' | 'error'; value: unknown }[];
@@ -237,11 +246,18 @@ describe('the Hono middleware', () => {
 describe('admin API', () => {
   it('writes a decision line for each call: 401, 403 and the allowed admin', async () => {
     const base = '/.gatehouse/v1/admin/users/bob';
-    await call({}, base);
+    // The admin Worker (handlers/admin-worker.ts), which writes these lines itself.
+    const callAdmin = async (vars: Record<string, unknown>, init: RequestInit = {}) => {
+      const admin = testAdmin(vars);
+      const ctx = testContext();
+      await admin.worker.fetch(new Request(`https://admin.example${base}`, init), admin.env, ctx);
+      await ctx.settle();
+    };
+    await callAdmin({});
     const alice = await demoTokenFor('alice');
-    await call({}, base, { headers: bearer(alice) });
+    await callAdmin({}, { headers: bearer(alice) });
     const carol = await demoTokenFor('carol');
-    await call({ DECISION_LOG_ALLOW_SAMPLE_RATE: '1' }, base, { headers: bearer(carol) });
+    await callAdmin({ DECISION_LOG_ALLOW_SAMPLE_RATE: '1' }, { headers: bearer(carol) });
     const admin = lines().filter((l) => l.edge === 'admin-api');
     expect(admin.map((l) => [l.status, l.reason])).toEqual([
       [401, 'token_missing'],

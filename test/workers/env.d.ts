@@ -17,6 +17,8 @@ declare global {
       readonly FORWARD_OVERRIDE_HEADERS?: string;
       readonly DECISION_LOG?: string;
       readonly DECISION_LOG_ALLOW_SAMPLE_RATE?: string;
+      /** The admin Worker in production; here an echo of what crossed the binding (vitest.config.ts). */
+      readonly ADMIN: Fetcher;
     }
   }
 }

@@ -7,6 +7,12 @@ import * as jose from 'jose';
 import demoPermissions from '../../demo/permissions.json';
 import demoPolicy from '../../demo/policy.json';
 import {
+  type AdminWorker,
+  type AdminWorkerEnv,
+  type AdminWorkerOptions,
+  createAdminWorker,
+} from '../../src/workers/admin.ts';
+import {
   createGatehouseWorker,
   type GatehouseWorker,
   type GatehouseWorkerEnv,
@@ -62,6 +68,33 @@ export function testGuard(
       const url = input.startsWith('http') ? input : `https://guard.example${input}`;
       const request = new Request(url, init as RequestInit);
       return worker.fetch(request, testEnv, testContext());
+    },
+  };
+}
+
+export interface TestAdmin {
+  readonly worker: AdminWorker;
+  readonly env: AdminWorkerEnv;
+  fetch(input: string, init?: RequestInit): Promise<Response>;
+}
+
+/** The admin Worker (handlers/admin-worker.ts's logic) over the test KV with the given vars. */
+export function testAdmin(
+  vars: Record<string, unknown> = {},
+  options: Partial<AdminWorkerOptions> = {},
+): TestAdmin {
+  const testEnv: AdminWorkerEnv = {
+    PERMISSIONS: env.PERMISSIONS,
+    GATEHOUSE_DEV_SECRET: TEST_SECRET,
+    ...vars,
+  };
+  const worker = createAdminWorker({ policy: DEMO_POLICY, ...options });
+  return {
+    worker,
+    env: testEnv,
+    async fetch(input, init) {
+      const url = input.startsWith('http') ? input : `https://admin.example${input}`;
+      return worker.fetch(new Request(url, init), testEnv, testContext());
     },
   };
 }

@@ -1,0 +1,194 @@
+/**
+ * What the guard Worker and the admin Worker build the same way from their env: variable
+ * parsing, the policy compiled with the issuer variables, a Gatehouse on KV, the decision logger,
+ * and the 503 answers for a configuration mistake or an unexpected failure.
+ *
+ * Holds no admin code: the guard imports it, and the guard's bundle must stay free of the admin
+ * API (bench/worker.ts checks the bundle's inputs).
+ */
+import { ConfigError } from '../errors.ts';
+import { problemResponse } from '../http/responses.ts';
+import {
+  consoleObjectWriter,
+  type DecisionLogConfig,
+  DecisionLogger,
+} from '../logging/decision-log.ts';
+// Not ../policy/index.ts: that re-exports the YAML text parser, which a Worker must not bundle.
+import { Gatehouse } from '../policy/decide.ts';
+import { applyIssuerEnv } from '../policy/issuer-env.ts';
+import { type CompiledPolicy, compilePolicy } from '../policy/policy.ts';
+import { KvJwksPersistence, type KvNamespaceLike, KvStore } from './kv-store.ts';
+
+/** A Worker's bindings and vars, read by name. */
+export type WorkerVars = { readonly [name: string]: unknown };
+
+/** The part of a Workers `ExecutionContext` the Workers use. */
+export interface WaitUntilContext {
+  waitUntil(promise: Promise<unknown>): void;
+}
+
+export function stringVar(env: WorkerVars, name: string): string | undefined {
+  const value = env[name];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') throw new ConfigError(name, 'expected a string variable');
+  const trimmed = value.trim();
+  return trimmed === '' ? undefined : trimmed;
+}
+
+export function booleanVar(env: WorkerVars, name: string): boolean {
+  const text = stringVar(env, name) ?? 'false';
+  if (text !== 'true' && text !== 'false') throw new ConfigError(name, 'expected true or false');
+  return text === 'true';
+}
+
+/** `GATEHOUSE_PREFIX` (default `/.gatehouse`); null for `off`. */
+export function readPrefix(env: WorkerVars): string | null {
+  const text = stringVar(env, 'GATEHOUSE_PREFIX') ?? '/.gatehouse';
+  if (text === 'off') return null;
+  if (!/^(\/[A-Za-z0-9._~-]+)+$/.test(text) || /\/\.{1,2}(\/|$)/.test(text)) {
+    throw new ConfigError('GATEHOUSE_PREFIX', 'expected a path such as /.gatehouse, or off');
+  }
+  return text;
+}
+
+/** `KV_CACHE_TTL`, seconds: 30 (KV's minimum, the default) to 3600. */
+export function readKvCacheTtl(env: WorkerVars): number {
+  const text = stringVar(env, 'KV_CACHE_TTL') ?? '30';
+  const seconds = Number(text);
+  if (!/^\d+$/.test(text) || seconds < 30 || seconds > 3600) {
+    throw new ConfigError('KV_CACHE_TTL', 'expected whole seconds from 30 (KV minimum) to 3600');
+  }
+  return seconds;
+}
+
+/** Resolves `secretEnv` to a placeholder when a secret is absent, to validate structure alone. */
+function withPlaceholderSecrets(env: WorkerVars): Record<string, unknown> {
+  return new Proxy(
+    {},
+    {
+      get: (_target, name) => {
+        if (typeof name !== 'string') return undefined;
+        const value = env[name];
+        return typeof value === 'string' && value !== ''
+          ? value
+          : 'placeholder-secret-for-validation-only-0123456789abcdef';
+      },
+    },
+  );
+}
+
+/**
+ * At module load: the policy's structure and the vars, so a mistake fails `wrangler dev` /
+ * `wrangler deploy` naming the field. Secrets may be absent until the first request's env.
+ */
+export function validateAtStartup(
+  policy: unknown,
+  startupEnv: WorkerVars,
+  readConfig: (env: WorkerVars) => unknown,
+): void {
+  compilePolicy(
+    applyIssuerEnv(policy, (name) => stringVar(startupEnv, name)),
+    { env: withPlaceholderSecrets(startupEnv) },
+  );
+  readConfig(startupEnv);
+}
+
+/** The policy with the issuer variables applied (GATEHOUSE_TYPES, GATEHOUSE_JWKS_*: issuer-env.ts). */
+export function compileWorkerPolicy(policy: unknown, env: WorkerVars): CompiledPolicy {
+  return compilePolicy(
+    applyIssuerEnv(policy, (name) => stringVar(env, name)),
+    { env },
+  );
+}
+
+/**
+ * KV persistence of key sets, sized from the policy's JWKS issuers: entries live as long as the
+ * largest `maxStaleSeconds` (default 86400; the verifier ignores an older set anyway), and an
+ * unchanged set is dated again after half the smallest `cacheTtlSeconds` (default 600), so cold
+ * isolates usually find a set still inside its TTL. Within KV's limits.
+ */
+export function persistedJwksOptions(policy: CompiledPolicy): {
+  expirationTtlSeconds: number;
+  rewriteAfterSeconds: number;
+} {
+  let maxStale = 0;
+  let minTtl = Number.POSITIVE_INFINITY;
+  for (const issuer of policy.verifier.issuers) {
+    if (!('jwksUri' in issuer.keys)) continue;
+    maxStale = Math.max(maxStale, issuer.keys.maxStaleSeconds ?? 86_400);
+    minTtl = Math.min(minTtl, issuer.keys.cacheTtlSeconds ?? 600);
+  }
+  const clamp = (value: number, low: number, high: number) =>
+    Math.min(high, Math.max(low, Math.floor(value)));
+  return {
+    expirationTtlSeconds: clamp(maxStale === 0 ? 86_400 : maxStale, 60, 604_800),
+    rewriteAfterSeconds: clamp(Number.isFinite(minTtl) ? minTtl / 2 : 300, 30, 86_400),
+  };
+}
+
+/** The Gatehouse on the KV binding (permissions and persisted key sets), when there is one. */
+export function kvGatehouse(options: {
+  readonly policy: CompiledPolicy;
+  readonly kv: KvNamespaceLike | undefined;
+  readonly kvCacheTtl: number;
+  readonly fetch: typeof fetch;
+  readonly now: () => number;
+}): Gatehouse {
+  const { policy, kv } = options;
+  if (kv === undefined && policy.permissions.source === 'store') {
+    throw new ConfigError('PERMISSIONS', 'expected a KV namespace binding named PERMISSIONS');
+  }
+  return new Gatehouse({
+    policy,
+    ...(kv !== undefined && {
+      store: new KvStore(kv, { cacheTtlSeconds: options.kvCacheTtl }),
+      persistence: new KvJwksPersistence(kv, persistedJwksOptions(policy)),
+    }),
+    fetch: options.fetch,
+    now: options.now,
+  });
+}
+
+/** Decision lines to Workers Logs; null when `DECISION_LOG` is off. */
+export function workerDecisionLogger(
+  config: DecisionLogConfig | null,
+  now: () => number,
+): DecisionLogger | null {
+  if (config === null) return null;
+  return new DecisionLogger({
+    allowSampleRate: config.allowSampleRate,
+    write: consoleObjectWriter,
+    now,
+  });
+}
+
+/** A configuration mistake: 503 for every request, and one log line naming the field. */
+export function configurationError(error: unknown): Response {
+  // Field and expectation only (ConfigError messages never hold secrets).
+  const what = error instanceof ConfigError ? error.message : 'unexpected error';
+  console.error(`gatehouse: configuration error: ${what}`);
+  return problemResponse({
+    status: 503,
+    reason: 'configuration_error',
+    headers: { 'retry-after': '5' },
+  });
+}
+
+/** Fails closed when something unexpected throws: nothing internal reaches the client. */
+export function internalError(): Response {
+  return problemResponse({
+    status: 503,
+    reason: 'internal_error',
+    headers: { 'retry-after': '5' },
+  });
+}
+
+/**
+ * Requests share in-flight store loads (single-flight). Keeping each request or RPC call alive
+ * until its work settles means a load another request joined is never cancelled with the one
+ * that started it (workerd cancels continuations of a finished request's promises).
+ */
+export function keptAlive<T>(pending: Promise<T>, ctx: WaitUntilContext | undefined): Promise<T> {
+  ctx?.waitUntil(pending.catch(() => undefined));
+  return pending;
+}
