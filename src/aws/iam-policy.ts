@@ -401,11 +401,15 @@ function withinPermissionLimits(
     for (let i = 0; i < t.parts.length; i++) {
       const part = t.parts[i]!;
       if (i % 2 === 0) length += part.length;
-      else
-        length +=
+      else {
+        const n =
           fixed[part] !== undefined
             ? fillTemplate({ text: '', parts: ['', part, ''] }, fixed).length
             : 3 * FILLED_PARAM_MAX;
+        // A fixed value (the caller's tenant) is one permission segment: at most 128 characters.
+        if (n > MAX_SEGMENT_LENGTH) return false;
+        length += n;
+      }
     }
     return length <= MAX_PERMISSION_LENGTH;
   });
@@ -583,11 +587,12 @@ function assemble(
           const other = shapes[j]!;
           const otherLabel = `${other.verb} ${routePath(other.route)}`;
           if (verdicts[j]!.kind === 'all' && !hasFixed(other) && !dropped.has(otherLabel)) continue;
-          if (!shapesIntersect(other, shape)) continue;
           const generic: Shape = {
             ...other,
             segs: other.segs.map((s) => ('literal' in s ? s : { param: s.param })),
           };
+          // The core sends every tenant's paths to a tenant route: intersect its generic shape.
+          if (!shapesIntersect(generic, shape)) continue;
           for (const pattern of withTrailingSlash(resourcePatterns(generic))) {
             denies.push({ pattern, from: other, over: false, owner: label });
           }

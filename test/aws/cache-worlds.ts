@@ -284,6 +284,8 @@ const GOOD_VALUES = [
   'globex',
   'private',
   'reports',
+  'settings',
+  't',
   'a:b',
   'a'.repeat(42),
   'a'.repeat(64),
@@ -438,6 +440,10 @@ const TENANT_VALUES = [
   'a*b',
   '~',
   'acme/..',
+  // Tenants equal to another route's literal: the core sends such paths to the tenant route.
+  'settings',
+  'reports',
+  't',
 ];
 
 /**
