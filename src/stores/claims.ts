@@ -90,10 +90,15 @@ export function checkScopeMap(
   return map;
 }
 
-/** Keeps non-empty strings without whitespace; anything else in the claim is ignored. */
+/**
+ * Keeps non-empty strings without whitespace; anything else in the claim is ignored. A string is
+ * split on U+0020 only, as RFC 6749 §3.3 separates scope tokens: a part that still holds other
+ * whitespace (a tab, NBSP, U+3000) is dropped, so `"x\u3000admin"` never yields `admin`.
+ */
 function addStrings(into: Set<string>, value: unknown, splitSpaces: boolean): void {
   if (typeof value === 'string') {
-    if (splitSpaces) for (const part of value.split(/\s+/)) if (part !== '') into.add(part);
+    if (!splitSpaces) return;
+    for (const part of value.split(' ')) if (part !== '' && !/\s/.test(part)) into.add(part);
     return;
   }
   if (!Array.isArray(value)) return;

@@ -163,7 +163,7 @@ export interface KeySkippedEvent {
   readonly issuer: string;
   /** The key's kid when it has a well-formed one (see the kid rule), otherwise undefined. */
   readonly kid: string | undefined;
-  /** Why, e.g. `public exponent even or under 3`; never key material. */
+  /** Why, e.g. `public exponent even, under 3 or over 32 bits`; never key material. */
   readonly reason: string;
 }
 

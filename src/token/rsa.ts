@@ -7,7 +7,9 @@
 import { MIN_RSA_BITS } from './algorithms.ts';
 
 /** Why an RSA key is refused, or null when it is acceptable. Never contains key material. */
-export type RsaKeyProblem = 'modulus under 2048 bits' | 'public exponent even or under 3';
+export type RsaKeyProblem =
+  | 'modulus under 2048 bits'
+  | 'public exponent even, under 3 or over 32 bits';
 
 /** The value without leading zero bytes: base64urlUInt and DER INTEGERs may carry them. */
 function stripZeros(bytes: Uint8Array): Uint8Array {
@@ -30,14 +32,19 @@ export function bitLength(bytes: Uint8Array): number {
  */
 export function rsaKeyProblem(n: Uint8Array, e: Uint8Array): RsaKeyProblem | null {
   if (bitLength(n) < MIN_RSA_BITS) return 'modulus under 2048 bits';
-  return weakExponent(e) ? 'public exponent even or under 3' : null;
+  return weakExponent(e) ? 'public exponent even, under 3 or over 32 bits' : null;
 }
 
-/** Even (the low byte decides, whatever the size) or 0, 1, 2 (with any leading zero bytes). */
+/**
+ * Even (the low byte decides, whatever the size), 0, 1, 2 (with any leading zero bytes), or wider
+ * than 32 bits. The width cap matters: e = lcm(p-1, q-1) + 1 is odd and acts as e = 1 (every s
+ * satisfies s^e = s mod n), so anyone could forge; such an e is as wide as the modulus, while real
+ * exponents (3, 65537) fit in 17 bits and workerd's BoringSSL already refuses more than 33.
+ */
 function weakExponent(e: Uint8Array): boolean {
   const exponent = stripZeros(e);
   const last = exponent[exponent.length - 1] ?? 0;
-  return (last & 1) === 0 || (exponent.length === 1 && last < 3);
+  return (last & 1) === 0 || (exponent.length === 1 && last < 3) || exponent.length > 4;
 }
 
 /**
@@ -49,7 +56,8 @@ export function rsaCryptoKeyProblem(key: { algorithm: unknown }): RsaKeyProblem 
   const bits = typeof algorithm.modulusLength === 'number' ? algorithm.modulusLength : 0;
   if (bits < MIN_RSA_BITS) return 'modulus under 2048 bits';
   const e = algorithm.publicExponent;
-  if (!(e instanceof Uint8Array) || weakExponent(e)) return 'public exponent even or under 3';
+  if (!(e instanceof Uint8Array) || weakExponent(e))
+    return 'public exponent even, under 3 or over 32 bits';
   return null;
 }
 

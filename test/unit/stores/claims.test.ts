@@ -85,6 +85,20 @@ describe('ClaimsStore', () => {
     expect(record?.roles).toEqual([{ role: 'editor' }, { role: 'reader' }]);
   });
 
+  it.each([
+    ['an ideographic space', 'x\u3000admin'],
+    ['a no-break space', 'x\u00a0admin'],
+    ['a tab', 'x\tadmin'],
+    ['a line feed', 'x\nadmin'],
+  ])('splits a string claim on U+0020 only: %s never separates a role', async (_name, value) => {
+    const store = new ClaimsStore({ rolesClaim: 'roles', scopeClaim: 'scope' });
+
+    const record = await store.getUser(alice, principal({ roles: value, scope: value }));
+
+    expect(record?.roles).toEqual([]);
+    expect(record?.grants).toEqual([]);
+  });
+
   it('assigns no roles by default', async () => {
     const store = new ClaimsStore();
 

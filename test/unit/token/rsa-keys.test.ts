@@ -5,6 +5,7 @@
  */
 
 import type { CryptoKey } from 'jose';
+import * as jose from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../../src/errors.ts';
 import {
@@ -111,13 +112,13 @@ describe('rsaKeyProblem', () => {
   for (const [name, e] of Object.entries(WEAK_EXPONENTS)) {
     it(`refuses public exponent ${name}`, () => {
       expect(rsaKeyProblem(n2048, Buffer.from(e, 'base64url'))).toBe(
-        'public exponent even or under 3',
+        'public exponent even, under 3 or over 32 bits',
       );
     });
   }
 
-  it('accepts 3, 65537 (also with leading zero bytes) and a large odd exponent', () => {
-    for (const e of ['Aw', 'AQAB', 'AAAAAQAB', 'AQAAAAAAAAAB']) {
+  it('accepts 3, 65537 (also with leading zero bytes) and the largest 32-bit odd exponent', () => {
+    for (const e of ['Aw', 'AQAB', 'AAAAAQAB', '_____w']) {
       expect(rsaKeyProblem(n2048, Buffer.from(e, 'base64url'))).toBeNull();
     }
   });
@@ -259,7 +260,7 @@ describe('JWKS URL', () => {
       await expectCode(verifier.verify(await forged(alg)), 'token_unknown_key');
       await expect(verifier.verify(await mint(good))).resolves.toBeDefined();
       expect(events).toEqual([
-        { issuer: ISSUER, kid: 'weak-e1', reason: 'public exponent even or under 3' },
+        { issuer: ISSUER, kid: 'weak-e1', reason: 'public exponent even, under 3 or over 32 bits' },
       ]);
     });
   }
@@ -302,7 +303,7 @@ describe('JWKS URL', () => {
       type: 'gatehouse.jwks_key_skipped',
       issuer: ISSUER,
       kid: 'weak-e1',
-      reason: 'public exponent even or under 3',
+      reason: 'public exponent even, under 3 or over 32 bits',
     });
     expect(line).not.toContain(weak.jwk.n!.slice(0, 16));
   });
@@ -332,5 +333,32 @@ describe('JWKS URL', () => {
     await expect(fetched.verify(await mint(rs256))).resolves.toBeDefined();
     expect(JSON.stringify(saved)).not.toContain('weak-e1');
     expect(JSON.stringify(saved)).toContain(rs256.kid);
+  });
+});
+
+describe('an exponent that acts as e = 1 without being 1', () => {
+  const toBigInt = (b64: string) => BigInt(`0x${Buffer.from(b64, 'base64url').toString('hex')}`);
+  const toBytes = (x: bigint) => {
+    const hex = x.toString(16);
+    return new Uint8Array(Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex'));
+  };
+  const gcd = (a: bigint, b: bigint): bigint => (b === 0n ? a : gcd(b, a % b));
+
+  it('refuses e = lcm(p-1, q-1) + 1, under which every signature is its own message', async () => {
+    const { privateKey } = await jose.generateKeyPair('RS256', {
+      extractable: true,
+      modulusLength: 2048,
+    });
+    const jwk = await jose.exportJWK(privateKey);
+    const p = toBigInt(jwk.p as string);
+    const q = toBigInt(jwk.q as string);
+    const lambda = ((p - 1n) * (q - 1n)) / gcd(p - 1n, q - 1n);
+    const n = new Uint8Array(Buffer.from(jwk.n as string, 'base64url'));
+    expect(rsaKeyProblem(n, toBytes(lambda + 1n))).toBe(
+      'public exponent even, under 3 or over 32 bits',
+    );
+    expect(rsaKeyProblem(n, toBytes(65537n))).toBeNull();
+    expect(rsaKeyProblem(n, toBytes(2n ** 32n - 1n))).toBeNull();
+    expect(rsaKeyProblem(n, toBytes(2n ** 32n + 1n))).not.toBeNull();
   });
 });
