@@ -2,6 +2,7 @@
  * Issuer settings from environment variables, applied to the policy document before it is
  * compiled: the `typ` allowlist, `requireType` and the JWKS timings, so a deployment (SAM
  * parameters, wrangler vars) can tighten them without shipping a whole policy in one variable.
+ * They fill in what the policy leaves open and never loosen what it states (narrowTypeSettings).
  * Both edges call this with their own env reader; each mistake is a ConfigError naming the
  * variable. Platform-free (the Worker bundles it too).
  */
@@ -91,7 +92,41 @@ export function applyIssuerEnv(doc: unknown, read: (name: string) => string | un
       remote(issuer) && timings.length > 0
         ? { ...(issuer.keys as Record<string, unknown>), ...keyOverrides }
         : issuer.keys;
-    return { ...issuer, ...overrides, keys };
+    return { ...issuer, ...narrowTypeSettings(issuer, overrides), keys };
   });
   return { ...doc, issuers };
+}
+
+/**
+ * The variables fill in what an issuer leaves open and never loosen what it states: an explicit
+ * `types` list keeps only the types the variable also names (none left is a ConfigError), and an
+ * explicit `requireType: true` survives `GATEHOUSE_REQUIRE_TYPE=false`.
+ */
+function narrowTypeSettings(
+  issuer: Record<string, unknown>,
+  overrides: Record<string, unknown>,
+): Record<string, unknown> {
+  const narrowed: Record<string, unknown> = {};
+  const wanted = overrides.types as string[] | undefined;
+  if (wanted !== undefined) {
+    if (Array.isArray(issuer.types)) {
+      const fold = (t: unknown) =>
+        String(t)
+          .toLowerCase()
+          .replace(/^application\//, '');
+      const allowed = new Set(wanted.map(fold));
+      const kept = issuer.types.filter((t) => allowed.has(fold(t)));
+      if (kept.length === 0) {
+        throw new ConfigError(
+          ISSUER_ENV.types,
+          `names no type that issuer ${String(issuer.issuer)} allows in the policy`,
+        );
+      }
+      narrowed.types = kept;
+    } else narrowed.types = wanted;
+  }
+  if (overrides.requireType !== undefined) {
+    narrowed.requireType = issuer.requireType === true || overrides.requireType === true;
+  }
+  return narrowed;
 }
