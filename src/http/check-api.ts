@@ -9,7 +9,6 @@
 import { TokenError } from '../errors.ts';
 import { type DecisionLogTarget, logDecision, startDecision } from '../logging/decision-log.ts';
 import {
-  type CheckAnswer,
   type CheckContext,
   CheckInputError,
   type CheckItem,

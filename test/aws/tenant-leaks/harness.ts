@@ -1,5 +1,5 @@
 import * as jose from 'jose';
-import { type Authorizer, createAuthorizer } from '../../../src/aws/authorizer.ts';
+import { createAuthorizer } from '../../../src/aws/authorizer.ts';
 import { Gatehouse } from '../../../src/policy/decide.ts';
 import { compilePolicy } from '../../../src/policy/policy.ts';
 import { MemoryStore } from '../../../src/stores/memory.ts';
