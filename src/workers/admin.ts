@@ -30,6 +30,7 @@ import {
   stringVar,
   validateAtStartup,
   type WaitUntilContext,
+  type WorkerBaseOptions,
   workerDecisionLogger,
 } from './setup.ts';
 
@@ -80,18 +81,8 @@ export function readAdminWorkerConfig(env: AdminWorkerEnv): AdminWorkerConfig {
   return { basePath: `${prefix}/v1/admin`, kvCacheTtl, auditRetentionDays, decisionLog };
 }
 
-export interface AdminWorkerOptions {
-  /** The policy document (the bundled JSON; the guard's policy); compiled once per isolate. */
-  readonly policy: unknown;
-  /** The env at module load, when available: policy and vars are validated then. */
-  readonly startupEnv?: AdminWorkerEnv | undefined;
-  /** fetch for JWKS endpoints; default global fetch. */
-  readonly fetch?: typeof fetch;
-  /** Clock in milliseconds; default Date.now. */
-  readonly now?: () => number;
-  /** Wraps the KV binding the caller check reads through (tests fail reads with it). */
-  readonly wrapKv?: (kv: KvNamespaceLike) => KvNamespaceLike;
-}
+/** The guard's options shape; the policy is the guard's, and there is no origin to fetch. */
+export type AdminWorkerOptions = WorkerBaseOptions<AdminWorkerEnv>;
 
 /** What one isolate builds once. */
 export interface AdminWorkerRuntime {

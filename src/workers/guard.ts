@@ -56,6 +56,7 @@ import {
   stringVar,
   validateAtStartup,
   type WaitUntilContext,
+  type WorkerBaseOptions,
   workerDecisionLogger,
 } from './setup.ts';
 
@@ -220,21 +221,7 @@ export function echoOrigin(method: string, url: URL, headers: Headers): Response
   });
 }
 
-export interface GatehouseWorkerOptions {
-  /** The policy document (the bundled JSON); compiled once per isolate. */
-  readonly policy: unknown;
-  /**
-   * The env at module load (`import { env } from 'cloudflare:workers'`), when available: the
-   * policy and vars are validated then, so a mistake fails start-up naming the field.
-   */
-  readonly startupEnv?: GatehouseWorkerEnv | undefined;
-  /** fetch for the origin and JWKS endpoints; default global fetch. */
-  readonly fetch?: typeof fetch;
-  /** Clock in milliseconds; default Date.now. */
-  readonly now?: () => number;
-  /** Wraps the KV binding before use (tests and benchmarks count or fail reads with it). */
-  readonly wrapKv?: (kv: KvNamespaceLike) => KvNamespaceLike;
-}
+export type GatehouseWorkerOptions = WorkerBaseOptions<GatehouseWorkerEnv>;
 
 /** What one isolate builds once: the Gatehouse on KV, the parsed configuration, the logger. */
 export interface WorkerRuntime {

@@ -23,6 +23,23 @@ import { KvJwksPersistence, type KvNamespaceLike, KvStore } from './kv-store.ts'
 export type WorkerVars = { readonly [name: string]: unknown };
 
 /** The part of a Workers `ExecutionContext` the Workers use. */
+/** What both Workers (the guard and the admin API) are built from. */
+export interface WorkerBaseOptions<Env> {
+  /** The policy document (the bundled JSON); compiled once per isolate. */
+  readonly policy: unknown;
+  /**
+   * The env at module load (`import { env } from 'cloudflare:workers'`), when available: the
+   * policy and vars are validated then, so a mistake fails start-up naming the field.
+   */
+  readonly startupEnv?: Env | undefined;
+  /** fetch for the origin and JWKS endpoints; default global fetch. */
+  readonly fetch?: typeof fetch;
+  /** Clock in milliseconds; default Date.now. */
+  readonly now?: () => number;
+  /** Wraps the KV binding before use (tests and benchmarks count or fail reads with it). */
+  readonly wrapKv?: (kv: KvNamespaceLike) => KvNamespaceLike;
+}
+
 export interface WaitUntilContext {
   waitUntil(promise: Promise<unknown>): void;
 }
