@@ -294,13 +294,25 @@ describe('check bodies', () => {
 });
 
 describe('the RPC entrypoint', () => {
+  // Decision logs are off here: sampled allow lines (wrangler.toml's rate) would add a
+  // waitUntil call at random and make the count flaky.
   it('passes each call to ctx.waitUntil, like a guard request', async () => {
-    const guard = testGuard();
+    const guard = testGuard({ DECISION_LOG: 'off' });
     const kept: Promise<unknown>[] = [];
     const ctx = { waitUntil: (p: Promise<unknown>) => void kept.push(p) };
     await guard.worker.check({ subject: 'bob', permission: 'read:posts' }, guard.env, ctx);
     await guard.worker.checkBatch([{ subject: 'bob', permission: 'read:posts' }], guard.env, ctx);
     expect(kept).toHaveLength(2);
+  });
+
+  it('adds each sampled decision line to ctx.waitUntil as well', async () => {
+    const guard = testGuard({ DECISION_LOG: 'on', DECISION_LOG_ALLOW_SAMPLE_RATE: '1' });
+    const kept: Promise<unknown>[] = [];
+    const ctx = { waitUntil: (p: Promise<unknown>) => void kept.push(p) };
+    await guard.worker.check({ subject: 'bob', permission: 'read:posts' }, guard.env, ctx);
+    await guard.worker.checkBatch([{ subject: 'bob', permission: 'read:posts' }], guard.env, ctx);
+    expect(kept).toHaveLength(4);
+    await Promise.all(kept);
   });
 });
 
