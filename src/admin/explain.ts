@@ -23,6 +23,7 @@ import {
 import type { Gatehouse } from '../policy/decide.ts';
 import { fillTemplate } from '../policy/routes.ts';
 import { ClaimsStore } from '../stores/claims.ts';
+import { subjectStorageKey } from '../stores/keys.ts';
 import type { Conditions, PermissionMatch, Principal, SubjectKey } from '../types.ts';
 
 export interface ExplainInput {
@@ -281,6 +282,8 @@ async function permissionSet(
       now: nowMs,
       extraGrants: record?.grants ?? [],
       extraVia: 'claims',
+      maxEntries: gatehouse.maxRecordEntries,
+      source: { kind: store.kind, key: subjectStorageKey(key) },
     });
   }
   const [user, roles] = await Promise.all([
@@ -291,6 +294,8 @@ async function permissionSet(
     user: user.record,
     roles: compileRoles(gatehouse.policy.roles, roles.roles),
     now: nowMs,
+    maxEntries: gatehouse.maxRecordEntries,
+    source: { kind: store.kind, key: subjectStorageKey(key) },
   });
 }
 

@@ -28,6 +28,7 @@ import { compilePermissions } from '../permissions/permission-set.ts';
 import { compileRoles } from '../permissions/roles.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { CachedStore } from '../stores/cache.ts';
+import { subjectStorageKey } from '../stores/keys.ts';
 import { extractBearer } from '../token/bearer.ts';
 import type { Decision, Principal, RoleRecord, UserRecord } from '../types.ts';
 import {
@@ -474,7 +475,21 @@ async function statementsFor(
   if (memo && memo.roles === roles && memo.key === cacheKey && t < memo.validUntil)
     return memo.statements;
   const graph = roles.length === 0 ? policy.roleGraph : compileRoles(policy.roles, roles);
-  const set = compilePermissions({ user: record, roles: graph, now: t });
+  const set = compilePermissions({
+    user: record,
+    roles: graph,
+    now: t,
+    // As the decision compiled it: a principal refused there (503) never reaches this point.
+    maxEntries: gatehouse.maxRecordEntries,
+    source: {
+      kind: gatehouse.store.kind,
+      key: subjectStorageKey(
+        principal.tenant === undefined
+          ? { subject: principal.subject }
+          : { subject: principal.subject, tenant: principal.tenant },
+      ),
+    },
+  });
   const statements = principalStatements({
     ...common,
     set,

@@ -59,8 +59,19 @@ function rejectUnknownKeys(value: Record<string, unknown>, known: Set<string>, f
   }
 }
 
+/**
+ * Most items one condition list (or claims object) may hold. Stored records are bounded before
+ * they get here (every list item counts against `maxRecordEntries`, records.ts); this is the
+ * backstop for any other path, checked before a single item is parsed (issue 9: one grant with
+ * a million CIDRs was compiled on every request).
+ */
+export const MAX_CONDITION_LIST_ITEMS = 10_000;
+
 function nonEmptyArray(value: unknown, field: string, expected: string): readonly unknown[] {
   if (!Array.isArray(value) || value.length === 0) throw new ConfigError(field, expected);
+  if (value.length > MAX_CONDITION_LIST_ITEMS) {
+    throw new ConfigError(field, `expected at most ${MAX_CONDITION_LIST_ITEMS} items`);
+  }
   return value;
 }
 
@@ -245,6 +256,9 @@ function compileClaims(value: unknown, field: string): CompiledCondition {
   if (!isObject(value)) throw new ConfigError(field, 'expected an object of claim names to values');
   const names = Object.keys(value);
   if (names.length === 0) throw new ConfigError(field, 'expected at least one claim');
+  if (names.length > MAX_CONDITION_LIST_ITEMS) {
+    throw new ConfigError(field, `expected at most ${MAX_CONDITION_LIST_ITEMS} claims`);
+  }
   const rules: { name: string; one: ClaimValue | undefined; any: Set<ClaimValue> | undefined }[] =
     [];
   for (const name of names) {

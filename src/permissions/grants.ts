@@ -43,17 +43,20 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 /**
  * Validates `grant` found at `field`. Returns undefined when a store allow must be skipped;
- * appends to `warnings` whenever a store grant is skipped or degraded.
+ * appends to `warnings` whenever a store grant is skipped or degraded. `field` may be a
+ * function, called only when the grant is not already known valid (role grants are read once
+ * per role and then for every principal that reaches them).
  */
 export function readGrant(
   grant: Grant,
-  field: string,
+  lazyField: string | (() => string),
   effect: 'allow' | 'deny',
   source: GrantSource,
   warnings: string[],
 ): ValidGrant | undefined {
   const cached = validated.get(grant);
   if (cached !== undefined) return cached;
+  const field = typeof lazyField === 'string' ? lazyField : lazyField();
   const raw: unknown = grant;
   const store = source === 'store';
 

@@ -6,6 +6,7 @@
 import { StoreError } from '../errors.ts';
 import type { Conditions, Grant, PermissionMatch, UserRecord } from '../types.ts';
 import type { CompiledCondition, ConditionInput } from './conditions.ts';
+import { DEFAULT_MAX_RECORD_ENTRIES, userEntries } from './entries.ts';
 import { isValidPermission } from './grammar.ts';
 import { readGrant, unknownKey } from './grants.ts';
 import type { RoleGraph } from './roles.ts';
@@ -39,6 +40,13 @@ export interface PermissionSet {
   readonly nextExpiry: number | undefined;
   /** Store grants skipped or degraded, and assigned roles that do not exist. */
   readonly warnings: readonly string[];
+  /**
+   * The work the compile did, in entries: the record's own (assignments, grants, denies and
+   * their condition items) plus, once each, every role its assignments reach (counted as
+   * stored: the role, its grants, denies, their condition items and its parents; records.ts).
+   * Bounded by `maxEntries`; exposed so tests and `show` can see the cost.
+   */
+  readonly expandedEntries: number;
 }
 
 /** Inputs to {@link compilePermissions}. */
@@ -52,14 +60,76 @@ export interface CompilePermissionsInput {
   readonly extraVia?: 'claims';
   /** Compile time, milliseconds since the epoch (default Date.now()); only for `nextExpiry`. */
   readonly now?: number;
+  /**
+   * Most entries the expansion may reach ({@link PermissionSet.expandedEntries}); default
+   * 10000 (the stores' `maxRecordEntries`), Infinity for tools that only display. Past it the
+   * compile stops and throws `StoreError('store_record_too_large')` naming `source.key`.
+   */
+  readonly maxEntries?: number;
+  /** Where `user` was read (store kind and encoded key), for that error; default in-process. */
+  readonly source?: { readonly kind: string; readonly key: string };
+}
+
+/**
+ * The refusal of a principal whose roles expand past the bound: the same code as a stored
+ * record over it (stores/records.ts), since either is the store's data being too large to
+ * evaluate. Names the key, never the contents.
+ */
+function expansionTooLarge(source: CompilePermissionsInput['source'], max: number): StoreError {
+  const { kind, key } = source ?? { kind: 'in-process', key: '(record)' };
+  return new StoreError(
+    'store_record_too_large',
+    `${kind} record at ${key} expands to more than ${max} entries with the roles it reaches`,
+    { key },
+  );
+}
+
+/** A role reached while expanding assignments, linked to the role it was reached from. */
+interface RoleStep {
+  readonly name: string;
+  readonly parent: RoleStep | undefined;
+  path: readonly string[] | undefined;
+}
+
+/**
+ * The role path from the assigned role to `step`, built on first use (a match, explain) and
+ * kept: building every path up front costs the square of a chain's depth.
+ */
+function pathOf(step: RoleStep): readonly string[] {
+  if (step.path === undefined) {
+    const names: string[] = [];
+    for (let s: RoleStep | undefined = step; s !== undefined; s = s.parent) names.push(s.name);
+    step.path = Object.freeze(names.reverse());
+  }
+  return step.path;
 }
 
 interface TrieEntry {
   /** Milliseconds; Infinity when the entry never expires. */
   readonly expiresAtMs: number;
   readonly condition: CompiledCondition | undefined;
-  /** Precomputed so a check allocates nothing. */
-  readonly result: CheckResult;
+  /**
+   * Precomputed for direct grants so a check allocates nothing; for role grants built on the
+   * first match (see {@link pathOf}) and kept.
+   */
+  result: CheckResult | undefined;
+  readonly permission: string;
+  readonly effect: 'allow' | 'deny';
+  readonly step: RoleStep | undefined;
+  /** Unix seconds. */
+  readonly expiresAt: number | undefined;
+}
+
+function resultOf(entry: TrieEntry): CheckResult {
+  if (entry.result !== undefined) return entry.result;
+  const via = pathOf(entry.step as RoleStep);
+  const { permission: grant, expiresAt } = entry;
+  entry.result = Object.freeze(
+    entry.effect === 'deny'
+      ? { effect: 'deny', grant, via }
+      : { effect: 'allow', grant, via, ...(expiresAt === undefined ? {} : { expiresAt }) },
+  );
+  return entry.result;
 }
 
 interface TrieNode {
@@ -172,6 +242,7 @@ function requiredSegments(required: string): readonly string[] | null {
 class CompiledPermissionSet implements PermissionSet {
   readonly nextExpiry: number | undefined;
   readonly warnings: readonly string[];
+  readonly expandedEntries: number;
   readonly #allows: TrieNode;
   readonly #denies: TrieNode;
   readonly #entries: readonly PermissionEntry[];
@@ -182,12 +253,14 @@ class CompiledPermissionSet implements PermissionSet {
     entries: readonly PermissionEntry[],
     nextExpiry: number | undefined,
     warnings: readonly string[],
+    expandedEntries: number,
   ) {
     this.#allows = allows;
     this.#denies = denies;
     this.#entries = entries;
     this.nextExpiry = nextExpiry;
     this.warnings = warnings;
+    this.expandedEntries = expandedEntries;
   }
 
   check(required: string, input: ConditionInput): CheckResult {
@@ -198,9 +271,9 @@ class CompiledPermissionSet implements PermissionSet {
     // A malformed required permission (e.g. a path parameter holding `*`) matches nothing.
     if (segments === null) return NONE;
     const deny = find(this.#denies, segments, 0, input, firstDeny);
-    if (deny !== undefined) return deny.result;
+    if (deny !== undefined) return resultOf(deny);
     const allow = find(this.#allows, segments, 0, input, firstAllow);
-    return allow === undefined ? NONE : allow.result;
+    return allow === undefined ? NONE : resultOf(allow);
   }
 
   entries(): readonly PermissionEntry[] {
@@ -214,14 +287,28 @@ function minExpiry(a: number | undefined, b: number | undefined): number | undef
   return Math.min(a, b);
 }
 
+/** Never-expiring (undefined) first, then later expiries first. */
+function byExpiryDescending(a: number | undefined, b: number | undefined): number {
+  if (a === b) return 0;
+  if (a === undefined) return -1;
+  if (b === undefined) return 1;
+  return b - a;
+}
+
 /**
  * Compiles a principal's direct grants and denies, extra grants (e.g. from token claims) and
  * role assignments into a {@link PermissionSet}. Store content follows fail-closed rules: broken
  * allows are skipped with a warning, denies with a broken condition apply unconditionally, and
  * an unreadable deny or a malformed record throws `StoreError('store_invalid_record')`.
+ *
+ * Roles are expanded as one union per principal: each reachable role is visited once, and its
+ * grants added once, however many assignments or paths reach it, so the work is linear in the
+ * roles reached and their entries (issue 9: a chain of 500 roles assigned 500 times cost 2 s),
+ * and bounded by `maxEntries` (`store_record_too_large`).
  */
 export function compilePermissions(input: CompilePermissionsInput): PermissionSet {
   const nowSeconds = (input.now ?? Date.now()) / 1000;
+  const maxEntries = input.maxEntries ?? DEFAULT_MAX_RECORD_ENTRIES;
   const warnings: string[] = [];
   const allows = newNode();
   const denies = newNode();
@@ -230,9 +317,9 @@ export function compilePermissions(input: CompilePermissionsInput): PermissionSe
 
   const add = (
     grant: Grant,
-    field: string,
+    field: string | (() => string),
     effect: 'allow' | 'deny',
-    via: PermissionMatch['via'],
+    via: 'direct' | 'claims' | RoleStep,
     assignmentExpiry: number | undefined,
   ) => {
     const valid = readGrant(grant, field, effect, 'store', warnings);
@@ -241,37 +328,48 @@ export function compilePermissions(input: CompilePermissionsInput): PermissionSe
     if (expiresAt !== undefined && expiresAt > nowSeconds) {
       nextExpiry = minExpiry(nextExpiry, expiresAt);
     }
-    const entry: PermissionEntry = {
-      permission: valid.permission,
-      effect,
-      via,
-      ...(expiresAt === undefined ? {} : { expiresAt }),
-      ...(valid.when === undefined ? {} : { when: valid.when }),
-    };
-    entries.push(Object.freeze(entry));
-    const result: CheckResult =
-      effect === 'deny'
-        ? { effect, grant: valid.permission, via }
-        : {
-            effect,
-            grant: valid.permission,
-            via,
-            ...(expiresAt === undefined ? {} : { expiresAt }),
-          };
+    const step = typeof via === 'string' ? undefined : via;
+    const entry: Record<string, unknown> = { permission: valid.permission, effect };
+    if (step === undefined) entry.via = via;
+    else Object.defineProperty(entry, 'via', { get: () => pathOf(step), enumerable: true });
+    if (expiresAt !== undefined) entry.expiresAt = expiresAt;
+    if (valid.when !== undefined) entry.when = valid.when;
+    entries.push(Object.freeze(entry) as unknown as PermissionEntry);
+    let result: CheckResult | undefined;
+    if (step === undefined) {
+      const direct = via as 'direct' | 'claims';
+      result = Object.freeze(
+        effect === 'deny'
+          ? { effect, grant: valid.permission, via: direct }
+          : {
+              effect,
+              grant: valid.permission,
+              via: direct,
+              ...(expiresAt === undefined ? {} : { expiresAt }),
+            },
+      );
+    }
     insert(effect === 'deny' ? denies : allows, valid.segments, {
       expiresAtMs: expiresAt === undefined ? Number.POSITIVE_INFINITY : expiresAt * 1000,
       condition: valid.condition,
-      result: Object.freeze(result),
+      result,
+      permission: valid.permission,
+      effect,
+      step,
+      expiresAt,
     });
   };
 
   const user = input.user;
+  let expanded = 0;
   if (user !== null) {
     const raw: unknown = user;
     if (typeof raw !== 'object' || raw === null) invalid('user', 'expected an object');
     for (const key of ['grants', 'denies', 'roles'] as const) {
       if (!Array.isArray(user[key])) invalid(`user.${key}`, 'expected a list');
     }
+    expanded = userEntries(user, maxEntries);
+    if (expanded > maxEntries) throw expansionTooLarge(input.source, maxEntries);
     user.grants.forEach((grant, i) => {
       add(grant, `user.grants[${i}]`, 'allow', 'direct', undefined);
     });
@@ -285,6 +383,7 @@ export function compilePermissions(input: CompilePermissionsInput): PermissionSe
     add(grant, `${extraVia}.grants[${i}]`, 'allow', extraVia, undefined);
   });
 
+  const assigned: { field: string; role: string; expiresAt: number | undefined }[] = [];
   user?.roles.forEach((assignment, i) => {
     const field = `user.roles[${i}]`;
     const raw: unknown = assignment;
@@ -306,11 +405,39 @@ export function compilePermissions(input: CompilePermissionsInput): PermissionSe
       warnings.push(`${field}: unknown role ${assignment.role}; assignment ignored`);
       return;
     }
-    input.roles.expand(assignment.role).forEach((item, j) => {
-      const itemField = `${field}(${item.path.join('>')})[${j}]`;
-      add(item.grant, itemField, item.effect, item.path, assignment.expiresAt);
-    });
+    assigned.push({ field, role: assignment.role, expiresAt: assignment.expiresAt });
   });
+
+  // A role reached by several assignments holds as long as the longest of them, so assignments
+  // are walked longest-lived first (stable: list order among equals) and each role is expanded
+  // once, under the first assignment that reaches it. Depth-first in `inherits` order, as
+  // RoleGraph.expand, with an explicit stack: a chain thousands of roles deep must not overflow.
+  assigned.sort((a, b) => byExpiryDescending(a.expiresAt, b.expiresAt));
+  const reached = new Set<string>();
+  const stack: RoleStep[] = [];
+  for (const assignment of assigned) {
+    stack.push({ name: assignment.role, parent: undefined, path: undefined });
+    while (stack.length > 0) {
+      const step = stack.pop() as RoleStep;
+      if (reached.has(step.name)) continue;
+      const role = input.roles.role(step.name);
+      if (role === undefined) continue;
+      reached.add(step.name);
+      expanded += role.entries;
+      // Checked before the role's grants are read: past the bound no more work is done.
+      if (expanded > maxEntries) throw expansionTooLarge(input.source, maxEntries);
+      role.own.forEach((item, j) => {
+        // The field names only the holder: joining the whole path per grant is what made a
+        // deep chain quadratic. Built only when a warning or error needs it.
+        const field = () => `${assignment.field}(via ${step.name})[${j}]`;
+        add(item.grant, field, item.effect, step, assignment.expiresAt);
+      });
+      for (let k = role.inherits.length - 1; k >= 0; k--) {
+        const parent = role.inherits[k] as string;
+        if (!reached.has(parent)) stack.push({ name: parent, parent: step, path: undefined });
+      }
+    }
+  }
 
   return new CompiledPermissionSet(
     allows,
@@ -318,6 +445,7 @@ export function compilePermissions(input: CompilePermissionsInput): PermissionSe
     Object.freeze(entries),
     nextExpiry,
     Object.freeze(warnings),
+    expanded,
   );
 }
 

@@ -5,6 +5,7 @@
 
 import { ConfigError, StoreError } from '../errors.ts';
 import type { Grant, RoleRecord } from '../types.ts';
+import { roleEntries } from './entries.ts';
 import { type GrantSource, readGrant } from './grants.ts';
 
 /** One grant or deny reachable from a role, and the role path from that role to its holder. */
@@ -15,10 +16,25 @@ export interface RoleGrant {
   readonly path: readonly string[];
 }
 
+/** One role as compiled, for walks over the graph that visit each role once. */
+export interface RoleNode {
+  /** The role's own valid grants and denies (path: just the role). */
+  readonly own: readonly RoleGrant[];
+  readonly inherits: readonly string[];
+  /** What the role counts as stored: itself, its grants, denies and parents (records.ts). */
+  readonly entries: number;
+}
+
 /** Compiled roles; build once per policy load (and per tenant's store roles), query per user. */
 export interface RoleGraph {
   has(role: string): boolean;
-  /** Grants and denies reachable from `role`, each with its role path; empty for an unknown role. */
+  /** The compiled role, or undefined for an unknown one. */
+  role(name: string): RoleNode | undefined;
+  /**
+   * Grants and denies reachable from `role`, each with its role path; empty for an unknown role.
+   * For tools and tests: it allocates a path per role (quadratic in a chain's depth), so the
+   * request path walks {@link role} instead (permission-set.ts).
+   */
   expand(role: string): readonly RoleGrant[];
   /** Every role name, policy roles first, in definition order. */
   readonly names: readonly string[];
@@ -29,11 +45,9 @@ export interface RoleGraph {
 /** Longest role name accepted; role names appear in paths, logs and explain output. */
 export const MAX_ROLE_NAME_LENGTH = 128;
 
-interface CompiledRole {
+interface CompiledRole extends RoleNode {
   readonly name: string;
   readonly source: GrantSource;
-  readonly own: readonly RoleGrant[];
-  readonly inherits: readonly string[];
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -95,7 +109,9 @@ function readRoles(
       if (typeof parent !== 'string')
         fail(source, `${field}.inherits[${i}]`, 'expected a role name');
     });
-    return { name, source, own, inherits: inherits as string[] };
+    // Counted as the stores count a stored role, conditions included (records.ts).
+    const entries = roleEntries(raw as unknown as RoleRecord);
+    return { name, source, own, inherits: inherits as string[], entries };
   });
 }
 
@@ -151,6 +167,10 @@ class CompiledRoleGraph implements RoleGraph {
 
   has(role: string): boolean {
     return this.#roles.has(role);
+  }
+
+  role(name: string): RoleNode | undefined {
+    return this.#roles.get(name);
   }
 
   expand(role: string): readonly RoleGrant[] {

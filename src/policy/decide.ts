@@ -14,6 +14,8 @@ import {
   type RoleGraph,
 } from '../permissions/index.ts';
 import { CachedStore, ClaimsStore } from '../stores/index.ts';
+import { subjectStorageKey } from '../stores/keys.ts';
+import { maxRecordEntriesOption } from '../stores/records.ts';
 import {
   createVerifier,
   extractBearer,
@@ -75,9 +77,21 @@ export class Gatehouse {
   readonly verifier: TokenVerifier;
   /** The permission store behind its cache, or the claims store when permissions come from tokens. */
   readonly store: CachedStore | ClaimsStore;
+  /**
+   * Entries a record may hold and a principal's roles may expand to (the cache's
+   * `maxRecordEntries`); the edges and explain compile with it.
+   */
+  readonly maxRecordEntries: number;
   private readonly now: () => number;
-  /** Compiled permission sets, keyed by the cached record (or principal, for claims) they came from. */
-  private readonly compiled = new WeakMap<object, { graph: RoleGraph; set: PermissionSet }>();
+  /**
+   * Compiled permission sets, keyed by the cached record (or principal, for claims) they came
+   * from; a record refused for its expansion keeps its error, so it is not expanded (or
+   * logged) again while the cache serves it.
+   */
+  private readonly compiled = new WeakMap<
+    object,
+    { graph: RoleGraph; set: PermissionSet | StoreError }
+  >();
   /** Role graphs per store role list (the cache hands back the same array while it is fresh). */
   private readonly graphs = new WeakMap<readonly RoleRecord[], RoleGraph>();
 
@@ -104,6 +118,10 @@ export class Gatehouse {
         ...(options.storeLog !== undefined && { log: options.storeLog }),
       });
     }
+    this.maxRecordEntries =
+      this.store instanceof CachedStore
+        ? this.store.maxRecordEntries
+        : maxRecordEntriesOption(options.maxRecordEntries, 'maxRecordEntries');
   }
 
   private verifierFromPolicy(options: GatehouseOptions): TokenVerifier {
@@ -316,18 +334,22 @@ export class Gatehouse {
       const record = await store.getUser(principalKey(principal), principal);
       const graph = this.policy.roleGraph;
       const memo = this.compiled.get(principal);
-      if (memo && memo.graph === graph) {
-        return { set: memo.set, permissionsHint: undefined, freshUntil: Number.POSITIVE_INFINITY };
-      }
-      // Grants read from the token are labelled `claims` in explain output, not `direct`.
-      const set = compilePermissions({
-        user: record && { ...record, grants: [] },
-        roles: graph,
-        now: this.now(),
-        extraGrants: record?.grants ?? [],
-        extraVia: 'claims',
-      });
-      this.compiled.set(principal, { graph, set });
+      const set =
+        memo && memo.graph === graph
+          ? memo.set
+          : this.compile(principal, graph, () =>
+              // Grants read from the token are labelled `claims` in explain output, not `direct`.
+              compilePermissions({
+                user: record && { ...record, grants: [] },
+                roles: graph,
+                now: this.now(),
+                extraGrants: record?.grants ?? [],
+                extraVia: 'claims',
+                maxEntries: this.maxRecordEntries,
+                source: { kind: store.kind, key: subjectStorageKey(principalKey(principal)) },
+              }),
+            );
+      if (set instanceof StoreError) throw set;
       return { set, permissionsHint: undefined, freshUntil: Number.POSITIVE_INFINITY };
     }
 
@@ -347,10 +369,42 @@ export class Gatehouse {
     const freshUntil = Math.min(user.freshUntil, roles.freshUntil);
     const memoKey: object = user.record ?? principal;
     const memo = this.compiled.get(memoKey);
-    if (memo && memo.graph === graph) return { set: memo.set, permissionsHint, freshUntil };
-    const set = compilePermissions({ user: user.record, roles: graph, now: this.now() });
-    this.compiled.set(memoKey, { graph, set });
+    const record = user.record;
+    const set =
+      memo && memo.graph === graph
+        ? memo.set
+        : this.compile(memoKey, graph, () =>
+            compilePermissions({
+              user: record,
+              roles: graph,
+              now: this.now(),
+              maxEntries: this.maxRecordEntries,
+              source: { kind: store.kind, key: subjectStorageKey(key) },
+            }),
+          );
+    if (set instanceof StoreError) throw set;
     return { set, permissionsHint, freshUntil };
+  }
+
+  /**
+   * Runs `build` and memoises its set, or its refusal for expanding past the bound (logged
+   * once, as the cache logs a record refused on load); other errors propagate unmemoised.
+   */
+  private compile(
+    memoKey: object,
+    graph: RoleGraph,
+    build: () => PermissionSet,
+  ): PermissionSet | StoreError {
+    let set: PermissionSet | StoreError;
+    try {
+      set = build();
+    } catch (error) {
+      if (!(error instanceof StoreError) || error.code !== 'store_record_too_large') throw error;
+      if (this.store instanceof CachedStore) this.store.reportRefusal(error);
+      set = error;
+    }
+    this.compiled.set(memoKey, { graph, set });
+    return set;
   }
 
   /** The policy's roles merged with the store's, compiled once per store role list. */

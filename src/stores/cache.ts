@@ -246,6 +246,19 @@ export class CachedStore implements PermissionStore {
     this.#roles = new LruMap(maxEntries, onEvict);
   }
 
+  /** Entries one store key may hold; the core bounds role expansion by the same number. */
+  get maxRecordEntries(): number {
+    return this.#maxRecordEntries;
+  }
+
+  /**
+   * Writes the one log line for a record refused for its content found after loading (a
+   * principal whose roles expand past the bound); anything else is ignored.
+   */
+  reportRefusal(error: unknown): void {
+    this.#logRefusal(error);
+  }
+
   get stats(): CacheStats {
     return Object.freeze({
       hits: this.#hits,

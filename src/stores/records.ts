@@ -29,10 +29,17 @@
  */
 
 import { numberOption, StoreError } from '../errors.ts';
+import {
+  conditionEntries,
+  DEFAULT_MAX_RECORD_ENTRIES,
+  grantEntries,
+  grantListEntries,
+  roleEntries,
+  userEntries,
+} from '../permissions/entries.ts';
 import type { Conditions, Grant, RoleAssignment, RoleRecord, UserRecord } from '../types.ts';
 
-/** Entries one store key may hold unless configured otherwise (see the module comment). */
-export const DEFAULT_MAX_RECORD_ENTRIES = 10_000;
+export { conditionEntries, DEFAULT_MAX_RECORD_ENTRIES, grantEntries, roleEntries, userEntries };
 
 /**
  * Reads a `maxRecordEntries` option: entries per store key, default
@@ -66,6 +73,48 @@ function malformed(source: RecordSource, field: string, expected: string): never
     `${source.kind} record at ${source.key} is malformed: ${field}: ${expected}`,
     { key: source.key },
   );
+}
+
+/**
+ * Every name the code between a store and a decision reads from records, grants, conditions and
+ * the permission-file shape, often by plain property access (the permission file's parser, the
+ * condition compiler). If `Object.prototype` carries one (prototype pollution by other code in
+ * the process), every object seems to have it: a grant without `when` would get one, a deny
+ * without `expires` would expire. No record can then be read safely, so none is (issue 9, F3).
+ */
+const FIELD_NAMES: readonly string[] = [
+  'subject',
+  'tenant',
+  'roles',
+  'grants',
+  'denies',
+  'role',
+  'permission',
+  'expiresAt',
+  'expires',
+  'when',
+  'name',
+  'inherits',
+  'ip',
+  'country',
+  'claims',
+  'time',
+  'days',
+  'hours',
+  'timezone',
+  'from',
+  'to',
+  'users',
+  'user_roles',
+  'tenants',
+];
+
+function checkPrototype(source: RecordSource): void {
+  for (const name of FIELD_NAMES) {
+    if (name in Object.prototype) {
+      malformed(source, `Object.prototype.${name}`, 'set on every object (prototype pollution)');
+    }
+  }
 }
 
 /** Records and role lists made here, with their entry counts: trusted as they are. */
@@ -214,16 +263,6 @@ export function copyAssignment(
   return readAssignmentCopy(assignment, source, 'assignment');
 }
 
-/** Entries of a user record that count against the bound. */
-export function userEntries(record: UserRecord): number {
-  return record.roles.length + record.grants.length + record.denies.length;
-}
-
-/** Entries of one role definition: the role itself, its grants, denies and parents. */
-export function roleEntries(role: RoleRecord): number {
-  return 1 + role.grants.length + (role.denies?.length ?? 0) + role.inherits.length;
-}
-
 /** Entries of a tenant's role set (one store key). */
 export function roleSetEntries(roles: readonly RoleRecord[]): number {
   let count = 0;
@@ -232,12 +271,19 @@ export function roleSetEntries(roles: readonly RoleRecord[]): number {
 }
 
 function copyUser(value: unknown, source: RecordSource, max: number): UserRecord {
+  checkPrototype(source);
   if (!isObject(value)) malformed(source, 'user', 'expected a user record object');
   const roles = ownList(value, 'roles', source, 'user');
   const grants = ownList(value, 'grants', source, 'user');
   const denies = ownList(value, 'denies', source, 'user');
   // Before anything is copied or compiled: this is what keeps a huge record cheap to refuse.
-  const count = roles.length + grants.length + denies.length;
+  let count = roles.length + grants.length + denies.length;
+  if (count > max) throw recordTooLarge(source, max);
+  // Then the condition lists, whose items count too (a grant with a million CIDRs); grantEntries
+  // counts the grant itself again, hence the 1 taken off.
+  count += grantListEntries(grants, max - count) - grants.length;
+  if (count > max) throw recordTooLarge(source, max);
+  count += grantListEntries(denies, max - count) - denies.length;
   if (count > max) throw recordTooLarge(source, max);
   const subject = own(value, 'subject', source, 'user.subject');
   const tenant = own(value, 'tenant', source, 'user.tenant');
@@ -278,7 +324,12 @@ function copyRole(
   }
   const denies = deniesValue as readonly unknown[] | undefined;
   const inherits = ownList(value, 'inherits', source, field);
-  const count = 1 + grants.length + (denies?.length ?? 0) + inherits.length;
+  let count = 1 + grants.length + (denies?.length ?? 0) + inherits.length;
+  if (counted + count > max) throw recordTooLarge(source, max);
+  // Condition list items count too (see copyUser).
+  count += grantListEntries(grants, max - counted - count) - grants.length;
+  if (counted + count > max) throw recordTooLarge(source, max);
+  count += grantListEntries(denies, max - counted - count) - (denies?.length ?? 0);
   if (counted + count > max) throw recordTooLarge(source, max);
   const base = {
     name: copyData(own(value, 'name', source, `${field}.name`), source, `${field}.name`) as string,
@@ -306,6 +357,7 @@ export function freezeUser(record: UserRecord, source: RecordSource = IN_PROCESS
 
 /** As {@link freezeUser}, for one role definition. */
 export function freezeRole(role: RoleRecord, source: RecordSource = IN_PROCESS): RoleRecord {
+  checkPrototype(source);
   return copyRole(role, source, 'role', 0, Number.POSITIVE_INFINITY).role;
 }
 
@@ -318,6 +370,7 @@ export function freezeRoleList(
 }
 
 function copyRoles(value: unknown, source: RecordSource, max: number): readonly RoleRecord[] {
+  checkPrototype(source);
   if (!Array.isArray(value)) malformed(source, 'roles', 'expected a list of roles');
   // Every role costs at least one entry: a list longer than the bound is refused unread.
   if (value.length > max) throw recordTooLarge(source, max);
@@ -342,6 +395,8 @@ function copyRoles(value: unknown, source: RecordSource, max: number): readonly 
  */
 export function trustedUser(value: unknown, source: RecordSource, max: number): UserRecord | null {
   if (value === null) return null;
+  // Also for records made before: the compiler reads their absent fields by plain access.
+  checkPrototype(source);
   const known = isObject(value) ? trusted.get(value) : undefined;
   if (known !== undefined) {
     if (known > max) throw recordTooLarge(source, max);
@@ -359,6 +414,7 @@ export function trustedRoles(
   source: RecordSource,
   max: number,
 ): readonly RoleRecord[] {
+  checkPrototype(source);
   const known = Array.isArray(value) ? trusted.get(value) : undefined;
   if (known !== undefined) {
     if (known > max) throw recordTooLarge(source, max);
