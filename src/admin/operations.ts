@@ -17,7 +17,7 @@
 import { AdminError, ConfigError } from '../errors.ts';
 import { readGrant } from '../permissions/grants.ts';
 import { compilePermissions, type PermissionEntry } from '../permissions/permission-set.ts';
-import { compileRoles, MAX_ROLE_NAME_LENGTH } from '../permissions/roles.ts';
+import { compileRoles, MAX_ROLE_NAME_LENGTH, type RoleGraph } from '../permissions/roles.ts';
 import { subjectStorageKey, tenantStorageKey } from '../stores/keys.ts';
 import { MemoryStore, type TenantRole } from '../stores/memory.ts';
 import {
@@ -256,10 +256,12 @@ export class PermissionAdmin {
     if (stored !== null && canonicalJson(userState(next)) === canonicalJson(before)) {
       return { changed: false, before, after: before, audit: null };
     }
-    this.#checkSize(userEntries(next), stored === null ? 0 : userEntries(stored), () => ({
-      what: `${key.subject}${tenantText(key.tenant)}`,
-      field: 'subject',
-    }));
+    const what = () => ({ what: `${key.subject}${tenantText(key.tenant)}`, field: 'subject' });
+    this.#checkSize(userEntries(next), stored === null ? 0 : userEntries(stored), what);
+    const graph = this.#graphOrNull(await this.store.readRoles(key.tenant));
+    if (graph !== null) {
+      this.#checkExpansion(this.#expansion(next, graph), this.#expansion(stored, graph), what);
+    }
     // A subject left with nothing keeps an empty record: "known, no permissions" (a negative
     // answer the edges can cache), and the trail shows what was removed.
     await this.store.writeUser(keyOf(key), stored, next);
@@ -349,7 +351,14 @@ export class PermissionAdmin {
     ]);
     const graph = compileRoles(this.#policyRoles, storeRoles);
     const now = this.#now();
-    const set = compilePermissions({ user: record, roles: graph, now });
+    // Infinity: show must display a record the edges refuse, with a warning saying so.
+    const set = compilePermissions({ user: record, roles: graph, now, maxEntries: Infinity });
+    const expansion =
+      set.expandedEntries > this.#maxEntries
+        ? [
+            `expands to ${set.expandedEntries} entries with the roles it reaches; the edges refuse more than ${this.#maxEntries} (503 store_record_too_large)`,
+          ]
+        : [];
     const effective = set.entries().map((entry) => ({
       ...entry,
       expired: entry.expiresAt !== undefined && entry.expiresAt * 1000 <= now,
@@ -358,7 +367,7 @@ export class PermissionAdmin {
       ...keyOf(key),
       record,
       effective,
-      warnings: [...(graph.warnings ?? []), ...set.warnings],
+      warnings: [...(graph.warnings ?? []), ...set.warnings, ...expansion],
     };
   }
 
@@ -397,11 +406,12 @@ export class PermissionAdmin {
       }
     });
     const after = [...before.filter((r) => r.name !== role.name), role];
-    this.#checkRoleGraph(after);
+    const graph = this.#checkRoleGraph(after);
     this.#checkSize(roleSetEntries(after), roleSetEntries(before), () => ({
       what: `the store roles${tenantText(tenant)}`,
       field: 'role',
     }));
+    this.#checkRoleExpansions(graph, this.#graphOrNull(before), role.name, tenant);
     const old = before.find((r) => r.name === role.name);
     if (old !== undefined && canonicalJson(roleState(old)) === canonicalJson(roleState(role))) {
       const state = roleState(old);
@@ -477,6 +487,92 @@ export class PermissionAdmin {
     );
   }
 
+  /**
+   * Refuses a change that makes a subject's expansion (its own entries plus every role it
+   * reaches, as the edges count it: permission-set.ts) pass `maxRecordEntries`, unless it
+   * shrinks one already over.
+   */
+  #checkExpansion(
+    after: number,
+    before: number,
+    target: () => { what: string; field: string },
+  ): void {
+    if (after <= this.#maxEntries || after <= before) return;
+    const { what, field } = target();
+    throw new AdminError(
+      'record_too_large',
+      `${field}: ${what} would expand to ${after} entries with the roles it reaches (its role assignments, grants and denies, plus each role reached once: the role, its grants, denies and parents); at most ${this.#maxEntries}`,
+      { field },
+    );
+  }
+
+  /** The entries `user` expands to with `graph` (0 for none, or for a record that fails). */
+  #expansion(user: UserRecord | null, graph: RoleGraph): number {
+    if (user === null) return 0;
+    try {
+      return compilePermissions({ user, roles: graph, now: this.#now(), maxEntries: Infinity })
+        .expandedEntries;
+    } catch {
+      return 0;
+    }
+  }
+
+  /**
+   * The tenant's role graph, or null when the stored roles do not compile (the edges refuse
+   * the tenant then anyway; a subject's change is not the place to report it).
+   */
+  #graphOrNull(storeRoles: readonly RoleRecord[]): RoleGraph | null {
+    try {
+      return compileRoles(this.#policyRoles, storeRoles);
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Refuses a role change after which a subject holding one role would expand past the bound:
+   * the changed role and every role that reaches it. A subject's own entries add to that; its
+   * next change is checked with them (#changeUser). Skipped when the whole graph fits.
+   */
+  #checkRoleExpansions(
+    graph: RoleGraph,
+    before: RoleGraph | null,
+    changed: string,
+    tenant: string | undefined,
+  ): void {
+    let total = 0;
+    for (const name of graph.names) total += graph.role(name)?.entries ?? 0;
+    if (total <= this.#maxEntries) return;
+    const heirs = new Map<string, string[]>();
+    for (const name of graph.names) {
+      for (const parent of graph.role(name)?.inherits ?? []) {
+        const list = heirs.get(parent) ?? [];
+        list.push(name);
+        heirs.set(parent, list);
+      }
+    }
+    const affected = new Set([changed]);
+    const queue = [changed];
+    for (let name = queue.pop(); name !== undefined; name = queue.pop()) {
+      for (const heir of heirs.get(name) ?? []) {
+        if (!affected.has(heir)) {
+          affected.add(heir);
+          queue.push(heir);
+        }
+      }
+    }
+    for (const name of affected) {
+      const holder = { subject: '(role)', roles: [{ role: name }], grants: [], denies: [] };
+      // The single assignment is the holder's, not the role's.
+      const after = this.#expansion(holder, graph) - 1;
+      const was = before?.has(name) === true ? this.#expansion(holder, before) - 1 : 0;
+      this.#checkExpansion(after, was, () => ({
+        what: `role ${name}${tenantText(tenant)}`,
+        field: 'role',
+      }));
+    }
+  }
+
   /** Refuses a grant the edges would skip or misread, named `field`; an expiry must be ahead. */
   #checkGrantAt(grant: Grant, effect: 'allow' | 'deny', field: string): void {
     try {
@@ -491,9 +587,9 @@ export class PermissionAdmin {
     }
   }
 
-  #checkRoleGraph(storeRoles: readonly RoleRecord[]): void {
+  #checkRoleGraph(storeRoles: readonly RoleRecord[]): RoleGraph {
     try {
-      compileRoles(this.#policyRoles, storeRoles);
+      return compileRoles(this.#policyRoles, storeRoles);
     } catch (error) {
       // compileRoles reports store problems as StoreError (a request-time failure); here the
       // input is at fault, so it is a bad request naming the role graph.
@@ -572,7 +668,28 @@ export class PermissionAdmin {
     const before = await this.store.exportAll();
     const after = mergeSnapshots(before, incoming, options.replace ?? false);
     this.#checkAssignments(incoming, before, after);
+    this.#checkImportExpansions(incoming, after);
     return { incoming, before, after };
+  }
+
+  /** Each subject in the file expands within `maxRecordEntries` with its tenant's roles after. */
+  #checkImportExpansions(incoming: Snapshot, after: Snapshot): void {
+    const roles = groupRoles(after.roles);
+    const graphs = new Map<string, RoleGraph | null>();
+    for (const user of incoming.users) {
+      const tenantKey = tenantStorageKey(user.tenant);
+      let graph = graphs.get(tenantKey);
+      if (graph === undefined) {
+        graph = this.#graphOrNull((roles.get(tenantKey) ?? []).map((r) => r.role));
+        graphs.set(tenantKey, graph);
+      }
+      if (graph === null) continue;
+      const section = user.tenant === undefined ? '' : `tenants.${user.tenant}.`;
+      this.#checkExpansion(this.#expansion(user, graph), 0, () => ({
+        what: `${user.subject}${tenantText(user.tenant)}`,
+        field: `${section}users.${user.subject}`,
+      }));
+    }
   }
 
   /** Each subject and each tenant's role set in the file within `maxRecordEntries`. */
