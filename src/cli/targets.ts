@@ -69,20 +69,19 @@ async function openKv(options: TargetOptions): Promise<OpenTarget> {
   const remote = targets.wranglerKv({ remote: true, binding, configPath, persistTo });
   return {
     admin: new KvAdminStore(remote),
-    reader: new KvStore(jsonReader(remote)),
+    reader: new KvStore(textReader(remote)),
     description: `kv remote (binding ${binding})`,
     close: async () => {},
   };
 }
 
-/** KvStore reads `{ type: 'json' }`; the wrangler adapter answers text. */
-function jsonReader(namespace: {
+/** KvStore reads `{ type: 'text' }`; the wrangler adapter takes the type as a string. */
+function textReader(namespace: {
   get(key: string, type: 'text'): Promise<string | null>;
 }): ConstructorParameters<typeof import('../workers/kv-store.ts').KvStore>[0] {
   return {
     async get(key: string) {
-      const text = await namespace.get(key, 'text');
-      return text === null ? null : JSON.parse(text);
+      return namespace.get(key, 'text');
     },
     async put() {
       throw new Error('read-only');

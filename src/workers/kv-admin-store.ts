@@ -126,9 +126,9 @@ function parseJson(what: string, key: string, text: string): unknown {
 }
 
 /** A namespace holding one already-read value, so KvStore validates it as the edges do. */
-function oneValue(value: unknown): KvNamespaceLike {
+function oneValue(text: string): KvNamespaceLike {
   return {
-    get: async () => value,
+    get: async () => text,
     put: async () => {},
     delete: async () => {},
   };
@@ -406,8 +406,9 @@ export class KvAdminStore implements AdminStore {
 
   /** A stored user value as a record, validated as KvStore (the edges) validates it. */
   async #toUser(key: SubjectKey, kvKey: string, text: string): Promise<UserRecord> {
-    const value = parseJson('user', kvKey, text);
-    const record = await new KvStore(oneValue(value)).getUser(key);
+    // Parsed here too for this module's own error on text that is not JSON.
+    parseJson('user', kvKey, text);
+    const record = await new KvStore(oneValue(text)).getUser(key);
     if (record === null) throw invalid('user', kvKey);
     return record;
   }
@@ -418,8 +419,8 @@ export class KvAdminStore implements AdminStore {
     kvKey: string,
     text: string,
   ): Promise<readonly RoleRecord[]> {
-    const value = parseJson('roles', kvKey, text);
-    return new KvStore(oneValue(value)).getRoles(tenant);
+    parseJson('roles', kvKey, text);
+    return new KvStore(oneValue(text)).getRoles(tenant);
   }
 
   async #call<T>(operation: () => Promise<T>): Promise<T> {

@@ -31,6 +31,7 @@ import {
 import {
   freezeRoleList,
   freezeUser,
+  grantEntries,
   maxRecordEntriesOption,
   recordTooLarge,
 } from '../stores/records.ts';
@@ -39,7 +40,8 @@ import type { PermissionStore, RoleRecord, SubjectKey, UserRecord } from '../typ
 
 /** The part of a Workers `KVNamespace` binding this module uses. */
 export interface KvNamespaceLike {
-  get(key: string, options: { type: 'json'; cacheTtl?: number }): Promise<unknown>;
+  /** Read as text: the stores bound its length before parsing it (KV allows 25 MiB values). */
+  get(key: string, options: { type: 'text'; cacheTtl?: number }): Promise<string | null>;
   put(key: string, value: string, options?: { expirationTtl?: number }): Promise<void>;
   delete(key: string): Promise<void>;
 }
@@ -53,6 +55,13 @@ export interface KvUserValue {
 
 /** One tenant's value under `roles/...`: role name → role, as in the permission file. */
 export type KvRolesValue = Readonly<Record<string, RoleEntry>>;
+
+/**
+ * Characters of stored JSON allowed per entry of `maxRecordEntries` (so 5,120,000 at the
+ * default bound): a grant with a condition takes under 200, so only a value padded far past
+ * what its entries need is refused for its length.
+ */
+export const RECORD_CHARS_PER_ENTRY = 512;
 
 /** KV refuses keys longer than this many bytes. */
 export const KV_MAX_KEY_BYTES = 512;
@@ -76,8 +85,10 @@ export interface KvStoreOptions {
   readonly cacheTtlSeconds?: number;
   /**
    * Entries one value may hold (a user's roles + grants + denies; a tenant's roles with their
-   * grants, denies and parents); default 10000, 1 to 1000000. A larger value is refused
-   * (`store_record_too_large`) right after parsing, before it is validated or compiled.
+   * grants, denies and parents; each condition list item and claim name counts too); default
+   * 10000, 1 to 1000000. A larger value is refused (`store_record_too_large`) right after
+   * parsing, before it is validated or compiled; a value longer than
+   * {@link RECORD_CHARS_PER_ENTRY} characters per entry is refused before it is parsed.
    */
   readonly maxRecordEntries?: number;
 }
@@ -117,19 +128,49 @@ function listLength(value: unknown): number {
   return Array.isArray(value) ? value.length : 0;
 }
 
-/** Entries of a parsed user value: counted on list lengths, before anything is validated. */
-function userValueEntries(value: Record<string, unknown>): number {
-  return listLength(value.roles) + listLength(value.grants) + listLength(value.denies);
+/**
+ * `value[key]` when it is an own property, else undefined. A parsed value has Object.prototype
+ * as its prototype: a plain `value.grants` would find a polluted `Object.prototype.grants`
+ * where the stored value has none (issue 9, F3). Only what KV stored counts.
+ */
+function ownField(value: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(value, key) ? value[key] : undefined;
 }
 
-/** Entries of a parsed roles value: each role, its grants, denies and parents. */
-function rolesValueEntries(value: Record<string, unknown>): number {
+/**
+ * Entries of a parsed user value, counted before anything is validated: the list lengths, then
+ * the condition items of its grants and denies (grantEntries counts each grant itself once more).
+ */
+function userValueEntries(value: Record<string, unknown>, max: number): number {
+  const grants = ownField(value, 'grants');
+  const denies = ownField(value, 'denies');
+  const count = listLength(ownField(value, 'roles')) + listLength(grants) + listLength(denies);
+  if (count > max) return count;
+  return count + conditionItems(grants, max - count) + conditionItems(denies, max - count);
+}
+
+/** Condition items of a list of grant entries (strings have none); stops past `limit`. */
+function conditionItems(list: unknown, limit: number): number {
+  if (!Array.isArray(list)) return 0;
+  let count = 0;
+  for (let i = 0; i < list.length && count <= limit; i++) count += grantEntries(list[i], limit) - 1;
+  return count;
+}
+
+/** Entries of a parsed roles value: each role, its grants, denies (with conditions), parents. */
+function rolesValueEntries(value: Record<string, unknown>, max: number): number {
   let count = 0;
   for (const role of Object.values(value)) {
     count += 1;
     if (isPlainObject(role)) {
-      count += listLength(role.grants) + listLength(role.denies) + listLength(role.inherits);
+      const grants = ownField(role, 'grants');
+      const denies = ownField(role, 'denies');
+      count += listLength(grants) + listLength(denies) + listLength(ownField(role, 'inherits'));
+      if (count > max) return count;
+      count += conditionItems(grants, max - count);
+      count += conditionItems(denies, max - count);
     }
+    if (count > max) return count;
   }
   return count;
 }
@@ -164,21 +205,23 @@ export class KvStore implements PermissionStore {
     if (!isPlainObject(value) || Object.keys(value).some((k) => !USER_KEYS.has(k))) {
       throw invalid('user', kvKey);
     }
-    // KV bounds a value at 25 MiB, which parses in a fraction of a second but would take
-    // seconds to validate and compile: count first.
-    if (userValueEntries(value) > this.#maxEntries) {
+    // A value of a few MiB parses in milliseconds but would take seconds to validate and
+    // compile: count first.
+    if (userValueEntries(value, this.#maxEntries) > this.#maxEntries) {
       throw recordTooLarge({ kind: this.kind, key: kvKey }, this.#maxEntries);
     }
+    const grants = ownField(value, 'grants');
+    const denies = ownField(value, 'denies');
+    const roles = ownField(value, 'roles');
     const section: PermissionSection = {
       users: {
         [PLACEHOLDER]: {
-          ...(value.grants !== undefined && { grants: value.grants as GrantEntry[] }),
-          ...(value.denies !== undefined && { denies: value.denies as GrantEntry[] }),
+          ...(grants !== undefined && { grants: grants as GrantEntry[] }),
+          ...(denies !== undefined && { denies: denies as GrantEntry[] }),
         },
       },
       roles: {},
-      user_roles:
-        value.roles === undefined ? {} : { [PLACEHOLDER]: value.roles as RoleAssignmentEntry[] },
+      user_roles: roles === undefined ? {} : { [PLACEHOLDER]: roles as RoleAssignmentEntry[] },
     };
     const found = await validated('user', kvKey, section).getUser({ subject: PLACEHOLDER });
     if (found === null) throw invalid('user', kvKey);
@@ -200,7 +243,7 @@ export class KvStore implements PermissionStore {
     const value = await this.#read(kvKey);
     if (value === null) return NO_ROLES;
     if (!isPlainObject(value)) throw invalid('roles', kvKey);
-    if (rolesValueEntries(value) > this.#maxEntries) {
+    if (rolesValueEntries(value, this.#maxEntries) > this.#maxEntries) {
       throw recordTooLarge({ kind: this.kind, key: kvKey }, this.#maxEntries);
     }
     const store = validated('roles', kvKey, {
@@ -212,15 +255,26 @@ export class KvStore implements PermissionStore {
   }
 
   async #read(kvKey: string): Promise<unknown> {
+    let text: string | null;
     try {
-      return await this.#kv.get(kvKey, { type: 'json', cacheTtl: this.#cacheTtl });
+      text = await this.#kv.get(kvKey, { type: 'text', cacheTtl: this.#cacheTtl });
     } catch (error) {
-      // A value that is not JSON surfaces here as a SyntaxError: malformed, not an outage.
-      if (error instanceof SyntaxError) throw invalid('stored', kvKey, error);
       // The binding's message may quote backend details; keep it only as the cause.
       throw new StoreError('store_unavailable', 'permission store (kv) unavailable', {
         cause: error,
       });
+    }
+    if (text === null) return null;
+    // KV holds values up to 25 MiB; parsing that costs more than a request may. A record of
+    // maxRecordEntries entries fits in far fewer characters, so a longer one is refused unread.
+    if (typeof text === 'string' && text.length > this.#maxEntries * RECORD_CHARS_PER_ENTRY) {
+      throw recordTooLarge({ kind: this.kind, key: kvKey }, this.#maxEntries);
+    }
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      // Not JSON: malformed, not an outage.
+      throw invalid('stored', kvKey, error);
     }
   }
 }
@@ -255,6 +309,16 @@ export interface KvJwksPersistenceOptions {
 interface KnownEntry {
   readonly keys: string;
   readonly fetchedAt: number;
+}
+
+/** Parsed JSON text; null when absent or not JSON (then the keys are fetched again). */
+function parseOrNull(text: string | null): unknown {
+  if (text === null) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
 }
 
 /** A stored value in either shape; null when it is neither. */
@@ -311,7 +375,7 @@ export class KvJwksPersistence implements JwksPersistence {
   /** The stored value in either shape (null when absent or neither); remembered per issuer. */
   async #read(issuer: string, key: string): Promise<ReturnType<typeof readPersisted>> {
     const value = readPersisted(
-      await this.#kv.get(key, { type: 'json', cacheTtl: this.#cacheTtl }),
+      parseOrNull(await this.#kv.get(key, { type: 'text', cacheTtl: this.#cacheTtl })),
     );
     if (value !== null) {
       this.#known.set(
