@@ -394,9 +394,10 @@ function copyRoles(value: unknown, source: RecordSource, max: number): readonly 
  * `store_invalid_record` for a malformed record, both naming `source.key`.
  */
 export function trustedUser(value: unknown, source: RecordSource, max: number): UserRecord | null {
-  if (value === null) return null;
-  // Also for records made before: the compiler reads their absent fields by plain access.
+  // Also for records made before, and before "no record": the compiler reads absent fields by
+  // plain access, and a polluted `tenant` already changed which key was read.
   checkPrototype(source);
+  if (value === null) return null;
   const known = isObject(value) ? trusted.get(value) : undefined;
   if (known !== undefined) {
     if (known > max) throw recordTooLarge(source, max);

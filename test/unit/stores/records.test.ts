@@ -393,3 +393,98 @@ describe('records from a store: bounded size', () => {
     }
   });
 });
+
+describe('records from a store: condition lists count toward the bound (issue 9)', () => {
+  const cidrs = (n: number) => Array.from({ length: n }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`);
+  // Each case: one grant or deny whose conditions hold `items` entries, 1 + items with the grant.
+  const lists: [string, (items: number) => Record<string, unknown>][] = [
+    ['ip CIDR ranges', (n) => ({ ip: cidrs(n) })],
+    ['countries', (n) => ({ country: Array.from({ length: n }, () => 'DE') })],
+    ['weekdays', (n) => ({ time: { days: Array.from({ length: n - 1 }, () => 'mon') } })],
+    ['values of one claim', (n) => ({ claims: { group: Array.from({ length: n - 1 }, String) } })],
+    [
+      'claim names',
+      (n) => ({ claims: Object.fromEntries(Array.from({ length: n }, (_, i) => [`c${i}`, 1])) }),
+    ],
+  ];
+
+  it.each(lists)('counts every item of %s in a grant', async (_what, when) => {
+    const inner = new RawStore();
+    const { cache, logs } = cached(inner, 10);
+    inner.user = { ...plain(), grants: [{ permission: 'read:x', when: when(9) }] };
+    expect((await cache.getUser({ subject: 'alice' }))?.grants).toHaveLength(1);
+
+    inner.user = { ...plain(), grants: [{ permission: 'read:x', when: when(10) }] };
+    const error = await refusal(cache.getUser({ subject: 'alice' }));
+
+    expect(error).toMatchObject({ code: 'store_record_too_large', key: '-/s:alice' });
+    expect(JSON.stringify(logs)).not.toMatch(/10\.0|read:x|group/);
+  });
+
+  it.each(lists)('counts every item of %s in a deny and in a role', async (_what, when) => {
+    const inner = new RawStore();
+    const { cache } = cached(inner, 10);
+    inner.user = { ...plain(), denies: [{ permission: 'read:x', when: when(10) }] };
+    inner.roles = [
+      // 1 for the role, 1 for the deny, 9 in its conditions.
+      { name: 'r', grants: [], denies: [{ permission: 'read:x', when: when(9) }], inherits: [] },
+    ];
+
+    expect((await refusal(cache.getUser({ subject: 'alice' }))).code).toBe(
+      'store_record_too_large',
+    );
+    expect((await refusal(cache.getRoles(undefined))).code).toBe('store_record_too_large');
+  });
+
+  it('refuses a grant with a million CIDRs before reading one of them', async () => {
+    const ip = new Array(1_000_000);
+    for (let i = 0; i < 20; i++) Object.defineProperty(ip, i, { get: trap });
+    const inner = new RawStore();
+    inner.user = { ...plain(), grants: [{ permission: 'read:x', when: { ip } }] };
+    const { cache } = cached(inner);
+
+    const error = await refusal(cache.getUser({ subject: 'alice' }));
+
+    expect(error.code).toBe('store_record_too_large');
+  });
+
+  it('holds a MemoryStore record with a long condition list to the bound when it is read', async () => {
+    const memory = new MemoryStore();
+    memory.putUser({ ...plain(), grants: [{ permission: 'read:x', when: { ip: cidrs(10) } }] });
+    const { cache } = cached(memory, 10);
+
+    expect((await refusal(cache.getUser({ subject: 'alice' }))).code).toBe(
+      'store_record_too_large',
+    );
+  });
+});
+
+describe('records from a store: a polluted Object.prototype trusts nothing (issue 9 F3)', () => {
+  // A field every object seems to have: a grant without `when` would get one, a deny without
+  // `expiresAt` would expire, a record without `grants` would get them. Fail closed instead.
+  const fields: [string, unknown][] = [
+    ['grants', [{ permission: '*' }]],
+    ['when', { ip: ['0.0.0.0/0'] }],
+    ['expiresAt', 1],
+    ['expires', 1],
+    ['tenant', 'acme'],
+  ];
+
+  it.each(fields)('refuses every record while Object.prototype.%s is set', async (field, value) => {
+    const memory = new MemoryStore();
+    memory.putUser({ ...plain(), denies: [{ permission: 'read:x' }] });
+    const { cache } = cached(memory, 10);
+    const proto = Object.prototype as Record<string, unknown>;
+    proto[field] = value;
+    let error: StoreError;
+    try {
+      error = await refusal(cache.getUser({ subject: 'alice' }));
+    } finally {
+      delete proto[field];
+    }
+
+    // Named by the key asked for (a polluted `tenant` even changes that key).
+    expect(error.code).toBe('store_invalid_record');
+    expect((await cache.getUser({ subject: 'alice' }))?.denies).toHaveLength(1);
+  });
+});
