@@ -624,6 +624,128 @@ describe('record size bound (maxRecordEntries)', () => {
     expect((await backend.readRoles('acme')).map((r) => r.name)).toEqual(['a']);
   });
 
+  /** Store roles c0 ← c1 ← … ← c{n-1}, one grant each: 3n - 1 entries (c0 has no parent). */
+  async function putChain(a: PermissionAdmin, n: number) {
+    for (let i = 0; i < n; i++) {
+      await a.putRole(undefined, {
+        name: `c${i}`,
+        grants: [{ permission: `read:c${i}` }],
+        inherits: i === 0 ? [] : [`c${i - 1}`],
+      });
+    }
+  }
+
+  const letters = (n: number) => Array.from({ length: n }, (_, i) => `read:g${i}`);
+
+  it('refuses an assignment whose roles expand past the bound, though the record fits', async () => {
+    const admin30 = bounded(30);
+    await putChain(admin30, 6); // 17 entries
+    for (const permission of letters(12)) await admin30.grant(alice, { permission });
+    await admin30.assign(alice, 'c4'); // 13 + 14 = 27
+    const stored = await backend.readUser(alice);
+
+    const error = await refusal(admin30.assign(alice, 'c5')); // 14 + 17 = 31
+
+    expect(error).toMatchObject({ code: 'record_too_large', field: 'subject' });
+    expect(error.message).toMatch(/expand to 31 entries.*at most 30/);
+    expect(await backend.readUser(alice)).toEqual(stored);
+  });
+
+  it('refuses a direct grant that takes an expansion past the bound', async () => {
+    const admin30 = bounded(30);
+    await putChain(admin30, 6);
+    await admin30.assign(alice, 'c5'); // 1 + 17
+    for (const permission of letters(12)) await admin30.grant(alice, { permission });
+
+    const error = await refusal(admin30.grant(alice, { permission: 'read:z' }));
+
+    expect(error).toMatchObject({ code: 'record_too_large', field: 'subject' });
+    expect((await backend.readUser(alice))?.grants).toHaveLength(12);
+  });
+
+  it('refuses a role change after which a role that reaches it expands past the bound', async () => {
+    const admin22 = bounded(22);
+    await putChain(admin22, 6); // 17 entries; c5 reaches all of them
+    await admin22.putRole(undefined, { name: 'c0', grants: [], inherits: ['reader'] });
+
+    // The role set would hold 20 entries, within the bound; c5 would reach c0..c5 and the
+    // policy's editor and reader: 20 + 3 + 2 = 25.
+    const error = await refusal(
+      admin22.putRole(undefined, {
+        name: 'c0',
+        grants: [{ permission: 'read:x' }, { permission: 'read:y' }, { permission: 'read:z' }],
+        inherits: ['editor'],
+      }),
+    );
+
+    expect(error).toMatchObject({ code: 'record_too_large', field: 'role' });
+    expect(error.message).toMatch(/role c5 would expand to 25 entries/);
+    expect((await backend.readRoles(undefined)).find((r) => r.name === 'c0')?.inherits).toEqual([
+      'reader',
+    ]);
+  });
+
+  it('refuses an import whose subject expands past the bound with the imported roles', async () => {
+    const admin20 = bounded(20);
+    const roles = Object.fromEntries(
+      Array.from({ length: 6 }, (_, i) => [
+        `c${i}`,
+        { grants: [`read:c${i}`], inherits: i === 0 ? [] : [`c${i - 1}`] },
+      ]),
+    ); // 17 entries
+    const file = (top: string) =>
+      JSON.stringify({
+        roles,
+        users: { alice: { grants: letters(4) } },
+        user_roles: { alice: [top] },
+      });
+
+    const error = await refusal(admin20.importData(file('c5'))); // 5 + 17
+
+    expect(error).toMatchObject({ code: 'record_too_large', field: 'users.alice' });
+    expect(await backend.readUser(alice)).toBeNull();
+    await admin20.importData(file('c4')); // 5 + 14
+    expect((await backend.readUser(alice))?.roles).toEqual([{ role: 'c4' }]);
+  });
+
+  it('shows a subject the edges refuse for its expansion, with a warning saying so', async () => {
+    const admin20 = bounded(20);
+    await putChain(admin20, 6);
+    backend.store.putUser({
+      subject: 'alice',
+      roles: [{ role: 'c5' }],
+      grants: letters(9).map((permission) => ({ permission })),
+      denies: [],
+    });
+
+    const shown = await admin20.show(alice);
+
+    expect(shown.effective).toHaveLength(15);
+    expect(shown.warnings).toEqual([expect.stringMatching(/expands to 27 entries.*refuse/)]);
+  });
+
+  it('counts condition list items: refuses a grant or a role whose CIDR list passes the bound', async () => {
+    const admin10 = bounded(10);
+    const ip = (n: number) => Array.from({ length: n }, (_, i) => `10.0.${i}.0/24`);
+    await admin10.grant(alice, { permission: 'read:a', when: { ip: ip(9) } }); // 1 + 9
+
+    const grant = await refusal(
+      admin10.grant(alice, { permission: 'read:b', when: { ip: ip(9) } }),
+    );
+    const role = await refusal(
+      admin10.putRole(undefined, {
+        name: 'office',
+        grants: [{ permission: 'read:c', when: { ip: ip(9) } }], // 1 + 1 + 9
+        inherits: [],
+      }),
+    );
+
+    expect(grant).toMatchObject({ code: 'record_too_large', field: 'subject' });
+    expect(role).toMatchObject({ code: 'record_too_large', field: 'role' });
+    expect((await backend.readUser(alice))?.grants).toHaveLength(1);
+    expect(await backend.readRoles(undefined)).toEqual([]);
+  });
+
   it('refuses a bound that is not an integer from 1 to 1000000, naming maxRecordEntries', () => {
     expect(() => bounded(0)).toThrow(expect.objectContaining({ field: 'maxRecordEntries' }));
   });

@@ -523,3 +523,39 @@ describe('combined conditions', () => {
     expect(fieldOf(conditions)).toBe(field);
   });
 });
+
+describe('condition lists are capped before they are parsed (issue 9)', () => {
+  /** A list of `n` items whose items past the first 20 were never set: reading one would fail. */
+  function unread(n: number, item: unknown): unknown[] {
+    const list = new Array(n);
+    for (let i = 0; i < 20; i++) list[i] = item;
+    return list;
+  }
+
+  it.each([
+    ['ip', (n: number) => ({ ip: unread(n, '10.0.0.0/8') }), 'when.ip'],
+    ['country', (n: number) => ({ country: unread(n, 'DE') }), 'when.country'],
+    ['time.days', (n: number) => ({ time: { days: unread(n, 'mon') } }), 'when.time.days'],
+    ['a claim’s values', (n: number) => ({ claims: { g: unread(n, 'x') } }), 'when.claims.g'],
+    [
+      'claim names',
+      (n: number) => ({
+        claims: Object.fromEntries(Array.from({ length: n }, (_, i) => [`c${i}`, 1])),
+      }),
+      'when.claims',
+    ],
+  ])('refuses %s past 10,000 items, naming the list', (_what, conditions, field) => {
+    expect(() => compileConditions(conditions(10_000) as Conditions, 'when')).not.toThrow(
+      /at most/,
+    );
+    let error: unknown;
+    try {
+      compileConditions(conditions(1_000_000) as Conditions, 'when');
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error).toMatchObject({ field });
+    expect((error as Error).message).toMatch(/at most 10000/);
+  });
+});

@@ -409,6 +409,76 @@ describe('decide: records the core does not trust', () => {
   });
 });
 
+describe('decide: role expansion is bounded (issue 9)', () => {
+  /** Store roles r0 ← r1 ← … ← r{n-1} in tenant acme; r0 grants read:posts, each r<i> read:r<i>. */
+  function putChain(n: number) {
+    for (let i = 0; i < n; i++) {
+      store.putRole('acme', {
+        name: `r${i}`,
+        grants: [{ permission: i === 0 ? 'read:posts' : `read:r${i}` }],
+        inherits: i === 0 ? [] : [`r${i - 1}`],
+      });
+    }
+  }
+
+  function gatehouseWith(maxRecordEntries: number, logs: unknown[]) {
+    return new Gatehouse({
+      policy: compilePolicy(blogPolicy()),
+      store,
+      now,
+      maxRecordEntries,
+      storeLog: (entry) => logs.push(entry),
+    });
+  }
+
+  it('allows through a 500-deep chain and names the whole role path', async () => {
+    putChain(500);
+    store.putUser(user('deep', { roles: [{ role: 'r499' }] }));
+    gatehouse = gatehouseWith(10_000, []);
+
+    const d = await decide('GET', '/posts/1', { sub: 'deep' });
+
+    expect(d.allow).toBe(true);
+    expect(d.matched?.[0]?.via).toHaveLength(500);
+    expect(d.explain).toContain('role r499 → r498');
+  });
+
+  it('answers 503 once the roles a subject reaches pass the bound, logging one line naming the key', async () => {
+    // Each stored record fits (the role set holds 1,499 entries, the user 1); the expansion
+    // (1 + 1,499) does not.
+    putChain(500);
+    store.putUser(user('deep', { roles: [{ role: 'r499' }] }));
+    const logs: unknown[] = [];
+    gatehouse = gatehouseWith(1_499, logs);
+
+    const first = await decide('GET', '/posts/1', { sub: 'deep' });
+    const second = await decide('GET', '/posts/1', { sub: 'deep' });
+
+    for (const d of [first, second]) {
+      expect(d).toMatchObject({ allow: false, status: 503, reason: 'store_unavailable' });
+    }
+    expect(logs).toEqual([
+      {
+        level: 'error',
+        msg: 'permission store record refused',
+        code: 'store_record_too_large',
+        store: 'memory',
+        key: 't:acme/s:deep',
+        maxRecordEntries: 1_499,
+      },
+    ]);
+    expect(JSON.stringify(logs)).not.toMatch(/read:|r499/);
+  });
+
+  it('lets a subject reaching fewer roles through with the same bound', async () => {
+    putChain(500);
+    store.putUser(user('shallow', { roles: [{ role: 'r10' }] }));
+    gatehouse = gatehouseWith(1_499, []);
+
+    expect((await decide('GET', '/posts/1', { sub: 'shallow' })).allow).toBe(true);
+  });
+});
+
 describe('decide: decision max-age follows record freshness', () => {
   it('shrinks maxAgeSeconds as the cached record ages, so caching a decision keeps the bound', async () => {
     expect((await decide('GET', '/posts/42')).cache?.maxAgeSeconds).toBe(30);
