@@ -163,6 +163,207 @@ describe('KvStore record size bound', () => {
   });
 });
 
+describe('KvStore: role expansion, condition lists and value length are bounded (issue 9)', () => {
+  /** Runs `body` with `roles/-` holding `roles`, then puts back what was there. */
+  async function withRoles(roles: unknown, body: () => Promise<void>): Promise<void> {
+    const before = await env.PERMISSIONS.get('roles/-', 'text');
+    await env.PERMISSIONS.put('roles/-', JSON.stringify(roles));
+    try {
+      await body();
+    } finally {
+      if (before === null) await env.PERMISSIONS.delete('roles/-');
+      else await env.PERMISSIONS.put('roles/-', before);
+    }
+  }
+
+  /** The `record refused` lines written while `body` runs. */
+  async function refusedLines(body: () => Promise<void>): Promise<Record<string, unknown>[]> {
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, 'error').mockImplementation((value: unknown) => {
+      if (typeof value === 'string' && value.includes('record refused')) lines.push(value);
+    });
+    try {
+      await body();
+    } finally {
+      spy.mockRestore();
+    }
+    return lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+  }
+
+  /** r0 ← … ← r{n-1} in the KV roles shape; r0 grants read:posts: 3n - 1 entries. */
+  function chain(n: number): Record<string, unknown> {
+    return Object.fromEntries(
+      Array.from({ length: n }, (_, i) => [
+        `r${i}`,
+        { grants: [i === 0 ? 'read:posts' : `read:r${i}`], inherits: i === 0 ? [] : [`r${i - 1}`] },
+      ]),
+    );
+  }
+
+  const grants = (n: number) => Array.from({ length: n }, (_, i) => `read:g${i}`);
+
+  it('the guard allows through a 3,000-deep chain, and answers 503 once the expansion passes 10,000', async () => {
+    // The role set holds 8,999 entries and each user value at most 1,002: every value fits.
+    await withRoles(chain(3000), async () => {
+      await env.PERMISSIONS.put('user/-/s:deep', JSON.stringify({ roles: ['r2999'] }));
+      await env.PERMISSIONS.put(
+        'user/-/s:deeper',
+        JSON.stringify({ roles: ['r2999'], grants: grants(1001) }),
+      );
+      const guard = testGuard();
+
+      const lines = await refusedLines(async () => {
+        const ok = await guard.fetch('/posts/1', { headers: bearer(await demoTokenFor('deep')) });
+        expect(ok.status).toBe(200);
+        const over = await guard.fetch('/posts/1', {
+          headers: bearer(await demoTokenFor('deeper')),
+        });
+        expect(over.status).toBe(503);
+      });
+
+      expect(lines).toEqual([
+        {
+          level: 'error',
+          msg: 'permission store record refused',
+          code: 'store_record_too_large',
+          store: 'kv',
+          key: '-/s:deeper',
+          maxRecordEntries: 10_000,
+        },
+      ]);
+    });
+  });
+
+  const cidrs = (n: number) => Array.from({ length: n }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`);
+
+  it('counts condition list items in user and role values before validating them', async () => {
+    await env.PERMISSIONS.put(
+      'user/t:acme/s:office',
+      JSON.stringify({ grants: [{ permission: 'read:posts', when: { ip: cidrs(10) } }] }),
+    );
+    await env.PERMISSIONS.put(
+      'roles/t:acme',
+      JSON.stringify({ office: { denies: [{ permission: 'x:y', when: { country: cidrs(9) } }] } }),
+    );
+    const store = new KvStore(env.PERMISSIONS, { maxRecordEntries: 10 });
+
+    const user = await store.getUser({ subject: 'office', tenant: 'acme' }).catch((e) => e);
+    const roles = await store.getRoles('acme').catch((e: unknown) => e);
+
+    expect(user).toMatchObject({ code: 'store_record_too_large', key: 'user/t:acme/s:office' });
+    expect(roles).toMatchObject({ code: 'store_record_too_large', key: 'roles/t:acme' });
+  });
+
+  it('the guard answers 503 for one grant with 20,000 CIDRs, logging the key and not the list', async () => {
+    await env.PERMISSIONS.put(
+      'user/-/s:cidrs',
+      JSON.stringify({ grants: [{ permission: 'read:posts', when: { ip: cidrs(20_000) } }] }),
+    );
+    const guard = testGuard();
+
+    const lines = await refusedLines(async () => {
+      const response = await guard.fetch('/posts/1', {
+        headers: bearer(await demoTokenFor('cidrs')),
+      });
+      expect(response.status).toBe(503);
+    });
+
+    expect(lines).toEqual([
+      expect.objectContaining({ code: 'store_record_too_large', key: 'user/-/s:cidrs' }),
+    ]);
+    expect(JSON.stringify(lines)).not.toContain('10.0');
+  });
+
+  it('refuses a value longer than 512 characters per entry before parsing it', async () => {
+    const value = JSON.stringify({ grants: ['read:posts'] });
+    await env.PERMISSIONS.put('user/-/s:padded', `${value}${' '.repeat(1024 - value.length + 1)}`);
+    await env.PERMISSIONS.put('user/-/s:snug', `${value}${' '.repeat(1024 - value.length)}`);
+    // Not JSON at all: had it been parsed, the error would be store_invalid_record.
+    await env.PERMISSIONS.put('user/-/s:noise', 'x'.repeat(1025));
+    const store = new KvStore(env.PERMISSIONS, { maxRecordEntries: 2 });
+
+    expect((await store.getUser({ subject: 'snug' }))?.grants).toHaveLength(1);
+    for (const subject of ['padded', 'noise']) {
+      const error = await store.getUser({ subject }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'store_record_too_large', key: `user/-/s:${subject}` });
+    }
+  });
+});
+
+describe('KvStore: __proto__, constructor and inherited fields never grant (issue 9 F3)', () => {
+  // Each case: a user value and a roles value smuggling a grant through a name with meaning to
+  // JavaScript. None may allow GET /posts/1 (read:posts); a 403 or a 503 are both safe.
+  const cases: [string, string, string | null][] = [
+    ['__proto__ in the user value', '{"__proto__":{"grants":["read:posts"]}}', null],
+    ['constructor in the user value', '{"constructor":{"grants":["read:posts"]}}', null],
+    ['__proto__ in a grant', '{"grants":[{"__proto__":{"permission":"read:posts"}}]}', null],
+    [
+      'a deny with __proto__ conditions',
+      '{"grants":["read:posts"],"denies":[{"permission":"read:posts","__proto__":{"when":{"country":["DE"]}}}]}',
+      null,
+    ],
+    [
+      'a role named __proto__',
+      '{"roles":["__proto__"]}',
+      '{"__proto__":{"grants":["read:posts"]}}',
+    ],
+    [
+      'a role named constructor',
+      '{"roles":["constructor"]}',
+      '{"constructor":{"grants":["read:posts"]}}',
+    ],
+    ['__proto__ in a role', '{"roles":["r"]}', '{"r":{"__proto__":{"grants":["read:posts"]}}}'],
+    [
+      'an assignment of toString',
+      '{"roles":["toString","hasOwnProperty"]}',
+      '{"r":{"grants":["write:x"]}}',
+    ],
+  ];
+
+  it.each(cases)('does not allow through %s', async (_what, userValue, rolesValue) => {
+    const before = await env.PERMISSIONS.get('roles/-', 'text');
+    await env.PERMISSIONS.put('user/-/s:proto', userValue);
+    if (rolesValue !== null) await env.PERMISSIONS.put('roles/-', rolesValue);
+    try {
+      const response = await testGuard().fetch('/posts/1', {
+        headers: bearer(await demoTokenFor('proto')),
+      });
+      expect([403, 503]).toContain(response.status);
+    } finally {
+      if (before === null) await env.PERMISSIONS.delete('roles/-');
+      else await env.PERMISSIONS.put('roles/-', before);
+    }
+  });
+
+  it.each([
+    ['grants', false, ['read:posts']],
+    ['grants', true, ['read:posts']],
+    ['roles', false, ['editor']],
+  ])(
+    'grants nothing from Object.prototype.%s (enumerable: %s) when the value has none',
+    async (field, enumerable, value) => {
+      await env.PERMISSIONS.put('user/-/s:bare', '{}');
+      const store = new KvStore(env.PERMISSIONS);
+      // Non-enumerable pollution is the quiet kind: no for..in ever sees it, plain reads do.
+      Object.defineProperty(Object.prototype, field, {
+        value,
+        enumerable,
+        writable: true,
+        configurable: true,
+      });
+      let outcome: unknown;
+      try {
+        outcome = await store.getUser({ subject: 'bare' }).catch((e: unknown) => e);
+      } finally {
+        delete (Object.prototype as Record<string, unknown>)[field];
+      }
+
+      expect(outcome).toBeInstanceOf(StoreError);
+      expect(outcome).toMatchObject({ code: 'store_invalid_record', key: 'user/-/s:bare' });
+    },
+  );
+});
+
 describe('KvJwksPersistence', () => {
   function countingKv() {
     const state = { puts: 0 };
