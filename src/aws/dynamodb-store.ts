@@ -40,6 +40,8 @@ import {
   freezeUser,
   maxRecordEntriesOption,
   recordTooLarge,
+  trustedRoles,
+  trustedUser,
 } from '../stores/records.ts';
 import type {
   Conditions,
@@ -532,8 +534,10 @@ export interface DynamoDBStoreOptions {
   readonly maxPages?: number;
   /**
    * Entries one partition may hold (a subject's role assignments + grants + denies; a tenant's
-   * roles with their grants, denies and parents); default 10000, 1 to 1000000. The Query stops
-   * reading once a partition has more items than that (`store_record_too_large`).
+   * roles with their grants, denies and parents; each condition list item and claim name
+   * counts too); default 10000, 1 to 1000000. The Query stops reading once a partition has more
+   * items than that (`store_record_too_large`); condition items are counted once converted.
+   * Bytes read are bounded by `maxPages` (a page is at most 1 MB).
    */
   readonly maxRecordEntries?: number;
   /** Clock in milliseconds; default Date.now. */
@@ -593,8 +597,15 @@ export class DynamoDBStore implements PermissionStore {
 
   async getUser(key: SubjectKey): Promise<UserRecord | null> {
     // One item per entry, plus the user marker.
-    const items = await this.#queryAll(userPartitionKey(key), this.#maxEntries + 1);
-    return toUserRecord(key, items, this.#now() / 1000);
+    const pk = userPartitionKey(key);
+    const items = await this.#queryAll(pk, this.#maxEntries + 1);
+    // Items are counted while reading; their condition list items only once converted (a page
+    // holds at most 1 MB, so the conversion is bounded): refused here, naming the partition.
+    return trustedUser(
+      toUserRecord(key, items, this.#now() / 1000),
+      { kind: this.kind, key: pk },
+      this.#maxEntries,
+    );
   }
 
   async getRoles(tenant: string | undefined): Promise<readonly RoleRecord[]> {
@@ -607,9 +618,14 @@ export class DynamoDBStore implements PermissionStore {
     if (entries > this.#maxEntries) {
       throw recordTooLarge({ kind: this.kind, key: pk }, this.#maxEntries);
     }
-    return freezeRoleList(
-      items.map((item, i) => toRoleRecord(item, `${pk}[${i}]`)),
+    // As getUser: condition list items are counted once the items are converted.
+    return trustedRoles(
+      freezeRoleList(
+        items.map((item, i) => toRoleRecord(item, `${pk}[${i}]`)),
+        { kind: this.kind, key: pk },
+      ),
       { kind: this.kind, key: pk },
+      this.#maxEntries,
     );
   }
 

@@ -22,10 +22,19 @@ import {
 import { StoreError } from '../../src/errors.ts';
 import { compilePermissions } from '../../src/permissions/permission-set.ts';
 import { compileRoles } from '../../src/permissions/roles.ts';
+import { compilePolicy, Gatehouse } from '../../src/policy/index.ts';
 import { CachedStore } from '../../src/stores/cache.ts';
 import { parsePermissionData } from '../../src/stores/permission-data.ts';
 import type { UserRecord } from '../../src/types.ts';
-import { DEMO_PERMISSIONS, demoTable, type LocalDynamo, startDynalite } from './support.ts';
+import { demoToken } from '../support/cases.ts';
+import {
+  DEMO_PERMISSIONS,
+  DEMO_POLICY,
+  demoTable,
+  type LocalDynamo,
+  SECRET,
+  startDynalite,
+} from './support.ts';
 
 let local: LocalDynamo;
 beforeAll(async () => {
@@ -370,6 +379,105 @@ describe('DynamoDBStore record size bound', () => {
     const error = await rejection(over.store.getRoles(undefined));
 
     expect(error).toMatchObject({ code: 'store_record_too_large', key: 'ROLES#-' });
+  });
+});
+
+describe('DynamoDBStore: role expansion and condition lists are bounded (issue 9)', () => {
+  const grants = (n: number) => Array.from({ length: n }, (_, i) => `read:g${i}`);
+  /** r0 ← … ← r{n-1}; r0 grants read:posts: 3n - 1 entries. */
+  const chain = (n: number) =>
+    Object.fromEntries(
+      Array.from({ length: n }, (_, i) => [
+        `r${i}`,
+        { grants: [i === 0 ? 'read:posts' : `read:r${i}`], inherits: i === 0 ? [] : [`r${i - 1}`] },
+      ]),
+    );
+  const cidrs = (n: number) => Array.from({ length: n }, (_, i) => `10.0.${i}.0/24`);
+
+  let tables = 0;
+  async function gatehouseOver(data: unknown, maxRecordEntries: number) {
+    const client = local.client();
+    // Not demoTable: the demo roles would count in the role set.
+    const tableName = `gatehouse-issue9-${process.pid}-${++tables}`;
+    await createPermissionTable(client, tableName);
+    await writePermissionData(client, tableName, parsePermissionData(JSON.stringify(data)));
+    const logs: Record<string, unknown>[] = [];
+    const gatehouse = new Gatehouse({
+      policy: compilePolicy(DEMO_POLICY, { env: { GATEHOUSE_DEV_SECRET: SECRET } }),
+      store: new DynamoDBStore({ client, tableName, maxRecordEntries }),
+      maxRecordEntries,
+      storeLog: (entry) => logs.push({ ...entry }),
+    });
+    const decide = async (subject: string) =>
+      gatehouse.decide({
+        method: 'GET',
+        path: '/posts/1',
+        authorization: `Bearer ${await demoToken(
+          { name: subject, subject, method: 'GET', path: '/', expect: {} } as never,
+          SECRET,
+        )}`,
+      });
+    return { decide, logs };
+  }
+
+  it('answers 503 for a subject whose roles expand past the bound, with one line naming the key', async () => {
+    // The role set holds 899 entries, deep's partition 102: each fits, the expansion does not.
+    const { decide, logs } = await gatehouseOver(
+      {
+        roles: chain(300),
+        users: { deep: { grants: grants(101) } },
+        user_roles: { deep: ['r299'], shallow: ['r299'] },
+      },
+      1000,
+    );
+
+    const shallow = await decide('shallow');
+    const deep = await decide('deep');
+
+    expect(shallow).toMatchObject({ allow: true, status: 200 });
+    expect(shallow.matched?.[0]?.via).toHaveLength(300);
+    expect(deep).toMatchObject({ allow: false, status: 503, reason: 'store_unavailable' });
+    expect(logs).toEqual([
+      {
+        level: 'error',
+        msg: 'permission store record refused',
+        code: 'store_record_too_large',
+        store: 'dynamodb',
+        key: '-/s:deep',
+        maxRecordEntries: 1000,
+      },
+    ]);
+  });
+
+  it('counts the condition list items of grant items and role items against the bound', async () => {
+    const { decide, logs } = await gatehouseOver(
+      {
+        roles: { office: { grants: [{ permission: 'read:posts', when: { ip: cidrs(9) } }] } },
+        users: {
+          near: { grants: [{ permission: 'read:posts', when: { ip: cidrs(9) } }] },
+          far: { grants: [{ permission: 'read:posts', when: { ip: cidrs(10) } }] },
+        },
+      },
+      10,
+    );
+
+    // near: 1 + 9; the role set: 1 + 1 + 9 = 11.
+    expect(await decide('near')).toMatchObject({ status: 503 });
+    expect(logs.map((l) => [l.code, l.key])).toEqual([['store_record_too_large', 'ROLES#-']]);
+    const roomy = await gatehouseOver(
+      { users: { near: { grants: [{ permission: 'read:posts', when: { ip: cidrs(9) } }] } } },
+      10,
+    );
+    expect(await roomy.decide('near')).toMatchObject({ status: 403 });
+    const far = await gatehouseOver(
+      { users: { far: { grants: [{ permission: 'read:posts', when: { ip: cidrs(10) } }] } } },
+      10,
+    );
+    expect(await far.decide('far')).toMatchObject({ status: 503 });
+    expect(far.logs).toEqual([
+      expect.objectContaining({ code: 'store_record_too_large', key: 'USER#-/s:far' }),
+    ]);
+    expect(JSON.stringify(far.logs)).not.toContain('10.0');
   });
 });
 
