@@ -6,12 +6,19 @@
 import { subjectStorageKey } from '../stores/keys.ts';
 import { MemoryStore } from '../stores/memory.ts';
 import type { RoleRecord, SubjectKey, UserRecord } from '../types.ts';
-import type { AdminStore, AuditFilter, AuditRecord, Snapshot } from './types.ts';
+import {
+  type AdminStore,
+  type AuditFilter,
+  type AuditRecord,
+  checkMarkerName,
+  type Snapshot,
+} from './types.ts';
 
 export class MemoryAdminStore implements AdminStore {
   readonly description = 'memory';
   readonly store: MemoryStore;
   readonly #audit: { record: AuditRecord; expiresAt: number }[] = [];
+  readonly #markers = new Map<string, string>();
   readonly #now: () => number;
 
   constructor(store: MemoryStore = new MemoryStore(), now: () => number = Date.now) {
@@ -60,6 +67,16 @@ export class MemoryAdminStore implements AdminStore {
       .filter((r) => matchesAudit(r, filter))
       .sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
       .slice(0, filter.limit ?? 100);
+  }
+
+  async readMarker(name: string): Promise<string | null> {
+    checkMarkerName(name);
+    return this.#markers.get(name) ?? null;
+  }
+
+  async writeMarker(name: string, value: string): Promise<void> {
+    checkMarkerName(name);
+    this.#markers.set(name, value);
   }
 }
 

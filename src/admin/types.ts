@@ -102,4 +102,21 @@ export interface AdminStore {
   appendAudit(record: AuditRecord, retentionSeconds: number): Promise<void>;
   /** Audit records matching the filter, most recent first. */
   listAudit(filter: AuditFilter): Promise<readonly AuditRecord[]>;
+  /**
+   * A permanent marker `name` ({@link MARKER_NAME}): text that never expires, is never part of an
+   * export and is never read by the edges; null when absent. Seeding records what it wrote in
+   * one, since the audit trail that used to say so expires (src/cli/seed.ts).
+   */
+  readMarker(name: string): Promise<string | null>;
+  /** Stores marker `name` as `value`, replacing any earlier value. */
+  writeMarker(name: string, value: string): Promise<void>;
+}
+
+/** Names a marker may have: a short lower-case word (`seeded`); each backend builds a key of it. */
+export const MARKER_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+/** Refuses a marker name outside {@link MARKER_NAME} (a programming error, not user input). */
+export function checkMarkerName(name: string): void {
+  if (!MARKER_NAME.test(name))
+    throw new TypeError(`marker name ${JSON.stringify(name)}: expected ${MARKER_NAME}`);
 }

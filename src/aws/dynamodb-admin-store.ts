@@ -8,6 +8,7 @@
  *   (its result is the `before` of a write) and keeps expired items, which must stay revocable.
  *   writeUser writes only the difference between `before` and `after`.
  * - A tenant's store roles: one item per role definition in `ROLES#<tenant>`.
+ * - Permanent markers: `META#<name>` (`META#seeded`: what seeding wrote), no TTL.
  * - Audit records: `AUDIT#<YYYY-MM-DD>` (the UTC day of the record's time) and the record id as
  *   sort key (it starts with the ISO time, so a day sorts by time), the record as JSON text in
  *   `record`, DynamoDB TTL in `ttl`.
@@ -33,13 +34,14 @@ import {
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { matchesAudit } from '../admin/memory.ts';
-import type {
-  AdminStore,
-  AuditFilter,
-  AuditRecord,
-  AuditState,
-  Progress,
-  Snapshot,
+import {
+  type AdminStore,
+  type AuditFilter,
+  type AuditRecord,
+  type AuditState,
+  checkMarkerName,
+  type Progress,
+  type Snapshot,
 } from '../admin/types.ts';
 import { AdminError, StoreError } from '../errors.ts';
 import { parseSubjectStorageKey, parseTenantStorageKey } from '../stores/keys.ts';
@@ -69,6 +71,9 @@ import {
   userPartitionKey,
   writeRequests,
 } from './dynamodb-store.ts';
+
+/** Partition of a permanent marker: `META#seeded` (sort key `META`, text in `value`, no ttl). */
+export const META_PREFIX = 'META#';
 
 /** Prefix of an audit day partition: `AUDIT#2026-11-20`. */
 export const AUDIT_PREFIX = 'AUDIT#';
@@ -331,7 +336,7 @@ export class DynamoDBAdminStore implements AdminStore {
       for (const item of output.Items ?? []) {
         const pk = item[PARTITION_KEY]?.S;
         if (pk === undefined) invalid(`${PARTITION_KEY}`, 'expected a string partition key');
-        if (pk.startsWith(AUDIT_PREFIX)) continue;
+        if (pk.startsWith(AUDIT_PREFIX) || pk.startsWith(META_PREFIX)) continue;
         let list = partitions.get(pk);
         if (list === undefined) {
           list = [];
@@ -366,6 +371,39 @@ export class DynamoDBAdminStore implements AdminStore {
     }
     progress?.(found, found);
     return { users: Object.freeze(users), roles: Object.freeze(roles) };
+  }
+
+  async readMarker(name: string): Promise<string | null> {
+    checkMarkerName(name);
+    const output: QueryCommandOutput = await this.#send('query', () =>
+      this.#client.send(
+        new QueryCommand({
+          TableName: this.#table,
+          KeyConditionExpression: '#pk = :pk',
+          ExpressionAttributeNames: { '#pk': PARTITION_KEY },
+          ExpressionAttributeValues: { ':pk': { S: `${META_PREFIX}${name}` } },
+          ConsistentRead: true,
+        }),
+      ),
+    );
+    const value = output.Items?.[0]?.value?.S;
+    return value ?? null;
+  }
+
+  async writeMarker(name: string, value: string): Promise<void> {
+    checkMarkerName(name);
+    await this.#send('write', () =>
+      this.#client.send(
+        new PutItemCommand({
+          TableName: this.#table,
+          Item: {
+            [PARTITION_KEY]: { S: `${META_PREFIX}${name}` },
+            [SORT_KEY]: { S: 'META' },
+            value: { S: value },
+          },
+        }),
+      ),
+    );
   }
 
   async appendAudit(record: AuditRecord, retentionSeconds: number): Promise<void> {

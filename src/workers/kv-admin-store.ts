@@ -8,6 +8,7 @@
  *   nothing keeps the value `{}`: "known, no permissions".
  * - `roles/<tenant key>`: a tenant's store roles in one value `{ "<role>": { grants?, ... } }`;
  *   an empty set deletes the key.
+ * - `meta/<name>`: a permanent marker (`meta/seeded`: what seeding wrote), no expiry.
  * - `audit/<record id>`: one audit record, JSON, with `expirationTtl` = the retention. Ids start
  *   with the ISO time, so keys sort by time and `listAudit` skips old ones without reading them.
  *   Each key carries the record's target as metadata (when it fits KV's 1024 bytes), so filtering
@@ -28,7 +29,14 @@
  */
 
 import { matchesAudit } from '../admin/memory.ts';
-import type { AdminStore, AuditFilter, AuditRecord, Progress, Snapshot } from '../admin/types.ts';
+import {
+  type AdminStore,
+  type AuditFilter,
+  type AuditRecord,
+  checkMarkerName,
+  type Progress,
+  type Snapshot,
+} from '../admin/types.ts';
 import { AdminError, ConfigError, GatehouseError, StoreError } from '../errors.ts';
 import { parseSubjectStorageKey, parseTenantStorageKey } from '../stores/keys.ts';
 import { MemoryStore, type TenantRole } from '../stores/memory.ts';
@@ -82,6 +90,8 @@ export interface KvAdminStoreOptions {
 const USER_PREFIX = 'user/';
 const ROLES_PREFIX = 'roles/';
 const AUDIT_PREFIX = 'audit/';
+/** `meta/<name>`: permanent markers (no expirationTtl); the edges never read them. */
+const META_PREFIX = 'meta/';
 /** KV's smallest `expirationTtl`, seconds. */
 const KV_MIN_EXPIRATION_TTL = 60;
 /** KV refuses metadata larger than this, serialised. */
@@ -307,6 +317,16 @@ export class KvAdminStore implements AdminStore {
     }
     const value = rolesValue(after);
     await this.#call(() => this.#kv.put(kvKey, value));
+  }
+
+  async readMarker(name: string): Promise<string | null> {
+    checkMarkerName(name);
+    return this.#call(() => this.#kv.get(`${META_PREFIX}${name}`, 'text'));
+  }
+
+  async writeMarker(name: string, value: string): Promise<void> {
+    checkMarkerName(name);
+    await this.#call(() => this.#kv.put(`${META_PREFIX}${name}`, value));
   }
 
   async exportAll(progress?: Progress): Promise<Snapshot> {

@@ -3,7 +3,9 @@
  * each backend's test file runs against a real instance: `describeAdminStore('kv', setup)`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PermissionAdmin } from '../../src/admin/operations.ts';
 import type { AdminStore, AuditRecord } from '../../src/admin/types.ts';
+import { seedMissing } from '../../src/cli/seed.ts';
 import type { RoleRecord, UserRecord } from '../../src/types.ts';
 
 export interface AdminStoreHarness {
@@ -195,6 +197,60 @@ export function describeAdminStore(name: string, harness: AdminStoreHarness): vo
       expect(recent.map((r) => r.time.slice(17, 19))).toEqual(['08', '07', '06', '05']);
       expect(await audited.listAudit({ since, limit: 2 })).toHaveLength(2);
       expect(await audited.listAudit({ since: Date.UTC(2026, 10, 21) })).toEqual([]);
+    });
+
+    it('keeps a marker permanently, out of every export', async () => {
+      const marked = await harness.create();
+      expect(await marked.readMarker('seeded')).toBeNull();
+
+      await marked.writeMarker('seeded', '{"seeded":["user -/s:a"]}');
+      await marked.writeMarker('seeded', '{"seeded":["user -/s:b"]}');
+
+      expect(await marked.readMarker('seeded')).toBe('{"seeded":["user -/s:b"]}');
+      expect(await marked.exportAll()).toEqual({ users: [], roles: [] });
+    });
+
+    it('seeds demo data once, even after the audit trail is gone (issue 9 F6)', async () => {
+      const backend = await harness.create();
+      // The trail expired (90 days by default): only what the store itself keeps remains.
+      const trailGone: AdminStore = {
+        description: backend.description,
+        readUser: (key) => backend.readUser(key),
+        writeUser: (key, before, after) => backend.writeUser(key, before, after),
+        readRoles: (tenant) => backend.readRoles(tenant),
+        writeRoles: (tenant, before, after) => backend.writeRoles(tenant, before, after),
+        exportAll: (progress) => backend.exportAll(progress),
+        appendAudit: async () => {},
+        listAudit: async () => [],
+        readMarker: (name) => backend.readMarker(name),
+        writeMarker: (name, value) => backend.writeMarker(name, value),
+      };
+      const admin = new PermissionAdmin({
+        store: trailGone,
+        policyRoles: [{ name: 'reader', grants: [], inherits: [] }],
+        actor: 'npm start',
+        via: 'cli',
+      });
+      const demo = JSON.stringify({
+        roles: { auditor: { grants: ['read:audit'] } },
+        users: { alice: { grants: ['read:drafts'] } },
+        user_roles: { alice: ['reader'], carol: ['auditor'] },
+        tenants: { acme: { users: { dave: { grants: ['read:acme'] } } } },
+      });
+      const seed = () => seedMissing(admin, demo, 'demo.json', ['reader']);
+      const first = await seed();
+      // The store in real use: the demo subjects and role deleted, a real subject added.
+      await admin.importData(JSON.stringify({ users: { erin: { grants: ['read:posts'] } } }), {
+        replace: true,
+      });
+
+      const second = await seed();
+
+      expect(first.seeded).toEqual(['alice', 'carol', 'dave (tenant acme)', 'role auditor']);
+      expect(second.seeded).toEqual([]);
+      const after = await backend.exportAll();
+      expect(after.users.map((u) => u.subject)).toEqual(['erin']);
+      expect(after.roles).toEqual([]);
     });
   });
 }

@@ -87,6 +87,41 @@ describe('seedMissing', () => {
     expect(await user('dave', 'acme')).toBeNull();
   });
 
+  it('keeps a deleted subject and role deleted after their audit records expired', async () => {
+    await seed();
+    await admin('cli:me').importData(JSON.stringify({ users: { erin: {} } }), { replace: true });
+    clock += 91 * 86_400_000; // past the default retention of 90 days
+    expect(await backend.listAudit({ since: 0, limit: 1000 })).toEqual([]);
+
+    const again = await seed();
+
+    expect(again.seeded).toEqual([]);
+    expect(await user('alice')).toBeNull();
+    expect(await backend.readRoles(undefined)).toEqual([]);
+  });
+
+  it('still adds a subject the demo data gained since the last seed', async () => {
+    await seed();
+    clock += 91 * 86_400_000;
+    const grown = JSON.stringify({
+      ...JSON.parse(seedFile),
+      users: { frank: { grants: ['x:y'] } },
+    });
+
+    const again = await seedMissing(admin('npm start'), grown, 'seed.json', POLICY_ROLES);
+
+    expect(again.seeded).toEqual(['frank']);
+  });
+
+  it('seeds nothing, and says so, when the marker is not one it wrote', async () => {
+    await backend.writeMarker('seeded', 'not json');
+
+    const error = await seed().catch((e: unknown) => e);
+
+    expect(error).toMatchObject({ code: 'store_invalid_record' });
+    expect(await user('alice')).toBeNull();
+  });
+
   it('keeps a removed store role removed', async () => {
     await seed();
     await admin('cli:me').unassign({ subject: 'carol' }, 'auditor');
