@@ -277,13 +277,12 @@ function copyUser(value: unknown, source: RecordSource, max: number): UserRecord
   const grants = ownList(value, 'grants', source, 'user');
   const denies = ownList(value, 'denies', source, 'user');
   // Before anything is copied or compiled: this is what keeps a huge record cheap to refuse.
-  let count = roles.length + grants.length + denies.length;
+  if (roles.length + grants.length + denies.length > max) throw recordTooLarge(source, max);
+  // Then each grant with its condition list items (a grant with a million CIDRs), counting
+  // stopped as soon as the total passes the bound.
+  let count = roles.length + grantListEntries(grants, max - roles.length);
   if (count > max) throw recordTooLarge(source, max);
-  // Then the condition lists, whose items count too (a grant with a million CIDRs); grantEntries
-  // counts the grant itself again, hence the 1 taken off.
-  count += grantListEntries(grants, max - count) - grants.length;
-  if (count > max) throw recordTooLarge(source, max);
-  count += grantListEntries(denies, max - count) - denies.length;
+  count += grantListEntries(denies, max - count);
   if (count > max) throw recordTooLarge(source, max);
   const subject = own(value, 'subject', source, 'user.subject');
   const tenant = own(value, 'tenant', source, 'user.tenant');
@@ -324,12 +323,13 @@ function copyRole(
   }
   const denies = deniesValue as readonly unknown[] | undefined;
   const inherits = ownList(value, 'inherits', source, field);
-  let count = 1 + grants.length + (denies?.length ?? 0) + inherits.length;
-  if (counted + count > max) throw recordTooLarge(source, max);
+  const lengths = 1 + grants.length + (denies?.length ?? 0) + inherits.length;
+  if (counted + lengths > max) throw recordTooLarge(source, max);
   // Condition list items count too (see copyUser).
-  count += grantListEntries(grants, max - counted - count) - grants.length;
+  let count = 1 + inherits.length;
+  count += grantListEntries(grants, max - counted - count);
   if (counted + count > max) throw recordTooLarge(source, max);
-  count += grantListEntries(denies, max - counted - count) - (denies?.length ?? 0);
+  count += grantListEntries(denies, max - counted - count);
   if (counted + count > max) throw recordTooLarge(source, max);
   const base = {
     name: copyData(own(value, 'name', source, `${field}.name`), source, `${field}.name`) as string,

@@ -436,6 +436,29 @@ describe('records from a store: condition lists count toward the bound (issue 9)
     expect((await refusal(cache.getRoles(undefined))).code).toBe('store_record_too_large');
   });
 
+  it('counts conditions of the first grant against the rest of the record, not just itself', async () => {
+    const inner = new RawStore();
+    const { cache } = cached(inner, 10);
+    // 5 grants + 8 CIDRs in the first = 13: the grants after it must still count.
+    const rest = Array.from({ length: 4 }, (_, i) => ({ permission: `read:r${i}` }));
+    inner.user = {
+      ...plain(),
+      grants: [{ permission: 'read:x', when: { ip: cidrs(8) } }, ...rest],
+    };
+    inner.roles = [
+      {
+        name: 'r',
+        grants: [{ permission: 'read:x', when: { ip: cidrs(6) } }, ...rest],
+        inherits: [],
+      },
+    ];
+
+    expect((await refusal(cache.getUser({ subject: 'alice' }))).code).toBe(
+      'store_record_too_large',
+    );
+    expect((await refusal(cache.getRoles(undefined))).code).toBe('store_record_too_large');
+  });
+
   it('refuses a grant with a million CIDRs before reading one of them', async () => {
     const ip = new Array(1_000_000);
     for (let i = 0; i < 20; i++) Object.defineProperty(ip, i, { get: trap });
