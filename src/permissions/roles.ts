@@ -129,28 +129,53 @@ function checkParents(roles: readonly CompiledRole[], known: ReadonlyMap<string,
   }
 }
 
-/** Throws naming the first cycle found, e.g. `roles: inheritance cycle a -> b -> a`. */
+/**
+ * Throws naming the first cycle found, e.g. `roles: inheritance cycle a -> b -> a`. Depth-first
+ * with an explicit stack: a stored chain thousands of roles deep must not overflow the call stack.
+ */
 function checkCycles(roles: ReadonlyMap<string, CompiledRole>) {
   const done = new Set<string>();
-  const stack: string[] = [];
   const onStack = new Set<string>();
-  const visit = (name: string) => {
-    if (done.has(name)) return;
-    if (onStack.has(name)) {
-      const cycle = [...stack.slice(stack.indexOf(name)), name];
-      // A cycle among policy roles alone was already refused at start-up, so any cycle that
-      // touches a store role is the store's fault: fail the load, not the configuration.
-      const store = cycle.some((role) => roles.get(role)?.source === 'store');
-      fail(store ? 'store' : 'config', 'roles', `inheritance cycle ${cycle.join(' -> ')}`);
-    }
+  const stack: string[] = [];
+  const next: number[] = [];
+  const enter = (name: string) => {
     stack.push(name);
+    next.push(0);
     onStack.add(name);
-    for (const parent of roles.get(name)?.inherits ?? []) visit(parent);
-    stack.pop();
-    onStack.delete(name);
-    done.add(name);
   };
-  for (const name of roles.keys()) visit(name);
+  for (const start of roles.keys()) {
+    if (done.has(start)) continue;
+    enter(start);
+    while (stack.length > 0) {
+      const top = stack.length - 1;
+      const name = stack[top] as string;
+      const parents = roles.get(name)?.inherits ?? [];
+      const i = next[top] as number;
+      if (i === parents.length) {
+        stack.pop();
+        next.pop();
+        onStack.delete(name);
+        done.add(name);
+        continue;
+      }
+      next[top] = i + 1;
+      const parent = parents[i] as string;
+      if (done.has(parent)) continue;
+      if (onStack.has(parent)) {
+        const cycle = [...stack.slice(stack.indexOf(parent)), parent];
+        // A cycle among policy roles alone was already refused at start-up, so any cycle that
+        // touches a store role is the store's fault: fail the load, not the configuration.
+        const store = cycle.some((role) => roles.get(role)?.source === 'store');
+        // A cycle through thousands of stored roles would make a message of megabytes.
+        const shown =
+          cycle.length <= 12
+            ? cycle
+            : [...cycle.slice(0, 6), `… ${cycle.length - 9} more …`, ...cycle.slice(-3)];
+        fail(store ? 'store' : 'config', 'roles', `inheritance cycle ${shown.join(' -> ')}`);
+      }
+      enter(parent);
+    }
+  }
 }
 
 class CompiledRoleGraph implements RoleGraph {

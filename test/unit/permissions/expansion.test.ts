@@ -259,3 +259,31 @@ describe('role expansion: bounded by maxEntries', () => {
     );
   });
 });
+
+describe('role graphs thousands of roles deep', () => {
+  it('compiles and expands a 50,000-deep chain without overflowing the stack', () => {
+    const roles = chain(50_000);
+
+    const graph = compileRoles([], roles);
+    const set = compilePermissions({
+      user: holder(['r49999']),
+      roles: graph,
+      maxEntries: Number.POSITIVE_INFINITY,
+    });
+
+    expect(set.entries()).toHaveLength(150_000);
+    expect(set.check('read:r0:0', input)).toMatchObject({ effect: 'allow' });
+  });
+
+  it('still names a cycle closing a 50,000-deep chain', () => {
+    const roles = chain(50_000);
+    roles[0] = { ...(roles[0] as RoleRecord), inherits: ['r49999'] };
+
+    expect(() => compileRoles([], roles)).toThrow(
+      expect.objectContaining({ code: 'store_invalid_record' }),
+    );
+    expect(() => compileRoles([], roles)).toThrow(
+      /^roles: inheritance cycle r0 -> r49999 -> r49998 -> .* -> … 49992 more … -> r2 -> r1 -> r0$/,
+    );
+  });
+});
