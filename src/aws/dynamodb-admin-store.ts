@@ -69,6 +69,7 @@ import {
   userPartitionKey,
   writeRequests,
 } from './dynamodb-store.ts';
+import { FEED_PARTITION, REVOKED_PARTITION } from './revocation-feed.ts';
 
 /** Prefix of an audit day partition: `AUDIT#2026-11-20`. */
 export const AUDIT_PREFIX = 'AUDIT#';
@@ -331,7 +332,10 @@ export class DynamoDBAdminStore implements AdminStore {
       for (const item of output.Items ?? []) {
         const pk = item[PARTITION_KEY]?.S;
         if (pk === undefined) invalid(`${PARTITION_KEY}`, 'expected a string partition key');
-        if (pk.startsWith(AUDIT_PREFIX)) continue;
+        // The audit trail and the revocation feed are not permission data.
+        if (pk.startsWith(AUDIT_PREFIX) || pk === FEED_PARTITION || pk === REVOKED_PARTITION) {
+          continue;
+        }
         let list = partitions.get(pk);
         if (list === undefined) {
           list = [];
