@@ -67,6 +67,7 @@ async function openKv(options: TargetOptions): Promise<OpenTarget> {
     const local = await targets.openLocalKv({ configPath, persistTo, binding });
     return {
       admin: new KvAdminStore(local.namespace),
+      ...(local.feed !== undefined && { feed: local.feed }),
       reader: new KvStore(local.namespace),
       description: `kv local ${persistTo}`,
       close: () => local.close(),
