@@ -36,7 +36,7 @@ import { compilePolicy } from '../policy/policy.ts';
 import { TrackedFeed } from '../revocation/feed.ts';
 import { DynamoDBAdminStore } from './dynamodb-admin-store.ts';
 import { createDynamoDBClient, DynamoDBStore } from './dynamodb-store.ts';
-import { ENV, type Env, effectivePolicy } from './lambda.ts';
+import { ENV, type Env, effectivePolicy, revocationFollower } from './lambda.ts';
 import { coldStartHandler } from './lambda-shell.ts';
 import { DynamoDBFeed } from './revocation-feed.ts';
 
@@ -94,11 +94,22 @@ export function buildAdminApi(options: AdminLambdaOptions): {
           new DynamoDBFeed({ client, tableName, ...(options.now && { now: options.now }) }),
         )
       : undefined;
+  // Callers are checked like any request: a signed-out or revoked admin is refused within a second.
+  const follower =
+    policy.permissions.source === 'store'
+      ? revocationFollower(env, client, tableName, policy, options)
+      : undefined;
   const gatehouse = new Gatehouse({
     policy,
     ...(policy.permissions.source === 'store' && {
-      store: new DynamoDBStore({ client, tableName, ...(options.now && { now: options.now }) }),
+      store: new DynamoDBStore({
+        client,
+        tableName,
+        ...(options.now && { now: options.now }),
+        ...(follower !== undefined && { consistentFor: (key: string) => follower.isRecent(key) }),
+      }),
     }),
+    ...(follower !== undefined && { revocation: follower }),
     ...(options.fetch && { fetch: options.fetch }),
     ...(options.now && { now: options.now }),
   });

@@ -154,7 +154,7 @@ export function effectivePolicy(bundled: unknown, env: Env): unknown {
  * Reads are awaited when due: a container is frozen between invocations, so a read left running
  * after the answer would only finish on the next one.
  */
-function revocationFollower(
+export function revocationFollower(
   env: Env,
   client: DynamoDBClient,
   tableName: string,

@@ -17,7 +17,8 @@
  *
  * A new follower waits for its first read before it admits anyone (a revoked token must not pass
  * on a cold isolate); that read is bounded by `readTimeoutMs`, after which it admits on the TTL
- * bound (strict routes refuse), as when the feed is down.
+ * bound (strict routes refuse), as when the feed is down, and requests no longer wait for the
+ * retries (an outage must not slow every request of a new isolate).
  */
 import { ConfigError, numberOption } from '../errors.ts';
 import { subjectStorageKey } from '../stores/keys.ts';
@@ -48,7 +49,7 @@ export interface FollowerOptions {
   readonly intervalMs?: number;
   /** Milliseconds without a successful read after which strict routes answer 503; default 10000, 1000 to 3600000. */
   readonly strictMaxLagMs?: number;
-  /** Milliseconds one feed read may take; default 2000, 100 to 30000. */
+  /** Milliseconds one feed read may take; default 1000, 100 to 30000. */
   readonly readTimeoutMs?: number;
   /** Milliseconds a changed key stays recent; default 120000 (the feed's `recentMs`). */
   readonly recentMs?: number;
@@ -102,6 +103,8 @@ export class RevocationFollower {
   #lastAttempt = Number.NEGATIVE_INFINITY;
   #lastSuccess = Number.NEGATIVE_INFINITY;
   #inflight: Promise<void> | undefined;
+  /** The first read has settled (answered or failed): requests stop waiting for reads. */
+  #started = false;
   #lastForced = Number.NEGATIVE_INFINITY;
   #down = false;
   readonly #notBefore = new Map<string, number>();
@@ -130,7 +133,7 @@ export class RevocationFollower {
       'revocation.readTimeoutMs',
       100,
       30_000,
-      2000,
+      1000,
     );
     this.#recentMs = numberOption(
       options.recentMs,
@@ -196,14 +199,15 @@ export class RevocationFollower {
 
   /**
    * Starts a read when one is due. Returns a promise when the caller should wait for it: the
-   * first read of a new follower, or every read with `awaitReads`.
+   * first read of a new follower (once: if it fails, later requests do not wait on retries), or
+   * every read with `awaitReads`.
    */
   tick(): Promise<void> | undefined {
     const now = this.#now();
     if (this.#inflight === undefined && now - this.#lastAttempt >= this.#intervalMs) {
       this.#start(now);
     }
-    if (this.#inflight !== undefined && (this.#awaitReads || this.#epoch < 0)) {
+    if (this.#inflight !== undefined && (this.#awaitReads || !this.#started)) {
       return this.#inflight;
     }
     return undefined;
@@ -312,6 +316,7 @@ export class RevocationFollower {
       )
       .finally(() => {
         if (timer !== undefined) clearTimeout(timer);
+        this.#started = true;
         if (this.#inflight === run) this.#inflight = undefined;
       });
     this.#inflight = run;

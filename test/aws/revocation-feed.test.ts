@@ -4,10 +4,12 @@
  * deny well before 30 s came from the feed.
  */
 import { DeleteItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FeedRecordingStore } from '../../src/admin/feed-store.ts';
 import { PermissionAdmin } from '../../src/admin/operations.ts';
+import { createAdminLambdaHandler } from '../../src/aws/admin-lambda.ts';
 import type { SimpleResponse } from '../../src/aws/authorizer.ts';
 import { DynamoDBAdminStore } from '../../src/aws/dynamodb-admin-store.ts';
 import { PARTITION_KEY, SORT_KEY } from '../../src/aws/dynamodb-store.ts';
@@ -252,5 +254,55 @@ describe('the CLI on DynamoDB', () => {
     const bad = await cli(table).run('revoke-token', 'a\u0001b', '--expires', '1h');
     expect(bad.code).toBe(2);
     expect(bad.err).toContain('[jti]');
+  });
+});
+
+describe('the admin Lambda on the feed', () => {
+  function call(
+    handler: ReturnType<typeof createAdminLambdaHandler>,
+    jwt: string,
+    method: string,
+    path: string,
+  ) {
+    return handler({
+      version: '2.0',
+      routeKey: 'ANY /v1/admin/{proxy+}',
+      rawPath: path,
+      rawQueryString: '',
+      headers: { authorization: `Bearer ${jwt}` },
+      requestContext: {
+        http: { method, path, protocol: 'HTTP/1.1', sourceIp: '203.0.113.9', userAgent: 'vitest' },
+        stage: '$default',
+      },
+      pathParameters: { proxy: path.replace(/^\/v1\/admin\//, '') },
+      isBase64Encoded: false,
+    } as unknown as APIGatewayProxyEventV2) as Promise<APIGatewayProxyStructuredResultV2>;
+  }
+
+  it('records its changes (consistency token in the answer) and refuses a signed-out admin', async () => {
+    const { table, admin, allowed } = await setup();
+    await admin.grant({ subject: 'root' }, { permission: 'admin:permissions' });
+    const handler = createAdminLambdaHandler({
+      policy: DEMO_POLICY,
+      env: { TABLE_NAME: table, GATEHOUSE_DEV_SECRET: SECRET },
+      client,
+      log: () => {},
+    });
+    const root = await token('root', { iat: Math.floor(Date.now() / 1000) - 10 });
+    const alice = await token('alice');
+    expect(await allowed(alice)).toBe(true);
+
+    const revoked = await call(handler, root, 'DELETE', '/v1/admin/users/alice/grants/read:drafts');
+    expect(revoked.statusCode).toBe(200);
+    expect(
+      revoked.headers?.['gatehouse-consistency'] ?? revoked.headers?.['Gatehouse-Consistency'],
+    ).toMatch(/^\d+$/);
+    expect(await untilDenied(() => allowed(alice))).toBeLessThan(2500);
+
+    await admin.revokeSessions({ subject: 'root' });
+    const refused = await untilDenied(
+      async () => (await call(handler, root, 'GET', '/v1/admin/users/alice')).statusCode === 200,
+    );
+    expect(refused).toBeLessThan(2500);
   });
 });

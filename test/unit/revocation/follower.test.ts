@@ -206,6 +206,35 @@ describe('following the feed', () => {
   });
 });
 
+describe('a feed that does not answer', () => {
+  it('holds a new isolate’s first request for one bounded read, and no request after it', async () => {
+    const hanging: FeedSource = { read: () => new Promise<FeedAnswer>(() => {}) };
+    const follower = new RevocationFollower(hanging, {
+      now,
+      readTimeoutMs: 100,
+      log: (e) => logs.push({ ...e }),
+    });
+    const gatehouse = new Gatehouse({
+      policy: compilePolicy(policy()),
+      store: data,
+      now,
+      revocation: follower,
+    });
+
+    const first = performance.now();
+    expect((await ask(gatehouse, { sub: 'alice' })).allow).toBe(true);
+    const firstMs = performance.now() - first;
+    clock += 1000;
+    const later = performance.now();
+    expect((await ask(gatehouse, { sub: 'alice' })).allow).toBe(true);
+    const laterMs = performance.now() - later;
+
+    expect(firstMs).toBeGreaterThanOrEqual(90);
+    expect(laterMs).toBeLessThan(90);
+    expect(follower.stats.reads).toBe(2);
+  });
+});
+
 describe('sign out everywhere (not-before)', () => {
   const nb = Math.ceil(START / 1000) - 100;
   async function signedOut(key: SubjectKey = { subject: 'alice', tenant: 'acme' }) {
