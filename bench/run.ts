@@ -19,6 +19,7 @@ import { MemoryStore } from '../src/stores/index.ts';
 import type { Grant, RoleRecord } from '../src/types.ts';
 import { FIGURE_DOCS, formatFigure, syncFigures } from './doc-figures.ts';
 import { benchLambda } from './lambda.ts';
+import { benchRevocation } from './revocation.ts';
 import { benchWorker } from './worker.ts';
 
 const ISSUER = 'https://id.bench.example/';
@@ -234,6 +235,7 @@ async function main(): Promise<void> {
   for (const [title, run] of [
     ['Cloudflare Workers edge (workerd on loopback)', benchWorker],
     ['AWS edge (Lambda handler, dynalite over HTTP)', benchLambda],
+    ['Revocation (local stacks, default configuration)', benchRevocation],
   ] as const) {
     const edge = await run();
     Object.assign(results, edge.results);

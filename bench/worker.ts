@@ -65,11 +65,15 @@ function median(values: number[]): number {
 }
 
 const ADAPTER = join(ROOT, 'src/workers/guard.ts');
-const GUARD_ENTRY = `export { default } from '${join(ROOT, 'handlers/worker.ts')}';`;
+// wrangler.toml binds the revocation feed's Durable Object: every entry exports its class, and the
+// guard follows the feed as shipped (one read per second), so the throughput figure includes it.
+const FEED_CLASS = `export { RevocationFeedObject as RevocationFeed } from '${join(ROOT, 'src/workers/revocation.ts')}';`;
+const GUARD_ENTRY = `export { default, RevocationFeed } from '${join(ROOT, 'handlers/worker.ts')}';`;
 
 // The same echo origin, with nothing in front of it: the guard's baseline.
 const BASELINE_ENTRY = `
 import { echoOrigin } from '${ADAPTER}';
+${FEED_CLASS}
 export default {
   fetch(request) {
     return echoOrigin(request.method, new URL(request.url), new Headers(request.headers));
@@ -79,6 +83,7 @@ export default {
 // The guard with a KV binding that counts reads per key kind (user/, roles/, jwks/).
 const COUNTING_ENTRY = `
 import policy from 'gatehouse:policy';
+${FEED_CLASS}
 import { createGatehouseWorker } from '${ADAPTER}';
 const reads = {};
 const worker = createGatehouseWorker({

@@ -2,7 +2,9 @@
  * Cloudflare Workers entry point: wiring only (the logic is in src/workers/guard.ts).
  *
  * - default export: the route guard, with the check API and forward-auth under GATEHOUSE_PREFIX;
- * - `GatehouseCheck`: the check as RPC methods for service bindings.
+ * - `GatehouseCheck`: the check as RPC methods for service bindings;
+ * - `RevocationFeed`: the revocation feed's Durable Object (src/workers/revocation.ts), which
+ *   wrangler needs exported from the Worker that defines it; the admin Worker binds it too.
  *
  * The policy is bundled at build time through wrangler.toml's `[alias]` for `gatehouse:policy`
  * and validated when this module loads, so a bad policy fails `wrangler dev` / `wrangler deploy`
@@ -13,10 +15,15 @@ import { env as startupEnv, WorkerEntrypoint } from 'cloudflare:workers';
 import policy from 'gatehouse:policy';
 import type { CheckAnswer } from '../src/http/check-api.ts';
 import { createGatehouseWorker, type GatehouseWorkerEnv } from '../src/workers/guard.ts';
+import { RevocationFeedObject } from '../src/workers/revocation.ts';
 
 export interface Env extends GatehouseWorkerEnv {
   readonly PERMISSIONS: KVNamespace;
+  readonly REVOCATION?: DurableObjectNamespace;
 }
+
+/** The revocation feed's Durable Object (wrangler.toml `[[durable_objects.bindings]]`). */
+export class RevocationFeed extends RevocationFeedObject {}
 
 const worker = createGatehouseWorker({
   policy,

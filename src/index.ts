@@ -39,6 +39,22 @@ export {
   Gatehouse,
   parsePolicyText,
 } from './policy/index.ts';
+export type {
+  ChangeInput,
+  FeedAnswer,
+  FeedChange,
+  FeedSource,
+  FeedWriter,
+  FollowerOptions,
+  Refusal,
+  RevocationReason,
+} from './revocation/index.ts';
+export {
+  feedKeys,
+  MemoryFeed,
+  RevocationFollower,
+  TrackedFeed,
+} from './revocation/index.ts';
 export {
   CachedStore,
   ClaimsStore,

@@ -133,6 +133,12 @@ export type ReasonCode =
   | 'store_unavailable'
   | 'configuration_error'
   | 'internal_error'
+  // Revocation (src/revocation/follower.ts): signed out everywhere, a revoked token id, a strict
+  // route while the feed lags, a consistency token the data has not reached.
+  | 'session_revoked'
+  | 'token_revoked'
+  | 'revocation_unavailable'
+  | 'consistency_unavailable'
   | import('./errors.ts').TokenErrorCode;
 
 /** One required permission and what satisfied it. */

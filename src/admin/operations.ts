@@ -18,6 +18,12 @@ import { AdminError, ConfigError } from '../errors.ts';
 import { readGrant } from '../permissions/grants.ts';
 import { compilePermissions, type PermissionEntry } from '../permissions/permission-set.ts';
 import { compileRoles, MAX_ROLE_NAME_LENGTH, type RoleGraph } from '../permissions/roles.ts';
+import {
+  feedKeys,
+  isValidJti,
+  MAX_TOKEN_REVOCATION_SECONDS,
+  type TrackedFeed,
+} from '../revocation/feed.ts';
 import { subjectStorageKey, tenantStorageKey } from '../stores/keys.ts';
 import { MemoryStore, type TenantRole } from '../stores/memory.ts';
 import {
@@ -63,6 +69,21 @@ export interface PermissionAdminOptions {
    * Keep it at or below the edges' bound, which refuses a larger record with a 503.
    */
   readonly maxRecordEntries?: number;
+  /**
+   * The revocation feed (issue 14): sign-outs and token revocations are written to it, and its
+   * latest epoch is the consistency token a change returns. The store adapter records record
+   * changes in the same feed. Absent: no feed, and those two operations are refused.
+   */
+  readonly feed?: TrackedFeed;
+}
+
+/** The outcome of "sign out everywhere" or of a token revocation. */
+export interface RevocationResult {
+  /** The feed's epoch after the write: the consistency token. */
+  readonly epoch: number;
+  /** Sign-out: tokens of the subject issued before this Unix second are refused. */
+  readonly notBefore?: number;
+  readonly audit: AuditRecord;
 }
 
 /** The outcome of one change. `audit` is null when nothing changed. */
@@ -203,6 +224,7 @@ export class PermissionAdmin {
   readonly #retentionSeconds: number;
   readonly #maxEntries: number;
   readonly #now: () => number;
+  readonly #feed: TrackedFeed | undefined;
 
   constructor(options: PermissionAdminOptions) {
     const days = options.auditRetentionDays ?? DEFAULT_AUDIT_RETENTION_DAYS;
@@ -219,6 +241,75 @@ export class PermissionAdmin {
     this.#retentionSeconds = days * 86_400;
     this.#maxEntries = maxRecordEntriesOption(options.maxRecordEntries, 'maxRecordEntries');
     this.#now = options.now ?? Date.now;
+    this.#feed = options.feed;
+  }
+
+  /**
+   * The consistency token: the revocation feed's epoch after the latest change made through this
+   * feed (at least as fresh as this object's own changes); undefined without a feed.
+   */
+  get epoch(): number | undefined {
+    return this.#feed?.lastEpoch;
+  }
+
+  #requireFeed(): TrackedFeed {
+    if (this.#feed === undefined) {
+      throw new AdminError(
+        'invalid_request',
+        'revocation: this store has no revocation feed (docs/management.md, "Revocation")',
+        { field: 'revocation' },
+      );
+    }
+    return this.#feed;
+  }
+
+  /**
+   * Sign out everywhere: every token of the subject issued before now is refused
+   * (`session_revoked`) on every edge following the feed. The not-before is the next whole
+   * second, so a token issued in the same second as the sign-out is refused too.
+   */
+  async revokeSessions(key: SubjectKey): Promise<RevocationResult> {
+    checkSubject(key, this.store);
+    const feed = this.#requireFeed();
+    const notBefore = Math.ceil(this.#now() / 1000);
+    const epoch = await feed.append({
+      notBefore: { key: subjectStorageKey(keyOf(key)), at: notBefore },
+      // Caches drop the subject too, so the refusal does not wait for the next read.
+      keys: [feedKeys.user(keyOf(key))],
+    });
+    const audit = await this.#audit('sessions.revoke', keyOf(key), null, { notBefore });
+    return { epoch, notBefore, audit };
+  }
+
+  /**
+   * Revokes one token by its `jti` until `expiresAt` (Unix seconds, its `exp`; after it the token
+   * is refused anyway). Refused on every edge following the feed (`token_revoked`).
+   */
+  async revokeToken(jti: string, expiresAt: number): Promise<RevocationResult> {
+    if (!isValidJti(jti)) {
+      throw new AdminError(
+        'invalid_request',
+        'jti: expected a token id of 1 to 256 characters without control characters',
+        { field: 'jti' },
+      );
+    }
+    const now = this.#now() / 1000;
+    if (
+      typeof expiresAt !== 'number' ||
+      !Number.isInteger(expiresAt) ||
+      expiresAt <= now ||
+      expiresAt > now + MAX_TOKEN_REVOCATION_SECONDS
+    ) {
+      throw new AdminError(
+        'invalid_request',
+        "expires: expected a future time within a year (the token's exp)",
+        { field: 'expires' },
+      );
+    }
+    const feed = this.#requireFeed();
+    const epoch = await feed.append({ token: { jti, expiresAt } });
+    const audit = await this.#audit('token.revoke', {}, null, { jti, expiresAt });
+    return { epoch, audit };
   }
 
   /** Days audit records are kept. */

@@ -36,7 +36,9 @@ export type AuditOperation =
   | 'unassign'
   | 'role.put'
   | 'role.rm'
-  | 'import';
+  | 'import'
+  | 'sessions.revoke'
+  | 'token.revoke';
 
 /** Who changed what, when, and what it looked like before and after. */
 export interface AuditRecord {

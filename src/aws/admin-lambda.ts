@@ -19,6 +19,7 @@ import type {
   APIGatewayProxyResult,
   APIGatewayProxyStructuredResultV2,
 } from 'aws-lambda';
+import { FeedRecordingStore } from '../admin/feed-store.ts';
 import { ConfigError } from '../errors.ts';
 import {
   type AdminApi,
@@ -32,10 +33,12 @@ import {
 import { consoleJsonWriter, decisionLoggerFromEnv } from '../logging/decision-log.ts';
 import { Gatehouse } from '../policy/decide.ts';
 import { compilePolicy } from '../policy/policy.ts';
+import { TrackedFeed } from '../revocation/feed.ts';
 import { DynamoDBAdminStore } from './dynamodb-admin-store.ts';
 import { createDynamoDBClient, DynamoDBStore } from './dynamodb-store.ts';
-import { ENV, type Env, effectivePolicy } from './lambda.ts';
+import { ENV, type Env, effectivePolicy, revocationFollower } from './lambda.ts';
 import { coldStartHandler } from './lambda-shell.ts';
+import { DynamoDBFeed } from './revocation-feed.ts';
 
 /** The variables the admin function reads besides the authorizer's (ENV in apigateway-lambda.ts). */
 export const ADMIN_ENV = {
@@ -79,11 +82,34 @@ export function buildAdminApi(options: AdminLambdaOptions): {
   if (!tableName) throw new ConfigError(ENV.tableName, 'expected the DynamoDB table name');
   const endpoint = env[ENV.endpoint];
   const client = options.client ?? createDynamoDBClient(endpoint ? { endpoint } : {});
+  // The feed in the table (issue 14): changes are recorded after the store has them, and
+  // sign-outs and token revocations go there. REVOCATION_FEED=off leaves it out.
+  const feedSetting = env[ENV.revocationFeed] ?? 'on';
+  if (feedSetting !== 'on' && feedSetting !== 'off') {
+    throw new ConfigError(ENV.revocationFeed, 'expected on or off');
+  }
+  const feed =
+    feedSetting === 'on'
+      ? new TrackedFeed(
+          new DynamoDBFeed({ client, tableName, ...(options.now && { now: options.now }) }),
+        )
+      : undefined;
+  // Callers are checked like any request: a signed-out or revoked admin is refused within a second.
+  const follower =
+    policy.permissions.source === 'store'
+      ? revocationFollower(env, client, tableName, policy, options)
+      : undefined;
   const gatehouse = new Gatehouse({
     policy,
     ...(policy.permissions.source === 'store' && {
-      store: new DynamoDBStore({ client, tableName, ...(options.now && { now: options.now }) }),
+      store: new DynamoDBStore({
+        client,
+        tableName,
+        ...(options.now && { now: options.now }),
+        ...(follower !== undefined && { consistentFor: (key: string) => follower.isRecent(key) }),
+      }),
     }),
+    ...(follower !== undefined && { revocation: follower }),
     ...(options.fetch && { fetch: options.fetch }),
     ...(options.now && { now: options.now }),
   });
@@ -101,7 +127,11 @@ export function buildAdminApi(options: AdminLambdaOptions): {
   try {
     api = createAdminApi({
       gatehouse,
-      store: new DynamoDBAdminStore({ client, tableName }),
+      store:
+        feed === undefined
+          ? new DynamoDBAdminStore({ client, tableName })
+          : new FeedRecordingStore(new DynamoDBAdminStore({ client, tableName }), feed),
+      ...(feed !== undefined && { feed }),
       basePath,
       ...(days !== undefined && days !== '' && { auditRetentionDays: Number(days) }),
       ...(options.now && { now: options.now }),

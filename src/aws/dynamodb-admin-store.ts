@@ -71,6 +71,7 @@ import {
   userPartitionKey,
   writeRequests,
 } from './dynamodb-store.ts';
+import { FEED_PARTITION, REVOKED_PARTITION } from './revocation-feed.ts';
 
 /** Partition of a permanent marker: `META#seeded` (sort key `META`, text in `value`, no ttl). */
 export const META_PREFIX = 'META#';
@@ -336,7 +337,15 @@ export class DynamoDBAdminStore implements AdminStore {
       for (const item of output.Items ?? []) {
         const pk = item[PARTITION_KEY]?.S;
         if (pk === undefined) invalid(`${PARTITION_KEY}`, 'expected a string partition key');
-        if (pk.startsWith(AUDIT_PREFIX) || pk.startsWith(META_PREFIX)) continue;
+        // The audit trail, permanent markers and the revocation feed are not permission data.
+        if (
+          pk.startsWith(AUDIT_PREFIX) ||
+          pk.startsWith(META_PREFIX) ||
+          pk === FEED_PARTITION ||
+          pk === REVOKED_PARTITION
+        ) {
+          continue;
+        }
         let list = partitions.get(pk);
         if (list === undefined) {
           list = [];

@@ -31,6 +31,7 @@ import {
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { ConfigError, StoreError } from '../errors.ts';
+import { feedKeys } from '../revocation/feed.ts';
 import { encodeKeyPart, subjectStorageKey, tenantStorageKey } from '../stores/keys.ts';
 import { FileStore, type PermissionData } from '../stores/permission-data.ts';
 import {
@@ -528,6 +529,11 @@ export interface DynamoDBStoreOptions {
   readonly tableName: string;
   /** Strongly consistent reads (twice the read cost); default false: eventually consistent. */
   readonly consistentRead?: boolean;
+  /**
+   * Strongly consistent reads for these records only, by feed key (`user/…`, `roles/…`): the
+   * revocation follower's recently changed ones, so a reload after an eviction sees the change.
+   */
+  readonly consistentFor?: (feedKey: string) => boolean;
   /** Hard bound on one store call including retries, ms (default {@link STORE_DEADLINE_MS}). */
   readonly deadlineMs?: number;
   /** Pages of one Query before the record counts as invalid (default 4; a page is up to 1 MB). */
@@ -572,6 +578,7 @@ export class DynamoDBStore implements PermissionStore {
   readonly #client: DynamoDBClient;
   readonly #table: string;
   readonly #consistent: boolean;
+  readonly #consistentFor: ((feedKey: string) => boolean) | undefined;
   readonly #deadlineMs: number;
   readonly #maxPages: number;
   readonly #maxEntries: number;
@@ -586,6 +593,7 @@ export class DynamoDBStore implements PermissionStore {
     this.#client = options.client;
     this.#table = options.tableName;
     this.#consistent = options.consistentRead ?? false;
+    this.#consistentFor = options.consistentFor;
     this.#deadlineMs = deadline;
     this.#maxPages = options.maxPages ?? 4;
     this.#maxEntries = maxRecordEntriesOption(
@@ -598,7 +606,11 @@ export class DynamoDBStore implements PermissionStore {
   async getUser(key: SubjectKey): Promise<UserRecord | null> {
     // One item per entry, plus the user marker.
     const pk = userPartitionKey(key);
-    const items = await this.#queryAll(pk, this.#maxEntries + 1);
+    const items = await this.#queryAll(
+      pk,
+      this.#maxEntries + 1,
+      this.#consistentFor?.(feedKeys.user(key)) === true,
+    );
     // Items are counted while reading; their condition list items only once converted (a page
     // holds at most 1 MB, so the conversion is bounded): refused here, naming the partition.
     return trustedUser(
@@ -610,7 +622,11 @@ export class DynamoDBStore implements PermissionStore {
 
   async getRoles(tenant: string | undefined): Promise<readonly RoleRecord[]> {
     const pk = rolesPartitionKey(tenant);
-    const items = await this.#queryAll(pk, this.#maxEntries);
+    const items = await this.#queryAll(
+      pk,
+      this.#maxEntries,
+      this.#consistentFor?.(feedKeys.roles(tenant)) === true,
+    );
     if (items.length === 0) return NO_ROLES;
     // Counted on the list lengths before any item is converted.
     let entries = 0;
@@ -630,7 +646,7 @@ export class DynamoDBStore implements PermissionStore {
   }
 
   /** Every item of partition `pk`; refused as too large past `maxItems` items. */
-  async #queryAll(pk: string, maxItems: number): Promise<Item[]> {
+  async #queryAll(pk: string, maxItems: number, consistent: boolean): Promise<Item[]> {
     const controller = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
     // The SDK's own timeouts bound each attempt; this bounds the whole call, backoff included.
@@ -643,7 +659,10 @@ export class DynamoDBStore implements PermissionStore {
       }, this.#deadlineMs);
     });
     try {
-      return await Promise.race([this.#pages(pk, maxItems, controller.signal), deadline]);
+      return await Promise.race([
+        this.#pages(pk, maxItems, consistent || this.#consistent, controller.signal),
+        deadline,
+      ]);
     } catch (error) {
       if (error instanceof StoreError) throw error;
       // The SDK's message may name the table or the endpoint; keep it as the cause only.
@@ -653,7 +672,12 @@ export class DynamoDBStore implements PermissionStore {
     }
   }
 
-  async #pages(pk: string, maxItems: number, signal: AbortSignal): Promise<Item[]> {
+  async #pages(
+    pk: string,
+    maxItems: number,
+    consistent: boolean,
+    signal: AbortSignal,
+  ): Promise<Item[]> {
     const items: Item[] = [];
     let start: Item | undefined;
     for (let page = 0; page < this.#maxPages; page++) {
@@ -663,7 +687,7 @@ export class DynamoDBStore implements PermissionStore {
           KeyConditionExpression: '#pk = :pk',
           ExpressionAttributeNames: { '#pk': PARTITION_KEY },
           ExpressionAttributeValues: { ':pk': { S: pk } },
-          ConsistentRead: this.#consistent,
+          ConsistentRead: consistent,
           // One item past the bound is enough to know: DynamoDB reads (and bills) no more.
           Limit: maxItems + 1 - items.length,
           ...(start !== undefined && { ExclusiveStartKey: start }),

@@ -13,7 +13,8 @@ import {
 } from '../logging/decision-log.ts';
 import { Gatehouse } from '../policy/decide.ts';
 import { applyIssuerEnv, ISSUER_ENV } from '../policy/issuer-env.ts';
-import { compilePolicy } from '../policy/policy.ts';
+import { type CompiledPolicy, compilePolicy } from '../policy/policy.ts';
+import { RevocationFollower } from '../revocation/follower.ts';
 import { ALGORITHM_NAMES } from '../token/index.ts';
 import {
   type Authorizer,
@@ -26,6 +27,7 @@ import {
 } from './authorizer.ts';
 import { createDynamoDBClient, DynamoDBStore } from './dynamodb-store.ts';
 import { coldStartHandler } from './lambda-shell.ts';
+import { DynamoDBFeed } from './revocation-feed.ts';
 
 // Kept importable from here, where the admin Lambda first found it.
 export { buildAtColdStart } from './lambda-shell.ts';
@@ -46,6 +48,7 @@ export const ENV = {
   algorithms: 'GATEHOUSE_ALGORITHMS',
   tenantClaim: 'GATEHOUSE_TENANT_CLAIM',
   endpoint: 'DYNAMODB_ENDPOINT',
+  revocationFeed: 'REVOCATION_FEED',
   decisionLog: DECISION_LOG_ENV.enabled,
   decisionLogAllowSampleRate: DECISION_LOG_ENV.allowSampleRate,
   /** typ allowlist, requireType and JWKS timings for every issuer (issuer-env.ts). */
@@ -146,6 +149,33 @@ export function effectivePolicy(bundled: unknown, env: Env): unknown {
   return applyIssuerEnv({ ...doc, issuers }, (name) => env[name]);
 }
 
+/**
+ * The container's follower of the revocation feed in the table (`REVOCATION_FEED`, default on).
+ * Reads are awaited when due: a container is frozen between invocations, so a read left running
+ * after the answer would only finish on the next one.
+ */
+export function revocationFollower(
+  env: Env,
+  client: DynamoDBClient,
+  tableName: string,
+  policy: CompiledPolicy,
+  options: Pick<LambdaHandlerOptions, 'now' | 'log'>,
+): RevocationFollower | undefined {
+  const now = options.now;
+  const setting = env[ENV.revocationFeed] ?? 'on';
+  if (setting !== 'on' && setting !== 'off') {
+    throw new ConfigError(ENV.revocationFeed, 'expected on or off');
+  }
+  if (setting === 'off') return undefined;
+  const feed = new DynamoDBFeed({ client, tableName, ...(now && { now }) });
+  return new RevocationFollower(feed, {
+    ...policy.revocation,
+    awaitReads: true,
+    ...(now && { now }),
+    ...(options.log && { log: options.log }),
+  });
+}
+
 function intFrom(env: Env, name: string, fallback: number): number {
   const text = env[name];
   if (text === undefined || text === '') return fallback;
@@ -161,16 +191,26 @@ export function buildAuthorizer(options: LambdaHandlerOptions): {
   const env = options.env;
   const policy = compilePolicy(effectivePolicy(options.policy, env), { env });
   let store: DynamoDBStore | undefined;
+  let follower: RevocationFollower | undefined;
   if (policy.permissions.source === 'store') {
     const tableName = env[ENV.tableName];
     if (!tableName) throw new ConfigError(ENV.tableName, 'expected the DynamoDB table name');
     const endpoint = env[ENV.endpoint];
     const client = options.client ?? createDynamoDBClient(endpoint ? { endpoint } : {});
-    store = new DynamoDBStore({ client, tableName, ...(options.now && { now: options.now }) });
+    follower = revocationFollower(env, client, tableName, policy, options);
+    store = new DynamoDBStore({
+      client,
+      tableName,
+      ...(options.now && { now: options.now }),
+      // A record the feed says changed lately is read strongly consistent, so the reload that
+      // follows its eviction cannot meet a replica from before the change.
+      ...(follower !== undefined && { consistentFor: (key: string) => follower!.isRecent(key) }),
+    });
   }
   const gatehouse = new Gatehouse({
     policy,
     ...(store && { store }),
+    ...(follower && { revocation: follower }),
     ...(options.fetch && { fetch: options.fetch }),
     ...(options.now && { now: options.now }),
   });

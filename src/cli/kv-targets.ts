@@ -22,8 +22,14 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ConfigError } from '../errors.ts';
+import { TrackedFeed } from '../revocation/feed.ts';
 import type { KvAdminNamespace, KvListKey, KvListResult } from '../workers/kv-admin-store.ts';
 import type { KvNamespaceLike } from '../workers/kv-store.ts';
+import {
+  DurableFeedClient,
+  type DurableObjectNamespaceLike,
+  feedWritingKv,
+} from '../workers/revocation.ts';
 import { loadOptional, WRANGLER } from './optional.ts';
 
 /** wrangler's log levels (`WRANGLER_LOG`). */
@@ -48,6 +54,12 @@ export type LocalKvNamespace = KvAdminNamespace & KvNamespaceLike;
 
 export interface LocalKv {
   readonly namespace: LocalKvNamespace;
+  /**
+   * The revocation feed of the `wrangler dev` session (`npm start`) serving this state, when the
+   * configuration binds one (REVOCATION, class RevocationFeed) and the session runs: `namespace`
+   * then records every change there before KV, so the running guard sees it within a second.
+   */
+  readonly feed?: TrackedFeed;
   /** Stops the local workerd; call it once done (the process does not exit while it runs). */
   close(): Promise<void>;
 }
@@ -94,31 +106,111 @@ export async function openLocalKv(options: LocalKvOptions = {}): Promise<LocalKv
   }
   const release = quietWrangler(options.logLevel ?? 'warn');
   let proxy: { env: Record<string, unknown>; dispose(): Promise<void> };
+  let scratch: string | undefined;
   try {
     // wrangler is an optional peer dependency: a missing one is a one-line error naming it.
-    const { getPlatformProxy } = await loadOptional(WRANGLER, () => import('wrangler'));
-    proxy = await getPlatformProxy<Record<string, unknown>>({
-      configPath,
+    const wrangler = await loadOptional(WRANGLER, () => import('wrangler'));
+    const proxyConfig = await feedProxyConfig(wrangler, configPath, binding);
+    scratch = proxyConfig?.dir;
+    proxy = await wrangler.getPlatformProxy<Record<string, unknown>>({
+      configPath: proxyConfig?.path ?? configPath,
       persist: { path: join(persistTo, 'v3') },
       remoteBindings: false,
     });
   } catch (error) {
     release();
+    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
     throw error;
   }
+  const cleanup = async () => {
+    await proxy.dispose().finally(release);
+    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+  };
   const namespace = proxy.env[binding];
   if (!isKvBinding(namespace)) {
-    await proxy.dispose().finally(release);
+    await cleanup();
     throw new ConfigError('binding', `expected a KV namespace binding ${binding} in ${configPath}`);
   }
+  const feed = await runningFeed(proxy.env[FEED_BINDING]);
   let closing: Promise<void> | undefined;
   return {
-    namespace,
+    namespace: feed === undefined ? namespace : feedWritingKv(namespace, feed),
+    ...(feed !== undefined && { feed }),
     close: () => {
-      closing ??= proxy.dispose().finally(release);
+      closing ??= cleanup();
       return closing;
     },
   };
+}
+
+/** The Durable Object binding of the revocation feed in wrangler.toml. */
+const FEED_BINDING = 'REVOCATION';
+
+/**
+ * A configuration for the platform proxy with only what the CLI uses: the KV binding, and the
+ * revocation feed bound by `script_name` to the Worker that defines it, so it reaches that
+ * Worker's Durable Object in a running `wrangler dev` (wrangler's dev registry). The proxy cannot
+ * run a Durable Object defined in the configuration it is given (it warns), hence the copy.
+ * Undefined (use the configuration as it is) when it binds no feed or wrangler cannot read it.
+ */
+async function feedProxyConfig(
+  wrangler: typeof import('wrangler'),
+  configPath: string,
+  binding: string,
+): Promise<{ path: string; dir: string } | undefined> {
+  let raw: Record<string, unknown>;
+  try {
+    raw = wrangler.experimental_readRawConfig({ config: configPath }).rawConfig as Record<
+      string,
+      unknown
+    >;
+  } catch {
+    return undefined;
+  }
+  const objects = (raw.durable_objects as { bindings?: unknown[] } | undefined)?.bindings ?? [];
+  const feed = objects.find(
+    (b): b is { name: string; class_name: string; script_name?: string } =>
+      typeof b === 'object' && b !== null && (b as { name?: unknown }).name === FEED_BINDING,
+  );
+  const kv = ((raw.kv_namespaces as unknown[] | undefined) ?? []).find(
+    (b) => typeof b === 'object' && b !== null && (b as { binding?: unknown }).binding === binding,
+  );
+  if (feed === undefined || kv === undefined || typeof raw.name !== 'string') return undefined;
+  const dir = await mkdtemp(join(tmpdir(), 'gatehouse-kv-'));
+  const path = join(dir, 'wrangler.json');
+  await writeFile(
+    path,
+    JSON.stringify({
+      name: `${raw.name}-cli`,
+      compatibility_date: raw.compatibility_date ?? '2026-11-01',
+      kv_namespaces: [kv],
+      durable_objects: {
+        bindings: [
+          {
+            name: FEED_BINDING,
+            class_name: feed.class_name,
+            script_name: feed.script_name ?? raw.name,
+          },
+        ],
+      },
+    }),
+  );
+  return { path, dir };
+}
+
+/**
+ * The feed when a `wrangler dev` session serves it; undefined when none runs (the proxy answers
+ * 503 "not found"): then no isolate holds a cache to evict, and changes go to KV alone.
+ */
+async function runningFeed(binding: unknown): Promise<TrackedFeed | undefined> {
+  if (binding === undefined) return undefined;
+  const client = new DurableFeedClient(binding as DurableObjectNamespaceLike);
+  try {
+    await client.read(0);
+  } catch {
+    return undefined;
+  }
+  return new TrackedFeed(client);
 }
 
 // ---------------------------------------------------------------------------------------------

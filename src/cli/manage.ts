@@ -330,6 +330,7 @@ async function withSession(
       via: 'cli',
       ...(days !== undefined && { auditRetentionDays: days }),
       ...(maxEntries !== undefined && { maxRecordEntries: maxEntries }),
+      ...(opened.feed !== undefined && { feed: opened.feed }),
       now: () => io.now(),
     });
     let gatehouse: Gatehouse | undefined;
@@ -380,7 +381,9 @@ function changeCommand(
       const key = subjectKey(parsed, subject);
       return withSession(parsed, io, {}, async ({ admin, description }) => {
         const result = await run(admin, key, name, parsed, io.now());
-        print(io, parsed, result, () =>
+        // The consistency token for the check API (read your writes), when the target has a feed.
+        const epoch = admin.epoch;
+        print(io, parsed, epoch === undefined ? result : { ...result, epoch }, () =>
           result.changed
             ? `${past(key, name)} [${description}]`
             : `unchanged: ${past(key, name)} already [${description}]`,
@@ -822,6 +825,68 @@ ${COMMON_USAGE}`,
   },
 };
 
+const revokeSessions: Command = {
+  summary: 'sign a subject out everywhere (refuse every token issued before now)',
+  usage: `Usage: gatehouse revoke-sessions <subject> [options]
+
+Refuses every token of <subject> issued before now, on every edge following the revocation feed
+(reason session_revoked), within about a second. Tokens issued afterwards work. Grants are kept.
+Needs a target with a revocation feed (--dynamodb; --kv local with \`npm start\` running).
+
+${COMMON_USAGE}`,
+  options: {},
+  async run(parsed, io) {
+    const subject = positional(parsed, 0, 'subject');
+    expectPositionals(parsed, 1);
+    const key = subjectKey(parsed, subject);
+    return withSession(parsed, io, {}, async ({ admin, description }) => {
+      const result = await admin.revokeSessions(key);
+      print(
+        io,
+        parsed,
+        result,
+        () =>
+          `signed ${who(key)} out everywhere: tokens issued before ${new Date(
+            (result.notBefore ?? 0) * 1000,
+          ).toISOString()} are refused (epoch ${result.epoch}) [${description}]`,
+      );
+      return 0;
+    });
+  },
+};
+
+const revokeToken: Command = {
+  summary: 'revoke one Gatehouse-issued token by its jti',
+  usage: `Usage: gatehouse revoke-token <jti> --expires <when> [options]
+
+Refuses the token with this id (its jti claim) on every edge following the revocation feed
+(reason token_revoked), within about a second, until --expires: the token's own exp, after which
+it is refused anyway (at most a year).
+
+  --expires <when>       the token's exp: 2h, 7d from now; an ISO time with zone; or Unix seconds
+
+${COMMON_USAGE}`,
+  options: { expires: { value: true } },
+  async run(parsed, io) {
+    const jti = positional(parsed, 0, 'jti');
+    expectPositionals(parsed, 1);
+    const expires = stringOption(parsed, 'expires');
+    if (expires === undefined) throw new UsageError("--expires: expected the token's exp");
+    const expiresAt = parseExpiry(expires, io.now());
+    return withSession(parsed, io, {}, async ({ admin, description }) => {
+      const result = await admin.revokeToken(jti, expiresAt);
+      print(
+        io,
+        parsed,
+        { jti, expiresAt, ...result },
+        () =>
+          `revoked token ${jti} until ${new Date(expiresAt * 1000).toISOString()} (epoch ${result.epoch}) [${description}]`,
+      );
+      return 0;
+    });
+  },
+};
+
 export const MANAGE_COMMANDS: Readonly<Record<string, Command>> = {
   grant,
   revoke,
@@ -829,6 +894,8 @@ export const MANAGE_COMMANDS: Readonly<Record<string, Command>> = {
   undeny,
   assign,
   unassign,
+  'revoke-sessions': revokeSessions,
+  'revoke-token': revokeToken,
   role,
   show,
   check,

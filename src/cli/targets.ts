@@ -7,6 +7,7 @@
  * Node-only; imported lazily by the management commands, so `gatehouse token` stays light.
  */
 import type { AdminStore } from '../admin/types.ts';
+import type { TrackedFeed } from '../revocation/feed.ts';
 import type { PermissionStore } from '../types.ts';
 import type { CliIo } from './io.ts';
 import { DYNAMODB_CLIENT, loadOptional } from './optional.ts';
@@ -23,6 +24,11 @@ export interface TargetOptions {
 
 export interface OpenTarget {
   readonly admin: AdminStore;
+  /**
+   * The revocation feed changes are recorded in (sign-outs and token revocations need it), when
+   * the target has one reachable; its latest epoch is the consistency token.
+   */
+  readonly feed?: TrackedFeed;
   readonly reader: PermissionStore;
   /** For output: `kv local .wrangler/state`, `dynamodb table T`. */
   readonly description: string;
@@ -61,6 +67,7 @@ async function openKv(options: TargetOptions): Promise<OpenTarget> {
     const local = await targets.openLocalKv({ configPath, persistTo, binding });
     return {
       admin: new KvAdminStore(local.namespace),
+      ...(local.feed !== undefined && { feed: local.feed }),
       reader: new KvStore(local.namespace),
       description: `kv local ${persistTo}`,
       close: () => local.close(),
@@ -93,10 +100,20 @@ function textReader(namespace: {
 }
 
 async function openDynamoDB(options: TargetOptions, io: CliIo): Promise<OpenTarget> {
-  const [{ createDynamoDBClient, DynamoDBStore }, { DynamoDBAdminStore }] = await loadOptional(
-    DYNAMODB_CLIENT,
-    () =>
-      Promise.all([import('../aws/dynamodb-store.ts'), import('../aws/dynamodb-admin-store.ts')]),
+  const [
+    { createDynamoDBClient, DynamoDBStore },
+    { DynamoDBAdminStore },
+    { DynamoDBFeed },
+    { FeedRecordingStore },
+    { TrackedFeed },
+  ] = await loadOptional(DYNAMODB_CLIENT, () =>
+    Promise.all([
+      import('../aws/dynamodb-store.ts'),
+      import('../aws/dynamodb-admin-store.ts'),
+      import('../aws/revocation-feed.ts'),
+      import('../admin/feed-store.ts'),
+      import('../revocation/feed.ts'),
+    ]),
   );
   const tableName = options.table!;
   const region = options.region ?? io.env.AWS_REGION ?? 'us-east-1';
@@ -115,8 +132,11 @@ async function openDynamoDB(options: TargetOptions, io: CliIo): Promise<OpenTarg
     connectionTimeoutMs: 3000,
     requestTimeoutMs: 10_000,
   });
+  // The revocation feed lives in the same table: every change is recorded there after it lands.
+  const feed = new TrackedFeed(new DynamoDBFeed({ client, tableName }));
   return {
-    admin: new DynamoDBAdminStore({ client, tableName }),
+    admin: new FeedRecordingStore(new DynamoDBAdminStore({ client, tableName }), feed),
+    feed,
     reader: new DynamoDBStore({ client, tableName, consistentRead: true, deadlineMs: 15_000 }),
     description: `dynamodb table ${tableName}${local ? ` at ${options.endpoint}` : ''}`,
     close: async () => {

@@ -27,11 +27,17 @@ import { isValidPermission } from '../permissions/grammar.ts';
 // Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
 import type { Gatehouse } from '../policy/decide.ts';
 import { fillTemplate, type PermissionTemplate } from '../policy/routes.ts';
+import type { TrackedFeed } from '../revocation/feed.ts';
 import { CachedStore } from '../stores/cache.ts';
 import { extractBearer } from '../token/index.ts';
 import type { Decision, Grant, Principal, RoleRecord, SubjectKey } from '../types.ts';
 import { type JsonBodyRefusal, readCappedText, readJsonBody } from './body.ts';
-import { type ClientContext, clientContext, denyResponse } from './responses.ts';
+import {
+  type ClientContext,
+  CONSISTENCY_HEADER,
+  clientContext,
+  denyResponse,
+} from './responses.ts';
 
 /** The permission that allows every admin call, for every tenant and for untenanted data. */
 export const ADMIN_PERMISSION = 'admin:permissions';
@@ -88,6 +94,11 @@ export interface AdminApiOptions {
    * edge `admin-api`; null or absent: none.
    */
   readonly decisionLog?: DecisionLogger | null;
+  /**
+   * The revocation feed: sign-outs and token revocations go there, and every change answers with
+   * its epoch in the `Gatehouse-Consistency` header. Absent: those two routes answer 400.
+   */
+  readonly feed?: TrackedFeed;
 }
 
 /**
@@ -208,7 +219,9 @@ type Operation =
   | 'role.put'
   | 'role.rm'
   | 'check'
-  | 'audit';
+  | 'audit'
+  | 'sessions.revoke'
+  | 'token.revoke';
 
 interface Route {
   readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -233,6 +246,12 @@ const ROUTES: readonly Route[] = [
   { method: 'PUT', path: ['roles', ':role'], operation: 'role.put', body: true },
   { method: 'DELETE', path: ['roles', ':role'], operation: 'role.rm' },
   { method: 'POST', path: ['check'], operation: 'check', body: true },
+  {
+    method: 'POST',
+    path: ['users', ':subject', 'sessions', 'revoke'],
+    operation: 'sessions.revoke',
+  },
+  { method: 'POST', path: ['tokens', 'revoked'], operation: 'token.revoke', body: true },
   {
     method: 'GET',
     path: ['audit'],
@@ -463,6 +482,7 @@ interface AdminContext {
   readonly decisionLog: DecisionLogger | null | undefined;
   readonly auditRetentionDays: number | undefined;
   readonly maxRecordEntries: number | undefined;
+  readonly feed: TrackedFeed | undefined;
 }
 
 /** Validates the options at start-up, so a mistake fails the deploy rather than the first call. */
@@ -481,6 +501,7 @@ function adminContext(options: AdminApiOptions): AdminContext {
     decisionLog: options.decisionLog,
     auditRetentionDays: options.auditRetentionDays,
     maxRecordEntries: options.maxRecordEntries,
+    feed: options.feed,
   };
   // Built once now only to validate the retention at start-up rather than on the first call.
   adminFor(api, 'gatehouse#start-up');
@@ -496,6 +517,7 @@ function adminFor(api: AdminContext, actor: string): PermissionAdmin {
     via: 'admin-api',
     ...(api.auditRetentionDays !== undefined && { auditRetentionDays: api.auditRetentionDays }),
     ...(api.maxRecordEntries !== undefined && { maxRecordEntries: api.maxRecordEntries }),
+    ...(api.feed !== undefined && { feed: api.feed }),
     now: api.now,
   });
 }
@@ -563,7 +585,11 @@ async function handleCall(api: AdminContext, request: AdminRequest): Promise<Res
   if (match instanceof Response) return match;
   try {
     const call = await readCall(api, request, caller, match, scope.tenant);
-    return await OPERATIONS[match.route.operation](call);
+    const response = await OPERATIONS[match.route.operation](call);
+    // Read your writes: the feed's epoch after this call's change, for the check API.
+    const epoch = call.admin.epoch;
+    if (epoch !== undefined) response.headers.set(CONSISTENCY_HEADER, String(epoch));
+    return response;
   } catch (error) {
     if (error instanceof BodyProblem) return error.response;
     return errorResponse(api, error, match.route.operation);
@@ -724,7 +750,42 @@ const OPERATIONS: Record<Operation, (call: Call) => Promise<Response>> = {
   'role.rm': removeRole,
   check: explain,
   audit: listAudit,
+  'sessions.revoke': revokeSessions,
+  'token.revoke': revokeToken,
 };
+
+/** POST users/:subject/sessions/revoke: sign out everywhere. */
+async function revokeSessions(call: Call): Promise<Response> {
+  const result = await call.admin.revokeSessions(call.key);
+  forget(call.api, { key: call.key });
+  return json({
+    subject: call.key.subject,
+    ...(call.key.tenant !== undefined && { tenant: call.key.tenant }),
+    notBefore: result.notBefore,
+    epoch: result.epoch,
+    audit: { id: result.audit.id, time: result.audit.time },
+  });
+}
+
+/** POST tokens/revoked: `{jti, expires}` (the token's exp; a time or a duration from now). */
+async function revokeToken(call: Call): Promise<Response> {
+  // Token ids are not per tenant: a tenant's admin revoking one could reach another tenant's.
+  if (call.tenant !== undefined) {
+    throw new AdminError('invalid_request', 'tenant: token revocation needs an untenanted admin', {
+      field: 'tenant',
+    });
+  }
+  const obj = strictObject(call.body, ['jti', 'expires'], '(body)');
+  if (typeof obj.jti !== 'string') throw invalid('jti', 'expected the token id (jti)');
+  const expiresAt = parseExpires(obj.expires, 'expires', call.api.now());
+  const result = await call.admin.revokeToken(obj.jti, expiresAt);
+  return json({
+    jti: obj.jti,
+    expiresAt,
+    epoch: result.epoch,
+    audit: { id: result.audit.id, time: result.audit.time },
+  });
+}
 
 /** A change's answer: 201 when it created something, else 200. */
 function changed(result: ChangeResult, created: boolean): Response {

@@ -12,6 +12,7 @@ import {
   type CheckContext,
   CheckInputError,
   type CheckItem,
+  consistencyToken,
   fixedDecision,
   parseCheckBatch,
   parseCheckItem,
@@ -23,7 +24,13 @@ import type { Gatehouse } from '../policy/decide.ts';
 import { extractBearer } from '../token/index.ts';
 import type { Decision, Principal } from '../types.ts';
 import { type JsonBodyRefusal, readCappedText, readJsonBody } from './body.ts';
-import { denyResponse, jsonResponse, type ProblemInit, problemResponse } from './responses.ts';
+import {
+  CONSISTENCY_HEADER,
+  denyResponse,
+  jsonResponse,
+  type ProblemInit,
+  problemResponse,
+} from './responses.ts';
 
 // The check's own names stay importable from here, where they lived before the core had them.
 export type { CheckAnswer, CheckContext, CheckItem } from '../policy/check.ts';
@@ -163,6 +170,14 @@ function inputProblem(error: CheckInputError): Response {
   return problemResponse({ status: 400, reason, detail: `${error.field}: ${error.expected}` });
 }
 
+/** Read your writes: the epoch a management call returned, for every item without its own. */
+
+function withConsistencyHeader(items: CheckItem[], header: string | null): CheckItem[] {
+  if (header === null) return items;
+  const consistency = consistencyToken(header.trim(), CONSISTENCY_HEADER);
+  return items.map((item) => (item.consistency === undefined ? { ...item, consistency } : item));
+}
+
 /**
  * Serves `POST /v1/check` (`batch: false`) or `POST /v1/check/batch` for an authorized caller.
  * The caller check comes first, so an unauthorized caller learns nothing about the body.
@@ -194,6 +209,7 @@ export async function handleCheckRequest(
   let items: CheckItem[];
   try {
     items = options.batch ? parseCheckBatch(body) : [parseCheckItem(body)];
+    items = withConsistencyHeader(items, request.headers.get(CONSISTENCY_HEADER));
   } catch (error) {
     if (error instanceof CheckInputError) return inputProblem(error);
     throw error;

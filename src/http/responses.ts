@@ -14,6 +14,12 @@ export const IDENTITY_HEADERS = {
   permission: 'X-Auth-Permission',
 } as const;
 
+/**
+ * The header carrying a consistency token (issue 14, read your writes): admin changes answer
+ * with the revocation feed's epoch in it; the check API accepts it.
+ */
+export const CONSISTENCY_HEADER = 'Gatehouse-Consistency';
+
 /** The realm in `WWW-Authenticate: Bearer realm="gatehouse"`. */
 export const REALM = 'gatehouse';
 

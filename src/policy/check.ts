@@ -37,6 +37,11 @@ export interface CheckItem {
   readonly method?: string;
   readonly path?: string;
   readonly context?: CheckContext;
+  /**
+   * A consistency token (the `epoch` a management call returned): the answer comes from data at
+   * least that fresh, or is a 503 `consistency_unavailable`.
+   */
+  readonly consistency?: number;
 }
 
 /** One answer: the decision without the principal (never claims, never the token). */
@@ -74,6 +79,7 @@ const ITEM_KEYS = new Set([
   'method',
   'path',
   'context',
+  'consistency',
 ]);
 const METHOD = /^[A-Za-z]{1,16}$/;
 const MAX_TEXT = 1024;
@@ -95,6 +101,21 @@ function permission(value: unknown, field: string): string {
     throw new CheckInputError(field, 'expected a permission like read:posts (no wildcards)');
   }
   return p;
+}
+
+/** The largest epoch a consistency token may name (a safe integer). */
+const MAX_EPOCH = Number.MAX_SAFE_INTEGER;
+
+/** A consistency token as a field or header value: a non-negative integer (or its digits). */
+export function consistencyToken(value: unknown, field: string): number {
+  const n = typeof value === 'string' && /^\d{1,16}$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > MAX_EPOCH) {
+    throw new CheckInputError(
+      field,
+      'expected a consistency token (the epoch a management call returned)',
+    );
+  }
+  return n;
 }
 
 /** Validates one item; throws {@link CheckInputError} naming the field. */
@@ -164,6 +185,8 @@ export function parseCheckItem(value: unknown, field = '(body)'): CheckItem {
   } else if (value.method !== undefined) {
     throw new CheckInputError(`${field}.method`, 'only applies with path');
   }
+  if (value.consistency !== undefined)
+    item.consistency = consistencyToken(value.consistency, `${field}.consistency`);
   if (value.context !== undefined) {
     const ctx = value.context;
     if (!isObject(ctx))
@@ -257,11 +280,11 @@ export function fixedDecision(
 async function routeCheck(
   gatehouse: Gatehouse,
   principal: Principal,
-  method: string,
-  path: string,
+  item: CheckItem,
   context: CheckContext,
 ): Promise<Decision> {
-  const upper = method.toUpperCase();
+  const path = item.path!;
+  const upper = item.method!.toUpperCase();
   const match = gatehouse.policy.routes.match(upper, path);
   if (match === 'malformed') {
     return fixedDecision(
@@ -310,7 +333,10 @@ async function routeCheck(
     );
   }
   const required = requirement.permissions.map((t) => fillTemplate(t, match.params));
-  const decision = await gatehouse.check(principal, required, context, requirement.kind);
+  const decision = await gatehouse.check(principal, required, context, requirement.kind, {
+    strict: route.strict,
+    consistency: item.consistency,
+  });
   return decision.route === undefined ? { ...decision, route: route.label } : decision;
 }
 
@@ -341,6 +367,7 @@ async function checkItem(gatehouse: Gatehouse, item: CheckItem, now: () => numbe
           authorization: `Bearer ${item.token}`,
           ip: context.ip,
           country: context.country,
+          consistency: item.consistency,
         });
       }
       let principal: Principal;
@@ -357,7 +384,7 @@ async function checkItem(gatehouse: Gatehouse, item: CheckItem, now: () => numbe
     }
     const principal = subjectPrincipal(item, now());
     if (item.path !== undefined) {
-      return await routeCheck(gatehouse, principal, item.method!, item.path, context);
+      return await routeCheck(gatehouse, principal, item, context);
     }
     return await permissionCheck(gatehouse, principal, item, context);
   } catch {
@@ -372,7 +399,9 @@ function permissionCheck(
   context: CheckContext,
 ): Promise<Decision> {
   const permissions = item.permission !== undefined ? [item.permission] : item.permissions!;
-  return gatehouse.check(principal, permissions, context, item.mode ?? 'all');
+  return gatehouse.check(principal, permissions, context, item.mode ?? 'all', {
+    consistency: item.consistency,
+  });
 }
 
 /** Answers every item concurrently, in order. One store read per distinct subject (single-flight). */

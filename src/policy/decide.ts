@@ -13,6 +13,7 @@ import {
   type PermissionSet,
   type RoleGraph,
 } from '../permissions/index.ts';
+import type { Refusal, RevocationFollower } from '../revocation/follower.ts';
 import { CachedStore, ClaimsStore } from '../stores/index.ts';
 import { subjectStorageKey } from '../stores/keys.ts';
 import { maxRecordEntriesOption } from '../stores/records.ts';
@@ -31,6 +32,7 @@ import type {
   RoleRecord,
   SubjectKey,
 } from '../types.ts';
+import { CHECK_ISSUER } from './check.ts';
 import type { CompiledPolicy } from './policy.ts';
 import { fillTemplate, type RouteMatch } from './routes.ts';
 
@@ -55,6 +57,19 @@ export interface GatehouseOptions {
   readonly maxRecordEntries?: number;
   /** Receives one entry per store record refused (too large, malformed); default console.error. */
   readonly storeLog?: (entry: Readonly<Record<string, unknown>>) => void;
+  /**
+   * Follows the revocation feed (issue 14): evicts changed records from this Gatehouse's cache,
+   * refuses signed-out sessions and revoked token ids, fails strict routes closed on lag.
+   */
+  readonly revocation?: RevocationFollower;
+}
+
+/** Options of {@link Gatehouse.check} beyond the permissions. */
+export interface CheckOptions {
+  /** Fail closed when the revocation feed lags (a strict route's check). */
+  readonly strict?: boolean;
+  /** A consistency token (a management call's epoch): answer from data at least that fresh. */
+  readonly consistency?: number | undefined;
 }
 
 export interface DecisionRequest {
@@ -66,6 +81,8 @@ export interface DecisionRequest {
   readonly authorization?: string | null | undefined;
   readonly ip?: string | undefined;
   readonly country?: string | undefined;
+  /** A consistency token (a management call's epoch): answer from data at least that fresh. */
+  readonly consistency?: number | undefined;
 }
 
 type PermissionsHint = 'hit' | 'miss' | 'stale' | undefined;
@@ -82,6 +99,8 @@ export class Gatehouse {
    * `maxRecordEntries`); the edges and explain compile with it.
    */
   readonly maxRecordEntries: number;
+  /** The revocation feed's follower, when the platform has a feed. */
+  readonly revocation: RevocationFollower | undefined;
   private readonly now: () => number;
   /**
    * Compiled permission sets, keyed by the cached record (or principal, for claims) they came
@@ -122,6 +141,8 @@ export class Gatehouse {
       this.store instanceof CachedStore
         ? this.store.maxRecordEntries
         : maxRecordEntriesOption(options.maxRecordEntries, 'maxRecordEntries');
+    this.revocation = options.revocation;
+    if (this.store instanceof CachedStore) this.revocation?.attach(this.store);
   }
 
   private verifierFromPolicy(options: GatehouseOptions): TokenVerifier {
@@ -160,6 +181,7 @@ export class Gatehouse {
     permissions: readonly string[],
     context: { ip?: string | undefined; country?: string | undefined } = {},
     mode: 'all' | 'any' = 'all',
+    options: CheckOptions = {},
   ): Promise<Decision> {
     try {
       // An empty list would be vacuously "all granted": a caller's filtering bug must not allow.
@@ -168,6 +190,13 @@ export class Gatehouse {
           principal,
         });
       }
+      const refused = await this.admit(principal, {
+        // A bare-subject check has no token, so no session to have been revoked.
+        session: principal.issuer !== CHECK_ISSUER,
+        strict: options.strict,
+        consistency: options.consistency,
+      });
+      if (refused !== null) return refusalDecision(refused, principal);
       return await this.authorize(principal, permissions, mode, context, undefined, undefined);
     } catch (error) {
       return failure(error, principal);
@@ -203,6 +232,14 @@ export class Gatehouse {
     const route = match.route;
     const tenantProblem = this.checkTenant(principal, match);
     if (tenantProblem) return tenantProblem;
+    let refused = this.admit(principal, {
+      session: true,
+      strict: route.strict,
+      consistency: request.consistency,
+    });
+    // Awaited only when the follower has to wait: the steady state stays synchronous.
+    if (refused !== null && 'then' in refused) refused = await refused;
+    if (refused !== null) return refusalDecision(refused, principal, route.label);
 
     if (route.requirement.kind === 'authenticated') {
       return {
@@ -231,6 +268,27 @@ export class Gatehouse {
     }
     const mode = requirement.kind === 'all' ? 'all' : 'any';
     return this.authorize(principal, required, mode, request, route.label, tokenHint);
+  }
+
+  /** The revocation follower's verdict; null without a feed. */
+  private admit(
+    principal: Principal,
+    options: { session: boolean; strict?: boolean | undefined; consistency?: number | undefined },
+  ): Refusal | null | Promise<Refusal | null> {
+    const follower = this.revocation;
+    if (follower === undefined) {
+      // Without a feed nothing can vouch for freshness: a strict route or a consistency token
+      // cannot be honoured, so they are refused rather than answered on possibly stale grants.
+      if (options.strict === true || options.consistency !== undefined) {
+        return {
+          status: 503,
+          reason: options.strict === true ? 'revocation_unavailable' : 'consistency_unavailable',
+          explain: 'This deployment has no revocation feed to confirm freshness.',
+        };
+      }
+      return null;
+    }
+    return follower.admit(principal, options);
   }
 
   private checkTenant(principal: Principal, match: RouteMatch): Decision | null {
@@ -457,6 +515,13 @@ function deny(
   extra: Partial<Pick<Decision, 'principal' | 'route' | 'required' | 'matched'>> = {},
 ): Decision {
   return { allow: false, status, reason, explain, ...extra } as Decision;
+}
+
+function refusalDecision(refused: Refusal, principal: Principal, route?: string): Decision {
+  return deny(refused.status, refused.reason, refused.explain, {
+    principal,
+    ...(route !== undefined && { route }),
+  });
 }
 
 /** Maps any error to a fail-closed Decision without leaking its details. */

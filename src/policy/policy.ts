@@ -53,6 +53,8 @@ export interface CompiledPolicy {
     | { readonly source: 'claims'; readonly claims: ClaimsStoreOptions };
   /** Route parameter that must equal the principal's tenant, when tenancy is path-based. */
   readonly tenantParam: string | undefined;
+  /** How isolates follow the revocation feed (src/revocation/follower.ts). */
+  readonly revocation: { readonly intervalMs: number; readonly strictMaxLagMs: number };
   /** Mistakes that do not stop the policy from working as written; also sent to `onWarning`. */
   readonly warnings: readonly string[];
 }
@@ -192,6 +194,10 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
     },
     permissions: source === 'claims' ? { source, claims } : { source },
     tenantParam,
+    revocation: {
+      intervalMs: doc.revocation?.pollIntervalMs ?? 1000,
+      strictMaxLagMs: (doc.revocation?.strictMaxLagSeconds ?? 10) * 1000,
+    },
     warnings: Object.freeze(warnings),
   };
 }
@@ -272,10 +278,11 @@ function compileRouteDoc(route: RouteDocument, index: number) {
       : templates(route.anyOf!, 'anyOf');
     requirement = { kind, permissions, filled: permissions.some((t) => t.parts.length > 1) };
   }
+  const strict = route.strict === true ? { strict: true } : {};
   return compileRoute(
     route.method === undefined
-      ? { path: route.path, requirement }
-      : { method: route.method, path: route.path, requirement },
+      ? { path: route.path, requirement, ...strict }
+      : { method: route.method, path: route.path, requirement, ...strict },
     index,
     field,
   );

@@ -33,6 +33,8 @@ export interface CompiledRoute {
   readonly rest: boolean;
   readonly requirement: RouteRequirement;
   readonly index: number;
+  /** Answers 503 rather than act on grants the revocation feed could not confirm recently. */
+  readonly strict: boolean;
 }
 
 export interface RouteMatch {
@@ -49,6 +51,7 @@ export interface RouteInput {
   readonly method?: string | readonly string[];
   readonly path: string;
   readonly requirement: RouteRequirement;
+  readonly strict?: boolean;
 }
 
 export function compileRoute(input: RouteInput, index: number, field: string): CompiledRoute {
@@ -106,7 +109,14 @@ export function compileRoute(input: RouteInput, index: number, field: string): C
     }
   }
   const methodLabel = methods ? [...methods].join(',') : '*';
-  return { label: `${methodLabel} ${path}`, methods, segments, rest, requirement, index };
+  const strict = input.strict === true;
+  if (strict && requirement.kind === 'public') {
+    throw new ConfigError(
+      `${field}.strict`,
+      'expected no strict on a public route (it has no grants to keep fresh)',
+    );
+  }
+  return { label: `${methodLabel} ${path}`, methods, segments, rest, requirement, index, strict };
 }
 
 /** `delete:posts:{id}` → parts. Parameter names follow the route's `:name` rule. */

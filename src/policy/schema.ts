@@ -117,6 +117,11 @@ const RouteSchema = v.strictObject({
   require: v.optional(v.pipe(v.array(nonEmpty), v.minLength(1))),
   /** Any one of these permissions is enough. */
   anyOf: v.optional(v.pipe(v.array(nonEmpty), v.minLength(1))),
+  /**
+   * Fail closed on revocation lag: answer 503 when the revocation feed could not be read for
+   * `revocation.strictMaxLagSeconds`, instead of trusting grants up to the cache TTL.
+   */
+  strict: v.optional(v.boolean()),
 });
 
 const RoleSchema = v.strictObject({
@@ -162,6 +167,14 @@ export const PolicySchema = v.strictObject({
       maxEntries: v.optional(seconds(1, 10_000_000)),
       /** Serve a stale record while the store fails, up to this many seconds past expiry (default 0: fail closed). */
       staleIfErrorSeconds: v.optional(seconds(0, 86_400)),
+    }),
+  ),
+  revocation: v.optional(
+    v.strictObject({
+      /** Milliseconds between an isolate's reads of the revocation feed while it serves traffic (default 1000). */
+      pollIntervalMs: v.optional(seconds(100, 60_000)),
+      /** Seconds without a feed read after which `strict` routes answer 503 (default 10). */
+      strictMaxLagSeconds: v.optional(seconds(1, 3_600)),
     }),
   ),
   tenancy: v.optional(

@@ -19,10 +19,13 @@ import {
 import type { Gatehouse } from '../policy/decide.ts';
 import { type KvAdminNamespace, KvAdminStore } from './kv-admin-store.ts';
 import type { KvNamespaceLike } from './kv-store.ts';
+import { managementFeed } from './revocation.ts';
 import {
   compileWorkerPolicy,
   configurationError,
+  feedFor,
   internalError,
+  keepFeedReading,
   keptAlive,
   kvGatehouse,
   readKvCacheTtl,
@@ -48,6 +51,12 @@ export interface AdminWorkerEnv {
   readonly DECISION_LOG?: string;
   /** Share of allows logged, a number from 0 to 1; default 0.01. */
   readonly DECISION_LOG_ALLOW_SAMPLE_RATE?: string;
+  /**
+   * The guard's revocation feed (Durable Object class RevocationFeed, bound with
+   * `script_name = "gatehouse"`): changes are recorded there before KV; sign-outs and token
+   * revocations need it.
+   */
+  readonly REVOCATION?: unknown;
   /** Issuer variables (GATEHOUSE_TYPES, GATEHOUSE_JWKS_*) and secrets named by `secretEnv`. */
   readonly [name: string]: unknown;
 }
@@ -116,19 +125,24 @@ export function createAdminWorker(options: AdminWorkerOptions): AdminWorker {
       // Changes and the audit trail live in KV, whatever the policy reads permissions from.
       throw new ConfigError('PERMISSIONS', 'expected a KV namespace binding named PERMISSIONS');
     }
+    const policy = compileWorkerPolicy(options.policy, env);
     const gatehouse = kvGatehouse({
-      policy: compileWorkerPolicy(options.policy, env),
+      policy,
       kv: options.wrapKv?.(binding) ?? binding,
       kvCacheTtl: config.kvCacheTtl,
       fetch: fetchImpl,
       now,
+      // Callers are checked like any request: a signed-out admin is refused here too.
+      feed: feedFor(env.REVOCATION, policy, now),
     });
     const decisionLog = workerDecisionLogger(config.decisionLog, now);
     // The raw binding: a wrapped one (tests) may lack list(), which management needs.
-    const store = new KvAdminStore(binding);
+    const managed = managementFeed(env.REVOCATION, binding);
+    const store = new KvAdminStore(managed?.kv ?? binding);
     const api = createAdminApi({
       gatehouse,
       store,
+      ...(managed !== undefined && { feed: managed.feed }),
       basePath: config.basePath,
       auditRetentionDays: config.auditRetentionDays,
       decisionLog,
@@ -154,7 +168,10 @@ export function createAdminWorker(options: AdminWorkerOptions): AdminWorker {
 
   return {
     fetch(request, env, ctx) {
-      return keptAlive(serve(request, env), ctx);
+      return keptAlive(
+        serve(request, env).finally(() => keepFeedReading(built?.gatehouse, ctx)),
+        ctx,
+      );
     },
     runtime: runtimeFor,
   };

@@ -48,7 +48,9 @@ import {
   booleanVar,
   compileWorkerPolicy,
   configurationError,
+  feedFor,
   internalError,
+  keepFeedReading,
   keptAlive,
   kvGatehouse,
   readKvCacheTtl,
@@ -102,6 +104,11 @@ export interface GatehouseWorkerEnv {
    * there unchanged. Unbound, those paths answer 404 like any unknown path under the prefix.
    */
   readonly ADMIN?: ServiceBindingLike;
+  /**
+   * The revocation feed's Durable Object (class RevocationFeed, docs/workers.md "Revocation"):
+   * when bound, the isolate follows it and revocations apply within about a second.
+   */
+  readonly REVOCATION?: unknown;
   /** GATEHOUSE_JWKS_CACHE_TTL_SECONDS, _COOLDOWN_SECONDS, _TIMEOUT_MS, _MAX_STALE_SECONDS: issuer-env.ts. */
   /** Secrets named by the policy's `secretEnv` (GATEHOUSE_DEV_SECRET in the demo), and others. */
   readonly [name: string]: unknown;
@@ -266,16 +273,18 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
     validateAtStartup(options.policy, options.startupEnv, readWorkerConfig);
   }
   const runtimeFor = onePerIsolate(options, seams);
+  // The isolate's Gatehouse once built, for the feed read a request may leave running.
+  const built = (): Gatehouse | undefined => runtimeFor.current?.gatehouse;
 
   return {
     fetch(request, env, ctx) {
-      return keptAlive(serveRequest(request, env, ctx, runtimeFor), ctx);
+      return keptAlive(followingFeed(serveRequest(request, env, ctx, runtimeFor), built, ctx), ctx);
     },
     check(item, env, ctx) {
-      return keptAlive(checkOne(runtimeFor(env), item, ctx), ctx);
+      return keptAlive(followingFeed(checkOne(runtimeFor(env), item, ctx), built, ctx), ctx);
     },
     checkBatch(items, env, ctx) {
-      return keptAlive(checkMany(runtimeFor(env), items, ctx), ctx);
+      return keptAlive(followingFeed(checkMany(runtimeFor(env), items, ctx), built, ctx), ctx);
     },
     runtime: runtimeFor,
   };
@@ -288,23 +297,42 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
 function onePerIsolate(
   options: GatehouseWorkerOptions,
   seams: Pick<Guard, 'fetch' | 'now'>,
-): (env: GatehouseWorkerEnv) => Guard {
+): ((env: GatehouseWorkerEnv) => Guard) & { readonly current: Guard | null } {
   let compiled: CompiledPolicy | null = null;
   let built: Guard | null = null;
-  return (env) => {
+  const runtimeFor = (env: GatehouseWorkerEnv): Guard => {
     if (built !== null) return built;
     const config = readWorkerConfig(env);
     compiled ??= compileWorkerPolicy(options.policy, env);
     const binding = env.PERMISSIONS;
     const kv = binding === undefined ? undefined : (options.wrapKv?.(binding) ?? binding);
+    const feed = feedFor(env.REVOCATION, compiled, seams.now);
     built = {
-      gatehouse: kvGatehouse({ policy: compiled, kv, kvCacheTtl: config.kvCacheTtl, ...seams }),
+      gatehouse: kvGatehouse({
+        policy: compiled,
+        kv,
+        kvCacheTtl: config.kvCacheTtl,
+        feed,
+        ...seams,
+      }),
       config,
       decisionLog: workerDecisionLogger(config.decisionLog, seams.now),
       ...seams,
     };
     return built;
   };
+  return Object.defineProperty(runtimeFor, 'current', { get: () => built }) as typeof runtimeFor & {
+    readonly current: Guard | null;
+  };
+}
+
+/** Hands a feed read the request started to waitUntil once the answer is ready (setup.ts). */
+function followingFeed<T>(
+  pending: Promise<T>,
+  built: () => Gatehouse | undefined,
+  ctx: WaitUntilContext | undefined,
+): Promise<T> {
+  return pending.finally(() => keepFeedReading(built(), ctx));
 }
 
 /** A configuration mistake answers 503 on every request; unexpected failures 503 too. */

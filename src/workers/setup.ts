@@ -18,6 +18,7 @@ import { Gatehouse } from '../policy/decide.ts';
 import { applyIssuerEnv } from '../policy/issuer-env.ts';
 import { type CompiledPolicy, compilePolicy } from '../policy/policy.ts';
 import { KvJwksPersistence, type KvNamespaceLike, KvStore } from './kv-store.ts';
+import { followedKv, type WorkerFeed, workerFeed } from './revocation.ts';
 
 /** A Worker's bindings and vars, read by name. */
 export type WorkerVars = { readonly [name: string]: unknown };
@@ -150,20 +151,46 @@ export function kvGatehouse(options: {
   readonly kvCacheTtl: number;
   readonly fetch: typeof fetch;
   readonly now: () => number;
+  /** The revocation feed (the `REVOCATION` binding), when bound: the Gatehouse follows it. */
+  readonly feed?: WorkerFeed | undefined;
 }): Gatehouse {
-  const { policy, kv } = options;
+  const { policy, kv, feed } = options;
   if (kv === undefined && policy.permissions.source === 'store') {
     throw new ConfigError('PERMISSIONS', 'expected a KV namespace binding named PERMISSIONS');
   }
   return new Gatehouse({
     policy,
     ...(kv !== undefined && {
-      store: new KvStore(kv, { cacheTtlSeconds: options.kvCacheTtl }),
+      store: new KvStore(feed === undefined ? kv : followedKv(kv, feed.follower, feed.client), {
+        cacheTtlSeconds: options.kvCacheTtl,
+      }),
       persistence: new KvJwksPersistence(kv, persistedJwksOptions(policy)),
     }),
     fetch: options.fetch,
     now: options.now,
+    ...(feed !== undefined && { revocation: feed.follower }),
   });
+}
+
+/** The isolate's feed follower settings from the compiled policy, when `REVOCATION` is bound. */
+export function feedFor(
+  binding: unknown,
+  policy: CompiledPolicy,
+  now: () => number,
+): WorkerFeed | undefined {
+  return workerFeed(binding, { ...policy.revocation, now });
+}
+
+/**
+ * A feed read a request started runs beside it (the follower does not make requests wait for
+ * it); waitUntil keeps it alive after the response, so the next request finds it applied.
+ */
+export function keepFeedReading(
+  gatehouse: Gatehouse | undefined,
+  ctx: WaitUntilContext | undefined,
+) {
+  const pending = gatehouse?.revocation?.pending;
+  if (pending !== undefined) ctx?.waitUntil(pending);
 }
 
 /** Decision lines to Workers Logs; null when `DECISION_LOG` is off. */

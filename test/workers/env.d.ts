@@ -19,6 +19,8 @@ declare global {
       readonly DECISION_LOG_ALLOW_SAMPLE_RATE?: string;
       /** The admin Worker in production; here an echo of what crossed the binding (vitest.config.ts). */
       readonly ADMIN: Fetcher;
+      /** The revocation feed's Durable Object (wrangler.toml). */
+      readonly REVOCATION: DurableObjectNamespace;
     }
   }
 }

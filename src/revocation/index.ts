@@ -1,0 +1,27 @@
+export {
+  type ChangeInput,
+  type FeedAnswer,
+  type FeedChange,
+  FeedLog,
+  type FeedLogOptions,
+  type FeedSource,
+  type FeedWriter,
+  type FeedWrites,
+  feedKeys,
+  feedLogOptions,
+  isValidJti,
+  MAX_JTI_LENGTH,
+  MAX_TOKEN_REVOCATION_SECONDS,
+  MemoryFeed,
+  parseFeedAnswer,
+  parseFeedKey,
+  TrackedFeed,
+} from './feed.ts';
+export {
+  type EvictionTarget,
+  type FollowerOptions,
+  type FollowerStats,
+  type Refusal,
+  RevocationFollower,
+  type RevocationReason,
+} from './follower.ts';

@@ -1,0 +1,214 @@
+/**
+ * Revocation in seconds on the local Workers stack (issue 14): `wrangler dev` runs the guard and
+ * the admin Worker in one session with the revocation feed's Durable Object, as `npm start` does,
+ * and the default 30-second permission cache. `gatehouse ... --kv local` (the real bin, its own
+ * process) reaches the running session's feed through wrangler's dev registry, so the guard
+ * drops the change at its next feed read: the figure is from the CLI's exit to the first deny.
+ *
+ * Worker names carry the process id: the dev registry is shared by every session on the machine.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { devIssuer, mintDevToken } from '../../src/cli/token.ts';
+import { freePort, stopProcessGroup } from '../support/processes.ts';
+import { cliAsync, pollUntilDenied } from '../support/revocation.ts';
+
+const root = new URL('../../', import.meta.url).pathname;
+const SECRET = 'revocation-feed-test-secret-0123456789abcdef';
+const GUARD = `gatehouse-feed-test-${process.pid}`;
+/** One feed interval (1 s) plus the read, on a loaded 2-core machine. */
+const BOUND_MS = 2000;
+const SLACK_MS = 1000;
+const POLL_MS = 25;
+
+let dir = '';
+let child: ChildProcess | undefined;
+let base = '';
+let output = '';
+let policy: Record<string, unknown> = {};
+
+const bin = () => join(root, 'bin/gatehouse.mjs');
+
+function cliArgs(...args: string[]): string[] {
+  return [
+    ...args,
+    '--kv',
+    'local',
+    '--config',
+    join(dir, 'wrangler.toml'),
+    '--persist-to',
+    join(dir, 'state'),
+    '--policy',
+    join(dir, 'policy.json'),
+    '--vars',
+    join(dir, 'none'),
+  ];
+}
+
+const cliEnv = () => ({ ...process.env, WRANGLER_SEND_METRICS: 'false' });
+
+function token(subject: string): Promise<string> {
+  return mintDevToken({ subject, ttlSeconds: 600, secret: SECRET, issuer: devIssuer(policy) });
+}
+
+function statusOf(path: string, jwt: string): Promise<number> {
+  return fetch(`${base}${path}`, { headers: { authorization: `Bearer ${jwt}` } }).then(
+    async (r) => {
+      await r.arrayBuffer();
+      return r.status;
+    },
+  );
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'gatehouse-feed-'));
+  policy = JSON.parse(readFileSync(join(root, 'demo/policy.json'), 'utf8'));
+  delete policy.$schema;
+  writeFileSync(join(dir, 'policy.json'), JSON.stringify(policy));
+  const common = [
+    'compatibility_date = "2026-11-01"',
+    '[alias]',
+    `"gatehouse:policy" = ${JSON.stringify(join(dir, 'policy.json'))}`,
+    '[[kv_namespaces]]',
+    'binding = "PERMISSIONS"',
+    'id = "gatehouse-permissions-local"',
+  ];
+  writeFileSync(
+    join(dir, 'wrangler.toml'),
+    [
+      `name = "${GUARD}"`,
+      `main = ${JSON.stringify(join(root, 'handlers/worker.ts'))}`,
+      ...common,
+      '[vars]',
+      'ORIGIN = "echo"',
+      '[[durable_objects.bindings]]',
+      'name = "REVOCATION"',
+      'class_name = "RevocationFeed"',
+      '[[migrations]]',
+      'tag = "revocation-feed-v1"',
+      'new_sqlite_classes = ["RevocationFeed"]',
+      '[[services]]',
+      'binding = "ADMIN"',
+      `service = "${GUARD}-admin"`,
+    ].join('\n'),
+  );
+  writeFileSync(
+    join(dir, 'wrangler.admin.toml'),
+    [
+      `name = "${GUARD}-admin"`,
+      `main = ${JSON.stringify(join(root, 'handlers/admin-worker.ts'))}`,
+      ...common,
+      '[[durable_objects.bindings]]',
+      'name = "REVOCATION"',
+      'class_name = "RevocationFeed"',
+      `script_name = "${GUARD}"`,
+    ].join('\n'),
+  );
+  // Seeded before the session starts: no feed to reach yet, so KV alone (and quietly).
+  const seeded = spawnSync(
+    process.execPath,
+    [bin(), ...cliArgs('import', join(root, 'demo/permissions.json'))],
+    { cwd: root, encoding: 'utf8', env: cliEnv() },
+  );
+  expect(seeded.stderr).toBe('');
+  expect(seeded.status).toBe(0);
+
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  child = spawn(
+    process.execPath,
+    [
+      join(root, 'node_modules/wrangler/bin/wrangler.js'),
+      'dev',
+      '-c',
+      join(dir, 'wrangler.toml'),
+      '-c',
+      join(dir, 'wrangler.admin.toml'),
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--persist-to',
+      join(dir, 'state'),
+      '--var',
+      `GATEHOUSE_DEV_SECRET:${SECRET}`,
+      '--show-interactive-dev-session=false',
+    ],
+    {
+      cwd: dir,
+      env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  child.stdout?.on('data', (c: Buffer) => {
+    output += c.toString();
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    output += c.toString();
+  });
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${output}`);
+    if (Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${output}`);
+    try {
+      if ((await fetch(`${base}/health`)).status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+});
+
+afterAll(async () => {
+  await stopProcessGroup(child);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('revocation through the feed on wrangler dev', () => {
+  it('a grant revoked with the CLI is denied within about a second, not the 30 s TTL', async () => {
+    const granted = await cliAsync(bin(), cliArgs('grant', 'dora', 'read:stats'), cliEnv()).done;
+    expect(granted.stderr).toBe('');
+    const jwt = await token('dora');
+    expect(await statusOf('/stats', jwt)).toBe(200);
+    expect(await statusOf('/stats', jwt)).toBe(200);
+
+    const figure = await pollUntilDenied(
+      cliAsync(bin(), cliArgs('revoke', 'dora', 'read:stats'), cliEnv()),
+      async () => (await statusOf('/stats', jwt)) === 200,
+      { pollMs: POLL_MS, giveUpMs: 40_000 },
+    );
+    console.log(
+      `revocation (workers, wrangler dev, feed on, cache.ttlSeconds 30): denied ` +
+        `${Math.round(figure.afterExitMs)} ms after the CLI exited`,
+    );
+
+    expect(figure.stderr).toBe('');
+    expect(figure.status).toBe(0);
+    expect(figure.denied).toBe(true);
+    expect(figure.afterExitMs).toBeLessThanOrEqual(BOUND_MS + SLACK_MS);
+  });
+
+  it('revoke-sessions signs a subject out on the running guard', async () => {
+    const granted = await cliAsync(bin(), cliArgs('grant', 'eve', 'read:stats'), cliEnv()).done;
+    expect(granted.status).toBe(0);
+    const jwt = await token('eve');
+    // A whole second before the sign-out: the token predates it.
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await statusOf('/stats', jwt)).toBe(200);
+
+    const figure = await pollUntilDenied(
+      cliAsync(bin(), cliArgs('revoke-sessions', 'eve'), cliEnv()),
+      async () => (await statusOf('/stats', jwt)) === 200,
+      { pollMs: POLL_MS, giveUpMs: 40_000 },
+    );
+
+    expect(figure.stderr).toBe('');
+    expect(figure.denied).toBe(true);
+    expect(await statusOf('/stats', jwt)).toBe(401);
+    expect(figure.afterExitMs).toBeLessThanOrEqual(BOUND_MS + SLACK_MS);
+  });
+});
