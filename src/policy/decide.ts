@@ -3,6 +3,15 @@
  * route match → token → principal → permissions (store → cache) → check → Decision.
  * Fails closed: any error on the way is a deny with a status that says why (401, 403, 503).
  */
+import {
+  type DelegationRefusal,
+  type DelegationView,
+  delegationView,
+  patternCovers,
+  patternsOverlap,
+  type Refusal,
+  refusalFor,
+} from '../delegation/index.ts';
 import { ConfigError, StoreError, TokenError, type TokenErrorCode } from '../errors.ts';
 import {
   type CheckResult,
@@ -10,6 +19,7 @@ import {
   compilePermissions,
   compileRoles,
   isValidPermission,
+  type PermissionEntry,
   type PermissionSet,
   type RoleGraph,
 } from '../permissions/index.ts';
@@ -80,6 +90,8 @@ export class Gatehouse {
   private readonly compiled = new WeakMap<object, { graph: RoleGraph; set: PermissionSet }>();
   /** Role graphs per store role list (the cache hands back the same array while it is fresh). */
   private readonly graphs = new WeakMap<readonly RoleRecord[], RoleGraph>();
+  /** Delegation views per verified principal (the token cache hands back the same object). */
+  private readonly views = new WeakMap<Principal, DelegationView | DelegationRefusal>();
 
   constructor(options: GatehouseOptions) {
     const { policy } = options;
@@ -185,6 +197,16 @@ export class Gatehouse {
     const route = match.route;
     const tenantProblem = this.checkTenant(principal, match);
     if (tenantProblem) return tenantProblem;
+    if (this.delegated(principal)) {
+      if (!route.delegated) {
+        return deny(403, 'delegation_refused', `Route ${route.label} refuses delegated callers.`, {
+          principal,
+          route: route.label,
+        });
+      }
+      const view = this.delegation(principal);
+      if ('refused' in view) return refusedDelegation(view, principal, route.label);
+    }
 
     if (route.requirement.kind === 'authenticated') {
       return {
@@ -234,6 +256,12 @@ export class Gatehouse {
     routeLabel: string | undefined,
     tokenHint: 'hit' | 'miss' | undefined,
   ): Promise<Decision> {
+    let view: DelegationView | null = null;
+    if (this.delegated(principal)) {
+      const found = this.delegation(principal);
+      if ('refused' in found) return refusedDelegation(found, principal, routeLabel);
+      view = found;
+    }
     const { set, permissionsHint, freshUntil } = await this.permissionsFor(principal);
     const now = this.now();
     const input: Mutable<ConditionInput> = { now, claims: principal.claims };
@@ -242,6 +270,8 @@ export class Gatehouse {
 
     const matched: PermissionMatch[] = [];
     const missing: string[] = [];
+    // Permissions the delegator holds but the delegation does not pass on, and which set said no.
+    let outside: { permission: string; refusal: Refusal }[] | undefined;
     // Every alternative is checked, also in `any` mode: a deny wins over any allow, whatever
     // the order of the list.
     for (const permission of required) {
@@ -260,7 +290,14 @@ export class Gatehouse {
         );
       }
       if (result.effect === 'allow') {
-        matched.push({ required: permission, grant: result.grant, via: result.via });
+        const refusal = view === null ? null : refusalFor(view, permission);
+        if (refusal === null) {
+          matched.push({ required: permission, grant: result.grant, via: result.via });
+        } else {
+          missing.push(permission);
+          outside ??= [];
+          outside.push({ permission, refusal });
+        }
       } else {
         missing.push(permission);
       }
@@ -269,7 +306,11 @@ export class Gatehouse {
     const allowed = mode === 'all' ? missing.length === 0 : matched.length > 0;
     if (!allowed) {
       const what = mode === 'all' ? missing.join(', ') : `any of ${required.join(', ')}`;
-      return deny(403, 'missing_permission', `Missing ${what}.`, {
+      // `outside_delegation` only when the delegator alone would have been allowed.
+      const delegatorLacks = missing.length > (outside?.length ?? 0);
+      const reason =
+        outside === undefined || delegatorLacks ? 'missing_permission' : 'outside_delegation';
+      return deny(403, reason, `Missing ${what}.${explainOutside(outside)}`, {
         principal,
         ...(routeLabel && { route: routeLabel }),
         required,
@@ -296,7 +337,10 @@ export class Gatehouse {
       required,
       matched,
       principal,
-      explain: explainMatches(matched),
+      explain:
+        view === null
+          ? explainMatches(matched)
+          : `${explainMatches(matched)}${explainDelegated(view, principal)}`,
       cache: { token: tokenHint, permissions: permissionsHint, maxAgeSeconds: maxAge },
     };
   }
@@ -353,6 +397,61 @@ export class Gatehouse {
     return { set, permissionsHint, freshUntil };
   }
 
+  /**
+   * For a token exchange: the first scope pattern the delegator does not hold now, or null. A
+   * concrete permission is checked as a request would be (deny wins); a wildcard pattern needs
+   * an unconditional live grant covering it and no live deny inside it, so a scope never claims
+   * more than the delegator has. The use-time rule intersects again on every request.
+   */
+  async delegatorLacks(principal: Principal, scope: readonly string[]): Promise<string | null> {
+    const { set } = await this.permissionsFor(principal);
+    const now = this.now();
+    const input: ConditionInput = { now, claims: principal.claims };
+    const live = (entry: PermissionEntry) =>
+      entry.expiresAt === undefined || entry.expiresAt * 1000 > now;
+    for (const pattern of scope) {
+      if (isValidPermission(pattern)) {
+        if (set.check(pattern, input).effect !== 'allow') return pattern;
+        continue;
+      }
+      let covered = false;
+      for (const entry of set.entries()) {
+        if (!live(entry)) continue;
+        if (entry.effect === 'deny' && patternsOverlap(entry.permission, pattern)) return pattern;
+        if (
+          entry.effect === 'allow' &&
+          entry.when === undefined &&
+          patternCovers(entry.permission, pattern)
+        ) {
+          covered = true;
+        }
+      }
+      if (!covered) return pattern;
+    }
+    return null;
+  }
+
+  /**
+   * Whether a principal comes from a Gatehouse delegation token. Other `self` principals exist
+   * (the subject checks of the check API and the CLI, issuer `urn:gatehouse:check`): they have
+   * no token and are decided for their subject alone.
+   */
+  delegated(principal: Principal): boolean {
+    return principal.issuerKind === 'self' && principal.issuer === this.policy.delegation?.issuer;
+  }
+
+  /** The delegation view of a Gatehouse token under the configuration, once per principal. */
+  private delegation(principal: Principal): DelegationView | DelegationRefusal {
+    let view = this.views.get(principal);
+    if (view === undefined) {
+      const config = this.policy.delegation;
+      // A self principal exists only with a delegation section; without one, refuse outright.
+      view = config === null ? { refused: 'depth' } : delegationView(config, principal);
+      this.views.set(principal, view);
+    }
+    return view;
+  }
+
   /** The policy's roles merged with the store's, compiled once per store role list. */
   private roleGraph(storeRoles: readonly RoleRecord[]): RoleGraph {
     if (storeRoles.length === 0) return this.policy.roleGraph;
@@ -389,6 +488,44 @@ function describeVia(via: PermissionMatch['via']): string {
   if (via === 'direct') return 'direct grant';
   if (via === 'claims') return 'token claims';
   return `role ${via.join(' → ')}`;
+}
+
+/** The three sets, as `check --explain` shows them: which one refused each permission. */
+function explainOutside(outside: readonly { permission: string; refusal: Refusal }[] | undefined) {
+  if (outside === undefined) return '';
+  let text = '';
+  for (const { permission, refusal } of outside) {
+    const set =
+      refusal.set === 'scope'
+        ? "the token's scope"
+        : `what actor ${refusal.actor.subject} may receive`;
+    text += ` ${permission} is held by the delegator but outside ${set}.`;
+  }
+  return text;
+}
+
+function explainDelegated(view: DelegationView, principal: Principal): string {
+  const chain = view.actors.map((a) => a.subject).join(' for ');
+  return ` Delegated: ${chain} for ${principal.subject}; within the token's scope and every actor's ceiling.`;
+}
+
+function refusedDelegation(
+  view: DelegationRefusal,
+  principal: Principal,
+  route: string | undefined,
+): Decision {
+  if (view.refused === 'depth') {
+    return deny(401, 'token_invalid_claims', 'The delegation chain is empty or too deep.', {
+      principal,
+      ...(route && { route }),
+    });
+  }
+  return deny(
+    403,
+    'delegation_refused',
+    `Actor ${view.actor.subject} may not act for ${principal.subject} now.`,
+    { principal, ...(route && { route }) },
+  );
 }
 
 function pathOnly(path: string): string {

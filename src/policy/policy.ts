@@ -4,6 +4,11 @@
  * ConfigError naming the field, thrown here and never per request.
  */
 import * as v from 'valibot';
+import {
+  compileDelegation,
+  type DelegationConfig,
+  selfIssuerOptions,
+} from '../delegation/index.ts';
 import { ConfigError } from '../errors.ts';
 import {
   assertPermission,
@@ -55,6 +60,8 @@ export interface CompiledPolicy {
   readonly tenantParam: string | undefined;
   /** Mistakes that do not stop the policy from working as written; also sent to `onWarning`. */
   readonly warnings: readonly string[];
+  /** Gatehouse as an issuer of delegation tokens; null when the policy has no `delegation`. */
+  readonly delegation: DelegationConfig | null;
 }
 
 export interface LoadPolicyOptions {
@@ -69,6 +76,11 @@ export interface LoadPolicyOptions {
    * same document at start-up and again on its first request.
    */
   readonly onWarning?: (message: string) => void;
+  /**
+   * false checks the structure of secret-backed parts (the delegation key set) without reading
+   * the secret, for a Worker validating at start-up before its secrets exist. Default true.
+   */
+  readonly secrets?: boolean;
 }
 
 /** The messages the default sink already printed, per policy document. */
@@ -170,6 +182,23 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
     seen.add(issuer.issuer);
   });
 
+  let delegation: DelegationConfig | null = null;
+  if (doc.delegation !== undefined) {
+    if (source === 'claims') {
+      // The rule decides for the delegator's store record; a token-claims policy has none.
+      throw new ConfigError('policy.delegation', 'needs permissions.source store');
+    }
+    delegation = compileDelegation(
+      doc.delegation,
+      'policy.delegation',
+      (options.env ?? {}) as Readonly<Record<string, unknown>>,
+      doc.issuers.map((issuer) => issuer.issuer),
+      options.secrets ?? true,
+    );
+    const self = selfIssuerOptions(delegation);
+    if (self !== null) issuers.push(self);
+  }
+
   const warn = options.onWarning ?? defaultWarningSink(input);
   for (const warning of warnings) warn(warning);
 
@@ -193,6 +222,7 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
     permissions: source === 'claims' ? { source, claims } : { source },
     tenantParam,
     warnings: Object.freeze(warnings),
+    delegation,
   };
 }
 
@@ -272,10 +302,11 @@ function compileRouteDoc(route: RouteDocument, index: number) {
       : templates(route.anyOf!, 'anyOf');
     requirement = { kind, permissions, filled: permissions.some((t) => t.parts.length > 1) };
   }
+  const delegated = route.delegated ?? true;
   return compileRoute(
     route.method === undefined
-      ? { path: route.path, requirement }
-      : { method: route.method, path: route.path, requirement },
+      ? { path: route.path, requirement, delegated }
+      : { method: route.method, path: route.path, requirement, delegated },
     index,
     field,
   );

@@ -33,6 +33,8 @@ export interface CompiledRoute {
   readonly rest: boolean;
   readonly requirement: RouteRequirement;
   readonly index: number;
+  /** false: delegated callers are refused here. */
+  readonly delegated: boolean;
 }
 
 export interface RouteMatch {
@@ -49,6 +51,8 @@ export interface RouteInput {
   readonly method?: string | readonly string[];
   readonly path: string;
   readonly requirement: RouteRequirement;
+  /** false refuses delegated callers; default true. */
+  readonly delegated?: boolean;
 }
 
 export function compileRoute(input: RouteInput, index: number, field: string): CompiledRoute {
@@ -106,7 +110,16 @@ export function compileRoute(input: RouteInput, index: number, field: string): C
     }
   }
   const methodLabel = methods ? [...methods].join(',') : '*';
-  return { label: `${methodLabel} ${path}`, methods, segments, rest, requirement, index };
+  const delegated = input.delegated ?? true;
+  return {
+    label: `${methodLabel} ${path}`,
+    methods,
+    segments,
+    rest,
+    requirement,
+    index,
+    delegated,
+  };
 }
 
 /** `delete:posts:{id}` → parts. Parameter names follow the route's `:name` rule. */

@@ -1,0 +1,74 @@
+/**
+ * The rule at use time. A delegated request is decided for the delegator (the store record of
+ * `sub`), and a permission is allowed only if every one holds:
+ *
+ *   1. the delegator has it now (deny wins) — checked by the caller against the delegator's set;
+ *   2. it is within the token's scope;
+ *   3. it is within the ceiling of every actor of the chain, as configured now.
+ *
+ * So a delegation never allows what the delegator alone would be denied, and each link of a
+ * chain can only narrow. This file holds (2) and (3); decide() applies (1) first.
+ */
+import type { Actor, Principal } from '../types.ts';
+import { type DelegationConfig, ruleFor } from './config.ts';
+import { listMatches } from './scope.ts';
+
+/** What a delegated principal may receive beyond the delegator's own set. */
+export interface DelegationView {
+  readonly scope: readonly string[];
+  /** Per actor of the chain (current first), the ceiling its rule allows now. */
+  readonly ceilings: readonly (readonly string[])[];
+  readonly actors: readonly Actor[];
+  /** The token id (`jti`), for logs and audit. */
+  readonly tokenId: string | undefined;
+}
+
+/** Why a delegated principal gets nothing at all. */
+export type DelegationRefusal =
+  | { readonly refused: 'depth' }
+  | { readonly refused: 'actor'; readonly actor: Actor };
+
+/** Which of the three sets refused a permission. */
+export type Refusal =
+  | { readonly set: 'scope' }
+  | { readonly set: 'ceiling'; readonly actor: Actor };
+
+/**
+ * The view of a verified delegation token under the configuration as it is now: an actor whose
+ * rule was removed (or no longer covers this delegator) refuses the whole token.
+ */
+export function delegationView(
+  config: DelegationConfig,
+  principal: Principal,
+): DelegationView | DelegationRefusal {
+  const actors = principal.actors;
+  if (actors.length === 0 || actors.length > config.maxDepth) return { refused: 'depth' };
+  const ceilings: (readonly string[])[] = [];
+  for (const actor of actors) {
+    const rule = ruleFor(config, actor, principal.subject);
+    if (rule === null) return { refused: 'actor', actor };
+    ceilings.push(rule.ceiling);
+  }
+  const jti = principal.claims.jti;
+  return {
+    scope: principal.scopes,
+    ceilings,
+    actors,
+    tokenId: typeof jti === 'string' ? jti : undefined,
+  };
+}
+
+/** null when `permission` is within the scope and every ceiling; otherwise the set that refused. */
+export function refusalFor(view: DelegationView, permission: string): Refusal | null {
+  if (!listMatches(view.scope, permission)) return { set: 'scope' };
+  for (let i = 0; i < view.ceilings.length; i++) {
+    if (!listMatches(view.ceilings[i]!, permission))
+      return { set: 'ceiling', actor: view.actors[i]! };
+  }
+  return null;
+}
+
+/** The chain as the origin sees it in X-Auth-Actor: current actor first, comma-separated. */
+export function describeChain(actors: readonly Actor[]): string {
+  return actors.map((actor) => actor.subject).join(' > ');
+}
