@@ -578,7 +578,21 @@ async function authenticate(
 ): Promise<Principal | Response> {
   const authorization = request.headers.get('authorization');
   try {
-    return (await api.gatehouse.verifier.verify(extractBearer(authorization))).principal;
+    const principal = (await api.gatehouse.verifier.verify(extractBearer(authorization))).principal;
+    // Managing permissions on someone's behalf is refused unless the policy says otherwise
+    // (delegation.adminApi); when allowed, the use-time rule still bounds what the caller may do.
+    if (api.gatehouse.delegated(principal) && api.gatehouse.policy.delegation?.adminApi !== true) {
+      const refused: Decision = {
+        allow: false,
+        status: 403,
+        reason: 'delegation_refused',
+        explain: 'The admin API refuses delegated callers.',
+        principal,
+      };
+      await logAuthorization(api, request, refused, startedAt);
+      return denyResponse(refused, authorization);
+    }
+    return principal;
   } catch (error) {
     const reason = error instanceof TokenError ? error.code : 'internal_error';
     const status = reason === 'keys_unavailable' || reason === 'internal_error' ? 503 : 401;

@@ -6,6 +6,8 @@ import * as jose from 'jose';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DELEGATION_TYPE, parseIssuerKeys, publicJwks } from '../../../src/delegation/index.ts';
 import { ConfigError } from '../../../src/errors.ts';
+import { identityHeaders } from '../../../src/http/responses.ts';
+import { DecisionLogger, type DecisionLogLine } from '../../../src/logging/index.ts';
 import { compilePolicy, Gatehouse, type PolicyDocument } from '../../../src/policy/index.ts';
 import { MemoryStore } from '../../../src/stores/index.ts';
 import type { Decision, UserRecord } from '../../../src/types.ts';
@@ -447,5 +449,40 @@ describe('delegation configuration', () => {
     for (const key of jwks.keys) {
       expect(Object.keys(key).sort()).toEqual(['alg', 'crv', 'kid', 'kty', 'use', 'x']);
     }
+  });
+});
+
+describe('who acts, as the origin and the logs see it', () => {
+  it('X-Auth-Actor names the chain, current actor first; a plain token sends none', async () => {
+    store.putUser(user('alice', { roles: [{ role: 'reader' }] }));
+    const chain = [{ subject: 'exporter' }, REPORTER(idp)];
+    const token = await signDelegation(
+      keys,
+      delegationClaims(clock, 'alice', chain, 'read:posts:*'),
+    );
+    const decision = await decideWith(build(), token);
+    expect(identityHeaders(decision)).toMatchObject({
+      'X-Auth-Subject': 'alice',
+      'X-Auth-Actor': 'exporter reporter',
+    });
+    const own = await decideWith(build(), await idp.mint({ sub: 'alice', act: { sub: 'x' } }));
+    expect(identityHeaders(own)['X-Auth-Actor']).toBeUndefined();
+  });
+
+  it('decision lines carry delegator, actor chain, scope and token id, never the token', async () => {
+    const lines: DecisionLogLine[] = [];
+    const logger = new DecisionLogger({ allowSampleRate: 1, write: (l) => lines.push(l), now });
+    const token = await signDelegation(
+      keys,
+      delegationClaims(clock, 'alice', [REPORTER(idp)], 'read:*', { jti: 'tok-1' }),
+    );
+    const asked = { method: 'GET', path: '/posts/1', authorization: `Bearer ${token}` };
+    await logger.log('worker', await build().decide(asked), asked, logger.start());
+    expect(lines[0]).toMatchObject({
+      allow: true,
+      subject: 'alice',
+      delegation: { actors: [REPORTER(idp)], scope: ['read:*'], tokenId: 'tok-1' },
+    });
+    expect(JSON.stringify(lines)).not.toContain(token.split('.')[2]);
   });
 });
