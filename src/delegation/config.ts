@@ -58,7 +58,10 @@ export interface DelegationConfig {
   readonly issuer: string;
   readonly audiences: readonly string[];
   readonly keysEnv: string;
-  /** null only when the policy was compiled to check structure without secrets. */
+  /**
+   * null when the key secret is not set (or the policy was compiled without secrets): then no
+   * delegation token verifies and the token endpoint issues none, so delegation is off, closed.
+   */
   readonly keys: IssuerKeySet | null;
   readonly maxLifetimeSeconds: number;
   readonly maxDepth: number;
@@ -79,7 +82,9 @@ function integer(value: unknown, field: string, min: number, max: number, fallba
 /**
  * Compiles the section. `externalIssuers` are the policy's issuer names: Gatehouse's own must be
  * none of them, or an identity provider's token could pass for Gatehouse's. `secrets: false`
- * checks structure only (a Worker validating before its secrets exist).
+ * checks structure only (a Worker validating before its secrets exist). An absent secret turns
+ * delegation off (the policy compiler warns, naming it); a secret that is set but malformed is a
+ * ConfigError, never a silent fallback.
  */
 export function compileDelegation(
   doc: DelegationDocument,
@@ -102,7 +107,9 @@ export function compileDelegation(
     throw new ConfigError(`${field}.audiences`, 'expected at least one audience');
   }
   const keysEnv = doc.keysEnv ?? DEFAULT_KEYS_ENV;
-  const keys = secrets ? parseIssuerKeys(env[keysEnv], keysEnv) : null;
+  const text = env[keysEnv];
+  const present = typeof text === 'string' && text.trim() !== '';
+  const keys = secrets && present ? parseIssuerKeys(text, keysEnv) : null;
   const actors = (doc.actors ?? []).map((rule, i): ActorRule => {
     const at = `${field}.actors[${i}]`;
     rule.ceiling.forEach((p, j) => {

@@ -130,6 +130,9 @@ export async function answerTokenRequest(
   const audit = options.audit ?? defaultAudit;
   const config = gatehouse.policy.delegation;
   if (config === null) return oauthError('invalid_request', 'delegation is not configured', 404);
+  if (config.keys === null) {
+    return oauthError('temporarily_unavailable', 'the delegation keys are not configured', 503);
+  }
   if (input.method.toUpperCase() !== 'POST') {
     return {
       ...oauthError('invalid_request', 'use POST'),

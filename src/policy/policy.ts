@@ -197,6 +197,11 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
     );
     const self = selfIssuerOptions(delegation);
     if (self !== null) issuers.push(self);
+    else if (options.secrets !== false) {
+      warnings.push(
+        `policy.delegation: ${delegation.keysEnv} is not set, so delegation is off: no delegation token is issued or accepted (gatehouse keys generate)`,
+      );
+    }
   }
 
   const warn = options.onWarning ?? defaultWarningSink(input);

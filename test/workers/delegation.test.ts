@@ -147,8 +147,18 @@ describe('delegation on the guard Worker', () => {
     expect(byRoute).toMatchObject({ allow: false, reason: 'delegation_refused' });
   });
 
-  it('answers 503 naming nothing secret when the key secret is missing', async () => {
-    const g = testGuard({}, { policy });
+  it('without the key secret, delegation is off and closed; direct callers are served', async () => {
+    const token = await delegationToken(guard(), 'read:posts');
+    const off = testGuard({ GATEHOUSE_DELEGATION_KEYS: '' }, { policy });
+    const own = await off.fetch('/posts/1', { headers: bearer(await demoTokenFor('alice')) });
+    expect(own.status).toBe(200);
+    const delegated = await off.fetch('/posts/1', { headers: bearer(token) });
+    expect(delegated.status).toBe(401);
+    expect((await exchange(off, 'alice', 'reporter', 'read:posts')).status).toBe(503);
+  });
+
+  it('a malformed key secret is a configuration error (503), naming nothing secret', async () => {
+    const g = testGuard({ GATEHOUSE_DELEGATION_KEYS: '{"current":{"alg":"EdDSA"}}' }, { policy });
     const response = await g.fetch('/posts/1', { headers: bearer(await demoTokenFor('alice')) });
     expect(response.status).toBe(503);
     expect(((await response.json()) as { reason: string }).reason).toBe('configuration_error');

@@ -388,7 +388,6 @@ describe('delegation configuration', () => {
   it('names the key secret when it is missing or malformed, never echoing a key', () => {
     const d = keys.set.current.privateJwk.d!;
     const cases: [unknown, string][] = [
-      [undefined, KEYS_ENV],
       ['not json', KEYS_ENV],
       [JSON.stringify({ next: JSON.parse(keys.text).next }), `${KEYS_ENV}.current`],
       [
@@ -484,5 +483,23 @@ describe('who acts, as the origin and the logs see it', () => {
       delegation: { actors: [REPORTER(idp)], scope: ['read:*'], tokenId: 'tok-1' },
     });
     expect(JSON.stringify(lines)).not.toContain(token.split('.')[2]);
+  });
+});
+
+describe('without the key secret', () => {
+  it('delegation is off and closed, with a warning naming the secret', async () => {
+    const warnings: string[] = [];
+    const policy = compilePolicy(delegationPolicy(idp), {
+      env: {},
+      onWarning: (w) => warnings.push(w),
+    });
+    expect(warnings.join('\n')).toContain(`${KEYS_ENV} is not set`);
+    const token = await signDelegation(
+      keys,
+      delegationClaims(clock, 'alice', [REPORTER(idp)], 'read:*'),
+    );
+    const gatehouse = new Gatehouse({ policy, store, now });
+    expect((await decideWith(gatehouse, token)).reason).toBe('token_unknown_issuer');
+    expect((await decideWith(gatehouse, await idp.mint({ sub: 'alice' }))).allow).toBe(true);
   });
 });
