@@ -45,7 +45,16 @@ export {
   type DelegationView,
   delegationView,
   describeChain,
+  MAX_NARROWED_ENTRIES,
+  narrowEntries,
   type Refusal,
   refusalFor,
 } from './rule.ts';
-export { listCovers, listMatches, parseScope, patternCovers, patternsOverlap } from './scope.ts';
+export {
+  listCovers,
+  listMatches,
+  meetPatterns,
+  parseScope,
+  patternCovers,
+  patternsOverlap,
+} from './scope.ts';

@@ -9,9 +9,10 @@
  * So a delegation never allows what the delegator alone would be denied, and each link of a
  * chain can only narrow. This file holds (2) and (3); decide() applies (1) first.
  */
+import type { PermissionEntry } from '../permissions/index.ts';
 import type { Actor, Principal } from '../types.ts';
 import { type DelegationConfig, ruleFor } from './config.ts';
-import { listMatches } from './scope.ts';
+import { listMatches, meetPatterns } from './scope.ts';
 
 /** What a delegated principal may receive beyond the delegator's own set. */
 export interface DelegationView {
@@ -71,4 +72,47 @@ export function refusalFor(view: DelegationView, permission: string): Refusal | 
 /** The chain as the origin sees it in X-Auth-Actor: current actor first, comma-separated. */
 export function describeChain(actors: readonly Actor[]): string {
   return actors.map((actor) => actor.subject).join(' > ');
+}
+
+/** Most allow entries a narrowed set may hold; beyond it, the delegation grants nothing. */
+export const MAX_NARROWED_ENTRIES = 4096;
+
+/**
+ * A delegator's permission entries narrowed by a delegation: every deny kept as is (deny wins),
+ * every allow met with the scope and with each actor's ceiling. What the result allows is what
+ * {@link refusalFor} lets through after the delegator's own check. Null when the product grows
+ * past {@link MAX_NARROWED_ENTRIES}: the caller then allows nothing.
+ */
+export function narrowEntries(
+  entries: readonly PermissionEntry[],
+  view: DelegationView,
+): PermissionEntry[] | null {
+  const out: PermissionEntry[] = [];
+  let allows = 0;
+  for (const entry of entries) {
+    if (entry.effect === 'deny') {
+      out.push(entry);
+      continue;
+    }
+    let patterns: string[] = [];
+    for (const s of view.scope) {
+      const met = meetPatterns(entry.permission, s);
+      if (met !== null && !patterns.includes(met)) patterns.push(met);
+    }
+    for (const ceiling of view.ceilings) {
+      const next: string[] = [];
+      for (const p of patterns) {
+        for (const c of ceiling) {
+          const met = meetPatterns(p, c);
+          if (met !== null && !next.includes(met)) next.push(met);
+        }
+      }
+      patterns = next;
+      if (patterns.length > MAX_NARROWED_ENTRIES) return null;
+    }
+    allows += patterns.length;
+    if (allows > MAX_NARROWED_ENTRIES) return null;
+    for (const permission of patterns) out.push({ ...entry, permission });
+  }
+  return out;
 }

@@ -77,3 +77,46 @@ export function patternsOverlap(a: string, b: string): boolean {
   const shorter = x.length < y.length ? x : y;
   return shorter[shorter.length - 1] === '*';
 }
+
+/**
+ * The pattern matching exactly the permissions both `a` and `b` match, or null when they share
+ * none. Lets a delegation be applied to a whole permission set (AWS principal-mode policies list
+ * every route a token may call, so they need the narrowed grants, not one check).
+ */
+export function meetPatterns(a: string, b: string): string | null {
+  if (
+    !isValidPermission(a, { allowWildcards: true }) ||
+    !isValidPermission(b, { allowWildcards: true })
+  ) {
+    return null;
+  }
+  const x = a.split(':');
+  const y = b.split(':');
+  const xTail = x[x.length - 1] === '*';
+  const yTail = y[y.length - 1] === '*';
+  const meet = (s: string, t: string): string | null =>
+    s === '*' ? t : t === '*' || s === t ? s : null;
+  if (!xTail && !yTail) {
+    if (x.length !== y.length) return null;
+  }
+  // With a trailing `*` (one or more segments), the other side decides the length from there on.
+  let longer = x;
+  let shorter = y;
+  if (y.length > x.length || (y.length === x.length && !yTail)) {
+    longer = y;
+    shorter = x;
+  }
+  const shorterTail = shorter === x ? xTail : yTail;
+  if (shorter.length < longer.length && !shorterTail) return null;
+  const out: string[] = [];
+  for (let i = 0; i < longer.length; i++) {
+    if (i < shorter.length - (shorterTail ? 1 : 0)) {
+      const segment = meet(shorter[i]!, longer[i]!);
+      if (segment === null) return null;
+      out.push(segment);
+    } else {
+      out.push(longer[i]!);
+    }
+  }
+  return out.join(':');
+}

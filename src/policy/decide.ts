@@ -441,7 +441,7 @@ export class Gatehouse {
   }
 
   /** The delegation view of a Gatehouse token under the configuration, once per principal. */
-  private delegation(principal: Principal): DelegationView | DelegationRefusal {
+  delegation(principal: Principal): DelegationView | DelegationRefusal {
     let view = this.views.get(principal);
     if (view === undefined) {
       const config = this.policy.delegation;

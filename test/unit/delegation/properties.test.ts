@@ -7,7 +7,14 @@
  */
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { patternCovers, patternsOverlap, planExchange } from '../../../src/delegation/index.ts';
+import {
+  meetPatterns,
+  narrowEntries,
+  patternCovers,
+  patternsOverlap,
+  planExchange,
+  refusalFor,
+} from '../../../src/delegation/index.ts';
 import { ExchangeError } from '../../../src/errors.ts';
 import { permissionMatches } from '../../../src/permissions/index.ts';
 import { compilePolicy, Gatehouse } from '../../../src/policy/index.ts';
@@ -170,6 +177,52 @@ describe('delegation properties', () => {
           expect(patternsOverlap(a, b)).toBe(true);
         }
       }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('narrowing a whole permission set (AWS principal mode)', () => {
+  it('meetPatterns matches exactly what both patterns match', () => {
+    fc.assert(
+      fc.property(pattern, pattern, concrete, (a, b, permission) => {
+        const met = meetPatterns(a, b);
+        const both = permissionMatches(a, permission) && permissionMatches(b, permission);
+        expect(met !== null && permissionMatches(met, permission)).toBe(both);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('narrowEntries allows exactly delegator ∩ scope ∩ every ceiling', () => {
+    fc.assert(
+      fc.property(
+        grants,
+        fc.array(pattern, { minLength: 1, maxLength: 3 }),
+        ceilings,
+        fc.integer({ min: 1, max: 3 }),
+        concrete,
+        (allows, scope, ceiling, depth, permission) => {
+          const view = {
+            scope,
+            ceilings: ceiling.slice(0, depth),
+            actors: actorNames.slice(0, depth).map((subject) => ({ subject })),
+            tokenId: undefined,
+          };
+          const entries = allows.map((g) => ({
+            permission: g.permission,
+            effect: 'allow' as const,
+            via: 'direct' as const,
+          }));
+          const narrowed = narrowEntries(entries, view);
+          if (narrowed === null) return;
+          const allowed = narrowed.some((e) => permissionMatches(e.permission, permission));
+          const expected =
+            allows.some((g) => permissionMatches(g.permission, permission)) &&
+            refusalFor(view, permission) === null;
+          expect(allowed).toBe(expected);
+        },
+      ),
       { numRuns: 2000 },
     );
   });
