@@ -141,7 +141,8 @@ describe('template.yaml', () => {
 
   it('fills the delegation keys from Secrets Manager by a dynamic reference, and serves the token endpoint only with them', () => {
     const secretRef = {
-      'Fn::Sub': '{{resolve:secretsmanager:${DelegationKeysSecret}:SecretString}}',
+      // CloudFormation's own ${} placeholder, not a JavaScript one.
+      'Fn::Sub': ['{{resolve:secretsmanager:$', '{DelegationKeysSecret}:SecretString}}'].join(''),
     };
     expect(template.Parameters.DelegationKeysSecret.Default).toBe('');
     for (const [, fn] of functions) {
