@@ -22,10 +22,10 @@ import type {
   APIGatewayRequestAuthorizerEventV2,
   APIGatewayTokenAuthorizerEvent,
 } from 'aws-lambda';
-import { narrowEntries } from '../delegation/index.ts';
+import { narrowEntries, standingDenies, withStanding } from '../delegation/index.ts';
 import { ConfigError, TokenError } from '../errors.ts';
 import { consoleJsonWriter, DecisionLogger } from '../logging/decision-log.ts';
-import { compilePermissions } from '../permissions/permission-set.ts';
+import { compilePermissions, type PermissionEntry } from '../permissions/permission-set.ts';
 import { compileRoles } from '../permissions/roles.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { CachedStore } from '../stores/cache.ts';
@@ -536,8 +536,16 @@ function delegatedStatements(
   }
   const graph = roles.length === 0 ? policy.roleGraph : compileRoles(policy.roles, roles);
   const set = compilePermissions({ user: record, roles: graph, now: t });
-  const view = gatehouse.delegation(principal);
-  const narrowed = 'refused' in view ? [] : (narrowEntries(set.entries(), view) ?? []);
+  const found = gatehouse.delegation(principal);
+  const view = 'refused' in found ? found : withStanding(found, set, t);
+  let narrowed: PermissionEntry[] = [];
+  if (!('refused' in view)) {
+    narrowed = narrowEntries(set.entries(), view) ?? [];
+    // Denies of the standing grant itself (gatehouse.delegate:<actor>:…) narrow it further.
+    if (view.standing !== undefined) {
+      narrowed.push(...standingDenies(set.entries(), view.standing.subject));
+    }
+  }
   const statements = principalStatements({
     ...common,
     set: { ...set, check: set.check.bind(set), entries: () => narrowed },

@@ -44,6 +44,8 @@ export interface DelegationDocument {
   readonly actors?: readonly ActorRuleDocument[] | undefined;
   /** Accept delegated callers at the admin API (default false). */
   readonly adminApi?: boolean | undefined;
+  /** Honour standing grants (`gatehouse.delegate:<actor>:<scope>` in a record); default false. */
+  readonly standingGrants?: boolean | undefined;
 }
 
 export interface ActorRule {
@@ -67,6 +69,7 @@ export interface DelegationConfig {
   readonly maxDepth: number;
   readonly actors: readonly ActorRule[];
   readonly adminApi: boolean;
+  readonly standingGrants: boolean;
 }
 
 export const DEFAULT_KEYS_ENV = 'GATEHOUSE_DELEGATION_KEYS';
@@ -143,6 +146,7 @@ export function compileDelegation(
     maxDepth: integer(doc.maxDepth, `${field}.maxDepth`, 1, MAX_MAX_DEPTH, DEFAULT_MAX_DEPTH),
     actors: Object.freeze(actors),
     adminApi: doc.adminApi ?? false,
+    standingGrants: doc.standingGrants ?? false,
   };
 }
 

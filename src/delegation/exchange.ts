@@ -10,6 +10,7 @@ import type { Actor, Principal } from '../types.ts';
 import { type DelegationConfig, ruleFor } from './config.ts';
 import { actClaim, type DelegationClaims, newTokenId } from './mint.ts';
 import { listCovers, parseScope } from './scope.ts';
+import { STANDING_CLAIM, type StandingCeiling } from './standing.ts';
 
 export interface ExchangeInput {
   readonly config: DelegationConfig;
@@ -31,6 +32,12 @@ export interface ExchangeInput {
     delegator: Principal,
     scope: readonly string[],
   ) => Promise<string | null>;
+  /**
+   * Set when the subject is a standing grant reference (`subject` is then the delegator, built
+   * from the reference, not from a token): what the delegator's live standing grants let this
+   * actor receive. It replaces the policy's actor rule for this link.
+   */
+  readonly standing?: StandingCeiling;
 }
 
 export interface ExchangeResult {
@@ -50,7 +57,14 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
       'the actor token must be an identity provider token',
     );
   }
+  const standing = input.standing;
+  if (standing !== undefined && !config.standingGrants) {
+    throw new ExchangeError('unauthorized_client', 'standing delegation is not enabled');
+  }
   const chained = subject.issuerKind === 'self';
+  if (chained && (standing !== undefined) !== (subject.claims.grant === STANDING_CLAIM)) {
+    throw new ExchangeError('invalid_request', 'the standing grant does not match the parent');
+  }
   if (subject.issuerKind === 'external' && subject.actors.length > 0) {
     // An external token that is itself a delegation has no ceilings Gatehouse knows.
     throw new ExchangeError('invalid_request', 'the subject token carries an act claim');
@@ -67,8 +81,18 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
   if (actor.tenant !== undefined && actor.tenant !== subject.tenant) {
     throw new ExchangeError('unauthorized_client', 'the actor may not act for this subject');
   }
+  // The link a standing grant vouches for: the innermost actor of the chain.
+  const standingActor = standing === undefined ? undefined : actors[actors.length - 1];
   const ceilings: (readonly string[])[] = [];
+  // Revoked, expired or never granted: RFC 6749 §5.2 invalid_grant.
+  if (standing !== undefined && standing.patterns.length === 0) {
+    throw new ExchangeError('invalid_grant', 'no live standing grant lets this actor act');
+  }
   for (const link of actors) {
+    if (standing !== undefined && link === standingActor) {
+      ceilings.push(standing.patterns);
+      continue;
+    }
     const rule = ruleFor(config, link, subject.subject);
     if (rule === null) {
       throw new ExchangeError('unauthorized_client', 'the actor may not act for this subject');
@@ -116,6 +140,7 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
     nowSeconds + config.maxLifetimeSeconds,
     Math.floor(subject.expiresAt),
     Math.floor(actor.expiresAt),
+    standing?.expiresAt === undefined ? Number.POSITIVE_INFINITY : Math.floor(standing.expiresAt),
   );
   const expiresIn = exp - nowSeconds;
   if (expiresIn < 1) {
@@ -133,6 +158,7 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
     scope: scope.join(' '),
     act: actClaim(actors),
     ...(subject.tenant !== undefined && { tenant: subject.tenant }),
+    ...(standing !== undefined && !chained && { grant: STANDING_CLAIM }),
     ...(chained && typeof grant === 'string' && { grant }),
   };
   return { claims, expiresIn, scope, actors };

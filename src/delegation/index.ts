@@ -49,6 +49,7 @@ export {
   narrowEntries,
   type Refusal,
   refusalFor,
+  withStanding,
 } from './rule.ts';
 export {
   listCovers,
@@ -58,3 +59,14 @@ export {
   patternCovers,
   patternsOverlap,
 } from './scope.ts';
+export {
+  encodeActor,
+  STANDING_CLAIM,
+  STANDING_PREFIX,
+  type StandingCeiling,
+  standingCeiling,
+  standingDenied,
+  standingDenies,
+  standingGrant,
+  TOKEN_TYPE_STANDING,
+} from './standing.ts';

@@ -9,10 +9,11 @@
  * So a delegation never allows what the delegator alone would be denied, and each link of a
  * chain can only narrow. This file holds (2) and (3); decide() applies (1) first.
  */
-import type { PermissionEntry } from '../permissions/index.ts';
+import type { PermissionEntry, PermissionSet } from '../permissions/index.ts';
 import type { Actor, Principal } from '../types.ts';
 import { type DelegationConfig, ruleFor } from './config.ts';
 import { listMatches, meetPatterns } from './scope.ts';
+import { STANDING_CLAIM, standingCeiling } from './standing.ts';
 
 /** What a delegated principal may receive beyond the delegator's own set. */
 export interface DelegationView {
@@ -22,6 +23,12 @@ export interface DelegationView {
   readonly actors: readonly Actor[];
   /** The token id (`jti`), for logs and audit. */
   readonly tokenId: string | undefined;
+  /**
+   * Set for a token exchanged for a standing grant: its first actor (the innermost), whose
+   * ceiling is read from the delegator's record at use time (the ceiling in `ceilings` is empty
+   * until resolved with {@link withStanding}).
+   */
+  readonly standing?: Actor;
 }
 
 /** Why a delegated principal gets nothing at all. */
@@ -44,8 +51,16 @@ export function delegationView(
 ): DelegationView | DelegationRefusal {
   const actors = principal.actors;
   if (actors.length === 0 || actors.length > config.maxDepth) return { refused: 'depth' };
+  const standing =
+    principal.claims.grant === STANDING_CLAIM ? actors[actors.length - 1] : undefined;
+  if (standing !== undefined && !config.standingGrants)
+    return { refused: 'actor', actor: standing };
   const ceilings: (readonly string[])[] = [];
   for (const actor of actors) {
+    if (actor === standing) {
+      ceilings.push([]);
+      continue;
+    }
     const rule = ruleFor(config, actor, principal.subject);
     if (rule === null) return { refused: 'actor', actor };
     ceilings.push(rule.ceiling);
@@ -56,7 +71,25 @@ export function delegationView(
     ceilings,
     actors,
     tokenId: typeof jti === 'string' ? jti : undefined,
+    ...(standing !== undefined && { standing }),
   };
+}
+
+/**
+ * The view with the standing actor's ceiling read from the delegator's set now, or the refusal
+ * when no live standing grant to that actor is left (revoked, expired, or never there).
+ */
+export function withStanding(
+  view: DelegationView,
+  set: PermissionSet,
+  nowMs: number,
+): DelegationView | DelegationRefusal {
+  const actor = view.standing;
+  if (actor === undefined) return view;
+  const { patterns } = standingCeiling(set, actor.subject, nowMs);
+  if (patterns.length === 0) return { refused: 'actor', actor };
+  const ceilings = view.ceilings.map((c, i) => (view.actors[i] === actor ? patterns : c));
+  return { ...view, ceilings };
 }
 
 /** null when `permission` is within the scope and every ceiling; otherwise the set that refused. */

@@ -14,9 +14,11 @@ import {
   describeChain,
   planExchange,
   publicJwks,
+  STANDING_CLAIM,
   TOKEN_EXCHANGE_GRANT,
   TOKEN_TYPE_ACCESS_TOKEN,
   TOKEN_TYPE_JWT,
+  TOKEN_TYPE_STANDING,
 } from '../delegation/index.ts';
 import { ExchangeError, TokenError } from '../errors.ts';
 // Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
@@ -116,6 +118,29 @@ async function verifyParty(gatehouse: Gatehouse, token: string, which: string): 
   }
 }
 
+/**
+ * The delegator named by a standing grant reference (`subject_token` is her subject; her tenant
+ * is the actor's, as tenants never mix). Nothing in it is trusted beyond naming whose record to
+ * read: the grant itself must be in that record.
+ */
+function standingDelegator(reference: string, actor: Principal, nowMs: number): Principal {
+  // A subject as an identity provider issues it: bounded, no control characters.
+  if (reference.length > 256 || /[\u0000-\u001f\u007f]/.test(reference)) {
+    throw new ExchangeError('invalid_request', 'subject_token is not a subject');
+  }
+  return {
+    issuer: 'urn:gatehouse:standing',
+    issuerKind: 'external',
+    subject: reference,
+    ...(actor.tenant !== undefined && { tenant: actor.tenant }),
+    scopes: [],
+    claims: {},
+    actors: [],
+    // No token: the standing grant's own expiry bounds the new token (planExchange).
+    expiresAt: Math.floor(nowMs / 1000) + 86_400,
+  };
+}
+
 /** POST <prefix>/v1/token, transport-free. */
 export async function answerTokenRequest(
   gatehouse: Gatehouse,
@@ -164,6 +189,7 @@ export async function answerTokenRequest(
   }
   const subjectToken = form.get('subject_token');
   const actorToken = form.get('actor_token');
+  const standing = form.get('subject_token_type') === TOKEN_TYPE_STANDING;
   for (const [name, value] of [
     ['subject_token', subjectToken],
     ['actor_token', actorToken],
@@ -171,6 +197,7 @@ export async function answerTokenRequest(
     if (value === undefined)
       return refuse(new ExchangeError('invalid_request', `${name} is required`));
     const type = form.get(`${name}_type`);
+    if (name === 'subject_token' && standing) continue;
     if (type === undefined || !TOKEN_TYPES.has(type)) {
       return refuse(
         new ExchangeError(
@@ -188,9 +215,19 @@ export async function answerTokenRequest(
     return refuse(new ExchangeError('invalid_target', 'resource is not supported; use audience'));
   }
   try {
-    const subject = await verifyParty(gatehouse, subjectToken!, 'subject');
     const actor = await verifyParty(gatehouse, actorToken!, 'actor');
+    const subject = standing
+      ? standingDelegator(subjectToken!, actor, now())
+      : await verifyParty(gatehouse, subjectToken!, 'subject');
     const plan = await planExchange({
+      ...((standing ||
+        (subject.issuerKind === 'self' && subject.claims.grant === STANDING_CLAIM)) && {
+        // The innermost actor's standing grants, read from the delegator's record now.
+        standing: await gatehouse.standingFor(
+          subject,
+          standing ? actor.subject : (subject.actors.at(-1)?.subject ?? ''),
+        ),
+      }),
       config,
       subject,
       actor,

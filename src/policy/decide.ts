@@ -11,6 +11,10 @@ import {
   patternsOverlap,
   type Refusal,
   refusalFor,
+  type StandingCeiling,
+  standingCeiling,
+  standingDenied,
+  withStanding,
 } from '../delegation/index.ts';
 import { ConfigError, StoreError, TokenError, type TokenErrorCode } from '../errors.ts';
 import {
@@ -206,6 +210,12 @@ export class Gatehouse {
       }
       const view = this.delegation(principal);
       if ('refused' in view) return refusedDelegation(view, principal, route.label);
+      if (view.standing !== undefined && route.requirement.kind === 'authenticated') {
+        // No permission is checked here, but a revoked standing grant must still end the token.
+        const { set } = await this.permissionsFor(principal);
+        const resolved = withStanding(view, set, this.now());
+        if ('refused' in resolved) return refusedDelegation(resolved, principal, route.label);
+      }
     }
 
     if (route.requirement.kind === 'authenticated') {
@@ -264,6 +274,12 @@ export class Gatehouse {
     }
     const { set, permissionsHint, freshUntil } = await this.permissionsFor(principal);
     const now = this.now();
+    if (view?.standing !== undefined) {
+      // The standing actor's ceiling is what the delegator's record grants it now.
+      const resolved = withStanding(view, set, now);
+      if ('refused' in resolved) return refusedDelegation(resolved, principal, routeLabel);
+      view = resolved;
+    }
     const input: Mutable<ConditionInput> = { now, claims: principal.claims };
     if (context.ip !== undefined) input.ip = context.ip;
     if (context.country !== undefined) input.country = context.country;
@@ -290,7 +306,14 @@ export class Gatehouse {
         );
       }
       if (result.effect === 'allow') {
-        const refusal = view === null ? null : refusalFor(view, permission);
+        let refusal = view === null ? null : refusalFor(view, permission);
+        if (
+          refusal === null &&
+          view?.standing !== undefined &&
+          standingDenied(set, view.standing.subject, permission, input)
+        ) {
+          refusal = { set: 'ceiling', actor: view.standing };
+        }
         if (refusal === null) {
           matched.push({ required: permission, grant: result.grant, via: result.via });
         } else {
@@ -438,6 +461,12 @@ export class Gatehouse {
    */
   delegated(principal: Principal): boolean {
     return principal.issuerKind === 'self' && principal.issuer === this.policy.delegation?.issuer;
+  }
+
+  /** What the delegator's live standing grants let `actor` receive now (token exchange). */
+  async standingFor(delegator: Principal, actor: string): Promise<StandingCeiling> {
+    const { set } = await this.permissionsFor(delegator);
+    return standingCeiling(set, actor, this.now());
   }
 
   /** The delegation view of a Gatehouse token under the configuration, once per principal. */

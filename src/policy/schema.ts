@@ -147,6 +147,8 @@ const DelegationSchema = v.strictObject({
   actors: v.optional(v.array(ActorRuleSchema)),
   /** Accept delegated callers at the admin API (default false). */
   adminApi: v.optional(v.boolean()),
+  /** Honour standing grants (`gatehouse.delegate:<actor>:<scope>` in a delegator's record); default false. */
+  standingGrants: v.optional(v.boolean()),
 });
 
 const RoleSchema = v.strictObject({
