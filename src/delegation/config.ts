@@ -86,8 +86,8 @@ function integer(value: unknown, field: string, min: number, max: number, fallba
  * Compiles the section. `externalIssuers` are the policy's issuer names: Gatehouse's own must be
  * none of them, or an identity provider's token could pass for Gatehouse's. `secrets: false`
  * checks structure only (a Worker validating before its secrets exist). An absent secret turns
- * delegation off (the policy compiler warns, naming it); a secret that is set but malformed is a
- * ConfigError, never a silent fallback.
+ * delegation off, closed (the token endpoint answers 503 naming it); a secret that is set but
+ * malformed is a ConfigError, never a silent fallback.
  */
 export function compileDelegation(
   doc: DelegationDocument,

@@ -156,7 +156,7 @@ export async function answerTokenRequest(
   const config = gatehouse.policy.delegation;
   if (config === null) return oauthError('invalid_request', 'delegation is not configured', 404);
   if (config.keys === null) {
-    return oauthError('temporarily_unavailable', 'the delegation keys are not configured', 503);
+    return oauthError('temporarily_unavailable', `${config.keysEnv} is not set`, 503);
   }
   if (input.method.toUpperCase() !== 'POST') {
     return {

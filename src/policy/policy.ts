@@ -195,13 +195,10 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
       doc.issuers.map((issuer) => issuer.issuer),
       options.secrets ?? true,
     );
+    // Without the key secret no Gatehouse token verifies: delegation is off, closed. The token
+    // endpoint says so, naming the variable (the CLI and direct callers need no keys).
     const self = selfIssuerOptions(delegation);
     if (self !== null) issuers.push(self);
-    else if (options.secrets !== false) {
-      warnings.push(
-        `policy.delegation: ${delegation.keysEnv} is not set, so delegation is off: no delegation token is issued or accepted (gatehouse keys generate)`,
-      );
-    }
   }
 
   const warn = options.onWarning ?? defaultWarningSink(input);

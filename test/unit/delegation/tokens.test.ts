@@ -7,6 +7,7 @@ import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DELEGATION_TYPE, parseIssuerKeys, publicJwks } from '../../../src/delegation/index.ts';
 import { ConfigError } from '../../../src/errors.ts';
 import { identityHeaders } from '../../../src/http/responses.ts';
+import { answerTokenRequest } from '../../../src/http/token-exchange.ts';
 import { DecisionLogger, type DecisionLogLine } from '../../../src/logging/index.ts';
 import { compilePolicy, Gatehouse, type PolicyDocument } from '../../../src/policy/index.ts';
 import { MemoryStore } from '../../../src/stores/index.ts';
@@ -487,13 +488,21 @@ describe('who acts, as the origin and the logs see it', () => {
 });
 
 describe('without the key secret', () => {
-  it('delegation is off and closed, with a warning naming the secret', async () => {
+  it('delegation is off and closed; the token endpoint names the missing secret', async () => {
     const warnings: string[] = [];
     const policy = compilePolicy(delegationPolicy(idp), {
       env: {},
       onWarning: (w) => warnings.push(w),
     });
-    expect(warnings.join('\n')).toContain(`${KEYS_ENV} is not set`);
+    // The CLI and direct callers need no keys: nothing to warn about at compile.
+    expect(warnings).toEqual([]);
+    const answer = await answerTokenRequest(
+      new Gatehouse({ policy, store, now }),
+      { method: 'POST', contentType: 'application/x-www-form-urlencoded', body: '' },
+      { now, audit: () => {} },
+    );
+    expect(answer.status).toBe(503);
+    expect(JSON.parse(answer.body).error_description).toBe(`${KEYS_ENV} is not set`);
     const token = await signDelegation(
       keys,
       delegationClaims(clock, 'alice', [REPORTER(idp)], 'read:*'),
