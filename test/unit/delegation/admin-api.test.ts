@@ -3,6 +3,7 @@
  * otherwise, and then still bounded by the use-time rule (delegator ∩ scope ∩ ceiling).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { explainRequest, formatExplain } from '../../../src/admin/explain.ts';
 import { MemoryAdminStore } from '../../../src/admin/memory.ts';
 import { createAdminApi } from '../../../src/http/admin-api.ts';
 import { compilePolicy, Gatehouse } from '../../../src/policy/index.ts';
@@ -63,5 +64,32 @@ describe('admin API and delegated callers', () => {
   it('with adminApi: true, admits a delegated caller within its scope only', async () => {
     expect((await call(true, 'admin:permissions')).status).toBe(200);
     expect((await call(true, 'read:*')).status).toBe(403);
+  });
+});
+
+describe('check --explain with a delegation token', () => {
+  it('names the three sets and which one refused', async () => {
+    const store = new MemoryStore();
+    store.putUser({
+      subject: 'alice',
+      roles: [],
+      grants: [{ permission: 'read:posts:1' }, { permission: 'read:reports' }],
+      denies: [],
+    });
+    const policy = compilePolicy(delegationPolicy(idp), { env: { [KEYS_ENV]: keys.text } });
+    const gatehouse = new Gatehouse({ policy, store, now });
+    const token = await signDelegation(
+      keys,
+      delegationClaims(NOW, 'alice', [REPORTER(idp)], 'read:posts:*'),
+    );
+    const outside = formatExplain(
+      await explainRequest(gatehouse, { token, method: 'GET', path: '/reports' }, now),
+    );
+    expect(outside).toMatch(/^DENY 403 outside_delegation: .*outside the token's scope/);
+    expect(outside).toContain('Delegated: reporter for alice');
+    const allowed = formatExplain(
+      await explainRequest(gatehouse, { token, method: 'GET', path: '/posts/1' }, now),
+    );
+    expect(allowed).toMatch(/^ALLOW 200 allowed/);
   });
 });
