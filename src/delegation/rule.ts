@@ -92,17 +92,36 @@ export function withStanding(
   return { ...view, ceilings };
 }
 
+/** Answers remembered per view (a view lives as long as its verified token is cached). */
+const answers = new WeakMap<DelegationView, Map<string, Refusal | null>>();
+const MAX_REMEMBERED = 256;
+
 /** null when `permission` is within the scope and every ceiling; otherwise the set that refused. */
 export function refusalFor(view: DelegationView, permission: string): Refusal | null {
-  if (!listMatches(view.scope, permission)) return { set: 'scope' };
-  for (let i = 0; i < view.ceilings.length; i++) {
-    if (!listMatches(view.ceilings[i]!, permission))
-      return { set: 'ceiling', actor: view.actors[i]! };
+  // A repeated delegated request asks the same question: answer it from memory (a view never
+  // changes, so neither does the answer while it lives).
+  let memo = answers.get(view);
+  const known = memo?.get(permission);
+  if (known !== undefined) return known;
+  let refusal: Refusal | null = null;
+  if (!listMatches(view.scope, permission)) refusal = { set: 'scope' };
+  else {
+    for (let i = 0; i < view.ceilings.length; i++) {
+      if (!listMatches(view.ceilings[i]!, permission)) {
+        refusal = { set: 'ceiling', actor: view.actors[i]! };
+        break;
+      }
+    }
   }
-  return null;
+  if (memo === undefined) {
+    memo = new Map();
+    answers.set(view, memo);
+  }
+  if (memo.size < MAX_REMEMBERED) memo.set(permission, refusal);
+  return refusal;
 }
 
-/** The chain as the origin sees it in X-Auth-Actor: current actor first, comma-separated. */
+/** The chain for audit lines: actor subjects, current first, joined by ` > `. */
 export function describeChain(actors: readonly Actor[]): string {
   return actors.map((actor) => actor.subject).join(' > ');
 }

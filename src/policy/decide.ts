@@ -533,9 +533,17 @@ function explainOutside(outside: readonly { permission: string; refusal: Refusal
   return text;
 }
 
+/** The sentence an allowed delegated decision ends with, built once per view. */
+const delegatedSentences = new WeakMap<DelegationView, string>();
+
 function explainDelegated(view: DelegationView, principal: Principal): string {
-  const chain = view.actors.map((a) => a.subject).join(' for ');
-  return ` Delegated: ${chain} for ${principal.subject}; within the token's scope and every actor's ceiling.`;
+  let text = delegatedSentences.get(view);
+  if (text === undefined) {
+    const chain = view.actors.map((a) => a.subject).join(' for ');
+    text = ` Delegated: ${chain} for ${principal.subject}; within the token's scope and every actor's ceiling.`;
+    delegatedSentences.set(view, text);
+  }
+  return text;
 }
 
 function refusedDelegation(
