@@ -17,6 +17,7 @@ import {
   TOKEN_TYPE_JWT,
   TOKEN_TYPE_STANDING,
 } from '../../../src/delegation/index.ts';
+import { createAdminApi } from '../../../src/http/admin-api.ts';
 import { handleTokenRequest } from '../../../src/http/token-exchange.ts';
 import { compilePolicy, Gatehouse, type PolicyDocument } from '../../../src/policy/index.ts';
 import type { Grant, SubjectKey } from '../../../src/types.ts';
@@ -259,5 +260,92 @@ describe('standing denies for whole-set callers (AWS principal mode)', () => {
       'bob',
     );
     expect(denies.map((d) => d.permission)).toEqual(['read:secret', '*']);
+  });
+});
+
+describe('self-service standing grants at the admin API (<base>/delegations)', () => {
+  async function api(doc?: PolicyDocument) {
+    const gatehouse = await build(doc);
+    const adminApi = createAdminApi({ gatehouse, store: backend, now });
+    const call = async (method: string, path: string, token: string, body?: unknown) => {
+      const response = await adminApi.fetch(
+        new Request(`https://g.test/v1/admin/delegations${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${token}`,
+            ...(body !== undefined && { 'content-type': 'application/json' }),
+          },
+          ...(body !== undefined && { body: JSON.stringify(body) }),
+        }),
+        undefined,
+      );
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+    return { gatehouse, call };
+  }
+
+  it('alice, with her own token, lets bob act for her; bob exchanges; alice revokes', async () => {
+    const { gatehouse, call } = await api();
+    const own = await idp.mint({ sub: 'alice' });
+    const created = await call('POST', '', own, {
+      actor: 'bob',
+      scope: ['read:posts:*'],
+      expires: '1d',
+    });
+    expect(created.status).toBe(201);
+    expect(created.body.delegations).toEqual([
+      { permission: 'gatehouse.delegate:bob:read:posts:*', expiresAt: START / 1000 + 86_400 },
+    ]);
+    const audit = await backend.listAudit({ since: 0 });
+    expect(audit[0]).toMatchObject({ actor: `${idp.issuer}#alice`, operation: 'grant' });
+    expect((await call('GET', '', own)).body.delegations).toHaveLength(1);
+
+    // A new grant applies within the permission cache bound, like any grant.
+    clock += 31_000;
+    const token = (await exchange(gatehouse, 'bob', 'read:posts:*')).body.access_token as string;
+    expect((await decide(gatehouse, token)).allow).toBe(true);
+
+    expect((await call('DELETE', '/bob', own)).status).toBe(200);
+    clock += 31_000;
+    expect((await decide(gatehouse, token)).reason).toBe('delegation_refused');
+    expect((await call('DELETE', '/bob', own)).status).toBe(404);
+  });
+
+  it('refuses to give away what alice does not hold, or without a bounded expiry', async () => {
+    const { call } = await api();
+    const own = await idp.mint({ sub: 'alice' });
+    const write = await call('POST', '', own, {
+      actor: 'bob',
+      scope: ['write:posts:*'],
+      expires: '1d',
+    });
+    expect(write).toMatchObject({ status: 403, body: { field: 'scope' } });
+    const forever = await call('POST', '', own, { actor: 'bob', scope: ['read:posts:*'] });
+    expect(forever).toMatchObject({ status: 400, body: { field: 'expires' } });
+    const long = await call('POST', '', own, {
+      actor: 'bob',
+      scope: ['read:posts:*'],
+      expires: '100d',
+    });
+    expect(long).toMatchObject({ status: 400, body: { field: 'expires' } });
+    const everything = await call('POST', '', own, { actor: 'bob', scope: ['*'], expires: '1d' });
+    expect(everything).toMatchObject({ status: 400, body: { field: 'scope[0]' } });
+    expect(await backend.listAudit({ since: 0 })).toHaveLength(1); // the reader assignment only
+  });
+
+  it('refuses delegated callers and is off unless the policy enables standing grants', async () => {
+    const { call } = await api();
+    const delegatedToken = await signDelegation(
+      keys,
+      delegationClaims(clock, 'alice', [{ subject: 'reporter', issuer: idp.issuer }], 'read:*'),
+    );
+    const asDelegate = await call('POST', '', delegatedToken, {
+      actor: 'mallory',
+      scope: ['read:posts:*'],
+      expires: '1d',
+    });
+    expect(asDelegate).toMatchObject({ status: 403, body: { reason: 'delegation_refused' } });
+    const off = await api(delegationPolicy(idp));
+    expect((await off.call('GET', '', await idp.mint({ sub: 'alice' }))).status).toBe(404);
   });
 });
