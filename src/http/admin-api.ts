@@ -21,7 +21,7 @@ import { explainRequest } from '../admin/explain.ts';
 import { type ChangeResult, PermissionAdmin } from '../admin/operations.ts';
 import { parseExpiry, parseSince } from '../admin/time.ts';
 import type { AdminStore, AuditRecord } from '../admin/types.ts';
-import { encodeActor, STANDING_PREFIX, standingGrant } from '../delegation/index.ts';
+import { encodeActor, listCovers, STANDING_PREFIX, standingGrant } from '../delegation/index.ts';
 import { AdminError, ConfigError, StoreError, TokenError } from '../errors.ts';
 import type { DecisionLogger } from '../logging/decision-log.ts';
 import { isValidPermission } from '../permissions/grammar.ts';
@@ -1043,6 +1043,22 @@ async function handleDelegations(
       const expiresAt = parseExpires(body.expires, 'expires', now);
       if (expiresAt * 1000 > now + MAX_STANDING_DAYS * 86_400_000) {
         throw invalid('expires', `at most ${MAX_STANDING_DAYS} days from now`);
+      }
+      // A delegated caller (admitted only with delegation.adminApi) gives away no more than its
+      // own token passes on: the delegator's set alone would widen it.
+      if (api.gatehouse.delegated(caller)) {
+        const view = api.gatehouse.delegation(caller);
+        const beyond =
+          'refused' in view || view.standing !== undefined
+            ? scope[0]
+            : scope.find(
+                (p) => !listCovers(view.scope, p) || !view.ceilings.every((c) => listCovers(c, p)),
+              );
+        if (beyond !== undefined) {
+          return adminProblem(403, 'invalid_request', `Your token does not pass on ${beyond}.`, {
+            field: 'scope',
+          });
+        }
       }
       const lacks = await api.gatehouse.delegatorLacks(caller, scope);
       if (lacks !== null) {

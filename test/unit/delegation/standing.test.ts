@@ -349,3 +349,34 @@ describe('self-service standing grants at the admin API (<base>/delegations)', (
     expect((await off.call('GET', '', await idp.mint({ sub: 'alice' }))).status).toBe(404);
   });
 });
+
+describe('self-service with delegation.adminApi', () => {
+  it('a delegated caller gives away no more than its own token passes on', async () => {
+    const doc = delegationPolicy(idp, {}, { standingGrants: true, adminApi: true });
+    const gatehouse = await build(doc);
+    const adminApi = createAdminApi({ gatehouse, store: backend, now });
+    const post = async (scope: string[]) => {
+      const token = await signDelegation(
+        keys,
+        delegationClaims(
+          clock,
+          'alice',
+          [{ subject: 'reporter', issuer: idp.issuer }],
+          'read:posts:*',
+        ),
+      );
+      const response = await adminApi.fetch(
+        new Request('https://g.test/v1/admin/delegations', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ actor: 'mallory', scope, expires: '1d' }),
+        }),
+        undefined,
+      );
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+    // alice holds read:* (reader), but reporter's token carries read:posts:* only.
+    expect(await post(['read:reports'])).toMatchObject({ status: 403, body: { field: 'scope' } });
+    expect((await post(['read:posts:1'])).status).toBe(201);
+  });
+});
