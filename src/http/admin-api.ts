@@ -488,6 +488,18 @@ function adminContext(options: AdminApiOptions): AdminContext {
   return api;
 }
 
+/**
+ * Who a change is audited as: `<iss>#<sub>`, and for a delegation token (admitted only with
+ * `delegation.adminApi`) the actor chain and token id too, so the record says who really acted.
+ */
+function auditActor(caller: Principal): string {
+  const base = `${caller.issuer}#${caller.subject}`;
+  if (caller.issuerKind !== 'self' || caller.actors.length === 0) return base;
+  const jti = caller.claims.jti;
+  const chain = caller.actors.map((a) => a.subject).join(' > ');
+  return `${base} by ${chain}${typeof jti === 'string' ? ` (token ${jti})` : ''}`;
+}
+
 /** The management operations, acting (and audited) as `actor`. */
 function adminFor(api: AdminContext, actor: string): PermissionAdmin {
   return new PermissionAdmin({
@@ -714,7 +726,7 @@ async function readCall(
   const subject = params.subject ?? '';
   return {
     api,
-    admin: adminFor(api, `${caller.issuer}#${caller.subject}`),
+    admin: adminFor(api, auditActor(caller)),
     params,
     tenant,
     key: tenant === undefined ? { subject } : { subject, tenant },
@@ -1009,7 +1021,7 @@ async function handleDelegations(
     caller.tenant === undefined
       ? { subject: caller.subject }
       : { subject: caller.subject, tenant: caller.tenant };
-  const admin = adminFor(api, `${caller.issuer}#${caller.subject}`);
+  const admin = adminFor(api, auditActor(caller));
   const mine = async () => {
     const shown = await admin.show(key);
     return (shown.record?.grants ?? [])

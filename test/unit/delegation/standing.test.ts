@@ -378,5 +378,10 @@ describe('self-service with delegation.adminApi', () => {
     // alice holds read:* (reader), but reporter's token carries read:posts:* only.
     expect(await post(['read:reports'])).toMatchObject({ status: 403, body: { field: 'scope' } });
     expect((await post(['read:posts:1'])).status).toBe(201);
+    // The audit record names who really acted: the delegator, the actor chain, the token.
+    const [latest] = await backend.listAudit({ since: 0 });
+    expect(latest?.actor).toMatch(
+      /^https:\/\/gatehouse\.test\/delegation#alice by reporter \(token t-/,
+    );
   });
 });
