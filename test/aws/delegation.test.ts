@@ -5,8 +5,24 @@
  * other way round); the context carries the actor chain and token id.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PermissionAdmin } from '../../src/admin/operations.ts';
+import { DynamoDBAdminStore } from '../../src/aws/dynamodb-admin-store.ts';
 import { createLambdaHandler } from '../../src/aws/lambda.ts';
-import { type DecisionCase, demoDelegationKeys, demoToken } from '../support/cases.ts';
+import {
+  actClaim,
+  createSigner,
+  parseIssuerKeys,
+  STANDING_CLAIM,
+  standingGrant,
+} from '../../src/delegation/index.ts';
+import { compilePolicy } from '../../src/policy/index.ts';
+import {
+  DEMO_DELEGATION_ISSUER,
+  DEMO_ISSUER,
+  type DecisionCase,
+  demoDelegationKeys,
+  demoToken,
+} from '../support/cases.ts';
 import { evaluatePolicy } from './apigw-cache-model.ts';
 import {
   DEMO_POLICY,
@@ -114,5 +130,69 @@ describe('delegation through the Lambda authorizer', () => {
       isAuthorized: false,
       context: { reason: 'outside_delegation' },
     });
+  });
+});
+
+describe('standing delegation through the Lambda authorizer', () => {
+  it('a principal-mode answer follows the standing grant and its denies, from the table', async () => {
+    const standingTable = await demoTable(local.client());
+    const policy = structuredClone(DEMO_POLICY) as { delegation: Record<string, unknown> };
+    policy.delegation = { ...policy.delegation, standingGrants: true };
+    const admin = new PermissionAdmin({
+      store: new DynamoDBAdminStore({ client: local.client(), tableName: standingTable }),
+      policyRoles: compilePolicy(policy, { env: { GATEHOUSE_DEV_SECRET: SECRET } }).roles,
+      actor: 'test',
+      via: 'cli',
+    });
+    // alice (reader, plus read:drafts) lets bob read, but takes her drafts back with a deny.
+    await admin.grant({ subject: 'alice' }, { permission: standingGrant('bob', 'read:*')! });
+    await admin.deny({ subject: 'alice' }, { permission: 'gatehouse.delegate:bob:read:drafts' });
+    const h = createLambdaHandler({
+      policy,
+      env: {
+        TABLE_NAME: standingTable,
+        GATEHOUSE_DEV_SECRET: SECRET,
+        GATEHOUSE_DELEGATION_KEYS: keys,
+        AUTHORIZER_MODE: 'principal',
+      },
+      client: local.client(),
+      log: () => {},
+    });
+    const set = parseIssuerKeys(keys, 'test');
+    const now = Math.floor(Date.now() / 1000);
+    const token = await createSigner(set).sign({
+      iss: DEMO_DELEGATION_ISSUER,
+      sub: 'alice',
+      aud: DEMO_DELEGATION_ISSUER,
+      iat: now,
+      nbf: now,
+      exp: now + 300,
+      jti: 'standing-1',
+      scope: 'read:*',
+      act: actClaim([{ subject: 'bob', issuer: DEMO_ISSUER }]),
+      grant: STANDING_CLAIM,
+    });
+    const response = await h(tokenEvent('GET', '/posts/1', token));
+    expect(evaluatePolicy(response, `${PREFIX}GET/posts/1`).allow).toBe(true);
+    // read:drafts is alice's and within read:*, but her deny on the standing grant wins...
+    expect(evaluatePolicy(response, `${PREFIX}GET/drafts`).allow).toBe(false);
+    // ...and nothing beyond the grant is passed on.
+    expect(evaluatePolicy(response, `${PREFIX}PUT/posts/1`).allow).toBe(false);
+    await admin.revoke({ subject: 'alice' }, standingGrant('bob', 'read:*')!);
+    const fresh = createLambdaHandler({
+      policy,
+      env: {
+        TABLE_NAME: standingTable,
+        GATEHOUSE_DEV_SECRET: SECRET,
+        GATEHOUSE_DELEGATION_KEYS: keys,
+        AUTHORIZER_MODE: 'principal',
+      },
+      client: local.client(),
+      log: () => {},
+    });
+    const revoked = await fresh(tokenEvent('GET', '/posts/1', token)).catch((e: Error) => e);
+    const denied =
+      revoked instanceof Error || !evaluatePolicy(revoked, `${PREFIX}GET/posts/1`).allow;
+    expect(denied).toBe(true);
   });
 });
