@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { cloudflareTest } from '@cloudflare/vitest-plugin';
 import { defineConfig } from 'vitest/config';
 
@@ -23,6 +24,16 @@ async function echoServiceBinding(request: Request): Promise<Response> {
   return Response.json({ method: request.method, url: request.url, headers, body });
 }
 
+/** A delegation key set generated per run (the demo policy delegates), as npm start writes it. */
+function delegationKeys(): string {
+  const key = (kid: string) => ({
+    ...generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' }),
+    kid,
+    alg: 'EdDSA',
+  });
+  return JSON.stringify({ current: key('test-current'), next: key('test-next') });
+}
+
 export default defineConfig({
   test: {
     onConsoleLog: quietDecisionLines,
@@ -41,7 +52,10 @@ export default defineConfig({
             wrangler: { configPath: './wrangler.toml' },
             // A dev secret for the demo issuer in tests (never a real one; .dev.vars is absent in CI).
             miniflare: {
-              bindings: { GATEHOUSE_DEV_SECRET: 'workers-test-secret-0123456789abcdef-0123' },
+              bindings: {
+                GATEHOUSE_DEV_SECRET: 'workers-test-secret-0123456789abcdef-0123',
+                GATEHOUSE_DELEGATION_KEYS: delegationKeys(),
+              },
               // wrangler.toml binds ADMIN to the admin Worker, which this project does not run:
               // here the binding answers with what crossed it (method, URL, headers, body), so
               // test/workers/admin-forward.test.ts sees exactly what the guard forwards.

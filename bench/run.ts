@@ -13,6 +13,12 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { JwtRsaVerifier } from 'aws-jwt-verify';
 import * as jose from 'jose';
+import {
+  actClaim,
+  createSigner,
+  generateIssuerKeySet,
+  parseIssuerKeys,
+} from '../src/delegation/index.ts';
 import { compilePermissions, compileRoles } from '../src/permissions/index.ts';
 import { compilePolicy, Gatehouse } from '../src/policy/index.ts';
 import { MemoryStore } from '../src/stores/index.ts';
@@ -191,6 +197,25 @@ async function main(): Promise<void> {
     );
   }
 
+  // Delegation: the same repeated decision with a delegation token (reporter for alice) over the
+  // delegator's own token, side by side on one Gatehouse. Both tokens are cached after the first
+  // decision, so the figure is what the use-time rule (scope and ceiling) adds.
+  {
+    const ratio = await benchDelegationRatio(keys[0]!);
+    results['delegation.decision_ratio_vs_direct'] = round(ratio.ratio, 3);
+    results['delegation.decision_us'] = round(ratio.delegated, 3);
+    results['delegation.direct_us'] = round(ratio.direct, 3);
+    table.push(
+      row(
+        'delegation.decision_ratio_vs_direct',
+        ratio.ratio,
+        '≤ 1.2',
+        ratio.ratio <= 1.2,
+        `${formatFigure(ratio.delegated)} µs vs own token ${formatFigure(ratio.direct)} µs`,
+      ),
+    );
+  }
+
   // One permission check: 200 grants, 10 roles, wildcards included.
   {
     const checkUs = benchCheck();
@@ -247,6 +272,66 @@ async function main(): Promise<void> {
 }
 
 const TABLE_HEAD = ['| figure | value | goal | met | notes |', '|---|---|---|---|---|'];
+
+/**
+ * A repeated delegated decision over the same decision with the delegator's own token: one
+ * Gatehouse with a delegation section, alice's token and a delegation token for her (actor
+ * reporter, scope read:*), both warm in the token and permission caches.
+ */
+async function benchDelegationRatio(
+  key: KeyMaterial,
+): Promise<{ ratio: number; delegated: number; direct: number }> {
+  const keySet = await generateIssuerKeySet('EdDSA');
+  const policy = compilePolicy(
+    {
+      version: 1,
+      issuers: [
+        {
+          issuer: ISSUER,
+          audiences: [AUDIENCE],
+          algorithms: [key.alg],
+          keys: { jwks: { keys: [key.jwk] } },
+        },
+      ],
+      roles: { reader: { grants: ['read:posts'] } },
+      routes: [{ method: 'GET', path: '/posts/:id', require: ['read:posts'] }],
+      delegation: {
+        issuer: 'https://gatehouse.bench.example/delegation',
+        actors: [{ subject: 'reporter', for: ['*'], ceiling: ['read:*'] }],
+      },
+    },
+    { env: { GATEHOUSE_DELEGATION_KEYS: keySet } },
+  );
+  const store = new MemoryStore();
+  store.putUser({ subject: 'alice', roles: [{ role: 'reader' }], grants: [], denies: [] });
+  const gatehouse = new Gatehouse({ policy, store });
+  const now = Math.floor(Date.now() / 1000);
+  const delegated = await createSigner(parseIssuerKeys(keySet, 'bench')).sign({
+    iss: 'https://gatehouse.bench.example/delegation',
+    sub: 'alice',
+    aud: 'https://gatehouse.bench.example/delegation',
+    iat: now,
+    nbf: now,
+    exp: now + 900,
+    jti: 'bench-delegation',
+    scope: 'read:*',
+    act: actClaim([{ subject: 'reporter', issuer: ISSUER }]),
+  });
+  const [own] = await mint(key, 1, 4_000_000);
+  const decide = (token: string) =>
+    gatehouse.decide({ method: 'GET', path: '/posts/42', authorization: `Bearer ${token}` });
+  for (const token of [delegated, own!]) {
+    const first = await decide(token);
+    if (!first.allow) throw new Error(`bench setup: expected allow, got ${first.reason}`);
+  }
+  const pairs = Array.from({ length: ROUNDS }, () => Array.from({ length: BATCH * 4 }, () => 0));
+  const { a, b } = await sideBySide(
+    pairs,
+    () => decide(delegated),
+    () => decide(own!),
+  );
+  return { ratio: a / b, delegated: a, direct: b };
+}
 
 function benchCheck(): number {
   const grant = (permission: string): Grant => ({ permission });

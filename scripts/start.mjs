@@ -126,7 +126,8 @@ try {
   const placeholders = Object.fromEntries(
     secretNames(policyDoc).map((name) => [name, randomBytes(32).toString('base64url')]),
   );
-  compiled = compilePolicy(policyDoc, { env: placeholders });
+  // secrets: false — the delegation key set is generated below when absent, not required here.
+  compiled = compilePolicy(policyDoc, { env: placeholders, secrets: false });
 } catch (error) {
   if (error?.name !== 'ConfigError') throw error;
   fail(`${shown(policyPath ?? configPath)}: ${error.message}`);
@@ -175,6 +176,28 @@ if (issuer !== undefined) {
   secret = ensured.secret;
   if (ensured.created) {
     console.log(`gatehouse: wrote a new ${issuer.secretEnv} to ${shown(varsFile)}`);
+  }
+}
+
+// 2b. Gatehouse's own delegation signing keys (Ed25519, current + next), when the policy has a
+//     `delegation` section: generated like the dev secret, single-quoted (the value is JSON).
+if (compiled.delegation !== null) {
+  const { generateIssuerKeySet } = await import('../src/delegation/keys.ts');
+  const keySet = await generateIssuerKeySet('EdDSA');
+  const ensured = ensureDevSecret(
+    {
+      readFile: (path) => (existsSync(path) ? readFileSync(path, 'utf8') : null),
+      writeFile: (path, text, mode) => writeFileSync(path, text, { mode }),
+      chmod: (path, mode) => chmodSync(path, mode),
+    },
+    varsFile,
+    compiled.delegation.keysEnv,
+    () => `'${keySet}'`,
+  );
+  if (ensured.created) {
+    console.log(
+      `gatehouse: wrote new delegation signing keys (${compiled.delegation.keysEnv}) to ${shown(varsFile)}`,
+    );
   }
 }
 
@@ -283,7 +306,11 @@ if (answer >= 500) {
 
 if (isDemo) {
   const token = (subject) => mintDevToken({ subject, ttlSeconds: 3600, secret, issuer });
-  const [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map(token));
+  const [alice, bob, carol, reporter] = await Promise.all(
+    ['alice', 'bob', 'carol', 'reporter'].map(token),
+  );
+  const exchange = 'urn:ietf:params:oauth:grant-type:token-exchange';
+  const jwtType = 'urn:ietf:params:oauth:token-type:jwt';
   console.log(`
 gatehouse: the guard is up on ${base} (demo policy, local KV). Tokens last 1 hour;
 mint more with: ${withFlags('npx gatehouse token <subject> --ttl 1h')}
@@ -305,13 +332,22 @@ mint more with: ${withFlags('npx gatehouse token <subject> --ttl 1h')}
     -H 'content-type: application/json' -d '{"subject":"bob","permission":"publish:posts"}'
   # forward-auth, as nginx auth_request would ask
   curl -i ${base}/.gatehouse/v1/authorize -H 'Authorization: Bearer ${bob}' \\
-    -H 'X-Forwarded-Method: DELETE' -H 'X-Forwarded-Uri: /posts/7'${
-      adminConfigPath === undefined
-        ? ''
-        : `
+    -H 'X-Forwarded-Method: DELETE' -H 'X-Forwarded-Uri: /posts/7'
+  # delegation: the service reporter acts for alice, read-only (RFC 8693 token exchange)
+  curl -s ${base}/.gatehouse/v1/token -d grant_type=${exchange} \\
+    -d subject_token=${alice} -d subject_token_type=${jwtType} \\
+    -d actor_token=${reporter} -d actor_token_type=${jwtType} -d scope=read:posts
+  # use its access_token: allowed for alice, and the origin sees X-Auth-Actor: reporter;
+  # /drafts (alice has it, the scope does not) answers 403 outside_delegation
+  curl -i ${base}/posts/1 -H "Authorization: Bearer <access_token>"
+  # Gatehouse's public keys
+  curl -s ${base}/.gatehouse/jwks.json${
+    adminConfigPath === undefined
+      ? ''
+      : `
   # carol reads bob's permissions through the admin API (the admin Worker, same URL)
   curl -s ${base}/.gatehouse/v1/admin/users/bob -H 'Authorization: Bearer ${carol}'`
-    }
+  }
 `);
 } else {
   const tokens =

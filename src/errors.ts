@@ -131,3 +131,26 @@ export class AdminError extends GatehouseError {
     this.field = options?.field;
   }
 }
+
+/** RFC 6749 §5.2 / RFC 8693 §2.2.2 error codes of the token endpoint. */
+export type ExchangeErrorCode =
+  | 'invalid_request'
+  | 'invalid_grant'
+  | 'invalid_scope'
+  | 'invalid_target'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type';
+
+/**
+ * A token exchange refused. `code` is the OAuth error sent to the client (400, or 401 for
+ * `unauthorized_client` per RFC 6749 §5.2 only when client authentication failed; here 400);
+ * the message is a fixed sentence, never a token or claim.
+ */
+export class ExchangeError extends GatehouseError {
+  override readonly name = 'ExchangeError';
+  readonly code: ExchangeErrorCode;
+  constructor(code: ExchangeErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}

@@ -130,6 +130,10 @@ export type ReasonCode =
   | 'missing_permission'
   | 'explicit_deny'
   | 'tenant_mismatch'
+  /** A delegated caller where delegation is refused, or whose actor may no longer act. */
+  | 'delegation_refused'
+  /** The delegator holds the permission, but it is outside the token's scope or an actor's ceiling. */
+  | 'outside_delegation'
   | 'store_unavailable'
   | 'configuration_error'
   | 'internal_error'

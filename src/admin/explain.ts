@@ -221,6 +221,19 @@ async function traceRequest(
     ...(principal.tenant !== undefined && { tenant: principal.tenant }),
     issuer: principal.issuer,
   };
+  if (gatehouse.delegated(principal)) {
+    // The three sets of the use-time rule; the answer line names the one that refused.
+    const view = gatehouse.delegation(principal);
+    const chain = principal.actors.map((a) => a.subject).join(' for ');
+    trace.notes.push(
+      `Delegated: ${chain} for ${principal.subject}. Allowed only where all three allow: ` +
+        `${principal.subject}'s own permissions below (deny wins), the token's scope ` +
+        `(${principal.scopes.join(' ')}), and each actor's ceiling` +
+        ('refused' in view
+          ? ' — refused now: the chain is too deep or an actor may no longer act.'
+          : `: ${view.actors.map((a, i) => `${a.subject} ${view.standing === a ? '(standing grants)' : (view.ceilings[i] ?? []).join(' ')}`).join('; ')}.`),
+    );
+  }
   if (trace.required.length === 0) return trace;
 
   let set: PermissionSet;

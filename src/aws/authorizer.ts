@@ -22,9 +22,10 @@ import type {
   APIGatewayRequestAuthorizerEventV2,
   APIGatewayTokenAuthorizerEvent,
 } from 'aws-lambda';
+import { narrowEntries, standingDenies, withStanding } from '../delegation/index.ts';
 import { ConfigError, TokenError } from '../errors.ts';
 import { consoleJsonWriter, DecisionLogger } from '../logging/decision-log.ts';
-import { compilePermissions } from '../permissions/permission-set.ts';
+import { compilePermissions, type PermissionEntry } from '../permissions/permission-set.ts';
 import { compileRoles } from '../permissions/roles.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { CachedStore } from '../stores/cache.ts';
@@ -33,6 +34,7 @@ import { extractBearer } from '../token/bearer.ts';
 import type { Decision, Principal, RoleRecord, UserRecord } from '../types.ts';
 import {
   MAX_RESOURCE_LENGTH,
+  type PrincipalPolicyInput,
   type PrincipalStatements,
   principalStatements,
 } from './iam-policy.ts';
@@ -220,6 +222,12 @@ export function buildContext(
     context.subject = clip(p.subject);
     if (p.tenant !== undefined) context.tenant = clip(p.tenant);
     context.scopes = clip(p.scopes.join(' '));
+    // Who acts for the subject (a Gatehouse delegation token): the origin's X-Auth-Actor.
+    if (p.issuerKind === 'self' && p.actors.length > 0) {
+      context.actor = clip(p.actors.map((a) => a.subject).join(' '));
+      const jti = p.claims.jti;
+      if (typeof jti === 'string') context.tokenId = clip(jti);
+    }
   }
   // Per-route details only where the answer is per route: a principal-mode answer is reused.
   if (mode === 'route') {
@@ -230,7 +238,7 @@ export function buildContext(
       context.grant = clip(first.grant);
     }
   }
-  for (const key of ['grant', 'permission', 'route', 'scopes', 'tenant']) {
+  for (const key of ['grant', 'permission', 'route', 'tokenId', 'scopes', 'tenant']) {
     if (JSON.stringify(context).length <= CONTEXT_BUDGET_BYTES) break;
     delete context[key];
   }
@@ -243,6 +251,8 @@ function statement(effect: 'Allow' | 'Deny', resources: readonly string[]) {
 
 interface PrincipalCacheEntry {
   readonly roles: readonly RoleRecord[];
+  /** For a delegated principal's entry: the delegator's record it was narrowed from. */
+  readonly record?: UserRecord | null;
   readonly key: string;
   readonly statements: PrincipalStatements;
   readonly validUntil: number;
@@ -469,6 +479,9 @@ async function statementsFor(
   }
   const { record, roles } = await loadPermissions(gatehouse, principal);
   const t = now();
+  if (gatehouse.delegated(principal)) {
+    return delegatedStatements(config, principal, record, roles, common, t);
+  }
   const memoKey = record ?? noRecordKey(principal.tenant);
   const cacheKey = `${prefix}|${principal.tenant ?? ''}`;
   const memo = compiled.get(memoKey);
@@ -503,6 +516,65 @@ async function statementsFor(
   compiled.set(memoKey, {
     roles,
     key: cacheKey,
+    statements,
+    validUntil: Math.min(next, t + 60_000),
+  });
+  return statements;
+}
+
+/**
+ * A delegation token's statements: the delegator's set narrowed to the token's scope and every
+ * actor's ceiling (denies kept), without routes that refuse delegated callers. Memoised per
+ * verified principal, never per record: the delegator's own answer must stay unnarrowed, and
+ * two tokens of one delegator differ.
+ */
+function delegatedStatements(
+  config: AuthorizerConfig,
+  principal: Principal,
+  record: UserRecord | null,
+  roles: readonly RoleRecord[],
+  common: Omit<PrincipalPolicyInput, 'set' | 'tenant' | 'authenticated' | 'now'>,
+  t: number,
+): PrincipalStatements {
+  const { gatehouse, ttl } = config;
+  const policy = gatehouse.policy;
+  const memo = config.compiled.get(principal);
+  const key = `${common.maxResourceLength}|delegated`;
+  if (
+    memo &&
+    memo.roles === roles &&
+    memo.record === record &&
+    memo.key === key &&
+    t < memo.validUntil
+  ) {
+    return memo.statements;
+  }
+  const graph = roles.length === 0 ? policy.roleGraph : compileRoles(policy.roles, roles);
+  const set = compilePermissions({ user: record, roles: graph, now: t });
+  const found = gatehouse.delegation(principal);
+  const view = 'refused' in found ? found : withStanding(found, set, t);
+  let narrowed: PermissionEntry[] = [];
+  if (!('refused' in view)) {
+    narrowed = narrowEntries(set.entries(), view) ?? [];
+    // Denies of the standing grant itself (gatehouse.delegate:<actor>:…) narrow it further.
+    if (view.standing !== undefined) {
+      narrowed.push(...standingDenies(set.entries(), view.standing.subject));
+    }
+  }
+  const statements = principalStatements({
+    ...common,
+    set: { ...set, check: set.check.bind(set), entries: () => narrowed },
+    tenant: principal.tenant,
+    authenticated: true,
+    delegated: true,
+    now: t,
+  });
+  const next =
+    set.nextExpiry === undefined ? Number.POSITIVE_INFINITY : (set.nextExpiry - ttl) * 1000;
+  config.compiled.set(principal, {
+    roles,
+    record,
+    key,
     statements,
     validUntil: Math.min(next, t + 60_000),
   });

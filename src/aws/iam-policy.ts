@@ -97,6 +97,11 @@ export interface PrincipalPolicyInput {
   readonly tenantParam: string | undefined;
   /** Whether the principal holds a valid token (false: only public routes are listed). */
   readonly authenticated: boolean;
+  /**
+   * A delegated principal (Gatehouse delegation token): routes with `delegated: false` are left
+   * out, and `set` must already be narrowed to the token's scope and ceilings. Default false.
+   */
+  readonly delegated?: boolean;
   /** Decision time, ms. */
   readonly now: number;
   /** How long API Gateway may reuse the answer, seconds (the authorizer's cache TTL). */
@@ -420,6 +425,9 @@ function judge(shape: Shape, input: PrincipalPolicyInput, c: Classified): Verdic
   const requirement = route.requirement;
   if (requirement.kind === 'public') return { kind: 'all' };
   if (!input.authenticated) return { kind: 'none', why: 'needs a token' };
+  if (input.delegated === true && !route.delegated) {
+    return { kind: 'none', why: 'refuses delegated callers' };
+  }
   const fixed: Record<string, string> = {};
   for (const seg of shape.segs)
     if ('param' in seg && seg.fixed !== undefined) fixed[seg.param] = seg.fixed;

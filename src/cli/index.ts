@@ -3,6 +3,7 @@
  * (src/cli/manage.ts) change and explain permissions in a target store.
  */
 import { type CliIo, UsageError } from './io.ts';
+import { KEYS_USAGE, keysCommand } from './keys.ts';
 import { MANAGE_COMMANDS, runManageCommand } from './manage.ts';
 import { TOKEN_USAGE, tokenCommand } from './token.ts';
 
@@ -17,6 +18,11 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'mint a development token for a subject',
     usage: TOKEN_USAGE,
     run: tokenCommand,
+  },
+  keys: {
+    summary: "generate, rotate or publish Gatehouse's delegation signing keys",
+    usage: KEYS_USAGE,
+    run: keysCommand,
   },
   ...Object.fromEntries(
     Object.entries(MANAGE_COMMANDS).map(([name, command]) => [

@@ -21,6 +21,7 @@ import { explainRequest } from '../admin/explain.ts';
 import { type ChangeResult, PermissionAdmin } from '../admin/operations.ts';
 import { parseExpiry, parseSince } from '../admin/time.ts';
 import type { AdminStore, AuditRecord } from '../admin/types.ts';
+import { encodeActor, listCovers, STANDING_PREFIX, standingGrant } from '../delegation/index.ts';
 import { AdminError, ConfigError, StoreError, TokenError } from '../errors.ts';
 import type { DecisionLogger } from '../logging/decision-log.ts';
 import { isValidPermission } from '../permissions/grammar.ts';
@@ -508,6 +509,18 @@ function adminContext(options: AdminApiOptions): AdminContext {
   return api;
 }
 
+/**
+ * Who a change is audited as: `<iss>#<sub>`, and for a delegation token (admitted only with
+ * `delegation.adminApi`) the actor chain and token id too, so the record says who really acted.
+ */
+function auditActor(caller: Principal): string {
+  const base = `${caller.issuer}#${caller.subject}`;
+  if (caller.issuerKind !== 'self' || caller.actors.length === 0) return base;
+  const jti = caller.claims.jti;
+  const chain = caller.actors.map((a) => a.subject).join(' > ');
+  return `${base} by ${chain}${typeof jti === 'string' ? ` (token ${jti})` : ''}`;
+}
+
 /** The management operations, acting (and audited) as `actor`. */
 function adminFor(api: AdminContext, actor: string): PermissionAdmin {
   return new PermissionAdmin({
@@ -576,6 +589,8 @@ async function handleCall(api: AdminContext, request: AdminRequest): Promise<Res
   const startedAt = api.decisionLog?.start() ?? 0;
   const caller = await authenticate(api, request, startedAt);
   if (caller instanceof Response) return caller;
+  // The caller's own standing delegations: no admin permission, only her own record.
+  if (request.segments?.[0] === 'delegations') return handleDelegations(api, request, caller);
   const scope = scopeTenant(caller, request.query);
   if (scope instanceof Response) return scope;
   const denied = await authorize(api, request, caller, scope, startedAt);
@@ -604,7 +619,21 @@ async function authenticate(
 ): Promise<Principal | Response> {
   const authorization = request.headers.get('authorization');
   try {
-    return (await api.gatehouse.verifier.verify(extractBearer(authorization))).principal;
+    const principal = (await api.gatehouse.verifier.verify(extractBearer(authorization))).principal;
+    // Managing permissions on someone's behalf is refused unless the policy says otherwise
+    // (delegation.adminApi); when allowed, the use-time rule still bounds what the caller may do.
+    if (api.gatehouse.delegated(principal) && api.gatehouse.policy.delegation?.adminApi !== true) {
+      const refused: Decision = {
+        allow: false,
+        status: 403,
+        reason: 'delegation_refused',
+        explain: 'The admin API refuses delegated callers.',
+        principal,
+      };
+      await logAuthorization(api, request, refused, startedAt);
+      return denyResponse(refused, authorization);
+    }
+    return principal;
   } catch (error) {
     const reason = error instanceof TokenError ? error.code : 'internal_error';
     const status = reason === 'keys_unavailable' || reason === 'internal_error' ? 503 : 401;
@@ -723,7 +752,7 @@ async function readCall(
   const subject = params.subject ?? '';
   return {
     api,
-    admin: adminFor(api, `${caller.issuer}#${caller.subject}`),
+    admin: adminFor(api, auditActor(caller)),
     params,
     tenant,
     key: tenant === undefined ? { subject } : { subject, tenant },
@@ -1013,4 +1042,147 @@ function roleView(role: RoleRecord, source: 'store' | 'policy') {
     inherits: role.inherits,
     source,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Standing delegation, self-service: `<base>/delegations`
+
+/** Longest a self-service standing grant may last: a delegation is narrow and short-lived. */
+export const MAX_STANDING_DAYS = 90;
+/** Most scope patterns in one standing grant. */
+const MAX_STANDING_SCOPE = 16;
+
+/**
+ * The caller's own standing grants (src/delegation/standing.ts): `GET` lists them, `POST
+ * { actor, scope, expires }` lets `actor` act for the caller within `scope` until `expires`
+ * (at most {@link MAX_STANDING_DAYS} days), `DELETE /delegations/<actor>` revokes all of them
+ * for that actor. No admin permission is needed: the caller changes only her own record, and
+ * only gives away what she holds now (deny wins). Audited like every change, as the caller.
+ * Off unless the policy's `delegation.standingGrants`; delegated callers are refused before
+ * this (unless `delegation.adminApi`).
+ */
+async function handleDelegations(
+  api: AdminContext,
+  request: AdminRequest,
+  caller: Principal,
+): Promise<Response> {
+  const config = api.gatehouse.policy.delegation;
+  if (config === null || !config.standingGrants) {
+    return adminProblem(404, 'not_found', 'Standing delegation is not enabled.');
+  }
+  const segments = (request.segments ?? []).slice(1);
+  if ([...request.query.keys()].length > 0) {
+    return adminProblem(
+      400,
+      'invalid_request',
+      'No query parameters: the caller manages only their own record.',
+    );
+  }
+  const key: SubjectKey =
+    caller.tenant === undefined
+      ? { subject: caller.subject }
+      : { subject: caller.subject, tenant: caller.tenant };
+  const admin = adminFor(api, auditActor(caller));
+  const mine = async () => {
+    const shown = await admin.show(key);
+    return (shown.record?.grants ?? [])
+      .filter((g) => g.permission.startsWith(`${STANDING_PREFIX}:`))
+      .map((g) => ({
+        permission: g.permission,
+        ...(g.expiresAt !== undefined && { expiresAt: g.expiresAt }),
+      }));
+  };
+  try {
+    if (segments.length === 0 && request.method === 'GET')
+      return json({ delegations: await mine() });
+    if (segments.length === 0 && request.method === 'POST') {
+      const body = strictObject(await readBody(request), ['actor', 'scope', 'expires'], '(body)');
+      const actor = textParam(body.actor, 'actor', "the actor's subject");
+      if (
+        !Array.isArray(body.scope) ||
+        body.scope.length === 0 ||
+        body.scope.length > MAX_STANDING_SCOPE
+      ) {
+        throw invalid('scope', `expected 1 to ${MAX_STANDING_SCOPE} permissions like read:posts:*`);
+      }
+      const scope = body.scope.map((p: unknown, i: number) => {
+        const grant = typeof p === 'string' && p.includes(':') ? standingGrant(actor, p) : null;
+        if (grant === null) throw invalid(`scope[${i}]`, 'expected a permission like read:posts:*');
+        return p as string;
+      });
+      if (body.expires === undefined)
+        throw invalid('expires', 'required: a standing grant expires');
+      const now = api.now();
+      const expiresAt = parseExpires(body.expires, 'expires', now);
+      if (expiresAt * 1000 > now + MAX_STANDING_DAYS * 86_400_000) {
+        throw invalid('expires', `at most ${MAX_STANDING_DAYS} days from now`);
+      }
+      // A delegated caller (admitted only with delegation.adminApi) gives away no more than its
+      // own token passes on: the delegator's set alone would widen it.
+      if (api.gatehouse.delegated(caller)) {
+        const view = api.gatehouse.delegation(caller);
+        const beyond =
+          'refused' in view || view.standing !== undefined
+            ? scope[0]
+            : scope.find(
+                (p) => !listCovers(view.scope, p) || !view.ceilings.every((c) => listCovers(c, p)),
+              );
+        if (beyond !== undefined) {
+          return adminProblem(403, 'invalid_request', `Your token does not pass on ${beyond}.`, {
+            field: 'scope',
+          });
+        }
+      }
+      const lacks = await api.gatehouse.delegatorLacks(caller, scope);
+      if (lacks !== null) {
+        return adminProblem(
+          403,
+          'invalid_request',
+          `You do not hold ${lacks}, so you cannot give it.`,
+          {
+            field: 'scope',
+          },
+        );
+      }
+      for (const pattern of scope) {
+        await admin.grant(key, { permission: standingGrant(actor, pattern)!, expiresAt });
+      }
+      return json({ delegations: await mine() }, 201);
+    }
+    if (segments.length === 1 && request.method === 'DELETE') {
+      const actor = textParam(segments[0], 'actor', "the actor's subject");
+      const head = `${STANDING_PREFIX}:${encodeActor(actor)}:`;
+      const doomed = (await mine()).filter((g) => g.permission.startsWith(head));
+      if (doomed.length === 0) {
+        return adminProblem(404, 'not_found', 'No standing grant to that actor.');
+      }
+      for (const g of doomed) await admin.revoke(key, g.permission);
+      return json({ delegations: await mine() });
+    }
+    return adminProblem(
+      405,
+      'method_not_allowed',
+      'Use GET or POST on delegations, DELETE on delegations/<actor>.',
+    );
+  } catch (error) {
+    if (error instanceof BodyProblem) return error.response;
+    if (error instanceof AdminError) {
+      return adminProblem(STATUS_FOR[error.code], error.code, error.message, {
+        field: error.field,
+      });
+    }
+    if (error instanceof StoreError) {
+      api.log({
+        level: 'error',
+        msg: 'admin api: store error',
+        code: error.code,
+        operation: 'delegations',
+      });
+      return adminProblem(503, error.code, 'The permission store could not be read or written.', {
+        headers: { 'retry-after': '5' },
+      });
+    }
+    api.log({ level: 'error', msg: 'admin api: unexpected error', operation: 'delegations' });
+    return adminProblem(500, 'internal_error', 'The admin call failed.');
+  }
 }

@@ -12,6 +12,8 @@ export const IDENTITY_HEADERS = {
   tenant: 'X-Auth-Tenant',
   issuer: 'X-Auth-Issuer',
   permission: 'X-Auth-Permission',
+  /** Who acts for the subject (delegation): actor subjects, current first, space-separated. */
+  actor: 'X-Auth-Actor',
 } as const;
 
 /**
@@ -144,6 +146,10 @@ export function identityHeaders(decision: Decision): Record<string, string> {
   };
   if (principal.tenant !== undefined) {
     out[IDENTITY_HEADERS.tenant] = headerValue(principal.tenant);
+  }
+  // Only Gatehouse's own delegation tokens name actors the origin may rely on.
+  if (principal.issuerKind === 'self' && principal.actors.length > 0) {
+    out[IDENTITY_HEADERS.actor] = principal.actors.map((a) => headerValue(a.subject)).join(' ');
   }
   const matched = decision.matched ?? [];
   if (matched.length > 0) {

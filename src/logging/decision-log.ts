@@ -56,9 +56,19 @@ export type DecisionLogLine = {
   readonly required?: readonly string[];
   /** What satisfied each required permission (allows), or the deny that matched (explicit_deny). */
   readonly matched?: readonly PermissionMatch[];
+  /** For a delegated request, the delegator (decisions are made for this subject). */
   readonly subject?: string;
   readonly tenant?: string;
   readonly issuer?: string;
+  /**
+   * A delegated request (a Gatehouse delegation token): the actor chain (current first), the
+   * token's scope and its id (`jti`). Absent otherwise.
+   */
+  readonly delegation?: {
+    readonly actors: readonly { readonly subject: string; readonly issuer?: string }[];
+    readonly scope: readonly string[];
+    readonly tokenId?: string;
+  };
   /** Whether the verified token and the permission records came from the isolate's caches. */
   readonly cache?: {
     readonly token?: 'hit' | 'miss';
@@ -327,6 +337,15 @@ function lineFor(
     line.subject = principal.subject;
     if (principal.tenant !== undefined) line.tenant = principal.tenant;
     line.issuer = principal.issuer;
+    // Only Gatehouse's own tokens carry an actor chain the decision relied on.
+    if (principal.issuerKind === 'self' && principal.actors.length > 0) {
+      const jti = principal.claims.jti;
+      line.delegation = {
+        actors: principal.actors,
+        scope: principal.scopes,
+        ...(typeof jti === 'string' && { tokenId: jti }),
+      };
+    }
   }
   const cache = decision.cache;
   if (cache !== undefined && (cache.token !== undefined || cache.permissions !== undefined)) {

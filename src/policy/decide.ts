@@ -3,6 +3,19 @@
  * route match → token → principal → permissions (store → cache) → check → Decision.
  * Fails closed: any error on the way is a deny with a status that says why (401, 403, 503).
  */
+import {
+  type DelegationRefusal,
+  type DelegationView,
+  delegationView,
+  patternCovers,
+  patternsOverlap,
+  type Refusal,
+  refusalFor,
+  type StandingCeiling,
+  standingCeiling,
+  standingDenied,
+  withStanding,
+} from '../delegation/index.ts';
 import { ConfigError, StoreError, TokenError, type TokenErrorCode } from '../errors.ts';
 import {
   type CheckResult,
@@ -10,10 +23,11 @@ import {
   compilePermissions,
   compileRoles,
   isValidPermission,
+  type PermissionEntry,
   type PermissionSet,
   type RoleGraph,
 } from '../permissions/index.ts';
-import type { Refusal, RevocationFollower } from '../revocation/follower.ts';
+import type { RevocationFollower, Refusal as RevocationRefusal } from '../revocation/follower.ts';
 import { CachedStore, ClaimsStore } from '../stores/index.ts';
 import { subjectStorageKey } from '../stores/keys.ts';
 import { maxRecordEntriesOption } from '../stores/records.ts';
@@ -113,6 +127,8 @@ export class Gatehouse {
   >();
   /** Role graphs per store role list (the cache hands back the same array while it is fresh). */
   private readonly graphs = new WeakMap<readonly RoleRecord[], RoleGraph>();
+  /** Delegation views per verified principal (the token cache hands back the same object). */
+  private readonly views = new WeakMap<Principal, DelegationView | DelegationRefusal>();
 
   constructor(options: GatehouseOptions) {
     const { policy } = options;
@@ -240,6 +256,22 @@ export class Gatehouse {
     // Awaited only when the follower has to wait: the steady state stays synchronous.
     if (refused !== null && 'then' in refused) refused = await refused;
     if (refused !== null) return refusalDecision(refused, principal, route.label);
+    if (this.delegated(principal)) {
+      if (!route.delegated) {
+        return deny(403, 'delegation_refused', `Route ${route.label} refuses delegated callers.`, {
+          principal,
+          route: route.label,
+        });
+      }
+      const view = this.delegation(principal);
+      if ('refused' in view) return refusedDelegation(view, principal, route.label);
+      if (view.standing !== undefined && route.requirement.kind === 'authenticated') {
+        // No permission is checked here, but a revoked standing grant must still end the token.
+        const { set } = await this.permissionsFor(principal);
+        const resolved = withStanding(view, set, this.now());
+        if ('refused' in resolved) return refusedDelegation(resolved, principal, route.label);
+      }
+    }
 
     if (route.requirement.kind === 'authenticated') {
       return {
@@ -274,7 +306,7 @@ export class Gatehouse {
   private admit(
     principal: Principal,
     options: { session: boolean; strict?: boolean | undefined; consistency?: number | undefined },
-  ): Refusal | null | Promise<Refusal | null> {
+  ): RevocationRefusal | null | Promise<RevocationRefusal | null> {
     const follower = this.revocation;
     if (follower === undefined) {
       // Without a feed nothing can vouch for freshness: a strict route or a consistency token
@@ -310,14 +342,28 @@ export class Gatehouse {
     routeLabel: string | undefined,
     tokenHint: 'hit' | 'miss' | undefined,
   ): Promise<Decision> {
+    let view: DelegationView | null = null;
+    if (this.delegated(principal)) {
+      const found = this.delegation(principal);
+      if ('refused' in found) return refusedDelegation(found, principal, routeLabel);
+      view = found;
+    }
     const { set, permissionsHint, freshUntil } = await this.permissionsFor(principal);
     const now = this.now();
+    if (view?.standing !== undefined) {
+      // The standing actor's ceiling is what the delegator's record grants it now.
+      const resolved = withStanding(view, set, now);
+      if ('refused' in resolved) return refusedDelegation(resolved, principal, routeLabel);
+      view = resolved;
+    }
     const input: Mutable<ConditionInput> = { now, claims: principal.claims };
     if (context.ip !== undefined) input.ip = context.ip;
     if (context.country !== undefined) input.country = context.country;
 
     const matched: PermissionMatch[] = [];
     const missing: string[] = [];
+    // Permissions the delegator holds but the delegation does not pass on, and which set said no.
+    let outside: { permission: string; refusal: Refusal }[] | undefined;
     // Every alternative is checked, also in `any` mode: a deny wins over any allow, whatever
     // the order of the list.
     for (const permission of required) {
@@ -336,7 +382,21 @@ export class Gatehouse {
         );
       }
       if (result.effect === 'allow') {
-        matched.push({ required: permission, grant: result.grant, via: result.via });
+        let refusal = view === null ? null : refusalFor(view, permission);
+        if (
+          refusal === null &&
+          view?.standing !== undefined &&
+          standingDenied(set, view.standing.subject, permission, input)
+        ) {
+          refusal = { set: 'ceiling', actor: view.standing };
+        }
+        if (refusal === null) {
+          matched.push({ required: permission, grant: result.grant, via: result.via });
+        } else {
+          missing.push(permission);
+          outside ??= [];
+          outside.push({ permission, refusal });
+        }
       } else {
         missing.push(permission);
       }
@@ -345,7 +405,11 @@ export class Gatehouse {
     const allowed = mode === 'all' ? missing.length === 0 : matched.length > 0;
     if (!allowed) {
       const what = mode === 'all' ? missing.join(', ') : `any of ${required.join(', ')}`;
-      return deny(403, 'missing_permission', `Missing ${what}.`, {
+      // `outside_delegation` only when the delegator alone would have been allowed.
+      const delegatorLacks = missing.length > (outside?.length ?? 0);
+      const reason =
+        outside === undefined || delegatorLacks ? 'missing_permission' : 'outside_delegation';
+      return deny(403, reason, `Missing ${what}.${explainOutside(outside)}`, {
         principal,
         ...(routeLabel && { route: routeLabel }),
         required,
@@ -372,7 +436,10 @@ export class Gatehouse {
       required,
       matched,
       principal,
-      explain: explainMatches(matched),
+      explain:
+        view === null
+          ? explainMatches(matched)
+          : `${explainMatches(matched)}${explainDelegated(view, principal)}`,
       cache: { token: tokenHint, permissions: permissionsHint, maxAgeSeconds: maxAge },
     };
   }
@@ -465,6 +532,67 @@ export class Gatehouse {
     return set;
   }
 
+  /**
+   * For a token exchange: the first scope pattern the delegator does not hold now, or null. A
+   * concrete permission is checked as a request would be (deny wins); a wildcard pattern needs
+   * an unconditional live grant covering it and no live deny inside it, so a scope never claims
+   * more than the delegator has. The use-time rule intersects again on every request.
+   */
+  async delegatorLacks(principal: Principal, scope: readonly string[]): Promise<string | null> {
+    const { set } = await this.permissionsFor(principal);
+    const now = this.now();
+    const input: ConditionInput = { now, claims: principal.claims };
+    const live = (entry: PermissionEntry) =>
+      entry.expiresAt === undefined || entry.expiresAt * 1000 > now;
+    for (const pattern of scope) {
+      if (isValidPermission(pattern)) {
+        if (set.check(pattern, input).effect !== 'allow') return pattern;
+        continue;
+      }
+      let covered = false;
+      for (const entry of set.entries()) {
+        if (!live(entry)) continue;
+        if (entry.effect === 'deny' && patternsOverlap(entry.permission, pattern)) return pattern;
+        if (
+          entry.effect === 'allow' &&
+          entry.when === undefined &&
+          patternCovers(entry.permission, pattern)
+        ) {
+          covered = true;
+        }
+      }
+      if (!covered) return pattern;
+    }
+    return null;
+  }
+
+  /**
+   * Whether a principal comes from a Gatehouse delegation token. Other `self` principals exist
+   * (the subject checks of the check API and the CLI, issuer `urn:gatehouse:check`): they have
+   * no token and are decided for their subject alone.
+   */
+  delegated(principal: Principal): boolean {
+    return principal.issuerKind === 'self' && principal.issuer === this.policy.delegation?.issuer;
+  }
+
+  /** What the delegator's live standing grants let `actor` receive now (token exchange). */
+  async standingFor(delegator: Principal, actor: string): Promise<StandingCeiling> {
+    const { set } = await this.permissionsFor(delegator);
+    return standingCeiling(set, actor, this.now());
+  }
+
+  /** The delegation view of a Gatehouse token under the configuration, once per principal. */
+  delegation(principal: Principal): DelegationView | DelegationRefusal {
+    let view = this.views.get(principal);
+    if (view === undefined) {
+      const config = this.policy.delegation;
+      // A self principal exists only with a delegation section; without one, refuse outright.
+      view = config === null ? { refused: 'depth' } : delegationView(config, principal);
+      this.views.set(principal, view);
+    }
+    return view;
+  }
+
   /** The policy's roles merged with the store's, compiled once per store role list. */
   private roleGraph(storeRoles: readonly RoleRecord[]): RoleGraph {
     if (storeRoles.length === 0) return this.policy.roleGraph;
@@ -503,6 +631,52 @@ function describeVia(via: PermissionMatch['via']): string {
   return `role ${via.join(' → ')}`;
 }
 
+/** The three sets, as `check --explain` shows them: which one refused each permission. */
+function explainOutside(outside: readonly { permission: string; refusal: Refusal }[] | undefined) {
+  if (outside === undefined) return '';
+  let text = '';
+  for (const { permission, refusal } of outside) {
+    const set =
+      refusal.set === 'scope'
+        ? "the token's scope"
+        : `what actor ${refusal.actor.subject} may receive`;
+    text += ` ${permission} is held by the delegator but outside ${set}.`;
+  }
+  return text;
+}
+
+/** The sentence an allowed delegated decision ends with, built once per view. */
+const delegatedSentences = new WeakMap<DelegationView, string>();
+
+function explainDelegated(view: DelegationView, principal: Principal): string {
+  let text = delegatedSentences.get(view);
+  if (text === undefined) {
+    const chain = view.actors.map((a) => a.subject).join(' for ');
+    text = ` Delegated: ${chain} for ${principal.subject}; within the token's scope and every actor's ceiling.`;
+    delegatedSentences.set(view, text);
+  }
+  return text;
+}
+
+function refusedDelegation(
+  view: DelegationRefusal,
+  principal: Principal,
+  route: string | undefined,
+): Decision {
+  if (view.refused === 'depth') {
+    return deny(401, 'token_invalid_claims', 'The delegation chain is empty or too deep.', {
+      principal,
+      ...(route && { route }),
+    });
+  }
+  return deny(
+    403,
+    'delegation_refused',
+    `Actor ${view.actor.subject} may not act for ${principal.subject} now.`,
+    { principal, ...(route && { route }) },
+  );
+}
+
 function pathOnly(path: string): string {
   const q = path.indexOf('?');
   return q === -1 ? path : path.slice(0, q);
@@ -517,7 +691,11 @@ function deny(
   return { allow: false, status, reason, explain, ...extra } as Decision;
 }
 
-function refusalDecision(refused: Refusal, principal: Principal, route?: string): Decision {
+function refusalDecision(
+  refused: RevocationRefusal,
+  principal: Principal,
+  route?: string,
+): Decision {
   return deny(refused.status, refused.reason, refused.explain, {
     principal,
     ...(route !== undefined && { route }),

@@ -4,6 +4,11 @@
  * ConfigError naming the field, thrown here and never per request.
  */
 import * as v from 'valibot';
+import {
+  compileDelegation,
+  type DelegationConfig,
+  selfIssuerOptions,
+} from '../delegation/index.ts';
 import { ConfigError } from '../errors.ts';
 import {
   assertPermission,
@@ -57,6 +62,8 @@ export interface CompiledPolicy {
   readonly revocation: { readonly intervalMs: number; readonly strictMaxLagMs: number };
   /** Mistakes that do not stop the policy from working as written; also sent to `onWarning`. */
   readonly warnings: readonly string[];
+  /** Gatehouse as an issuer of delegation tokens; null when the policy has no `delegation`. */
+  readonly delegation: DelegationConfig | null;
 }
 
 export interface LoadPolicyOptions {
@@ -71,6 +78,11 @@ export interface LoadPolicyOptions {
    * same document at start-up and again on its first request.
    */
   readonly onWarning?: (message: string) => void;
+  /**
+   * false checks the structure of secret-backed parts (the delegation key set) without reading
+   * the secret, for a Worker validating at start-up before its secrets exist. Default true.
+   */
+  readonly secrets?: boolean;
 }
 
 /** The messages the default sink already printed, per policy document. */
@@ -172,6 +184,25 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
     seen.add(issuer.issuer);
   });
 
+  let delegation: DelegationConfig | null = null;
+  if (doc.delegation !== undefined) {
+    if (source === 'claims') {
+      // The rule decides for the delegator's store record; a token-claims policy has none.
+      throw new ConfigError('policy.delegation', 'needs permissions.source store');
+    }
+    delegation = compileDelegation(
+      doc.delegation,
+      'policy.delegation',
+      (options.env ?? {}) as Readonly<Record<string, unknown>>,
+      doc.issuers.map((issuer) => issuer.issuer),
+      options.secrets ?? true,
+    );
+    // Without the key secret no Gatehouse token verifies: delegation is off, closed. The token
+    // endpoint says so, naming the variable (the CLI and direct callers need no keys).
+    const self = selfIssuerOptions(delegation);
+    if (self !== null) issuers.push(self);
+  }
+
   const warn = options.onWarning ?? defaultWarningSink(input);
   for (const warning of warnings) warn(warning);
 
@@ -199,6 +230,7 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
       strictMaxLagMs: (doc.revocation?.strictMaxLagSeconds ?? 10) * 1000,
     },
     warnings: Object.freeze(warnings),
+    delegation,
   };
 }
 
@@ -279,10 +311,11 @@ function compileRouteDoc(route: RouteDocument, index: number) {
     requirement = { kind, permissions, filled: permissions.some((t) => t.parts.length > 1) };
   }
   const strict = route.strict === true ? { strict: true } : {};
+  const delegated = route.delegated ?? true;
   return compileRoute(
     route.method === undefined
-      ? { path: route.path, requirement, ...strict }
-      : { method: route.method, path: route.path, requirement, ...strict },
+      ? { path: route.path, requirement, delegated, ...strict }
+      : { method: route.method, path: route.path, requirement, delegated, ...strict },
     index,
     field,
   );

@@ -35,6 +35,8 @@ export interface CompiledRoute {
   readonly index: number;
   /** Answers 503 rather than act on grants the revocation feed could not confirm recently. */
   readonly strict: boolean;
+  /** false: delegated callers are refused here. */
+  readonly delegated: boolean;
 }
 
 export interface RouteMatch {
@@ -52,6 +54,8 @@ export interface RouteInput {
   readonly path: string;
   readonly requirement: RouteRequirement;
   readonly strict?: boolean;
+  /** false refuses delegated callers; default true. */
+  readonly delegated?: boolean;
 }
 
 export function compileRoute(input: RouteInput, index: number, field: string): CompiledRoute {
@@ -116,7 +120,17 @@ export function compileRoute(input: RouteInput, index: number, field: string): C
       'expected no strict on a public route (it has no grants to keep fresh)',
     );
   }
-  return { label: `${methodLabel} ${path}`, methods, segments, rest, requirement, index, strict };
+  const delegated = input.delegated ?? true;
+  return {
+    label: `${methodLabel} ${path}`,
+    methods,
+    segments,
+    rest,
+    requirement,
+    index,
+    strict,
+    delegated,
+  };
 }
 
 /** `delete:posts:{id}` → parts. Parameter names follow the route's `:name` rule. */

@@ -122,6 +122,38 @@ const RouteSchema = v.strictObject({
    * `revocation.strictMaxLagSeconds`, instead of trusting grants up to the cache TTL.
    */
   strict: v.optional(v.boolean()),
+  /** `false` refuses delegated callers (Gatehouse delegation tokens) on this route; default true. */
+  delegated: v.optional(v.boolean()),
+});
+
+const ActorRuleSchema = v.strictObject({
+  /** The actor's `sub`, from its own token. */
+  subject: nonEmpty,
+  /** The actor token's `iss`; absent accepts the subject from any configured issuer. */
+  issuer: v.optional(nonEmpty),
+  /** Subjects it may act for; `*` for anyone. */
+  for: v.pipe(v.array(nonEmpty), v.minLength(1)),
+  /** The most it may receive: permission patterns such as `read:*`. */
+  ceiling: v.pipe(v.array(nonEmpty), v.minLength(1)),
+});
+
+const DelegationSchema = v.strictObject({
+  /** Gatehouse's own `iss`; must differ from every `issuers[].issuer`. */
+  issuer: nonEmpty,
+  /** Secret holding the signing key set (default GATEHOUSE_DELEGATION_KEYS). */
+  keysEnv: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a variable name'))),
+  /** Accepted `aud` values; the first is the default (default: [issuer]). */
+  audiences: v.optional(v.pipe(v.array(nonEmpty), v.minLength(1))),
+  /** Longest delegation token lifetime, seconds (default 900). */
+  maxLifetimeSeconds: v.optional(seconds(1, 86_400)),
+  /** Deepest `act` chain (default 3). */
+  maxDepth: v.optional(seconds(1, 8)),
+  /** Who may act for whom, and the most each may receive; nobody by default. */
+  actors: v.optional(v.array(ActorRuleSchema)),
+  /** Accept delegated callers at the admin API (default false). */
+  adminApi: v.optional(v.boolean()),
+  /** Honour standing grants (`gatehouse.delegate:<actor>:<scope>` in a delegator's record); default false. */
+  standingGrants: v.optional(v.boolean()),
 });
 
 const RoleSchema = v.strictObject({
@@ -185,6 +217,8 @@ export const PolicySchema = v.strictObject({
   ),
   roles: v.optional(v.record(nonEmpty, RoleSchema)),
   routes: v.pipe(v.array(RouteSchema), v.minLength(1)),
+  /** Gatehouse as a token issuer for delegation (RFC 8693); absent: no delegation anywhere. */
+  delegation: v.optional(DelegationSchema),
 });
 
 export type PolicyDocument = v.InferInput<typeof PolicySchema>;

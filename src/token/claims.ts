@@ -10,7 +10,11 @@ export interface ClaimRules {
   readonly issuer: string;
   readonly kind: 'external' | 'self';
   readonly audiences: ReadonlySet<string> | null;
-  readonly tenant: { readonly claim: string } | { readonly fixed: string } | undefined;
+  /** `optional`: a token without the claim has no tenant (Gatehouse's own, for untenanted delegators). */
+  readonly tenant:
+    | { readonly claim: string; readonly optional?: boolean }
+    | { readonly fixed: string }
+    | undefined;
   /** Names copied into Principal.claims: the registered ones plus `keepClaims`. */
   readonly keptClaims: readonly string[];
   readonly maxAgeSeconds: number | null;
@@ -138,8 +142,10 @@ export function checkClaims(
       tenant = rules.tenant.fixed;
     } else {
       const value = payload[rules.tenant.claim];
-      if (typeof value !== 'string' || value.length === 0) throw invalid('tenant claim missing');
-      tenant = value;
+      if (value === undefined && rules.tenant.optional === true) tenant = undefined;
+      else if (typeof value !== 'string' || value.length === 0) {
+        throw invalid('tenant claim missing');
+      } else tenant = value;
     }
   }
   const scopes = Object.freeze(scopesOf(payload));

@@ -283,7 +283,10 @@ function resolveIssuer(input: unknown, field: string, runtime: Runtime): Resolve
       throw new ConfigError(`${field}.tenant`, 'expected { claim: string } or { fixed: string }');
     }
     tenant = hasClaim
-      ? { claim: nonEmptyString(t.claim, `${field}.tenant.claim`) }
+      ? {
+          claim: nonEmptyString(t.claim, `${field}.tenant.claim`),
+          ...(t.optional === true && { optional: true }),
+        }
       : { fixed: nonEmptyString(t.fixed, `${field}.tenant.fixed`) };
   }
 

@@ -126,7 +126,7 @@ export interface IssuerOptions {
    */
   requireType?: boolean;
   /** Where the tenant comes from: a string claim (required in every token) or a fixed value. */
-  tenant?: { claim: string } | { fixed: string };
+  tenant?: { claim: string; optional?: boolean } | { fixed: string };
   /** Claim names kept in `Principal.claims` besides iss, sub, aud, exp, nbf, iat, jti; default []. */
   keepClaims?: string[];
   /** Maximum token age from `iat`, seconds (`iat` then required); default null (no limit), > 0. */

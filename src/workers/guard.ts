@@ -3,7 +3,8 @@
  * top to bottom in this file:
  *
  *   fetch → runtimeFor (built once per isolate) → routeRequest
- *     → under the prefix: serveCheckApi, serveForwardAuth, forwardToAdmin (the admin Worker)
+ *     → under the prefix: serveCheckApi, serveForwardAuth, forwardToAdmin (the admin Worker),
+ *       the token endpoint and the JWKS document (src/http/token-exchange.ts)
  *     → anything else: guardRequest → decideAndLog (Gatehouse.decide) → denyResponse or
  *       forwardToOrigin (headersForOrigin, then the echo origin or originTarget)
  *
@@ -34,6 +35,7 @@ import {
   stripIdentityHeaders,
   stripOverrideHeaders,
 } from '../http/responses.ts';
+import { handleJwksRequest, handleTokenRequest } from '../http/token-exchange.ts';
 import {
   type DecisionLogConfig,
   type DecisionLogger,
@@ -372,6 +374,8 @@ function routeRequest(
     return serveCheckApi(request, url, guard, ctx);
   }
   if (rest === '/v1/authorize') return serveForwardAuth(request, url, guard, ctx);
+  if (rest === '/v1/token') return handleTokenRequest(guard.gatehouse, request, { now: guard.now });
+  if (rest === '/jwks.json') return Promise.resolve(handleJwksRequest(guard.gatehouse, request));
   if (rest === '/v1/admin' || rest.startsWith('/v1/admin/')) return forwardToAdmin(request, env);
   return Promise.resolve(notFound());
 }

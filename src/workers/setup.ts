@@ -106,7 +106,8 @@ export function validateAtStartup(
 ): void {
   compilePolicy(
     applyIssuerEnv(policy, (name) => stringVar(startupEnv, name)),
-    { env: withPlaceholderSecrets(startupEnv) },
+    // Secret-backed key sets are read on the first request, when the secrets surely exist.
+    { env: withPlaceholderSecrets(startupEnv), secrets: false },
   );
   readConfig(startupEnv);
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuthorizerEvent, PRINCIPAL_REASON } from '../../src/aws/authorizer.ts';
 import { createLambdaHandler } from '../../src/aws/lambda.ts';
 import { DECISION_LOG_TYPE } from '../../src/logging/decision-log.ts';
-import { type DecisionCase, demoToken } from '../support/cases.ts';
+import { type DecisionCase, demoDelegationKeys, demoToken } from '../support/cases.ts';
 import { evaluatePolicy } from './apigw-cache-model.ts';
 import {
   DEMO_POLICY,
@@ -27,9 +27,11 @@ const { cases } = JSON.parse(read('test/cases/decisions.json')) as { cases: Deci
 
 let local: LocalDynamo;
 let table: string;
+let keys: string;
 beforeAll(async () => {
   local = await startDynalite();
   table = await demoTable(local.client());
+  keys = await demoDelegationKeys();
 });
 afterAll(async () => local.close());
 
@@ -76,6 +78,7 @@ for (const { kind, mode, applies } of KINDS) {
         env: {
           TABLE_NAME: table,
           GATEHOUSE_DEV_SECRET: SECRET,
+          GATEHOUSE_DELEGATION_KEYS: keys,
           AUTHORIZER_MODE: mode,
           HTTP_API_RESPONSE: kind === 'http-iam' ? 'iam' : 'simple',
         },
@@ -85,7 +88,7 @@ for (const { kind, mode, applies } of KINDS) {
     });
 
     it.each(cases.filter(applies).map((c) => [c.name, c] as const))('%s', async (_name, c) => {
-      const token = await demoToken(c, SECRET);
+      const token = await demoToken(c, SECRET, keys);
       const { event, arn } = eventFor(kind, c, token);
       logs.length = 0;
       // The request's own deny line (written before the answer leaves; denies always are).

@@ -10,6 +10,8 @@ import { DEMO_POLICY, httpEvent, SECRET } from './support.ts';
 
 const CLAIMS_POLICY = {
   ...(DEMO_POLICY as Record<string, unknown>),
+  // Delegation decides for the delegator's store record, which a claims policy has not.
+  delegation: undefined,
   permissions: {
     source: 'claims',
     rolesClaim: 'roles',

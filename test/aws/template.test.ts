@@ -18,6 +18,7 @@ import {
   TTL_ATTRIBUTE,
 } from '../../src/aws/dynamodb-store.ts';
 import { createLambdaHandler, ENV } from '../../src/aws/lambda.ts';
+import { TOKEN_ENV } from '../../src/aws/token-lambda.ts';
 import { DEFAULT_ADMIN_BASE_PATH } from '../../src/http/admin-api.ts';
 import { applyIssuerEnv, ISSUER_ENV } from '../../src/policy/issuer-env.ts';
 import { DEMO_POLICY, read } from './support.ts';
@@ -78,13 +79,24 @@ describe('template.yaml', () => {
   });
 
   it('sets only environment variables the handler reads', () => {
-    const known = new Set<string>([...Object.values(ENV), 'GATEHOUSE_DEV_SECRET']);
+    const known = new Set<string>([
+      ...Object.values(ENV),
+      'GATEHOUSE_DEV_SECRET',
+      'GATEHOUSE_DELEGATION_KEYS',
+    ]);
     const adminKnown = new Set<string>([...known, ...Object.values(ADMIN_ENV)]);
+    const tokenKnown = new Set<string>([...known, ...Object.values(TOKEN_ENV)]);
     expect(authorizers.length).toBe(2);
     for (const [, fn] of functions) {
-      const admin = entryOf(fn) === 'handlers/admin-lambda.ts';
+      const entry = entryOf(fn);
+      const expected =
+        entry === 'handlers/admin-lambda.ts'
+          ? adminKnown
+          : entry === 'handlers/token-lambda.ts'
+            ? tokenKnown
+            : known;
       for (const name of Object.keys(fn.Properties.Environment.Variables))
-        expect(admin ? adminKnown : known).toContain(name);
+        expect(expected).toContain(name);
       expect(fn.Properties.Environment.Variables.TABLE_NAME).toEqual({
         'Fn::Ref': 'PermissionsTable',
       });
@@ -125,6 +137,36 @@ describe('template.yaml', () => {
     });
     // The same bounds PermissionAdmin accepts.
     expect(template.Parameters.AuditRetentionDays).toMatchObject({ MinValue: 1, MaxValue: 3650 });
+  });
+
+  it('fills the delegation keys from Secrets Manager by a dynamic reference, and serves the token endpoint only with them', () => {
+    const secretRef = {
+      // CloudFormation's own ${} placeholder, not a JavaScript one.
+      'Fn::Sub': ['{{resolve:secretsmanager:$', '{DelegationKeysSecret}:SecretString}}'].join(''),
+    };
+    expect(template.Parameters.DelegationKeysSecret.Default).toBe('');
+    for (const [, fn] of functions) {
+      const value = JSON.parse(
+        JSON.stringify(fn.Properties.Environment.Variables.GATEHOUSE_DELEGATION_KEYS),
+      );
+      const entry = entryOf(fn);
+      if (entry === 'handlers/token-lambda.ts') expect(value).toEqual(secretRef);
+      else expect(value).toEqual({ 'Fn::If': ['DelegationEnabled', secretRef, ''] });
+    }
+    const token = resources.TokenFunction as Free;
+    expect(entryOf(token)).toBe('handlers/token-lambda.ts');
+    expect(token.Condition).toBe('DelegationEnabled');
+    expect(Object.keys(token.Properties.Policies[0])).toEqual(['DynamoDBReadPolicy']);
+    const events = Object.values(token.Properties.Events) as Free[];
+    expect(events.map((e) => [e.Properties.Method, e.Properties.Path]).sort()).toEqual([
+      ['get', '/.gatehouse/jwks.json'],
+      ['post', '/.gatehouse/v1/token'],
+    ]);
+    for (const event of events) {
+      expect(event.Properties.ApiId).toEqual({ 'Fn::Ref': 'HttpApi' });
+      // The form's tokens are the credentials; the authorizer would demand a route for them.
+      expect(event.Properties.Auth).toEqual({ Authorizer: 'NONE' });
+    }
   });
 
   it('declares the table key schema, TTL and recovery the store expects', () => {
@@ -268,7 +310,15 @@ function startWith(given: Parameters) {
     Free
   >;
   const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(variables)) {
+  for (const [name, raw] of Object.entries(variables)) {
+    let value = JSON.parse(JSON.stringify(raw));
+    if (typeof value === 'object' && value['Fn::If'] !== undefined) {
+      const [condition, , otherwise] = value['Fn::If'];
+      const holds = evaluate(JSON.parse(JSON.stringify(template.Conditions[condition])), params);
+      // Secrets Manager is not resolved here: these deployments leave delegation off.
+      if (holds) throw new Error(`${name}: a dynamic reference this test does not resolve`);
+      value = otherwise;
+    }
     const ref = typeof value === 'object' ? value['Fn::Ref'] : undefined;
     env[name] = ref === undefined ? String(value) : (params[ref] ?? `${ref}-physical-id`);
   }

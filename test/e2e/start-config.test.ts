@@ -116,6 +116,33 @@ describe('npm start with the demo policy', () => {
     const issuer = devIssuer(JSON.parse(readFileSync(join(root, 'demo/policy.json'), 'utf8')));
     const alice = await mintDevToken({ subject: 'alice', ttlSeconds: 600, secret, issuer });
     expect(await status(`${first.base}/drafts`, alice)).toBe(200);
+
+    // Delegation over real HTTP to workerd: npm start wrote signing keys beside the secret, the
+    // token endpoint issues a token for reporter acting for alice, the guard decides with it.
+    const keys = parseDotenv(readFileSync(join(app, '.dev.vars'), 'utf8'))
+      .GATEHOUSE_DELEGATION_KEYS!;
+    expect(Object.keys(JSON.parse(keys)).sort()).toEqual(['current', 'next']);
+    expect(first.output).toContain('/.gatehouse/v1/token');
+    const reporter = await mintDevToken({ subject: 'reporter', ttlSeconds: 600, secret, issuer });
+    const jwt = 'urn:ietf:params:oauth:token-type:jwt';
+    const exchanged = await fetch(`${first.base}/.gatehouse/v1/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+        subject_token: alice,
+        subject_token_type: jwt,
+        actor_token: reporter,
+        actor_token_type: jwt,
+        scope: 'read:posts',
+      }).toString(),
+    });
+    expect(exchanged.status).toBe(200);
+    const { access_token } = (await exchanged.json()) as { access_token: string };
+    expect(await status(`${first.base}/posts/1`, access_token)).toBe(200);
+    expect(await status(`${first.base}/drafts`, access_token)).toBe(403);
+    const jwks = await fetch(`${first.base}/.gatehouse/jwks.json`);
+    expect(((await jwks.json()) as { keys: unknown[] }).keys).toHaveLength(2);
     await stopProcessGroup(running);
 
     // Between two runs, as a user would: no --policy (the config's alias names the demo).
@@ -129,6 +156,10 @@ describe('npm start with the demo policy', () => {
     expect(parseDotenv(readFileSync(join(app, '.dev.vars'), 'utf8')).GATEHOUSE_DEV_SECRET).toBe(
       secret,
     );
+    // The signing keys survive a restart too: live delegation tokens keep verifying.
+    expect(
+      parseDotenv(readFileSync(join(app, '.dev.vars'), 'utf8')).GATEHOUSE_DELEGATION_KEYS,
+    ).toBe(keys);
     expect(await status(`${second.base}/drafts`, alice)).toBe(403);
     expect(await status(`${second.base}/posts/1`, alice, 'PUT')).toBe(200);
   });

@@ -3,9 +3,30 @@
  * that all edges see the same tokens for the same case. Web Crypto only: runs in workerd too.
  */
 import * as jose from 'jose';
+import {
+  actClaim,
+  createSigner,
+  DELEGATION_TYPE,
+  type DelegationClaims,
+  encodeBase64url,
+  generateIssuerKeySet,
+  parseIssuerKeys,
+} from '../../src/delegation/index.ts';
 
 export const DEMO_ISSUER = 'https://dev.gatehouse.local/';
 export const DEMO_AUDIENCE = 'https://blog.gatehouse.local';
+/** demo/policy.json's `delegation.issuer`. */
+export const DEMO_DELEGATION_ISSUER = 'https://dev.gatehouse.local/delegation';
+
+/**
+ * A delegation token for the case's subject: `actors` current first (each of the demo issuer),
+ * `scope` space-separated; `attack` makes it one of the delegation rows of SECURITY.md.
+ */
+export interface DelegationSpec {
+  readonly actors: readonly string[];
+  readonly scope: string;
+  readonly attack?: 'forged-typ' | 'tampered-act' | 'foreign-key' | 'expired';
+}
 
 export interface DecisionCase {
   readonly name: string;
@@ -19,7 +40,50 @@ export interface DecisionCase {
   readonly path: string;
   readonly ip?: string;
   readonly claims?: Record<string, unknown>;
+  /** The bearer is a Gatehouse delegation token (signed with the runner's generated keys). */
+  readonly delegation?: DelegationSpec;
   readonly expect: { readonly allow: boolean; readonly status: number; readonly reason: string };
+}
+
+/** A fresh demo delegation key set, as the runners put it in GATEHOUSE_DELEGATION_KEYS. */
+export function demoDelegationKeys(): Promise<string> {
+  return generateIssuerKeySet('EdDSA');
+}
+
+async function delegationToken(
+  c: DecisionCase,
+  spec: DelegationSpec,
+  secret: string,
+  keysText: string,
+): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  const claims: DelegationClaims = {
+    iss: DEMO_DELEGATION_ISSUER,
+    sub: c.subject ?? 'anonymous',
+    aud: DEMO_DELEGATION_ISSUER,
+    iat: spec.attack === 'expired' ? now - 400 : now,
+    nbf: spec.attack === 'expired' ? now - 400 : now,
+    exp: spec.attack === 'expired' ? now - 100 : now + 300,
+    jti: `case-${now}`,
+    scope: spec.scope,
+    act: actClaim(spec.actors.map((subject) => ({ subject, issuer: DEMO_ISSUER }))),
+  };
+  if (spec.attack === 'forged-typ') {
+    // The identity provider's own key and issuer, with Gatehouse's token type claimed.
+    return new jose.SignJWT({ ...claims, iss: DEMO_ISSUER, aud: DEMO_AUDIENCE })
+      .setProtectedHeader({ alg: 'HS256', kid: 'dev', typ: DELEGATION_TYPE })
+      .sign(new TextEncoder().encode(secret));
+  }
+  const keys =
+    spec.attack === 'foreign-key'
+      ? parseIssuerKeys(await generateIssuerKeySet('EdDSA'), 'foreign')
+      : parseIssuerKeys(keysText, 'GATEHOUSE_DELEGATION_KEYS');
+  const token = await createSigner(keys).sign(claims);
+  if (spec.attack !== 'tampered-act') return token;
+  const [header, , signature] = token.split('.');
+  const widened = { ...claims, act: { sub: 'reporter', iss: DEMO_ISSUER, act: { sub: 'carol' } } };
+  const payload = encodeBase64url(new TextEncoder().encode(JSON.stringify(widened)));
+  return `${header}.${payload}.${signature}`;
 }
 
 /** Hostile tokens, signed with the real demo secret where a signature is needed. */
@@ -138,8 +202,20 @@ async function attackToken(attack: Attack, subject: string, secret: string): Pro
   }
 }
 
-/** The case's bearer token (HS256 with the demo secret), or undefined for `token: missing`. */
-export async function demoToken(c: DecisionCase, secret: string): Promise<string | undefined> {
+/**
+ * The case's bearer token (HS256 with the demo secret, or a delegation token signed with
+ * `delegationKeys`), or undefined for `token: missing`.
+ */
+export async function demoToken(
+  c: DecisionCase,
+  secret: string,
+  delegationKeys?: string,
+): Promise<string | undefined> {
+  if (c.delegation !== undefined) {
+    if (delegationKeys === undefined)
+      throw new Error(`${c.name}: the runner passed no delegation keys`);
+    return delegationToken(c, c.delegation, secret, delegationKeys);
+  }
   if (c.token === 'missing') return undefined;
   if (c.token !== undefined && ATTACKS.has(c.token)) {
     return attackToken(c.token as Attack, c.subject ?? 'anonymous', secret);

@@ -15,6 +15,7 @@ const LAYER: Record<string, number> = {
   token: 0,
   permissions: 0,
   logging: 0,
+  delegation: 0,
   stores: 1,
   revocation: 1,
   policy: 2,

@@ -3,19 +3,24 @@
  * KV seeded from demo/permissions.json and the demo policy: allow means the echo origin answered
  * 200; for denies the status and the problem body's `reason` must match.
  */
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import decisions from '../cases/decisions.json';
-import { type DecisionCase, demoToken } from '../support/cases.ts';
-import { seedDemo, TEST_SECRET, testGuard } from './helpers.ts';
+import { type DecisionCase, demoDelegationKeys, demoToken } from '../support/cases.ts';
+import { seedDemo, TEST_SECRET, type TestGuard, testGuard } from './helpers.ts';
 
 const { cases } = decisions as { cases: DecisionCase[] };
 
 describe('shared decision table, Worker with KV', () => {
-  const guard = testGuard();
+  let keys: string;
+  let guard: TestGuard;
+  beforeAll(async () => {
+    keys = await demoDelegationKeys();
+    guard = testGuard({ GATEHOUSE_DELEGATION_KEYS: keys });
+  });
 
   it.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
     await seedDemo();
-    const token = await demoToken(c, TEST_SECRET);
+    const token = await demoToken(c, TEST_SECRET, keys);
     const response = await guard.fetch(c.path, {
       method: c.method,
       headers: {

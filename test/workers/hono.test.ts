@@ -5,9 +5,16 @@
 import { env } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { beforeEach, describe, expect, it } from 'vitest';
+import {
+  actClaim,
+  createSigner,
+  generateIssuerKeySet,
+  parseIssuerKeys,
+} from '../../src/delegation/index.ts';
 import { compilePolicy, Gatehouse } from '../../src/policy/index.ts';
 import { type GatehouseEnv, gatehouse, requirePermission } from '../../src/workers/hono.ts';
 import { KvStore } from '../../src/workers/kv-store.ts';
+import { DEMO_DELEGATION_ISSUER, DEMO_ISSUER } from '../support/cases.ts';
 import { bearer, DEMO_POLICY, demoTokenFor, seedDemo, TEST_SECRET } from './helpers.ts';
 
 beforeEach(async () => {
@@ -111,5 +118,53 @@ describe('requirePermission()', () => {
     const hono = new Hono();
     hono.get('/x', requirePermission('read:posts'), (c) => c.text('never'));
     expect((await hono.request('/x')).status).toBe(500);
+  });
+});
+
+describe('delegation through the Hono middleware', () => {
+  /** The key set of the last token minted; the app below is built with it. */
+  let delegationKeys = '';
+
+  async function delegated(scope: string): Promise<string> {
+    const keys = await generateIssuerKeySet('EdDSA');
+    delegationKeys = keys;
+    const set = parseIssuerKeys(keys, 'test');
+    const now = Math.floor(Date.now() / 1000);
+    return createSigner(set).sign({
+      iss: DEMO_DELEGATION_ISSUER,
+      sub: 'bob',
+      aud: DEMO_DELEGATION_ISSUER,
+      iat: now,
+      nbf: now,
+      exp: now + 300,
+      jti: 'hono-1',
+      scope,
+      act: actClaim([{ subject: 'reporter', issuer: DEMO_ISSUER }]),
+    });
+  }
+
+  function delegatingApp(authorize: 'routes' | 'token') {
+    const policy = compilePolicy(DEMO_POLICY, {
+      env: { GATEHOUSE_DEV_SECRET: TEST_SECRET, GATEHOUSE_DELEGATION_KEYS: delegationKeys },
+    });
+    const gh = new Gatehouse({ policy, store: new KvStore(env.PERMISSIONS) });
+    const hono = new Hono<GatehouseEnv>();
+    hono.use('*', gatehouse({ gatehouse: () => gh, authorize }));
+    hono.get('/posts/:id', (c) => c.json({ actors: c.get('gatehouse').principal?.actors }));
+    hono.post('/reports', requirePermission('publish:posts'), (c) => c.text('filed'));
+    return hono;
+  }
+
+  it('decides for the delegator within scope and ceiling, in both modes', async () => {
+    // bob (editor) holds publish:posts, but reporter may receive read:* only.
+    const token = await delegated('read:posts publish:posts');
+    const routes = delegatingApp('routes');
+    const read = await routes.request('/posts/1', { headers: bearer(token) });
+    expect(read.status).toBe(200);
+    expect(await read.json()).toEqual({ actors: [{ subject: 'reporter', issuer: DEMO_ISSUER }] });
+    const tokenMode = delegatingApp('token');
+    const publish = await tokenMode.request('/reports', { method: 'POST', headers: bearer(token) });
+    expect(publish.status).toBe(403);
+    expect(((await publish.json()) as { reason: string }).reason).toBe('outside_delegation');
   });
 });

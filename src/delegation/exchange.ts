@@ -1,0 +1,165 @@
+/**
+ * Deciding a token exchange (RFC 8693 §2.1), platform-free: given the verified subject and actor
+ * principals, the requested scope and audience, what the new delegation token says, or an
+ * {@link ExchangeError}. Widening is refused here (scope beyond the delegator's, the parent's or
+ * any actor's ceiling; a lifetime beyond the parent's or the maximum; a chain deeper than the
+ * bound), and the use-time rule still intersects everything again on every request.
+ */
+import { ExchangeError } from '../errors.ts';
+import type { Actor, Principal } from '../types.ts';
+import { type DelegationConfig, ruleFor } from './config.ts';
+import { actClaim, type DelegationClaims, newTokenId } from './mint.ts';
+import { listCovers, parseScope } from './scope.ts';
+import { STANDING_CLAIM, type StandingCeiling } from './standing.ts';
+
+export interface ExchangeInput {
+  readonly config: DelegationConfig;
+  /** The verified subject token: a user's token, or a delegation token to extend a chain. */
+  readonly subject: Principal;
+  /** The verified actor token (an external issuer's). */
+  readonly actor: Principal;
+  /** The `scope` parameter. */
+  readonly scope: string | undefined;
+  /** The `audience` parameter, if any. */
+  readonly audience: string | undefined;
+  /** Milliseconds since the epoch. */
+  readonly now: number;
+  /**
+   * The first requested pattern the delegator does not hold now (deny wins), or null. Decided by
+   * the caller against the delegator's store record.
+   */
+  readonly delegatorLacks: (
+    delegator: Principal,
+    scope: readonly string[],
+  ) => Promise<string | null>;
+  /**
+   * Set when the subject is a standing grant reference (`subject` is then the delegator, built
+   * from the reference, not from a token): what the delegator's live standing grants let this
+   * actor receive. It replaces the policy's actor rule for this link.
+   */
+  readonly standing?: StandingCeiling;
+}
+
+export interface ExchangeResult {
+  readonly claims: DelegationClaims;
+  readonly expiresIn: number;
+  readonly scope: readonly string[];
+  readonly actors: readonly Actor[];
+}
+
+/** Plans one exchange; throws ExchangeError with the RFC 6749 §5.2 code. */
+export async function planExchange(input: ExchangeInput): Promise<ExchangeResult> {
+  const { config, subject, actor } = input;
+  // A delegation token never authenticates an actor: the actor speaks for itself.
+  if (actor.issuerKind !== 'external') {
+    throw new ExchangeError(
+      'invalid_request',
+      'the actor token must be an identity provider token',
+    );
+  }
+  const standing = input.standing;
+  if (standing !== undefined && !config.standingGrants) {
+    throw new ExchangeError('unauthorized_client', 'standing delegation is not enabled');
+  }
+  const chained = subject.issuerKind === 'self';
+  if (chained && (standing !== undefined) !== (subject.claims.grant === STANDING_CLAIM)) {
+    throw new ExchangeError('invalid_request', 'the standing grant does not match the parent');
+  }
+  if (subject.issuerKind === 'external' && subject.actors.length > 0) {
+    // An external token that is itself a delegation has no ceilings Gatehouse knows.
+    throw new ExchangeError('invalid_request', 'the subject token carries an act claim');
+  }
+  if (chained && subject.issuer !== config.issuer) {
+    throw new ExchangeError('invalid_request', 'the subject token is not a delegation token');
+  }
+  const newActor: Actor = { subject: actor.subject, issuer: actor.issuer };
+  const actors: Actor[] = [newActor, ...(chained ? subject.actors : [])];
+  if (actors.length > config.maxDepth) {
+    throw new ExchangeError('invalid_request', 'the delegation chain would be too deep');
+  }
+  // Tenants never mix: an actor of one tenant never acts for a subject of another.
+  if (actor.tenant !== undefined && actor.tenant !== subject.tenant) {
+    throw new ExchangeError('unauthorized_client', 'the actor may not act for this subject');
+  }
+  // The link a standing grant vouches for: the innermost actor of the chain.
+  const standingActor = standing === undefined ? undefined : actors[actors.length - 1];
+  const ceilings: (readonly string[])[] = [];
+  // Revoked, expired or never granted: RFC 6749 §5.2 invalid_grant.
+  if (standing !== undefined && standing.patterns.length === 0) {
+    throw new ExchangeError('invalid_grant', 'no live standing grant lets this actor act');
+  }
+  for (const link of actors) {
+    if (standing !== undefined && link === standingActor) {
+      ceilings.push(standing.patterns);
+      continue;
+    }
+    const rule = ruleFor(config, link, subject.subject);
+    if (rule === null) {
+      throw new ExchangeError('unauthorized_client', 'the actor may not act for this subject');
+    }
+    ceilings.push(rule.ceiling);
+  }
+
+  if (input.scope === undefined) {
+    throw new ExchangeError('invalid_request', 'scope is required: the permissions wanted');
+  }
+  const parsed = parseScope(input.scope);
+  if ('bad' in parsed || parsed.scope.length === 0) {
+    throw new ExchangeError('invalid_scope', 'scope must list permissions like read:posts');
+  }
+  const scope = parsed.scope;
+  for (const pattern of scope) {
+    if (chained && !listCovers(subject.scopes, pattern)) {
+      throw new ExchangeError('invalid_scope', "the scope exceeds the parent token's");
+    }
+    for (const ceiling of ceilings) {
+      if (!listCovers(ceiling, pattern)) {
+        throw new ExchangeError('invalid_scope', 'the scope exceeds what the actor may receive');
+      }
+    }
+  }
+  if ((await input.delegatorLacks(subject, scope)) !== null) {
+    throw new ExchangeError('invalid_scope', "the scope exceeds the delegator's permissions");
+  }
+
+  let audience = config.audiences[0]!;
+  if (input.audience !== undefined) {
+    if (!config.audiences.includes(input.audience)) {
+      throw new ExchangeError('invalid_target', 'the audience is not one Gatehouse serves');
+    }
+    audience = input.audience;
+  }
+  if (chained && typeof subject.claims.aud === 'string' && subject.claims.aud !== audience) {
+    // A chain stays with the audience it started with.
+    throw new ExchangeError('invalid_target', "the audience differs from the parent token's");
+  }
+
+  const nowSeconds = Math.floor(input.now / 1000);
+  // Never beyond the parent (subject token), the actor's own token, or the configured maximum.
+  const exp = Math.min(
+    nowSeconds + config.maxLifetimeSeconds,
+    Math.floor(subject.expiresAt),
+    Math.floor(actor.expiresAt),
+    standing?.expiresAt === undefined ? Number.POSITIVE_INFINITY : Math.floor(standing.expiresAt),
+  );
+  const expiresIn = exp - nowSeconds;
+  if (expiresIn < 1) {
+    throw new ExchangeError('invalid_request', 'the subject or actor token is about to expire');
+  }
+  const grant = subject.claims.grant;
+  const claims: DelegationClaims = {
+    iss: config.issuer,
+    sub: subject.subject,
+    aud: audience,
+    iat: nowSeconds,
+    nbf: nowSeconds,
+    exp,
+    jti: newTokenId(),
+    scope: scope.join(' '),
+    act: actClaim(actors),
+    ...(subject.tenant !== undefined && { tenant: subject.tenant }),
+    ...(standing !== undefined && !chained && { grant: STANDING_CLAIM }),
+    ...(chained && typeof grant === 'string' && { grant }),
+  };
+  return { claims, expiresIn, scope, actors };
+}

@@ -1,0 +1,113 @@
+/**
+ * Standing delegation: alice lets bob act for her, with a scope and an expiry, until revoked.
+ * A standing grant is an ordinary direct grant in the delegator's own store record, in a
+ * reserved form:
+ *
+ *   gatehouse.delegate:<actor>:<scope pattern>      e.g. gatehouse.delegate:bob:read:posts:*
+ *
+ * so it is written, listed, revoked and audited by the admin API and CLI like any grant, it
+ * expires like one, and it is read through the same permission cache (revoking it takes effect
+ * within the cache bound). Only the record's own direct grants count, written out in full: a
+ * role's grant or a wildcard (`*`, `gatehouse.delegate:*`) never lets anyone act for anyone, and
+ * a deny on `gatehouse.delegate:<actor>:<permission>` wins as everywhere.
+ */
+import type { ConditionInput, PermissionEntry, PermissionSet } from '../permissions/index.ts';
+import { isValidPermission } from '../permissions/index.ts';
+import { meetPatterns } from './scope.ts';
+
+/** The first segment of every standing grant. */
+export const STANDING_PREFIX = 'gatehouse.delegate';
+
+/** RFC 8693 `subject_token_type` naming a standing grant: `subject_token` is the delegator. */
+export const TOKEN_TYPE_STANDING = 'urn:gatehouse:params:oauth:token-type:standing-delegation';
+
+/** The `grant` claim of a token exchanged for a standing grant. */
+export const STANDING_CLAIM = 'standing';
+
+const SAFE = /^[A-Za-z0-9._~@+-]$/;
+
+/**
+ * An actor subject as one permission segment: characters outside the grammar (and `%`, `*`, `:`)
+ * percent-encoded as UTF-8, so `bob:admin` or `*` cannot become several segments or a wildcard.
+ */
+export function encodeActor(subject: string): string {
+  let out = '';
+  for (const char of subject) {
+    if (SAFE.test(char)) out += char;
+    else {
+      for (const byte of new TextEncoder().encode(char)) {
+        out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+      }
+    }
+  }
+  return out;
+}
+
+/** The standing grant text for `actor` and one scope pattern, or null when it is not valid. */
+export function standingGrant(actor: string, pattern: string): string | null {
+  const text = `${STANDING_PREFIX}:${encodeActor(actor)}:${pattern}`;
+  return isValidPermission(pattern, { allowWildcards: true }) &&
+    isValidPermission(text, { allowWildcards: true })
+    ? text
+    : null;
+}
+
+export interface StandingCeiling {
+  /** The scope patterns the live standing grants to this actor allow. */
+  readonly patterns: readonly string[];
+  /** The latest expiry among them, Unix seconds; undefined when one never expires. */
+  readonly expiresAt: number | undefined;
+}
+
+/**
+ * What the delegator's live standing grants let `actor` receive, from her compiled set: direct,
+ * unconditional, unexpired grants of the reserved form only.
+ */
+export function standingCeiling(set: PermissionSet, actor: string, nowMs: number): StandingCeiling {
+  const head = `${STANDING_PREFIX}:${encodeActor(actor)}:`;
+  const patterns: string[] = [];
+  let latest: number | undefined = 0;
+  for (const entry of set.entries()) {
+    if (entry.effect !== 'allow' || entry.via !== 'direct' || entry.when !== undefined) continue;
+    if (!entry.permission.startsWith(head)) continue;
+    if (entry.expiresAt !== undefined && entry.expiresAt * 1000 <= nowMs) continue;
+    const pattern = entry.permission.slice(head.length);
+    if (!isValidPermission(pattern, { allowWildcards: true }) || !pattern.includes(':')) continue;
+    if (!patterns.includes(pattern)) patterns.push(pattern);
+    if (latest !== undefined)
+      latest = entry.expiresAt === undefined ? undefined : Math.max(latest, entry.expiresAt);
+  }
+  return { patterns, expiresAt: patterns.length === 0 ? 0 : latest };
+}
+
+/** Whether the delegator denies `actor` the concrete `permission` (deny wins). */
+export function standingDenied(
+  set: PermissionSet,
+  actor: string,
+  permission: string,
+  input: ConditionInput,
+): boolean {
+  const text = `${STANDING_PREFIX}:${encodeActor(actor)}:${permission}`;
+  return isValidPermission(text) && set.check(text, input).effect === 'deny';
+}
+
+/**
+ * The delegator's denies that reach `actor`'s standing grants, as denies over plain permissions
+ * (`gatehouse.delegate:bob:read:secret` → `read:secret`; `gatehouse.delegate:*` → `*`), for
+ * callers that apply a delegation to a whole set rather than to one check.
+ */
+export function standingDenies(
+  entries: readonly PermissionEntry[],
+  actor: string,
+): PermissionEntry[] {
+  const scopeOfActor = `${STANDING_PREFIX}:${encodeActor(actor)}:*`;
+  const out: PermissionEntry[] = [];
+  for (const entry of entries) {
+    if (entry.effect !== 'deny') continue;
+    const met = meetPatterns(entry.permission, scopeOfActor);
+    if (met === null) continue;
+    const rest = met.split(':').slice(2).join(':');
+    if (rest !== '') out.push({ ...entry, permission: rest });
+  }
+  return out;
+}
