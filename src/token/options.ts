@@ -180,7 +180,8 @@ export interface TokenVerifier {
 
 /** Shape returned by {@link precheckToken}. */
 export interface PrecheckedToken {
-  readonly header: Record<string, unknown>;
+  /** The parsed header; may be frozen and shared by tokens with the same header segment. */
+  readonly header: Readonly<Record<string, unknown>>;
   readonly payload: Record<string, unknown>;
   readonly signature: Uint8Array;
   /** `base64url(header) + '.' + base64url(payload)`, the bytes the signature covers (RFC 7515 §5.2). */

@@ -6,14 +6,13 @@
  */
 import { TokenError } from '../errors.ts';
 import { canonicalAlgorithm, signatureShapeOk } from './algorithms.ts';
+import { asciiBytes } from './base64url.ts';
 import { checkClaims } from './claims.ts';
 import { type ResolvedIssuer, resolveOptions } from './config.ts';
 import type { Algorithm, TokenVerifier, VerifierOptions, VerifyResult } from './options.ts';
 import { normalizeMediaType, precheckToken } from './precheck.ts';
 import { detectBackend, type SignatureBackend } from './signature.ts';
 import { TokenCache } from './token-cache.ts';
-
-const encoder = new TextEncoder();
 
 function checkType(typ: unknown, issuer: ResolvedIssuer): void {
   if (typ === undefined) {
@@ -84,7 +83,7 @@ export function createVerifierWith(
       throw new TokenError('token_invalid_signature', 'signature has the wrong shape');
     }
     // node:crypto answers synchronously: no await (and no extra turn of the event loop) then.
-    const checked = key.key.verify(signature, encoder.encode(signingInput));
+    const checked = key.key.verify(signature, asciiBytes(signingInput));
     const valid = checked instanceof Promise ? await checked : checked;
     if (!valid) throw new TokenError('token_invalid_signature', 'signature does not verify');
 
