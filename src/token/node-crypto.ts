@@ -42,6 +42,7 @@ export interface NodeCrypto {
     key: NodeKeyObject,
   ): { update(data: Uint8Array): { digest(): Uint8Array } };
   timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean;
+  createHash(algorithm: string): { update(data: string): { digest(): Uint8Array } };
   readonly constants: {
     readonly RSA_PKCS1_PADDING: number;
     readonly RSA_PKCS1_PSS_PADDING: number;
