@@ -140,7 +140,7 @@ export interface VerifierOptions {
   leewaySeconds?: number;
   /** Largest accepted token, bytes, checked before decoding; default 8192, 256..65536. */
   maxTokenBytes?: number;
-  /** Verified-token cache size, entries (1..1000000); default { maxEntries: 1000 }; false disables. */
+  /** Verified-token cache size, entries (1..1000000), a token cached from its second use; default { maxEntries: 1000 }; false disables. */
   tokenCache?: { maxEntries: number } | false;
   /** Fetch used for JWKS; default globalThis.fetch. */
   fetch?: typeof fetch;

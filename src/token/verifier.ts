@@ -88,7 +88,7 @@ export function createVerifierWith(
     if (!valid) throw new TokenError('token_invalid_signature', 'signature does not verify');
 
     const { principal, validUntil } = checkClaims(payload, issuer, now(), leewaySeconds);
-    if (cache !== null) {
+    if (cache?.admit(token)) {
       cache.set(token, {
         result: Object.freeze({ principal, cache: 'hit' }),
         validUntil: Math.min(validUntil, source.freshUntil),

@@ -32,6 +32,12 @@ function verifier(clock: Clock, extra: Partial<VerifierOptions> = {}) {
   return createVerifier(options([issuerWith(key)], clock, extra));
 }
 
+/** Verifies `token` twice: a token is cached from its second verification (admission). */
+async function admit(v: { verify(token: string): Promise<unknown> }, token: string): Promise<void> {
+  await v.verify(token);
+  await v.verify(token);
+}
+
 eachBackend((backend) => {
   describe('verified-token cache', () => {
     it('answers a repeated token from the cache without crypto or JSON parsing', async () => {
@@ -39,13 +45,33 @@ eachBackend((backend) => {
       const v = createVerifierWith(options([issuerWith(key)], new Clock()), counted);
       const token = await mint(key);
       const first = await v.verify(token);
-      const parseSpy = vi.spyOn(JSON, 'parse');
       const second = await v.verify(token);
-      expect(first.cache).toBe('miss');
-      expect(second.cache).toBe('hit');
-      expect(second.principal).toBe(first.principal);
-      expect(counted.verifies).toBe(1);
+      const parseSpy = vi.spyOn(JSON, 'parse');
+      const third = await v.verify(token);
+      expect([first.cache, second.cache, third.cache]).toEqual(['miss', 'miss', 'hit']);
+      expect(third.principal).toBe(second.principal);
+      expect(counted.verifies).toBe(2);
       expect(parseSpy).not.toHaveBeenCalled();
+    });
+
+    it('caches a token from its second use, not its first (a one-off token is never kept)', async () => {
+      const counted = countingBackend(backend);
+      const v = createVerifierWith(options([issuerWith(key)], new Clock()), counted);
+      const tokens = await Promise.all(['x', 'y', 'z'].map((jti) => mint(key, { jti })));
+      for (const token of tokens) expect((await v.verify(token)).cache).toBe('miss');
+      expect(counted.verifies).toBe(3);
+      for (const token of tokens) expect((await v.verify(token)).cache).toBe('miss');
+      for (const token of tokens) expect((await v.verify(token)).cache).toBe('hit');
+      expect(counted.verifies).toBe(6);
+    });
+
+    it('keeps a repeated token cached through a stream of one-off tokens', async () => {
+      const clock = new Clock();
+      const v = verifier(clock, { tokenCache: { maxEntries: 2 } });
+      const hot = await mint(key, { jti: 'hot' });
+      await admit(v, hot);
+      for (let i = 0; i < 20; i++) await v.verify(await mint(key, { jti: `once-${i}` }));
+      expect((await v.verify(hot)).cache).toBe('hit');
     });
 
     it('does not cache failures', async () => {
@@ -60,7 +86,7 @@ eachBackend((backend) => {
       const clock = new Clock();
       const v = verifier(clock);
       const token = await mint(key, { exp: NOW_S + 60 });
-      await v.verify(token);
+      await admit(v, token);
       clock.advance(89.999);
       expect((await v.verify(token)).cache).toBe('hit');
       clock.advance(0.001);
@@ -73,7 +99,7 @@ eachBackend((backend) => {
         options([issuerWith(key, { maxAgeSeconds: 120 })], clock, { leewaySeconds: 0 }),
       );
       const token = await mint(key);
-      await v.verify(token);
+      await admit(v, token);
       clock.advance(119);
       expect((await v.verify(token)).cache).toBe('hit');
       clock.advance(1);
@@ -84,10 +110,10 @@ eachBackend((backend) => {
       const clock = new Clock();
       const v = verifier(clock, { tokenCache: { maxEntries: 2 } });
       const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((jti) => mint(key, { jti })));
-      await v.verify(a!);
-      await v.verify(b!);
+      await admit(v, a!);
+      await admit(v, b!);
       expect((await v.verify(a!)).cache).toBe('hit');
-      await v.verify(c!);
+      await admit(v, c!);
       expect((await v.verify(a!)).cache).toBe('hit');
       expect((await v.verify(c!)).cache).toBe('hit');
       expect((await v.verify(b!)).cache).toBe('miss');
@@ -97,7 +123,7 @@ eachBackend((backend) => {
       const clock = new Clock();
       const v = verifier(clock);
       const genuine = await mint(key, { sub: 'alice' });
-      await v.verify(genuine);
+      await admit(v, genuine);
       const [header, , signature] = genuine.split('.');
       const other = await mint(key, { sub: 'mallory' });
       const forged = `${header}.${other.split('.')[1]}.${signature}`;
@@ -109,7 +135,7 @@ eachBackend((backend) => {
       const clock = new Clock();
       const v = verifier(clock, { tokenCache: false });
       const token = await mint(key);
-      await v.verify(token);
+      await admit(v, token);
       expect((await v.verify(token)).cache).toBe('miss');
     });
 
@@ -147,7 +173,7 @@ eachBackend((backend) => {
         const clock = new Clock();
         const v = remote(clock);
         const old = await mint(key);
-        await v.verify(old);
+        await admit(v, old);
         expect((await v.verify(old)).cache).toBe('hit');
         server.serve([k2.jwk]);
         clock.advance(1);
@@ -161,7 +187,7 @@ eachBackend((backend) => {
         const clock = new Clock();
         const v = remote(clock);
         const token = await mint(key);
-        await v.verify(token);
+        await admit(v, token);
         clock.advance(1);
         await expectCode(v.verify(await mint(k2)), 'token_unknown_key');
         expect(server.requests).toBeGreaterThanOrEqual(2);
@@ -173,7 +199,7 @@ eachBackend((backend) => {
         const clock = new Clock();
         const v = remote(clock);
         const token = await mint(key);
-        await v.verify(token);
+        await admit(v, token);
         clock.advance(599);
         expect((await v.verify(token)).cache).toBe('hit');
         server.serve([k2.jwk]);
