@@ -213,30 +213,35 @@ async function start(source: string): Promise<Running> {
     { cwd: ROOT, env: WRANGLER_ENV, stdio: 'ignore', detached: true },
   );
   const url = new URL(`http://127.0.0.1:${port}/`);
+  const stop = async () => {
+    if (child.pid !== undefined && child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      process.kill(-child.pid, 'SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
   debug(`waiting for ${url.href}`);
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error('bench: wrangler dev exited');
+    if (child.exitCode !== null) {
+      await stop();
+      throw new Error('bench: wrangler dev exited');
+    }
     try {
       const probe = await fetch(new URL('/health', url), { signal: AbortSignal.timeout(5000) });
       if (probe.status === 200) break;
     } catch {
       // not up yet
     }
-    if (Date.now() > deadline) throw new Error('bench: wrangler dev did not start');
+    if (Date.now() > deadline) {
+      // Its process group would otherwise outlive the bench.
+      await stop();
+      throw new Error('bench: wrangler dev did not start');
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
-  return {
-    url,
-    async stop() {
-      if (child.pid !== undefined && child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        process.kill(-child.pid, 'SIGTERM');
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { url, stop };
 }
 
 function demoIssuer(): { issuer: string; audience: string; kid: string } {
@@ -284,10 +289,16 @@ const FRESH_POOL = 20_000;
 
 async function throughput(): Promise<Throughput> {
   const { issuer, audience } = demoIssuer();
-  const guard = await start(GUARD_ENTRY);
-  const baseline = await start(BASELINE_ENTRY);
-  const hono = await start(honoEntry(issuer, audience));
+  const started: Running[] = [];
+  const launch = async (source: string) => {
+    const running = await start(source);
+    started.push(running);
+    return running;
+  };
   try {
+    const guard = await launch(GUARD_ENTRY);
+    const baseline = await launch(BASELINE_ENTRY);
+    const hono = await launch(honoEntry(issuer, audience));
     const repeated = `Bearer ${await token('alice')}`;
     // Cycled through: a token comes back only after FRESH_POOL others, long after the guard's
     // cache (1000 entries) dropped it.
@@ -348,9 +359,8 @@ async function throughput(): Promise<Throughput> {
       freshHono: fh,
     };
   } finally {
-    await guard.stop();
-    await baseline.stop();
-    await hono.stop();
+    // Whatever started, even when a later start failed.
+    for (const running of started) await running.stop();
   }
 }
 
