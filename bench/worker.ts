@@ -2,8 +2,15 @@
  * Worker figures, measured under workerd (`wrangler dev`, local mode) on loopback:
  *
  * - `worker.guard_throughput_ratio`: requests per second through the guard (valid token, warm
- *   caches, echo origin) over the same echo origin with no guard, with autocannon, alternating
- *   rounds (A B, B A, ...) and taking medians. Goal ≥ 0.85.
+ *   caches, echo origin) over the same echo origin with no guard, with autocannon, rotating
+ *   rounds (A B C, B C A, ...) and taking medians. Goal ≥ 0.85.
+ * - `worker.throughput_ratio_vs_hono_jwt`: the guard over what a Workers user would put in front
+ *   of the same echo origin instead, Hono's own JWT middleware (`hono/jwt`, HS256 with the same
+ *   inline secret, issuer and audience checked, no fetch), on the same token, in the same
+ *   workerd, in the same rotation. Goal ≥ 0.95. The guard also checks the subject's permissions
+ *   (KV, cached); the middleware only verifies the token.
+ * - `worker.fresh_throughput_ratio_vs_hono_jwt`: the same two with a new token on every request
+ *   (the guard's verified-token cache never hits), alternating. Recorded.
  * - `worker.cold_subject_kv_reads`: KV reads of the user record caused by 100 concurrent first
  *   requests for one subject (a counting KV wrapper in the bench bundle). Goal 1.
  * - `worker.bundle_gzip_kb`: the guard's bundle as `wrangler deploy --dry-run` builds it, gzipped.
@@ -51,6 +58,10 @@ type Autocannon = (options: {
   connections: number;
   duration: number;
   headers?: Record<string, string>;
+  /** Per-request hooks; `setupRequest` may change the request (here: a new token each time). */
+  requests?: {
+    setupRequest?: (request: { headers?: Record<string, string> }) => unknown;
+  }[];
 }) => Promise<AutocannonResult>;
 // autocannon ships no types; its library API is one function.
 const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
@@ -84,6 +95,25 @@ export default {
     return echoOrigin(request.method, new URL(request.url), new Headers(request.headers));
   },
 };`;
+
+// Hono's JWT middleware in front of the same echo origin: the Workers user's alternative, with
+// the guard's demo issuer (HS256, the bench secret inline, issuer and audience checked).
+function honoEntry(issuer: string, audience: string): string {
+  return `
+import { Hono } from '${join(ROOT, 'node_modules/hono/dist/index.js')}';
+import { jwt } from '${join(ROOT, 'node_modules/hono/dist/middleware/jwt/index.js')}';
+import { echoOrigin } from '${ADAPTER}';
+const app = new Hono();
+// Public, as in the demo policy: the bench's readiness probe.
+app.get('/health', (c) => c.text('ok'));
+app.use('*', jwt({
+  secret: ${JSON.stringify(SECRET)},
+  alg: 'HS256',
+  verification: { iss: ${JSON.stringify(issuer)}, aud: ${JSON.stringify(audience)} },
+}));
+app.all('*', (c) => echoOrigin(c.req.method, new URL(c.req.url), new Headers(c.req.raw.headers)));
+export default app;`;
+}
 
 // The guard with a KV binding that counts reads per key kind (user/, roles/, jwks/).
 const COUNTING_ENTRY = `
@@ -197,81 +227,154 @@ async function start(source: string): Promise<Running> {
     { cwd: ROOT, env: WRANGLER_ENV, stdio: 'ignore', detached: true },
   );
   const url = new URL(`http://127.0.0.1:${port}/`);
+  const stop = async () => {
+    if (child.pid !== undefined && child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      process.kill(-child.pid, 'SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
   debug(`waiting for ${url.href}`);
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error('bench: wrangler dev exited');
+    if (child.exitCode !== null) {
+      await stop();
+      throw new Error('bench: wrangler dev exited');
+    }
     try {
       const probe = await fetch(new URL('/health', url), { signal: AbortSignal.timeout(5000) });
       if (probe.status === 200) break;
     } catch {
       // not up yet
     }
-    if (Date.now() > deadline) throw new Error('bench: wrangler dev did not start');
+    if (Date.now() > deadline) {
+      // Its process group would otherwise outlive the bench.
+      await stop();
+      throw new Error('bench: wrangler dev did not start');
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
-  return {
-    url,
-    async stop() {
-      if (child.pid !== undefined && child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        process.kill(-child.pid, 'SIGTERM');
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { url, stop };
 }
 
-async function token(subject: string): Promise<string> {
+function demoIssuer(): { issuer: string; audience: string; kid: string } {
   const policy = JSON.parse(readFileSync(join(ROOT, 'demo/policy.json'), 'utf8'));
   const issuer = policy.issuers[0];
+  return { issuer: issuer.issuer, audience: issuer.audiences[0], kid: issuer.keys.kid };
+}
+
+async function token(subject: string, jti?: string): Promise<string> {
+  const { issuer, audience, kid } = demoIssuer();
   const now = Math.floor(Date.now() / 1000);
-  return new jose.SignJWT({})
-    .setProtectedHeader({ alg: 'HS256', kid: issuer.keys.kid, typ: 'JWT' })
-    .setIssuer(issuer.issuer)
-    .setAudience(issuer.audiences[0])
+  return new jose.SignJWT(jti === undefined ? {} : { jti })
+    .setProtectedHeader({ alg: 'HS256', kid, typ: 'JWT' })
+    .setIssuer(issuer)
+    .setAudience(audience)
     .setSubject(subject)
     .setIssuedAt(now)
     .setExpirationTime(now + 3600)
     .sign(new TextEncoder().encode(SECRET));
 }
 
-async function throughput(): Promise<{ ratio: number; guard: number; baseline: number }> {
-  const guard = await start(GUARD_ENTRY);
-  const baseline = await start(BASELINE_ENTRY);
+/** Distinct valid tokens for one subject. */
+async function freshTokens(subject: string, count: number): Promise<string[]> {
+  const tokens: string[] = [];
+  for (let i = 0; i < count; i++) tokens.push(await token(subject, `fresh-${i}`));
+  return tokens;
+}
+
+interface Throughput {
+  /** Guard over the echo origin alone, repeated token. */
+  ratio: number;
+  guard: number;
+  baseline: number;
+  /** Guard over Hono's JWT middleware, repeated token. */
+  honoRatio: number;
+  hono: number;
+  /** Guard over Hono's JWT middleware, a new token on every request. */
+  freshRatio: number;
+  freshGuard: number;
+  freshHono: number;
+}
+
+/** Enough distinct tokens that the guard's verified-token cache (1000 entries) never hits. */
+const FRESH_POOL = 20_000;
+
+async function throughput(): Promise<Throughput> {
+  const { issuer, audience } = demoIssuer();
+  const started: Running[] = [];
+  const launch = async (source: string) => {
+    const running = await start(source);
+    started.push(running);
+    return running;
+  };
   try {
-    const headers = { authorization: `Bearer ${await token('alice')}` };
-    const run = async (url: URL, duration: number) => {
+    const guard = await launch(GUARD_ENTRY);
+    const baseline = await launch(BASELINE_ENTRY);
+    const hono = await launch(honoEntry(issuer, audience));
+    const repeated = `Bearer ${await token('alice')}`;
+    // Cycled through: a token comes back only after FRESH_POOL others, long after the guard's
+    // cache (1000 entries) dropped it.
+    const pool = (await freshTokens('alice', FRESH_POOL)).map((t) => `Bearer ${t}`);
+    let next = 0;
+    const run = async (url: URL, duration: number, fresh = false) => {
       const result = await autocannon({
         url: new URL('/posts/1', url).href,
         connections: CONNECTIONS,
         duration,
-        headers,
+        headers: { authorization: repeated },
+        ...(fresh && {
+          requests: [
+            {
+              setupRequest: (request: { headers?: Record<string, string> }) => {
+                request.headers = {
+                  ...request.headers,
+                  authorization: pool[next++ % pool.length]!,
+                };
+                return request;
+              },
+            },
+          ],
+        }),
       });
       if (result.non2xx > 0 || result.errors > 0) {
         throw new Error(`bench: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
       }
       return result.requests.average;
     };
-    // Warm both (JIT, token and permission caches) before measuring.
-    await run(guard.url, 1);
-    await run(baseline.url, 1);
-    const g: number[] = [];
-    const b: number[] = [];
+    // Warm all (JIT, token and permission caches) before measuring.
+    const sides = [guard, baseline, hono];
+    for (const side of sides) await run(side.url, 1);
+    const repeatedRps = sides.map((): number[] => []);
     for (let round = 0; round < ROUNDS; round++) {
-      if (round % 2 === 0) {
-        g.push(await run(guard.url, SECONDS));
-        b.push(await run(baseline.url, SECONDS));
-      } else {
-        b.push(await run(baseline.url, SECONDS));
-        g.push(await run(guard.url, SECONDS));
+      for (let k = 0; k < sides.length; k++) {
+        const i = (round + k) % sides.length;
+        repeatedRps[i]!.push(await run(sides[i]!.url, SECONDS));
       }
     }
-    return { ratio: median(g) / median(b), guard: median(g), baseline: median(b) };
+    const freshSides = [guard, hono];
+    const freshRps = freshSides.map((): number[] => []);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const i of round % 2 === 0 ? [0, 1] : [1, 0]) {
+        freshRps[i]!.push(await run(freshSides[i]!.url, SECONDS, true));
+      }
+    }
+    const [g, b, h] = repeatedRps.map(median) as [number, number, number];
+    const [fg, fh] = freshRps.map(median) as [number, number];
+    return {
+      ratio: g / b,
+      guard: g,
+      baseline: b,
+      honoRatio: g / h,
+      hono: h,
+      freshRatio: fg / fh,
+      freshGuard: fg,
+      freshHono: fh,
+    };
   } finally {
-    await guard.stop();
-    await baseline.stop();
+    // Whatever started, even when a later start failed.
+    for (const running of started) await running.stop();
   }
 }
 
@@ -401,6 +504,11 @@ export async function benchWorker(): Promise<{
     'worker.guard_throughput_ratio': round(tp.ratio, 3),
     'worker.guard_rps': round(tp.guard, 0),
     'worker.baseline_rps': round(tp.baseline, 0),
+    'worker.throughput_ratio_vs_hono_jwt': round(tp.honoRatio, 3),
+    'worker.hono_jwt_rps': round(tp.hono, 0),
+    'worker.fresh_throughput_ratio_vs_hono_jwt': round(tp.freshRatio, 3),
+    'worker.fresh_guard_rps': round(tp.freshGuard, 0),
+    'worker.fresh_hono_jwt_rps': round(tp.freshHono, 0),
     'worker.cold_subject_kv_reads': reads.user,
     'worker.bundle_gzip_kb': round(kb, 1),
     'worker.admin_bundle_gzip_kb': round(adminKb, 1),
@@ -413,6 +521,20 @@ export async function benchWorker(): Promise<{
       goal: '≥ 0.85',
       ok: tp.ratio >= 0.85,
       note: `guard ${results['worker.guard_rps']} req/s vs echo alone ${results['worker.baseline_rps']} req/s; workerd (wrangler dev) on loopback, autocannon ${CONNECTIONS} connections, ${ROUNDS}×${SECONDS} s per side alternating, medians`,
+    },
+    {
+      name: 'worker.throughput_ratio_vs_hono_jwt',
+      value: results['worker.throughput_ratio_vs_hono_jwt'],
+      goal: '≥ 0.95',
+      ok: tp.honoRatio >= 0.95,
+      note: `guard ${results['worker.guard_rps']} req/s vs hono/jwt alone ${results['worker.hono_jwt_rps']} req/s; same HS256 token and inline secret, same workerd and echo origin, rotating with the row above`,
+    },
+    {
+      name: 'worker.fresh_throughput_ratio_vs_hono_jwt',
+      value: results['worker.fresh_throughput_ratio_vs_hono_jwt'],
+      goal: 'record',
+      ok: null,
+      note: `a new token per request: guard ${results['worker.fresh_guard_rps']} req/s vs hono/jwt ${results['worker.fresh_hono_jwt_rps']} req/s, ${ROUNDS}×${SECONDS} s per side alternating`,
     },
     {
       name: 'worker.cold_subject_kv_reads',

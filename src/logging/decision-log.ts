@@ -4,8 +4,8 @@
  * (`sampleRate`, 1 for denies) so a consumer can re-weight: each line stands for 1 / sampleRate
  * decisions.
  *
- * Platform-free (Web Crypto and `console` only): the same logger runs in workerd and on Lambda;
- * only the sink differs. Workers Logs indexes the fields of an object handed to `console.log`
+ * Platform-free (`console`, and Web Crypto or node:crypto for the digest, whichever the runtime
+ * offers): the same logger runs in workerd and on Lambda; only the sink differs. Workers Logs indexes the fields of an object handed to `console.log`
  * ({@link consoleObjectWriter}), CloudWatch Logs Insights the first JSON fragment of a Lambda log
  * line ({@link consoleJsonWriter}). docs/workers.md and docs/aws.md, "Decision logs", have the
  * field table and queries.
@@ -14,6 +14,7 @@
  * subject, tenant and issuer; the token only as a truncated SHA-256 digest, to correlate lines.
  */
 import { ConfigError, numberOption } from '../errors.ts';
+import { loadNodeCrypto } from '../token/node-crypto.ts';
 import type { Decision, PermissionMatch } from '../types.ts';
 
 /** `type` of every decision line, to filter them from other output. */
@@ -215,9 +216,18 @@ function base64url(bytes: Uint8Array): string {
  * one can guess.
  */
 export async function tokenDigest(token: string): Promise<string> {
-  const hash = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token));
-  return base64url(new Uint8Array(hash, 0, 16));
+  const hash =
+    nodeCrypto === null
+      ? new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token)))
+      : nodeCrypto.createHash('sha256').update(token).digest();
+  return base64url(hash.subarray(0, 16));
 }
+
+/**
+ * On Node, node:crypto's synchronous hash: Node runs a WebCrypto digest on its thread pool, about
+ * ten times the cost (some 55 µs), paid on every deny (issue 11). WebCrypto elsewhere (workerd).
+ */
+const nodeCrypto = loadNodeCrypto();
 
 /** The bearer credential to digest, or undefined (none, not a bearer, or not JWS-shaped). */
 function digestSource(request: LoggedRequest): string | undefined {

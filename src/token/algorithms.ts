@@ -1,8 +1,8 @@
 /**
  * The algorithm table: what each supported JWS algorithm needs from a key, the exact
- * signature shape to demand before any crypto, and the WebCrypto parameters to verify with.
+ * signature shape to demand before any crypto, and the WebCrypto parameters to verify with
+ * (signature.ts maps the same table onto node:crypto).
  */
-import type { CryptoKey } from 'jose';
 import type { Algorithm } from './options.ts';
 
 export type VerifyParams = Parameters<typeof crypto.subtle.verify>[0];
@@ -144,11 +144,10 @@ function inRange(value: Uint8Array, order: Uint8Array): boolean {
   return nonZero && less;
 }
 
-/** The expected signature length in bytes for `spec` with this key. */
-export function expectedSignatureLength(spec: AlgorithmSpec, key: CryptoKey): number {
+/** The expected signature length in bytes for `spec` with a key of this RSA modulus size. */
+export function expectedSignatureLength(spec: AlgorithmSpec, modulusBits: number): number {
   if (spec.signatureLength !== 0) return spec.signatureLength;
-  const bits = (key.algorithm as { modulusLength?: number }).modulusLength ?? 0;
-  return Math.ceil(bits / 8);
+  return Math.ceil(modulusBits / 8);
 }
 
 /**

@@ -51,3 +51,49 @@ export function decodeBase64url(text: string): Uint8Array<ArrayBuffer> | null {
   }
   return out;
 }
+
+interface NativeBuffer {
+  from(text: string, encoding: 'base64url' | 'latin1'): Uint8Array;
+}
+
+/**
+ * Node's Buffer decodes base64url natively, several times faster than the loop above, but
+ * leniently (it skips characters outside the alphabet and ignores trailing bits), so it is only
+ * used where the alphabet was already checked. null where there is no Buffer (workerd).
+ */
+const nativeBuffer: NativeBuffer | null = (() => {
+  const buffer = (globalThis as { Buffer?: Partial<NativeBuffer> }).Buffer;
+  return typeof buffer?.from === 'function' ? (buffer as NativeBuffer) : null;
+})();
+
+/** A plain Uint8Array view of a Buffer's memory (no copy): callers never see a Buffer. */
+function plain(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+/**
+ * decodeBase64url for text already known to hold only URL-safe alphabet characters (the token's
+ * compact-form pattern checked them): the same answer, with the length and trailing-bit rules
+ * checked here and the bytes decoded natively where the runtime can.
+ */
+export function decodeCheckedBase64url(text: string): Uint8Array | null {
+  const length = text.length;
+  const rest = length & 3;
+  if (nativeBuffer === null) return decodeBase64url(text);
+  if (length === 0 || rest === 1) return null;
+  if (rest !== 0) {
+    const last = sextet(text, length - 1);
+    if (last > 63 || (last & (rest === 2 ? 15 : 3)) !== 0) return null;
+  }
+  return plain(nativeBuffer.from(text, 'base64url'));
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * The bytes of an ASCII string (a JWS signing input, which the compact-form check limits to
+ * ASCII): Latin-1 and UTF-8 agree there, and Node's Latin-1 encoder is the faster of the two.
+ */
+export function asciiBytes(text: string): Uint8Array {
+  return nativeBuffer === null ? encoder.encode(text) : plain(nativeBuffer.from(text, 'latin1'));
+}

@@ -17,6 +17,7 @@ import {
   normalizeMediaType,
 } from './precheck.ts';
 import { pemBody, readRsaSpki, rsaKeyProblem } from './rsa.ts';
+import type { SignatureBackend } from './signature.ts';
 
 export interface ResolvedIssuer extends ClaimRules {
   readonly source: KeySource;
@@ -95,6 +96,7 @@ interface Runtime {
   readonly persistence: VerifierOptions['persistence'];
   readonly shareInFlight: boolean;
   readonly onKeySkipped: ((event: KeySkippedEvent) => void) | null;
+  readonly backend: SignatureBackend;
 }
 
 /** One JSON line per skipped key, like the decision lines (level, type), readable on both edges. */
@@ -159,6 +161,7 @@ function resolveKeySource(
       persistence: runtime.persistence,
       shareInFlight: runtime.shareInFlight,
       onKeySkipped: runtime.onKeySkipped,
+      backend: runtime.backend,
     });
   }
   if (kind === 'jwks') {
@@ -173,7 +176,7 @@ function resolveKeySource(
       }
       return candidate;
     });
-    return inlineJwksSource(candidates, runtime.shareInFlight);
+    return inlineJwksSource(runtime.backend, candidates, runtime.shareInFlight);
   }
   const algorithm = keys.algorithm;
   if (typeof algorithm !== 'string' || !ALGORITHMS.has(algorithm as Algorithm)) {
@@ -202,7 +205,13 @@ function resolveKeySource(
       throw new ConfigError(`${field}.algorithm`, 'a public key cannot verify an HS algorithm');
     }
     if (ALGORITHMS.get(alg)!.kty === 'RSA') rsaPem(pem, `${field}.publicKeyPem`);
-    return pemSource(pem.trim(), canonicalAlgorithm(alg)!, kid, runtime.shareInFlight);
+    return pemSource(
+      runtime.backend,
+      pem.trim(),
+      canonicalAlgorithm(alg)!,
+      kid,
+      runtime.shareInFlight,
+    );
   }
   if (!isHmac(alg)) throw new ConfigError(`${field}.algorithm`, 'expected HS256, HS384 or HS512');
   const secret = keys.secret;
@@ -215,7 +224,7 @@ function resolveKeySource(
   if (bytes.length < minimum) {
     throw new ConfigError(`${field}.secret`, `expected at least ${minimum} bytes for ${alg}`);
   }
-  return secretSource(bytes, alg, kid, runtime.shareInFlight);
+  return secretSource(runtime.backend, bytes, alg, kid, runtime.shareInFlight);
 }
 
 /**
@@ -324,8 +333,14 @@ function resolveIssuer(input: unknown, field: string, runtime: Runtime): Resolve
   };
 }
 
-/** Validates every option eagerly; throws ConfigError naming the first bad field. */
-export function resolveOptions(options: VerifierOptions): ResolvedOptions {
+/**
+ * Validates every option eagerly; throws ConfigError naming the first bad field. `backend`
+ * imports and verifies every key of every issuer (signature.ts picks it by runtime capability).
+ */
+export function resolveOptions(
+  options: VerifierOptions,
+  backend: SignatureBackend,
+): ResolvedOptions {
   if (!isObject(options)) throw new ConfigError('options', 'expected an options object');
   const o = options as VerifierOptions & Record<string, unknown>;
   const leewaySeconds = numberOption(
@@ -389,6 +404,7 @@ export function resolveOptions(options: VerifierOptions): ResolvedOptions {
     persistence,
     shareInFlight: o.shareInFlight ?? defaultShareInFlight(),
     onKeySkipped: o.onKeySkipped === undefined ? warnKeySkipped : o.onKeySkipped,
+    backend,
   };
   if (!Array.isArray(o.issuers) || o.issuers.length === 0) {
     throw new ConfigError('issuers', 'expected a non-empty array of issuers');

@@ -29,6 +29,7 @@ import type {
   KeySkippedEvent,
   PersistedJwks,
 } from './options.ts';
+import type { SignatureBackend } from './signature.ts';
 
 export interface RemoteJwksOptions {
   readonly issuer: string;
@@ -49,6 +50,8 @@ export interface RemoteJwksOptions {
   readonly shareInFlight: boolean;
   /** Told about each key a fetched or loaded set leaves out; null says nothing. */
   readonly onKeySkipped: ((event: KeySkippedEvent) => void) | null;
+  /** Imports the keys and verifies with them (signature.ts). */
+  readonly backend: SignatureBackend;
 }
 
 /** Upper bound on a JWKS document, characters; real key sets are a few KiB. */
@@ -222,7 +225,9 @@ export class RemoteJwksSource implements KeySource {
     // Unchanged key set: keep the imported keys and the version (cached tokens stay valid).
     const fingerprint = JSON.stringify(candidates.map((c) => c.stored));
     if (fingerprint !== this.#fingerprint || this.#set === null) {
-      const imported = await Promise.all(candidates.map(importCandidate));
+      const imported = await Promise.all(
+        candidates.map((c) => importCandidate(this.#o.backend, c)),
+      );
       const keys = imported.filter((k): k is BoundKey => k !== null);
       const refused = candidates
         .filter((_, i) => imported[i] === null)

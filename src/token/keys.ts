@@ -1,30 +1,29 @@
 /**
- * Verification keys: each key is imported once into a CryptoKey and bound to exactly one
- * algorithm. A JWK's own `alg` wins; a JWK without one takes the first configured algorithm that
- * fits its kty/crv, never the token's header (RFC 8725 §3.1, §2.1 algorithm confusion).
+ * Verification keys: each key is imported once by the signature backend (signature.ts) and bound
+ * to exactly one algorithm. A JWK's own `alg` wins; a JWK without one takes the first configured
+ * algorithm that fits its kty/crv, never the token's header (RFC 8725 §3.1, §2.1 algorithm
+ * confusion).
  */
-import { type CryptoKey, importJWK, importSPKI } from 'jose';
 import { TokenError } from '../errors.ts';
 import {
   ALGORITHMS,
   type AlgorithmSpec,
   canonicalAlgorithm,
-  expectedSignatureLength,
   isHmac,
   keyFits,
 } from './algorithms.ts';
 import { decodeBase64url } from './base64url.ts';
 import type { Algorithm } from './options.ts';
 import { KID_PATTERN } from './precheck.ts';
-import { rsaCryptoKeyProblem, rsaKeyProblem } from './rsa.ts';
+import { rsaKeyProblem } from './rsa.ts';
+import type { SignatureBackend, VerifyingKey } from './signature.ts';
 
 /** An imported key bound to one algorithm. */
 export interface BoundKey {
   readonly kid: string | undefined;
   readonly spec: AlgorithmSpec;
-  readonly key: CryptoKey;
-  /** Exact signature length this key produces, bytes. */
-  readonly signatureLength: number;
+  /** The imported key; its signatureLength is the exact length this key produces, bytes. */
+  readonly key: VerifyingKey;
   /** The source's key-set version this key belongs to (see KeySource.version). */
   readonly version: number;
 }
@@ -135,24 +134,17 @@ function selectJwkUnchecked(raw: unknown, allowed: readonly Algorithm[]): JwkCan
   return { kid, spec, jwk: publicJwk, stored };
 }
 
-/** After import, the RSA rule again on what the runtime holds (defence in depth, see rsa.ts). */
-function rsaWeak(spec: AlgorithmSpec, key: CryptoKey): boolean {
-  return spec.kty === 'RSA' && rsaCryptoKeyProblem(key) !== null;
-}
-
-function bind(kid: string | undefined, spec: AlgorithmSpec, key: CryptoKey): BoundKey {
-  return { kid, spec, key, signatureLength: expectedSignatureLength(spec, key), version: 0 };
+function bind(kid: string | undefined, spec: AlgorithmSpec, key: VerifyingKey): BoundKey {
+  return { kid, spec, key, version: 0 };
 }
 
 /** Imports one candidate, or null when the runtime refuses it or it is a weak RSA key. */
-export async function importCandidate(candidate: JwkCandidate): Promise<BoundKey | null> {
-  try {
-    const key = await importJWK(candidate.jwk, candidate.spec.alg, { extractable: false });
-    if (key instanceof Uint8Array || rsaWeak(candidate.spec, key)) return null;
-    return bind(candidate.kid, candidate.spec, key);
-  } catch {
-    return null;
-  }
+export async function importCandidate(
+  backend: SignatureBackend,
+  candidate: JwkCandidate,
+): Promise<BoundKey | null> {
+  const key = await backend.importJwk(candidate.jwk, candidate.spec);
+  return key === null ? null : bind(candidate.kid, candidate.spec, key);
 }
 
 export function buildKeySet(keys: readonly BoundKey[]): KeySet {
@@ -310,12 +302,13 @@ export class StaticKeySource implements KeySource {
 
 /** A static source for an inline JWKS whose candidates were validated at construction. */
 export function inlineJwksSource(
+  backend: SignatureBackend,
   candidates: readonly JwkCandidate[],
   share: boolean,
 ): StaticKeySource {
   return new StaticKeySource(
     async () => {
-      const imported = await Promise.all(candidates.map(importCandidate));
+      const imported = await Promise.all(candidates.map((c) => importCandidate(backend, c)));
       return buildKeySet(imported.filter((k): k is BoundKey => k !== null));
     },
     false,
@@ -325,6 +318,7 @@ export function inlineJwksSource(
 
 /** A static source for one SPKI public key bound to `alg`. */
 export function pemSource(
+  backend: SignatureBackend,
   pem: string,
   alg: Algorithm,
   kid: string | undefined,
@@ -333,11 +327,9 @@ export function pemSource(
   return new StaticKeySource(
     async () => {
       const spec = ALGORITHMS.get(alg)!;
-      const key = await importSPKI(pem, alg, { extractable: false });
-      // Configuration already refused a weak key it could read (config.ts); this holds the rule
-      // for any encoding that reading missed, on every runtime.
-      if (rsaWeak(spec, key)) throw new Error('weak RSA key');
-      return buildKeySet([bind(kid, spec, key)]);
+      // The backend refuses a weak RSA key after import too (rsa.ts): configuration already
+      // refused one it could read, this holds the rule for any encoding that reading missed.
+      return buildKeySet([bind(kid, spec, await backend.importSpki(pem, spec))]);
     },
     kid === undefined,
     share,
@@ -346,6 +338,7 @@ export function pemSource(
 
 /** A static source for one HMAC secret bound to `alg` (already length-checked). */
 export function secretSource(
+  backend: SignatureBackend,
   secret: Uint8Array,
   alg: Algorithm,
   kid: string | undefined,
@@ -355,14 +348,7 @@ export function secretSource(
     async () => {
       const spec = ALGORITHMS.get(alg)!;
       if (!isHmac(alg)) throw new Error('not an HMAC algorithm');
-      const key = await crypto.subtle.importKey(
-        'raw',
-        secret as Uint8Array<ArrayBuffer>,
-        { name: 'HMAC', hash: spec.hash },
-        false,
-        ['verify'],
-      );
-      return buildKeySet([bind(kid, spec, key)]);
+      return buildKeySet([bind(kid, spec, await backend.importSecret(secret, spec))]);
     },
     kid === undefined,
     share,

@@ -140,7 +140,7 @@ export interface VerifierOptions {
   leewaySeconds?: number;
   /** Largest accepted token, bytes, checked before decoding; default 8192, 256..65536. */
   maxTokenBytes?: number;
-  /** Verified-token cache size, entries (1..1000000); default { maxEntries: 1000 }; false disables. */
+  /** Verified-token cache size, entries (1..1000000), a token cached from its second use; default { maxEntries: 1000 }; false disables. */
   tokenCache?: { maxEntries: number } | false;
   /** Fetch used for JWKS; default globalThis.fetch. */
   fetch?: typeof fetch;
@@ -180,7 +180,8 @@ export interface TokenVerifier {
 
 /** Shape returned by {@link precheckToken}. */
 export interface PrecheckedToken {
-  readonly header: Record<string, unknown>;
+  /** The parsed header; may be frozen and shared by tokens with the same header segment. */
+  readonly header: Readonly<Record<string, unknown>>;
   readonly payload: Record<string, unknown>;
   readonly signature: Uint8Array;
   /** `base64url(header) + '.' + base64url(payload)`, the bytes the signature covers (RFC 7515 §5.2). */

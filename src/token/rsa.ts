@@ -1,8 +1,9 @@
 /**
- * RSA public-key checks done by us, before and after import, because runtimes differ: Node's
- * WebCrypto imports a key with public exponent 1 (then s^e mod n = s, so the "signature" of any
- * message is its own encoding and anyone can forge), workerd refuses it. Every key source runs
- * the same rule here, so no runtime decides alone.
+ * RSA public-key checks done by us, before and after import, because runtimes differ: Node
+ * (WebCrypto and node:crypto alike) imports a key with public exponent 1 (then s^e mod n = s, so
+ * the "signature" of any message is its own encoding and anyone can forge), workerd refuses it.
+ * Every key source and both signature backends run the same rule here, so no runtime decides
+ * alone.
  */
 import { MIN_RSA_BITS } from './algorithms.ts';
 
@@ -48,17 +49,36 @@ function weakExponent(e: Uint8Array): boolean {
 }
 
 /**
- * The same rule on an imported key, read from its WebCrypto algorithm (RsaHashedKeyAlgorithm's
- * modulusLength and publicExponent). A key that does not report them is refused.
+ * The same rule on an imported key, read from what the runtime reports: WebCrypto's
+ * RsaHashedKeyAlgorithm (modulusLength, publicExponent) or node:crypto's asymmetricKeyDetails
+ * (see rsaImportedProblem). A key that does not report them is refused.
  */
 export function rsaCryptoKeyProblem(key: { algorithm: unknown }): RsaKeyProblem | null {
   const algorithm = key.algorithm as { modulusLength?: unknown; publicExponent?: unknown };
-  const bits = typeof algorithm.modulusLength === 'number' ? algorithm.modulusLength : 0;
-  if (bits < MIN_RSA_BITS) return 'modulus under 2048 bits';
   const e = algorithm.publicExponent;
-  if (!(e instanceof Uint8Array) || weakExponent(e))
+  return rsaImportedProblem(algorithm.modulusLength, e instanceof Uint8Array ? e : null);
+}
+
+/** The rule on a modulus size in bits and a big-endian exponent as a runtime reports them. */
+export function rsaImportedProblem(
+  modulusBits: unknown,
+  exponent: Uint8Array | null,
+): RsaKeyProblem | null {
+  const bits = typeof modulusBits === 'number' ? modulusBits : 0;
+  if (bits < MIN_RSA_BITS) return 'modulus under 2048 bits';
+  if (exponent === null || weakExponent(exponent)) {
     return 'public exponent even, under 3 or over 32 bits';
+  }
   return null;
+}
+
+/** A non-negative bigint (node:crypto's publicExponent) as big-endian bytes. */
+export function bigintBytes(value: bigint): Uint8Array {
+  let hex = value.toString(16);
+  if (hex.length % 2 === 1) hex = `0${hex}`;
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
 }
 
 // DER (X.690 §8, §10) for SubjectPublicKeyInfo (RFC 5280 §4.1) holding an RSAPublicKey

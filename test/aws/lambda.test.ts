@@ -5,12 +5,15 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import fc from 'fast-check';
 import * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildContext,
   CONTEXT_BUDGET_BYTES,
+  type ContextValue,
   type IamResponse,
+  jsonLengthBound,
   parseEvent,
   type SimpleResponse,
 } from '../../src/aws/authorizer.ts';
@@ -502,5 +505,53 @@ describe('context budget', () => {
     const context = buildContext(decision, 'route');
     expect(JSON.stringify(context).length).toBeLessThanOrEqual(CONTEXT_BUDGET_BYTES);
     expect(context.subject).toHaveLength(256);
+  });
+
+  it('measures with a bound that never undercounts the serialised context', () => {
+    // Control characters, quotes, backslashes and lone surrogates expand most when escaped.
+    const text = fc.string({
+      unit: fc.constantFrom('a', '"', '\\', '\u0001', '\n', 'é', '\ud800', '\udc00', '😀'),
+      maxLength: 300,
+    });
+    const value: fc.Arbitrary<ContextValue> = fc.oneof(
+      text,
+      fc.double(),
+      fc.integer(),
+      fc.boolean(),
+    );
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.constantFrom('reason', 'mode', 'subject', 'scopes', 'grant'), value),
+        (context) => {
+          expect(jsonLengthBound(context)).toBeGreaterThanOrEqual(JSON.stringify(context).length);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('still drops keys when escaping pushes a context over its budget', () => {
+    const decision = {
+      allow: true,
+      status: 200,
+      reason: 'allowed',
+      route: 'GET /x',
+      explain: '',
+      matched: [{ required: 'a:b', grant: '\u0001'.repeat(256), via: 'direct' }],
+      principal: {
+        issuer: 'i',
+        issuerKind: 'external',
+        subject: 'alice',
+        scopes: [],
+        claims: {},
+        actors: [],
+        expiresAt: 0,
+      },
+    } as unknown as Decision;
+    const context = buildContext(decision, 'route');
+    expect(JSON.stringify(context).length).toBeLessThanOrEqual(CONTEXT_BUDGET_BYTES);
+    expect(context.subject).toBe('alice');
+    expect(context.grant).toBeUndefined();
+    expect(context.permission).toBe('a:b');
   });
 });

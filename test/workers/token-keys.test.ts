@@ -6,6 +6,7 @@
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { ConfigError, TokenError } from '../../src/errors.ts';
 import { createVerifier, type IssuerOptions, type KeySkippedEvent } from '../../src/token/index.ts';
+import { detectBackend } from '../../src/token/signature.ts';
 import { AUDIENCE, createTestIssuer, type TestIssuer } from '../support/issuer.ts';
 import { forgeExponentOne, rsaSpkiPem, type WeakRsaKey, weakRsaKey } from '../support/rsa-forge.ts';
 
@@ -21,6 +22,14 @@ beforeAll(async () => {
     createTestIssuer({ alg: 'PS256', kid: 'good-ps' }),
     weakRsaKey('weak-e1'),
   ]);
+});
+
+describe('signature backend', () => {
+  // Issue 11: Node verifies with node:crypto; workerd keeps WebCrypto, even though the test pool
+  // runs it with nodejs_compat (which offers a node:crypto), so this suite tests that path.
+  it('is WebCrypto inside workerd', () => {
+    expect(detectBackend().name).toBe('webcrypto');
+  });
 });
 
 function verifierFor(

@@ -11,6 +11,7 @@ import {
   type DecisionLoggerOptions,
   type DecisionLogLine,
   readDecisionLogConfig,
+  tokenDigest,
 } from '../../../src/logging/index.ts';
 import { type CompiledPolicy, compilePolicy, Gatehouse } from '../../../src/policy/index.ts';
 import { MemoryStore } from '../../../src/stores/index.ts';
@@ -294,5 +295,18 @@ describe('configuration', () => {
       expect.objectContaining({ name: 'ConfigError', field: 'allowSampleRate' }),
     );
     expect(() => new DecisionLogger({ allowSampleRate: Number.NaN })).toThrow(ConfigError);
+  });
+});
+
+describe('token digest on Node', () => {
+  it('hashes with node:crypto, not WebCrypto (whose digest costs a thread-pool round trip)', async () => {
+    const digest = vi.spyOn(crypto.subtle, 'digest');
+    try {
+      const token = `${'a'.repeat(40)}.${'b'.repeat(80)}.${'c'.repeat(86)}`;
+      expect(await tokenDigest(token)).toBe(sha256Prefix(token));
+      expect(digest).not.toHaveBeenCalled();
+    } finally {
+      digest.mockRestore();
+    }
   });
 });

@@ -312,8 +312,11 @@ describe('decide: store failures and caching', () => {
     const request = { method: 'GET', path: '/posts/1', authorization: `Bearer ${token}` };
     const first = await gatehouse.decide(request);
     const second = await gatehouse.decide(request);
+    const third = await gatehouse.decide(request);
     expect(first.cache).toMatchObject({ token: 'miss', permissions: 'miss' });
-    expect(second.cache).toMatchObject({ token: 'hit', permissions: 'hit' });
+    // A token is cached from its second use (src/token/token-cache.ts, admission).
+    expect(second.cache).toMatchObject({ token: 'miss', permissions: 'hit' });
+    expect(third.cache).toMatchObject({ token: 'hit', permissions: 'hit' });
   });
 
   it('bounds maxAgeSeconds by the store TTL and the earliest grant expiry', async () => {

@@ -2,9 +2,82 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWK } from 'jose';
-import { expect } from 'vitest';
+import { beforeAll, describe, expect } from 'vitest';
 import { TokenError, type TokenErrorCode } from '../../../src/errors.ts';
-import type { Algorithm, IssuerOptions, VerifierOptions } from '../../../src/token/index.ts';
+import type {
+  Algorithm,
+  IssuerOptions,
+  TokenVerifier,
+  VerifierOptions,
+} from '../../../src/token/index.ts';
+import { loadNodeCrypto, nodeCryptoBackend } from '../../../src/token/node-crypto.ts';
+import type { SignatureBackend, VerifyingKey } from '../../../src/token/signature.ts';
+import { createVerifierWith } from '../../../src/token/verifier.ts';
+import { webCryptoBackend } from '../../../src/token/webcrypto.ts';
+
+/**
+ * Both signature backends (src/token/signature.ts): node:crypto, which Node picks, and WebCrypto,
+ * which workerd uses. Every token security test runs under each (`eachBackend`).
+ */
+export const BACKENDS: readonly SignatureBackend[] = [
+  nodeCryptoBackend(loadNodeCrypto()!),
+  webCryptoBackend,
+];
+
+let current: SignatureBackend | null = null;
+
+/**
+ * Runs `body`'s tests once per signature backend; inside, `createVerifier` builds verifiers on
+ * that backend. The backend is switched in a beforeAll, so verifiers must be built in hooks or
+ * tests, not while the describe body is collected.
+ */
+export function eachBackend(body: (backend: SignatureBackend) => void): void {
+  describe.each(BACKENDS)('signatures by $name', (backend) => {
+    beforeAll(() => {
+      current = backend;
+    });
+    body(backend);
+  });
+}
+
+/** createVerifier on the backend of the enclosing `eachBackend` block. */
+export function createVerifier(options: VerifierOptions): TokenVerifier {
+  if (current === null) throw new Error('createVerifier outside eachBackend, or before its hook');
+  return createVerifierWith(options, current);
+}
+
+/** A backend that counts key imports and signature verifications passed to `inner`. */
+export function countingBackend(inner: SignatureBackend): SignatureBackend & {
+  imports: number;
+  verifies: number;
+} {
+  const counted = {
+    name: inner.name,
+    imports: 0,
+    verifies: 0,
+    importJwk: async (...args: Parameters<SignatureBackend['importJwk']>) => {
+      counted.imports++;
+      const key = await inner.importJwk(...args);
+      return key === null ? null : count(key);
+    },
+    importSpki: async (...args: Parameters<SignatureBackend['importSpki']>) => {
+      counted.imports++;
+      return count(await inner.importSpki(...args));
+    },
+    importSecret: async (...args: Parameters<SignatureBackend['importSecret']>) => {
+      counted.imports++;
+      return count(await inner.importSecret(...args));
+    },
+  };
+  const count = (key: VerifyingKey): VerifyingKey => ({
+    signatureLength: key.signatureLength,
+    verify(signature, data) {
+      counted.verifies++;
+      return key.verify(signature, data);
+    },
+  });
+  return counted;
+}
 
 export const ISSUER = 'https://issuer.example.com/';
 export const AUDIENCE = 'api://gatehouse';

@@ -1,7 +1,14 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeBase64url } from '../../../src/token/base64url.ts';
+import type { TokenErrorCode } from '../../../src/errors.ts';
+import {
+  asciiBytes,
+  decodeBase64url,
+  decodeCheckedBase64url,
+} from '../../../src/token/base64url.ts';
 import { precheckToken } from '../../../src/token/index.ts';
 import { hasDuplicateMemberName } from '../../../src/token/json.ts';
+import { splitCompact } from '../../../src/token/precheck.ts';
 import { b64url, expectSyncCode, json } from './helpers.ts';
 
 const HEADER = json({ alg: 'ES256', typ: 'JWT', kid: 'k1' });
@@ -251,6 +258,101 @@ describe('precheckToken', () => {
         expect(precheckToken(withHeader({ alg: 'ES256', kid })).header.kid).toBe(kid);
       });
     }
+  });
+});
+
+describe('checked headers shared by tokens', () => {
+  it('gives tokens with the same header segment one frozen, checked header', () => {
+    const other = `${HEADER}.${json({ iss: 'https://issuer.example.com/', sub: 'v' })}.${SIG}`;
+    const first = precheckToken(VALID).header;
+    const second = precheckToken(other).header;
+    expect(second).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+    expect(precheckToken(other).payload.sub).toBe('v');
+  });
+
+  it('refuses a refused header every time, never from memory', () => {
+    const refused: [Record<string, unknown>, TokenErrorCode][] = [
+      [{ alg: 'ES256', crit: ['exp'] }, 'token_unsupported'],
+      [{ alg: 'ES256', kid: 'a b' }, 'token_malformed'],
+      [{ alg: '' }, 'token_malformed'],
+    ];
+    for (const [header, code] of refused) {
+      for (let i = 0; i < 3; i++) expectSyncCode(() => precheckToken(withHeader(header)), code);
+    }
+  });
+
+  it('does not share a header with a nested member (its object could be changed)', () => {
+    const token = withHeader({ alg: 'ES256', jwk: { kty: 'EC' } });
+    const first = precheckToken(token).header;
+    expect(precheckToken(token).header).not.toBe(first);
+    expect(Object.isFrozen(first)).toBe(false);
+  });
+
+  it('stays correct past its bound of distinct headers', () => {
+    for (let i = 0; i < 200; i++) {
+      expect(precheckToken(withHeader({ alg: 'ES256', kid: `k${i}` })).header.kid).toBe(`k${i}`);
+    }
+    expect(precheckToken(VALID).header.kid).toBe('k1');
+  });
+});
+
+// The fast paths of the pre-check (issue 11) must answer exactly as the rules they replace.
+describe('fast paths equal the rules', () => {
+  const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+  const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+  it('splitCompact accepts exactly the compact-form pattern', () => {
+    const char = fc.constantFrom(
+      ...'Aa0-_.',
+      '.',
+      '.',
+      '=',
+      '+',
+      '/',
+      ' ',
+      '\n',
+      'é',
+      '\u0000',
+      '\ud800',
+    );
+    fc.assert(
+      fc.property(fc.array(char, { maxLength: 12 }), (chars) => {
+        const token = chars.join('');
+        const split = splitCompact(token);
+        expect(split !== null, JSON.stringify(token)).toBe(COMPACT_JWS.test(token));
+        if (split !== null) {
+          expect(split.firstDot).toBe(token.indexOf('.'));
+          expect(split.secondDot).toBe(token.lastIndexOf('.'));
+        }
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('asciiBytes encodes a signing input exactly as UTF-8 does', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: fc.constantFrom(...`${ALPHABET}.`), maxLength: 64 }),
+        (text) => {
+          expect([...asciiBytes(text)]).toEqual([...new TextEncoder().encode(text)]);
+        },
+      ),
+    );
+  });
+
+  it('decodeCheckedBase64url decodes alphabet text exactly as the strict decoder', () => {
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...ALPHABET), { maxLength: 48 }), (chars) => {
+        const text = chars.join('');
+        const strict = decodeBase64url(text);
+        const checked = decodeCheckedBase64url(text);
+        expect(checked === null ? null : [...checked], text).toEqual(
+          strict === null ? null : [...strict],
+        );
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
 
