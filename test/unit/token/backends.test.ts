@@ -15,7 +15,7 @@ import { ALGORITHMS } from '../../../src/token/algorithms.ts';
 import type { Algorithm, IssuerOptions, TokenVerifier } from '../../../src/token/index.ts';
 import { detectBackend, type SignatureBackend } from '../../../src/token/signature.ts';
 import { createVerifierWith } from '../../../src/token/verifier.ts';
-import { type DecisionCase, demoToken } from '../../support/cases.ts';
+import { type DecisionCase, demoDelegationKeys, demoToken } from '../../support/cases.ts';
 import {
   AUDIENCE,
   BACKENDS,
@@ -419,20 +419,26 @@ describe('the shared decision table on both backends', () => {
   const read = (path: string) => readFileSync(new URL(`../../../${path}`, import.meta.url), 'utf8');
   const { cases } = JSON.parse(read('test/cases/decisions.json')) as { cases: DecisionCase[] };
   const SECRET = 'demo-secret-for-tests-0123456789abcdef';
-  const policy = compilePolicy(JSON.parse(read('demo/policy.json')), {
-    env: { GATEHOUSE_DEV_SECRET: SECRET },
+  let keys: string;
+  let gatehouses: Gatehouse[];
+  beforeAll(async () => {
+    // Delegation cases verify Gatehouse's own tokens: the same backends, the generated keys.
+    keys = await demoDelegationKeys();
+    const policy = compilePolicy(JSON.parse(read('demo/policy.json')), {
+      env: { GATEHOUSE_DEV_SECRET: SECRET, GATEHOUSE_DELEGATION_KEYS: keys },
+    });
+    gatehouses = BACKENDS.map(
+      (backend) =>
+        new Gatehouse({
+          policy,
+          store: createFileStore(read('demo/permissions.json')),
+          verifier: createVerifierWith({ ...policy.verifier, tokenCache: false }, backend),
+        }),
+    );
   });
-  const gatehouses = BACKENDS.map(
-    (backend) =>
-      new Gatehouse({
-        policy,
-        store: createFileStore(read('demo/permissions.json')),
-        verifier: createVerifierWith({ ...policy.verifier, tokenCache: false }, backend),
-      }),
-  );
 
   it.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
-    const token = await demoToken(c, SECRET);
+    const token = await demoToken(c, SECRET, keys);
     const request = {
       method: c.method,
       path: c.path,
