@@ -48,7 +48,11 @@ export const MAX_POLICY_BYTES = 8192;
 export const PRINCIPAL_REASON = 'principal_policy';
 /** Budget for the flattened `context` map (serialised JSON, bytes). */
 export const CONTEXT_BUDGET_BYTES = 1024;
-/** Longest single context value, characters; longer values are cut. */
+/**
+ * Longest single context value, in bytes of its serialised JSON (escapes and UTF-8 counted);
+ * longer values are cut. Subject and actor are never dropped, so each must stay small however
+ * it is escaped: 256 control characters would otherwise take 1,536 bytes.
+ */
 export const CONTEXT_VALUE_MAX = 256;
 
 export interface AuthorizerOptions {
@@ -195,8 +199,35 @@ function stripStage(rawPath: string, stage: string | undefined): string {
   return rawPath.startsWith(`${prefix}/`) ? rawPath.slice(prefix.length) : rawPath;
 }
 
+const encoder = new TextEncoder();
+
+/** Bytes `value` takes in the context's JSON, quotes left out. */
+function serialisedBytes(value: string): number {
+  return encoder.encode(JSON.stringify(value)).length - 2;
+}
+
+/** Printable ASCII other than `"` and `\`: one byte a character once serialised. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
 function clip(value: string): string {
-  return value.length > CONTEXT_VALUE_MAX ? value.slice(0, CONTEXT_VALUE_MAX) : value;
+  const cut = value.length > CONTEXT_VALUE_MAX ? value.slice(0, CONTEXT_VALUE_MAX) : value;
+  if (PLAIN.test(cut)) return cut;
+  // Escapes take up to 6 bytes and UTF-8 up to 4: keep whole characters while they fit. A
+  // character's escape does not depend on its neighbours, so the costs add up.
+  let bytes = 0;
+  let end = 0;
+  for (const character of cut) {
+    const cost = serialisedBytes(character);
+    if (bytes + cost > CONTEXT_VALUE_MAX) break;
+    bytes += cost;
+    end += character.length;
+  }
+  return cut.slice(0, end);
+}
+
+/** The serialised context's size in bytes, as API Gateway counts it. */
+function contextBytes(context: Readonly<Record<string, ContextValue>>): number {
+  return encoder.encode(JSON.stringify(context)).length;
 }
 
 /**
@@ -242,16 +273,16 @@ export function buildContext(
   // never undercounts settles almost every request without it (issue 11).
   if (jsonLengthBound(context) <= CONTEXT_BUDGET_BYTES) return context;
   for (const key of ['grant', 'permission', 'route', 'tokenId', 'scopes', 'tenant']) {
-    if (JSON.stringify(context).length <= CONTEXT_BUDGET_BYTES) break;
+    if (contextBytes(context) <= CONTEXT_BUDGET_BYTES) break;
     delete context[key];
   }
   return context;
 }
 
 /**
- * At least `JSON.stringify(context).length`: a string character takes at most 6 characters
- * escaped (`\u001f`, a lone surrogate), a key is plain ASCII, and numbers and booleans print as
- * String() prints them.
+ * At least the serialised context's length in bytes: a UTF-16 code unit takes at most 6 bytes
+ * (`\u001f` or a lone surrogate escaped; 3 bytes in UTF-8 otherwise, 4 for a pair of two), a key
+ * is plain ASCII, and numbers and booleans print as String() prints them.
  */
 export function jsonLengthBound(context: Readonly<Record<string, ContextValue>>): number {
   let length = 2;

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildContext,
   CONTEXT_BUDGET_BYTES,
+  CONTEXT_VALUE_MAX,
   type ContextValue,
   type IamResponse,
   jsonLengthBound,
@@ -482,6 +483,9 @@ describe('issuer settings from the environment (typ, JWKS timings)', () => {
   });
 });
 
+/** Serialised size in bytes, as API Gateway counts the context. */
+const jsonBytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value)).length;
+
 describe('context budget', () => {
   it('keeps the context flat and within its budget even for huge scopes', () => {
     const decision = {
@@ -523,33 +527,76 @@ describe('context budget', () => {
       fc.property(
         fc.dictionary(fc.constantFrom('reason', 'mode', 'subject', 'scopes', 'grant'), value),
         (context) => {
-          expect(jsonLengthBound(context)).toBeGreaterThanOrEqual(JSON.stringify(context).length);
+          expect(jsonLengthBound(context)).toBeGreaterThanOrEqual(jsonBytes(context));
         },
       ),
       { numRuns: 2000 },
     );
   });
 
+  it('keeps subject and actor within their share however they escape or encode', () => {
+    // Never dropped, so cut by serialised bytes: control characters escape to 6 bytes each,
+    // CJK takes 3 in UTF-8, an emoji 4, a lone surrogate escapes to 6.
+    const unit = fc.constantFrom('a', '"', '\\', '\u0001', '\n', 'é', '中', '\ud800', '😀');
+    fc.assert(
+      fc.property(
+        fc.string({ unit, minLength: 1, maxLength: 600 }),
+        fc.string({ unit, minLength: 1, maxLength: 600 }),
+        fc.string({ unit, maxLength: 600 }),
+        (subject, actor, grant) => {
+          const decision = {
+            allow: true,
+            status: 200,
+            reason: 'allowed',
+            route: 'GET /x',
+            explain: '',
+            matched: [{ required: 'a:b', grant, via: 'direct' }],
+            principal: {
+              issuer: 'i',
+              issuerKind: 'self',
+              subject,
+              tenant: subject,
+              scopes: [actor, grant],
+              claims: { jti: actor },
+              actors: [{ subject: actor }],
+              expiresAt: 0,
+            },
+          } as unknown as Decision;
+          for (const mode of ['route', 'principal'] as const) {
+            const context = buildContext(decision, mode);
+            expect(jsonBytes(context)).toBeLessThanOrEqual(CONTEXT_BUDGET_BYTES);
+            expect(jsonBytes(context.subject)).toBeLessThanOrEqual(CONTEXT_VALUE_MAX + 2);
+            expect(subject.startsWith(String(context.subject))).toBe(true);
+            expect(String(context.subject).length).toBeGreaterThan(0);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   it('still drops keys when escaping pushes a context over its budget', () => {
+    // Each escaped value is cut to its 256-byte share; four of them pass the 1,024-byte budget.
     const decision = {
       allow: true,
       status: 200,
       reason: 'allowed',
-      route: 'GET /x',
+      route: '\u0001'.repeat(256),
       explain: '',
       matched: [{ required: 'a:b', grant: '\u0001'.repeat(256), via: 'direct' }],
       principal: {
         issuer: 'i',
         issuerKind: 'external',
         subject: 'alice',
-        scopes: [],
+        tenant: '\u0001'.repeat(256),
+        scopes: ['\u0001'.repeat(256)],
         claims: {},
         actors: [],
         expiresAt: 0,
       },
     } as unknown as Decision;
     const context = buildContext(decision, 'route');
-    expect(JSON.stringify(context).length).toBeLessThanOrEqual(CONTEXT_BUDGET_BYTES);
+    expect(jsonBytes(context)).toBeLessThanOrEqual(CONTEXT_BUDGET_BYTES);
     expect(context.subject).toBe('alice');
     expect(context.grant).toBeUndefined();
     expect(context.permission).toBe('a:b');
