@@ -236,7 +236,8 @@ export class Gatehouse {
     }
 
     const token = extractBearer(request.authorization);
-    const verified = await this.verifier.verify(token);
+    // A cached token answers synchronously: no promise on the repeated-token path.
+    const verified = this.verifier.cached?.(token) ?? (await this.verifier.verify(token));
     const principal = verified.principal;
     const tokenHint = verified.cache;
 

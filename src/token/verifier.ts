@@ -112,5 +112,9 @@ export function createVerifierWith(
     return { principal, cache: 'miss' };
   }
 
-  return { verify };
+  function cached(token: string): VerifyResult | undefined {
+    return cache !== null && typeof token === 'string' ? cache.get(token, now()) : undefined;
+  }
+
+  return { verify, cached };
 }

@@ -65,6 +65,25 @@ eachBackend((backend) => {
       expect(counted.verifies).toBe(6);
     });
 
+    it('answers cached() synchronously exactly when verify would answer from the cache', async () => {
+      const clock = new Clock();
+      const v = verifier(clock);
+      const token = await mint(key, { exp: NOW_S + 120 });
+      expect(v.cached?.(token)).toBeUndefined();
+      await v.verify(token);
+      expect(v.cached?.(token)).toBeUndefined();
+      await v.verify(token);
+      const hit = v.cached?.(token);
+      expect(hit?.cache).toBe('hit');
+      expect(hit?.principal).toBe((await v.verify(token)).principal);
+      // A different string (one more character) is never a hit, whatever its hash.
+      expect(v.cached?.(`${token}A`)).toBeUndefined();
+      // Past exp (+ leeway) the cache no longer answers, and verify refuses.
+      clock.advance(10_000);
+      expect(v.cached?.(token)).toBeUndefined();
+      await expectCode(v.verify(token), 'token_expired');
+    });
+
     it('keeps a repeated token cached through a stream of one-off tokens', async () => {
       const clock = new Clock();
       const v = verifier(clock, { tokenCache: { maxEntries: 2 } });
