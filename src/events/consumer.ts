@@ -9,7 +9,7 @@
  *                                              ─▶ first ─▶ handler ─▶ ok: ack
  *                                                                  ─▶ throws: release, retry
  */
-import type { EventDecision, GatehouseEvents } from './events.ts';
+import type { EventDecision } from './events.ts';
 import type { ProcessedEvents } from './idempotency.ts';
 
 /** What the consumer's handler receives: the verified event and the allowing decision. */
@@ -66,9 +66,14 @@ export function eventOf(body: unknown): unknown {
   return body;
 }
 
+/** Who verifies: a {@link GatehouseEvents}, or the guard's RPC binding (`verifyEvent`). */
+export interface EventVerifierLike {
+  verify(event: unknown): Promise<EventDecision>;
+}
+
 /** Decides one delivery and runs the handler at most once per event id (see the module comment). */
 export async function processEvent<Extra>(
-  events: GatehouseEvents,
+  events: EventVerifierLike,
   body: unknown,
   handler: EventHandler<Extra>,
   extra: Extra,

@@ -22,6 +22,7 @@ export {
   type ConsumerLogEntry,
   defaultConsumerLog,
   type EventHandler,
+  type EventVerifierLike,
   eventOf,
   type Outcome,
   processEvent,
