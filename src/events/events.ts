@@ -303,8 +303,8 @@ export class GatehouseEvents {
     }
     const nowMs = this.now();
     const iat = Math.floor(nowMs / 1000);
-    // Never past the token the caller came with? No: the event outlives the request by design
-    // (a queue consumes it later); its own bound is maxTtlSeconds, and the re-check decides.
+    // Not bounded by the caller's token: the event outlives the request by design (a queue
+    // consumes it later). Its bound is maxTtlSeconds; the re-check decides whether it still runs.
     const exp = iat + ttl;
     const id = newTokenId();
     const delegated = this.gatehouse.delegated(principal);
