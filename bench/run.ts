@@ -20,6 +20,7 @@ import {
   generateIssuerKeySet,
   parseIssuerKeys,
 } from '../src/delegation/index.ts';
+import { GatehouseEvents } from '../src/events/index.ts';
 import { compilePermissions, compileRoles } from '../src/permissions/index.ts';
 import { compilePolicy, Gatehouse } from '../src/policy/index.ts';
 import { MemoryStore } from '../src/stores/index.ts';
@@ -317,6 +318,32 @@ async function main(): Promise<void> {
     );
   }
 
+  // Signed events: verify + re-check of one event (its verification cached after the first, as a
+  // redelivered or repeatedly checked event is) over a decision for a repeated bearer token, side
+  // by side on one Gatehouse; and signing in process (the permission decided now, then the JWS).
+  {
+    const events = await benchEvents(keys[0]!);
+    results['events.verify_ratio_vs_decision'] = round(events.ratio, 3);
+    results['events.verify_us'] = round(events.verify, 3);
+    results['events.decision_us'] = round(events.decision, 3);
+    results['events.sign_us'] = round(events.sign, 2);
+    table.push(
+      row(
+        'events.verify_ratio_vs_decision',
+        events.ratio,
+        '≤ 2',
+        events.ratio <= 2,
+        `${formatFigure(events.verify)} µs vs a repeated-token decision ${formatFigure(events.decision)} µs`,
+      ),
+    );
+    table.push(
+      row('events.sign_us', events.sign, 'record', true, 'in process: check now, then EdDSA sign'),
+    );
+    table.push(
+      row('events.verify_us', events.verify, 'record', true, 'verify (cached) + re-check, warm'),
+    );
+  }
+
   // One permission check: 200 grants, 10 roles, wildcards included.
   if (ONLY.has('core')) {
     const checkUs = benchCheck();
@@ -433,6 +460,68 @@ async function benchDelegationRatio(
     () => decide(own!),
   );
   return { ratio: a / b, delegated: a, direct: b };
+}
+
+/**
+ * Signed events on one Gatehouse (alice may write:reports): `events.verify` of one event against
+ * `decide` with alice's repeated bearer token, alternated round by round, both warm; and the
+ * in-process sign (a cached check, then an EdDSA signature) timed over fresh events.
+ */
+async function benchEvents(
+  key: KeyMaterial,
+): Promise<{ ratio: number; verify: number; decision: number; sign: number }> {
+  const keySet = await generateIssuerKeySet('EdDSA');
+  const policy = compilePolicy(
+    {
+      version: 1,
+      issuers: [
+        {
+          issuer: ISSUER,
+          audiences: [AUDIENCE],
+          algorithms: [key.alg],
+          keys: { jwks: { keys: [key.jwk] } },
+        },
+      ],
+      roles: { writer: { grants: ['write:reports'] } },
+      routes: [{ method: 'POST', path: '/reports', require: ['write:reports'] }],
+      delegation: { issuer: 'https://gatehouse.bench.example/delegation' },
+      events: {},
+    },
+    { env: { GATEHOUSE_DELEGATION_KEYS: keySet } },
+  );
+  const store = new MemoryStore();
+  store.putUser({ subject: 'alice', roles: [{ role: 'writer' }], grants: [], denies: [] });
+  const gatehouse = new Gatehouse({ policy, store });
+  const events = new GatehouseEvents(gatehouse);
+  const [own] = await mint(key, 1, 5_000_000);
+  const decide = () =>
+    gatehouse.decide({ method: 'POST', path: '/reports', authorization: `Bearer ${own!}` });
+  const first = await decide();
+  if (!first.allow) throw new Error(`bench setup: expected allow, got ${first.reason}`);
+  const request = {
+    type: 'com.example.report.requested',
+    data: { report: 42 },
+    permission: 'write:reports',
+  };
+  const signed = await events.sign(first.principal!, request);
+  if (!signed.ok) throw new Error('bench setup: the event was not signed');
+  const checked = await events.verify(signed.event);
+  if (!checked.allow) throw new Error(`bench setup: expected allow, got ${checked.reason}`);
+  const pairs = Array.from({ length: ROUNDS }, () => Array.from({ length: BATCH * 4 }, () => 0));
+  const { a, b } = await sideBySide(
+    pairs,
+    () => events.verify(signed.event),
+    () => decide(),
+  );
+  const principal = first.principal!;
+  const signs = chunk(
+    Array.from({ length: ROUNDS * BATCH }, () => 0),
+    BATCH,
+  );
+  const times: number[] = [];
+  for (const slice of signs)
+    times.push(await timeEach(slice, () => events.sign(principal, request)));
+  return { ratio: a / b, verify: a, decision: b, sign: median(times) };
 }
 
 function benchCheck(): number {

@@ -13,6 +13,7 @@
  */
 import { env as startupEnv, WorkerEntrypoint } from 'cloudflare:workers';
 import policy from 'gatehouse:policy';
+import type { EventDecision, SignOutcome } from '../src/events/events.ts';
 import type { CheckAnswer } from '../src/http/check-api.ts';
 import { createGatehouseWorker, type GatehouseWorkerEnv } from '../src/workers/guard.ts';
 import { RevocationFeedObject } from '../src/workers/revocation.ts';
@@ -50,5 +51,15 @@ export class GatehouseCheck extends WorkerEntrypoint<Env> {
 
   checkBatch(items: unknown): Promise<CheckAnswer[]> {
     return worker.checkBatch(items, this.env, this.ctx);
+  }
+
+  /** Signs an event for the holder of `token` (issue 13; docs/events.md). */
+  signEvent(request: unknown): Promise<SignOutcome> {
+    return worker.signEvent(request, this.env, this.ctx);
+  }
+
+  /** Verifies an event and re-checks its permission now (docs/events.md). */
+  verifyEvent(event: unknown): Promise<EventDecision> {
+    return worker.verifyEvent(event, this.env, this.ctx);
   }
 }

@@ -154,3 +154,26 @@ export class ExchangeError extends GatehouseError {
     this.code = code;
   }
 }
+
+/**
+ * `event_invalid_request` (400): a signing request names a bad type, data, audience or ttl;
+ * `event_too_large` (413): the signed event would not fit the configured bound (a queue
+ * message); `events_unavailable` (503): events are not configured or the key secret is unset.
+ * `field` names the input at fault. Never carries data, a token or a key.
+ */
+export type EventErrorCode = 'event_invalid_request' | 'event_too_large' | 'events_unavailable';
+
+export class EventError extends GatehouseError {
+  override readonly name = 'EventError';
+  readonly code: EventErrorCode;
+  readonly field: string | undefined;
+  constructor(
+    code: EventErrorCode,
+    message: string,
+    options?: { field?: string; cause?: unknown },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.field = options?.field;
+  }
+}

@@ -3,8 +3,27 @@
  * for each platform arrive with their edges.
  */
 
-export type { StoreErrorCode, TokenErrorCode } from './errors.ts';
-export { ConfigError, GatehouseError, StoreError, TokenError } from './errors.ts';
+export type { EventErrorCode, StoreErrorCode, TokenErrorCode } from './errors.ts';
+export { ConfigError, EventError, GatehouseError, StoreError, TokenError } from './errors.ts';
+export type {
+  AllowedEvent,
+  ConsumerLogEntry,
+  EventDecision,
+  EventHandler,
+  EventRequest,
+  EventsOptions,
+  Outcome,
+  ProcessedEvents,
+  ProcessedResult,
+  SignedEvent,
+  SignOutcome,
+} from './events/index.ts';
+export {
+  eventsFor,
+  GatehouseEvents,
+  MemoryProcessedEvents,
+  processEvent,
+} from './events/index.ts';
 export type {
   DecisionLogConfig,
   DecisionLoggerOptions,

@@ -1,7 +1,9 @@
 /**
  * Gatehouse's token endpoint (RFC 8693) and JWKS document as a Lambda function behind API
  * Gateway (template.yaml's TokenFunction, deployed when a delegation key secret is given):
- * `POST <prefix>/v1/token` and `GET <prefix>/jwks.json`, the same paths as on the Worker.
+ * `POST <prefix>/v1/token` and `GET <prefix>/jwks.json`, the same paths as on the Worker, and the
+ * signed-event endpoints `POST <prefix>/v1/events` and `/v1/events/verify` (issue 13,
+ * src/http/events.ts), which sign with the same keys.
  * Configuration is the authorizer's (lambda.ts), validated once at cold start; the key set comes
  * from GATEHOUSE_DELEGATION_KEYS, which the template fills from Secrets Manager.
  *
@@ -15,6 +17,7 @@ import type {
   APIGatewayProxyStructuredResultV2,
 } from 'aws-lambda';
 import { ConfigError } from '../errors.ts';
+import { answerEventSign, answerEventVerify, MAX_EVENT_BODY_BYTES } from '../http/events.ts';
 import {
   answerJwks,
   answerTokenRequest,
@@ -67,13 +70,17 @@ function header(headers: Record<string, string | undefined> | null | undefined, 
 }
 
 /** The body as UTF-8 text, null when larger than the cap or not UTF-8. */
-function bodyText(body: string | null | undefined, base64: boolean): string | null {
+function bodyText(
+  body: string | null | undefined,
+  base64: boolean,
+  max = MAX_TOKEN_BODY_BYTES,
+): string | null {
   if (body === null || body === undefined) return '';
-  if (base64 && Math.floor((body.length * 3) / 4) > MAX_TOKEN_BODY_BYTES + 3) return null;
+  if (base64 && Math.floor((body.length * 3) / 4) > max + 3) return null;
   const bytes = base64
     ? Uint8Array.from(atob(body), (c) => c.charCodeAt(0))
     : new TextEncoder().encode(body);
-  if (bytes.byteLength > MAX_TOKEN_BODY_BYTES) return null;
+  if (bytes.byteLength > max) return null;
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
@@ -92,15 +99,33 @@ async function serve(
 ) {
   let method: string;
   let path: string;
+  let ip: string | undefined;
   if ((event as { version?: unknown }).version === '2.0') {
     const v2 = event as APIGatewayProxyEventV2;
     method = v2.requestContext.http.method;
     path = stripStage(v2.rawPath, v2.requestContext.stage);
+    ip = v2.requestContext.http.sourceIp;
   } else {
     const v1 = event as APIGatewayProxyEvent;
     method = v1.httpMethod;
     const httpApi = (event as { version?: unknown }).version === '1.0';
     path = httpApi ? stripStage(v1.path, v1.requestContext.stage) : v1.path;
+    ip = v1.requestContext.identity?.sourceIp;
+  }
+  if (path === `${built.prefix}/v1/events` || path === `${built.prefix}/v1/events/verify`) {
+    const input = {
+      method,
+      contentType: header(event.headers, 'content-type'),
+      body: bodyText(event.body, event.isBase64Encoded === true, MAX_EVENT_BODY_BYTES),
+      authorization: header(event.headers, 'authorization'),
+      // API Gateway's own view of the client, as the authorizer reads it; no country on AWS.
+      ip,
+    };
+    return result(
+      path.endsWith('/verify')
+        ? await answerEventVerify(built.gatehouse, input)
+        : await answerEventSign(built.gatehouse, input),
+    );
   }
   if (path === `${built.prefix}/jwks.json`)
     return result(answerJwks(built.gatehouse, method.toUpperCase()));

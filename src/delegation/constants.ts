@@ -6,6 +6,9 @@
 /** `typ` of a Gatehouse delegation token (RFC 8725 §3.11 explicit typing). */
 export const DELEGATION_TYPE = 'gatehouse-delegation+jwt';
 
+/** `typ` of a Gatehouse signed event (issue 13): accepted only at event verification. */
+export const EVENT_TYPE = 'gatehouse-event+jwt';
+
 /** RFC 8693 §2.1 grant type of the token endpoint. */
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 

@@ -66,14 +66,20 @@ const SIGN_PARAMS = {
   EdDSA: { name: 'Ed25519' },
   ES256: { name: 'ECDSA', hash: 'SHA-256' },
 } as const;
-export interface DelegationSigner {
+export interface DelegationSigner<C extends object = DelegationClaims> {
   /** The kid that signs. */
   readonly kid: string;
-  sign(claims: DelegationClaims): Promise<string>;
+  sign(claims: C): Promise<string>;
 }
 
-/** Signs with the set's current key; imported once, on first use. */
-export function createSigner(set: IssuerKeySet): DelegationSigner {
+/**
+ * Signs with the set's current key; imported once, on first use. `typ` names the kind of token
+ * (delegation by default, or a signed event), so each kind is accepted only where it belongs.
+ */
+export function createSigner<C extends object = DelegationClaims>(
+  set: IssuerKeySet,
+  typ: string = DELEGATION_TYPE,
+): DelegationSigner<C> {
   const key: IssuerKey = set.current;
   let imported: Promise<CryptoKey> | null = null;
   const encoder = new TextEncoder();
@@ -85,7 +91,7 @@ export function createSigner(set: IssuerKeySet): DelegationSigner {
         extractable: false,
       }) as Promise<CryptoKey>;
       const cryptoKey = await imported;
-      const header = { alg: key.alg, kid: key.kid, typ: DELEGATION_TYPE };
+      const header = { alg: key.alg, kid: key.kid, typ };
       const input = `${encodeBase64url(encoder.encode(JSON.stringify(header)))}.${encodeBase64url(
         encoder.encode(JSON.stringify(claims)),
       )}`;

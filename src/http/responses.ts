@@ -61,7 +61,10 @@ export type ProblemReason =
   | 'invalid_request'
   | 'batch_too_large'
   | 'body_too_large'
-  | 'unsupported_media_type';
+  | 'unsupported_media_type'
+  // Signed events (src/http/events.ts).
+  | 'event_too_large'
+  | 'events_unavailable';
 
 export interface ProblemInit {
   readonly status: number;

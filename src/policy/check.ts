@@ -228,7 +228,8 @@ export function parseCheckBatch(value: unknown): CheckItem[] {
   return value.items.map((item, i) => parseCheckItem(item, `items[${i}]`));
 }
 
-function answer(decision: Decision, extra: { route?: string } = {}): CheckAnswer {
+/** The check-API shape of a decision (never the principal, claims or token). */
+export function checkAnswer(decision: Decision, extra: { route?: string } = {}): CheckAnswer {
   const p = decision.principal;
   return {
     allow: decision.allow,
@@ -353,7 +354,7 @@ export async function runCheck(
   const startedAt = startDecision(log);
   const decision = await checkItem(gatehouse, item, now);
   logDecision(log, decision, item, startedAt);
-  return answer(decision);
+  return checkAnswer(decision);
 }
 
 async function checkItem(gatehouse: Gatehouse, item: CheckItem, now: () => number) {

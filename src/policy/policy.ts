@@ -10,6 +10,7 @@ import {
   selfIssuerOptions,
 } from '../delegation/index.ts';
 import { ConfigError } from '../errors.ts';
+import { compileEvents, type EventsConfig } from '../events/config.ts';
 import {
   assertPermission,
   compileConditions,
@@ -64,6 +65,8 @@ export interface CompiledPolicy {
   readonly warnings: readonly string[];
   /** Gatehouse as an issuer of delegation tokens; null when the policy has no `delegation`. */
   readonly delegation: DelegationConfig | null;
+  /** Signed events (issue 13); null when the policy has no `events` section. */
+  readonly events: EventsConfig | null;
 }
 
 export interface LoadPolicyOptions {
@@ -203,6 +206,9 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
     if (self !== null) issuers.push(self);
   }
 
+  const events =
+    doc.events === undefined ? null : compileEvents(doc.events, 'policy.events', delegation);
+
   const warn = options.onWarning ?? defaultWarningSink(input);
   for (const warning of warnings) warn(warning);
 
@@ -231,6 +237,7 @@ export function compilePolicy(input: unknown, options: LoadPolicyOptions = {}): 
     },
     warnings: Object.freeze(warnings),
     delegation,
+    events,
   };
 }
 

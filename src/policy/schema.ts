@@ -156,6 +156,19 @@ const DelegationSchema = v.strictObject({
   standingGrants: v.optional(v.boolean()),
 });
 
+const EventsSchema = v.strictObject({
+  /** Accepted `aud` values of signed events; the first is the default (default: [`<delegation.issuer>/events`]). */
+  audiences: v.optional(v.pipe(v.array(nonEmpty), v.minLength(1))),
+  /** CloudEvents `source` written into every event (default: delegation.issuer). */
+  source: v.optional(nonEmpty),
+  /** Lifetime of an event when the request names none, seconds (default 3600). */
+  defaultTtlSeconds: v.optional(seconds(1, 1_209_600)),
+  /** Longest event lifetime, seconds: at most the queue's retention (default 86400, at most 14 days). */
+  maxTtlSeconds: v.optional(seconds(1, 1_209_600)),
+  /** Largest signed event, bytes of compact JWS (default 65536, 1024..262144). */
+  maxBytes: v.optional(seconds(1024, 262_144)),
+});
+
 const RoleSchema = v.strictObject({
   grants: v.optional(v.array(GrantSchema)),
   denies: v.optional(v.array(GrantSchema)),
@@ -219,6 +232,8 @@ export const PolicySchema = v.strictObject({
   routes: v.pipe(v.array(RouteSchema), v.minLength(1)),
   /** Gatehouse as a token issuer for delegation (RFC 8693); absent: no delegation anywhere. */
   delegation: v.optional(DelegationSchema),
+  /** Signed events (issue 13), signed with the delegation section's issuer and keys; absent: off. */
+  events: v.optional(EventsSchema),
 });
 
 export type PolicyDocument = v.InferInput<typeof PolicySchema>;

@@ -4,7 +4,7 @@
  * elsewhere; signature.ts) → claims → Principal.
  * No jose.jwtVerify on top: the header and payload are parsed once, by the pre-check.
  */
-import { DELEGATION_TYPE } from '../delegation/constants.ts';
+import { DELEGATION_TYPE, EVENT_TYPE } from '../delegation/constants.ts';
 import { TokenError } from '../errors.ts';
 import { canonicalAlgorithm, signatureShapeOk } from './algorithms.ts';
 import { asciiBytes } from './base64url.ts';
@@ -15,16 +15,17 @@ import { normalizeMediaType, precheckToken } from './precheck.ts';
 import { detectBackend, type SignatureBackend } from './signature.ts';
 import { TokenCache } from './token-cache.ts';
 
-const OWN_TYPE = normalizeMediaType(DELEGATION_TYPE);
+/** Gatehouse's own token types: never accepted from an external issuer. */
+const OWN_TYPES = new Set([normalizeMediaType(DELEGATION_TYPE), normalizeMediaType(EVENT_TYPE)]);
 
 function checkType(typ: unknown, issuer: ResolvedIssuer): void {
-  // Gatehouse's own token type is accepted only from Gatehouse's own issuer entry, whatever an
+  // Gatehouse's own token types are accepted only from Gatehouse's own issuer entry, whatever an
   // external issuer's `types` says (`null` included): an identity provider's token with the
-  // delegation typ is never taken for one (SECURITY.md, token type confusion).
+  // delegation or event typ is never taken for one (SECURITY.md, token type confusion).
   if (
     issuer.kind === 'external' &&
     typeof typ === 'string' &&
-    normalizeMediaType(typ) === OWN_TYPE
+    OWN_TYPES.has(normalizeMediaType(typ))
   ) {
     throw new TokenError('token_invalid_type', 'token typ is not accepted');
   }

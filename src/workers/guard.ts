@@ -4,18 +4,25 @@
  *
  *   fetch → runtimeFor (built once per isolate) → routeRequest
  *     → under the prefix: serveCheckApi, serveForwardAuth, forwardToAdmin (the admin Worker),
- *       the token endpoint and the JWKS document (src/http/token-exchange.ts)
+ *       the token endpoint and the JWKS document (src/http/token-exchange.ts), signed events
+ *       (src/http/events.ts)
  *     → anything else: guardRequest → decideAndLog (Gatehouse.decide) → denyResponse or
  *       forwardToOrigin (headersForOrigin, then the echo origin or originTarget)
  *
- * plus the RPC check methods. The admin API is a Worker of its own (handlers/admin-worker.ts):
+ * plus the RPC check and event methods. The admin API is a Worker of its own (handlers/admin-worker.ts):
  * the guard only hands `<prefix>/v1/admin` requests to the `ADMIN` service binding and bundles no
  * admin code (bench/worker.ts checks the bundle).
  *
  * No Workers imports: bindings and the execution context are typed structurally, so the same code
  * type-checks under the Node tsconfig and can be driven from tests with any env object.
  */
-import { ConfigError } from '../errors.ts';
+import { ConfigError, EventError } from '../errors.ts';
+import {
+  type EventDecision,
+  eventsFor,
+  parseEventRequest,
+  type SignOutcome,
+} from '../events/events.ts';
 import {
   type CheckAnswer,
   CheckInputError,
@@ -25,6 +32,7 @@ import {
   parseCheckItem,
   runCheck,
 } from '../http/check-api.ts';
+import { handleEventRequest } from '../http/events.ts';
 import { handleForwardAuth } from '../http/forward-auth.ts';
 import {
   clientContext,
@@ -253,6 +261,22 @@ export interface GatehouseWorker {
     env: GatehouseWorkerEnv,
     ctx?: WaitUntilContext,
   ): Promise<CheckAnswer[]>;
+  /**
+   * Signs an event for the holder of `token` (RPC): the token is verified and the permission
+   * decided now, as over HTTP; the binding alone signs nothing for anyone. A malformed request is
+   * a RangeError naming the field; a refused caller is `{ ok: false, decision }`.
+   */
+  signEvent(
+    request: unknown,
+    env: GatehouseWorkerEnv,
+    ctx?: WaitUntilContext,
+  ): Promise<SignOutcome>;
+  /** Verifies an event and re-checks it now (RPC); never throws for a bad event. */
+  verifyEvent(
+    event: unknown,
+    env: GatehouseWorkerEnv,
+    ctx?: WaitUntilContext,
+  ): Promise<EventDecision>;
   /** The isolate's runtime, built on first use from `env`. */
   runtime(env: GatehouseWorkerEnv): WorkerRuntime;
 }
@@ -288,6 +312,14 @@ export function createGatehouseWorker(options: GatehouseWorkerOptions): Gatehous
     checkBatch(items, env, ctx) {
       return keptAlive(followingFeed(checkMany(runtimeFor(env), items, ctx), built, ctx), ctx);
     },
+    signEvent(request, env, ctx) {
+      return keptAlive(followingFeed(signOverRpc(runtimeFor(env), request), built, ctx), ctx);
+    },
+    verifyEvent(event, env, ctx) {
+      const guard = runtimeFor(env);
+      const verified = eventsFor(guard.gatehouse, { now: guard.now }).verify(event);
+      return keptAlive(followingFeed(verified, built, ctx), ctx);
+    },
     runtime: runtimeFor,
   };
 }
@@ -308,7 +340,7 @@ function onePerIsolate(
     compiled ??= compileWorkerPolicy(options.policy, env);
     const binding = env.PERMISSIONS;
     const kv = binding === undefined ? undefined : (options.wrapKv?.(binding) ?? binding);
-    const feed = feedFor(env.REVOCATION, compiled, seams.now);
+    const feed = feedFor(env.REVOCATION, compiled, seams.now, options.awaitFeedReads === true);
     built = {
       gatehouse: kvGatehouse({
         policy: compiled,
@@ -376,6 +408,13 @@ function routeRequest(
   if (rest === '/v1/authorize') return serveForwardAuth(request, url, guard, ctx);
   if (rest === '/v1/token') return handleTokenRequest(guard.gatehouse, request, { now: guard.now });
   if (rest === '/jwks.json') return Promise.resolve(handleJwksRequest(guard.gatehouse, request));
+  if (rest === '/v1/events' || rest === '/v1/events/verify') {
+    return handleEventRequest(guard.gatehouse, request, {
+      verify: rest === '/v1/events/verify',
+      context: clientContext(request),
+      now: guard.now,
+    });
+  }
   if (rest === '/v1/admin' || rest.startsWith('/v1/admin/')) return forwardToAdmin(request, env);
   return Promise.resolve(notFound());
 }
@@ -554,4 +593,36 @@ async function checkMany(
       }
     }),
   );
+}
+
+/**
+ * RPC `signEvent`: `{ token, type, data?, permission | method + path, audience?, ttlSeconds?,
+ * context?: { ip?, country? } }`. The caller's token is what vouches for the subject.
+ */
+async function signOverRpc(guard: Guard, request: unknown): Promise<SignOutcome> {
+  if (typeof request !== 'object' || request === null || Array.isArray(request)) {
+    throw new RangeError('signEvent expects an object');
+  }
+  const { token, context, ...rest } = request as Record<string, unknown>;
+  if (typeof token !== 'string' || token === '') {
+    throw new RangeError('signEvent: token is required (the caller whose permission is decided)');
+  }
+  const ctx = (typeof context === 'object' && context !== null ? context : {}) as Record<
+    string,
+    unknown
+  >;
+  try {
+    return await eventsFor(guard.gatehouse, { now: guard.now }).signRequest(
+      {
+        authorization: `Bearer ${token}`,
+        ip: typeof ctx.ip === 'string' ? ctx.ip : undefined,
+        country: typeof ctx.country === 'string' ? ctx.country : undefined,
+      },
+      parseEventRequest(rest),
+    );
+  } catch (error) {
+    // A message naming the field and the expectation, never the caller's values.
+    if (error instanceof EventError) throw new RangeError(`signEvent: ${error.message}`);
+    throw error;
+  }
 }

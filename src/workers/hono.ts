@@ -214,6 +214,15 @@ export function requirePermission(
   };
 }
 
+// Signed events on Workers (docs/events.md): sign and verify in process, a Queues consumer, and
+// the idempotency records (Durable Object: strong; KV: eventually consistent).
+export {
+  type AllowedEvent,
+  type EventDecision,
+  eventsFor,
+  GatehouseEvents,
+  type ProcessedEvents,
+} from '../events/index.ts';
 // What a Hono app on Workers needs to build its Gatehouse, without the root entry's YAML parser.
 export {
   consoleJsonWriter,
@@ -225,3 +234,11 @@ export {
 export { Gatehouse } from '../policy/decide.ts';
 export { compilePolicy } from '../policy/policy.ts';
 export { KvJwksPersistence, KvStore } from './kv-store.ts';
+export { DurableProcessedEvents, KvProcessedEvents } from './processed-events.ts';
+export {
+  createEventQueueConsumer,
+  type EventQueueConsumer,
+  type MessageBatchLike,
+  type QueueConsumerOptions,
+  type QueueMessageLike,
+} from './queue-consumer.ts';

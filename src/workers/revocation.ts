@@ -15,6 +15,12 @@
  * The Durable Object speaks a small JSON protocol over fetch (GET /read?since=, POST /append,
  * GET /value?key=). It has no route: only Workers holding the binding reach it.
  *
+ * The same class also hosts the processed-event records of signed events (issue 13,
+ * src/workers/processed-events.ts) in another instance (`idFromName('processed-events')`), under
+ * `processed/` keys the feed's loader ignores: POST /processed and /processed/release. One
+ * object, single-threaded, its storage calls holding the input gate: a read and a write of one
+ * id cannot interleave with another request's, so exactly one delivery is `first`.
+ *
  * Types are structural, as in kv-store.ts: nothing here imports Workers modules.
  */
 import { ConfigError } from '../errors.ts';
@@ -47,7 +53,8 @@ const MAX_APPEND_BYTES = MAX_KEYS_PER_CHANGE * 1024 + MAX_VALUE_BYTES * 2;
 /** The part of `DurableObjectState` the feed uses. */
 export interface DurableObjectStateLike {
   readonly storage: {
-    list(): Promise<Map<string, unknown>>;
+    list(options?: { prefix?: string; limit?: number }): Promise<Map<string, unknown>>;
+    get(key: string): Promise<unknown>;
     put(entries: Record<string, unknown>): Promise<void>;
     delete(keys: string[]): Promise<number>;
   };
@@ -142,6 +149,9 @@ export class RevocationFeedObject {
       if (key === null || parseFeedKey(key) === undefined) return json({ error: 'key' }, 400);
       return json(log.value(key, now));
     }
+    if (request.method === 'POST' && url.pathname.startsWith('/processed')) {
+      return this.#processed(request, url.pathname, now);
+    }
     if (request.method === 'POST' && url.pathname === '/append') {
       const text = await request.text();
       if (text.length > MAX_APPEND_BYTES) return json({ error: 'too large' }, 413);
@@ -159,7 +169,48 @@ export class RevocationFeedObject {
     }
     return json({ error: 'not found' }, 404);
   }
+
+  /** Records taken since the last sweep of expired ones. */
+  #sinceSweep = 0;
+
+  async #processed(request: Request, path: string, now: number): Promise<Response> {
+    let body: unknown;
+    try {
+      body = JSON.parse(await request.text());
+    } catch {
+      return json({ error: 'json' }, 400);
+    }
+    const id = isObject(body) ? body.id : undefined;
+    if (typeof id !== 'string' || !isValidJti(id)) return json({ error: 'id' }, 400);
+    const key = PROCESSED + id;
+    const storage = this.#state.storage;
+    if (path === '/processed/release') {
+      await storage.delete([key]);
+      return json({ released: true });
+    }
+    if (path !== '/processed') return json({ error: 'not found' }, 404);
+    const expiresAt = isObject(body) ? body.expiresAt : undefined;
+    if (typeof expiresAt !== 'number' || !Number.isSafeInteger(expiresAt)) {
+      return json({ error: 'expiresAt' }, 400);
+    }
+    const until = await storage.get(key);
+    if (typeof until === 'number' && until * 1000 > now) return json({ result: 'duplicate' });
+    await storage.put({ [key]: expiresAt });
+    if (++this.#sinceSweep >= SWEEP_EVERY) {
+      this.#sinceSweep = 0;
+      // Bounded work per sweep: an expired event no longer verifies, so its record may go.
+      const entries = await storage.list({ prefix: PROCESSED, limit: 1000 });
+      const expired = [...entries].filter(([, v]) => typeof v !== 'number' || v * 1000 <= now);
+      if (expired.length > 0) await storage.delete(expired.map(([k]) => k).slice(0, 128));
+    }
+    return json({ result: 'first' });
+  }
 }
+
+/** Key prefix of processed-event records; FeedLog.load skips keys it does not know. */
+const PROCESSED = 'processed/';
+/** Records between two sweeps of expired ones. */
+const SWEEP_EVERY = 100;
 
 /** Reads and writes the feed through the Durable Object binding. */
 export class DurableFeedClient implements FeedSource, FeedWriter {
@@ -283,7 +334,7 @@ export interface WorkerFeed {
 
 export function workerFeed(
   binding: unknown,
-  options: Pick<FollowerOptions, 'intervalMs' | 'strictMaxLagMs' | 'now'>,
+  options: Pick<FollowerOptions, 'intervalMs' | 'strictMaxLagMs' | 'now' | 'awaitReads'>,
 ): WorkerFeed | undefined {
   if (binding === undefined) return undefined;
   const client = new DurableFeedClient(binding as DurableObjectNamespaceLike);

@@ -39,6 +39,12 @@ export interface WorkerBaseOptions<Env> {
   readonly now?: () => number;
   /** Wraps the KV binding before use (tests and benchmarks count or fail reads with it). */
   readonly wrapKv?: (kv: KvNamespaceLike) => KvNamespaceLike;
+  /**
+   * A decision that finds a revocation-feed read due waits for it (default false: the read runs
+   * beside it). True for queue consumers, where a re-check may wait but must not answer from
+   * data older than one feed interval.
+   */
+  readonly awaitFeedReads?: boolean;
 }
 
 export interface WaitUntilContext {
@@ -178,8 +184,9 @@ export function feedFor(
   binding: unknown,
   policy: CompiledPolicy,
   now: () => number,
+  awaitReads = false,
 ): WorkerFeed | undefined {
-  return workerFeed(binding, { ...policy.revocation, now });
+  return workerFeed(binding, { ...policy.revocation, now, awaitReads });
 }
 
 /**

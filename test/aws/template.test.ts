@@ -150,8 +150,11 @@ describe('template.yaml', () => {
         JSON.stringify(fn.Properties.Environment.Variables.GATEHOUSE_DELEGATION_KEYS),
       );
       const entry = entryOf(fn);
-      if (entry === 'handlers/token-lambda.ts') expect(value).toEqual(secretRef);
-      else expect(value).toEqual({ 'Fn::If': ['DelegationEnabled', secretRef, ''] });
+      // Functions deployed only with the secret read it directly; the others only when it is set.
+      if (entry === 'handlers/token-lambda.ts' || entry === 'handlers/events-consumer.ts') {
+        expect(value).toEqual(secretRef);
+        expect((fn as Free).Condition).toBe('DelegationEnabled');
+      } else expect(value).toEqual({ 'Fn::If': ['DelegationEnabled', secretRef, ''] });
     }
     const token = resources.TokenFunction as Free;
     expect(entryOf(token)).toBe('handlers/token-lambda.ts');
@@ -160,6 +163,8 @@ describe('template.yaml', () => {
     const events = Object.values(token.Properties.Events) as Free[];
     expect(events.map((e) => [e.Properties.Method, e.Properties.Path]).sort()).toEqual([
       ['get', '/.gatehouse/jwks.json'],
+      ['post', '/.gatehouse/v1/events'],
+      ['post', '/.gatehouse/v1/events/verify'],
       ['post', '/.gatehouse/v1/token'],
     ]);
     for (const event of events) {
@@ -167,6 +172,24 @@ describe('template.yaml', () => {
       // The form's tokens are the credentials; the authorizer would demand a route for them.
       expect(event.Properties.Auth).toEqual({ Authorizer: 'NONE' });
     }
+  });
+
+  it('feeds the events consumer from a queue, reporting transient failures per record', () => {
+    const consumer = resources.EventsConsumerFunction as Free;
+    expect(entryOf(consumer)).toBe('handlers/events-consumer.ts');
+    // Conditional writes of its processed-event records need more than read access.
+    expect(consumer.Properties.Policies).toEqual([
+      { DynamoDBCrudPolicy: { TableName: { 'Fn::Ref': 'PermissionsTable' } } },
+    ]);
+    const source = consumer.Properties.Events.Queue;
+    expect(source.Type).toBe('SQS');
+    expect(source.Properties.Queue).toEqual({ 'Fn::GetAtt': 'EventsQueue.Arn' });
+    expect(source.Properties.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
+    const queue = resources.EventsQueue!.Properties;
+    // No message outlives the longest event lifetime's default, and redelivery is bounded.
+    expect(queue.MessageRetentionPeriod).toBe(86_400);
+    expect(queue.VisibilityTimeout).toBeGreaterThanOrEqual(6 * template.Globals.Function.Timeout);
+    expect(queue.RedrivePolicy.maxReceiveCount).toBeGreaterThan(1);
   });
 
   it('declares the table key schema, TTL and recovery the store expects', () => {

@@ -117,9 +117,14 @@ export async function signRaw(
     key.alg === 'EdDSA'
       ? { name: 'Ed25519' }
       : { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-  const cryptoKey = await crypto.subtle.importKey('jwk', { ...key.privateJwk }, params, false, [
-    'sign',
-  ]);
+  const cryptoKey = await crypto.subtle.importKey(
+    'jwk',
+    // A private JWK; `never` because the Workers and Node type libraries name JsonWebKey apart.
+    { ...key.privateJwk } as never,
+    params,
+    false,
+    ['sign'],
+  );
   const input = `${encodeBase64url(encoder.encode(JSON.stringify(header)))}.${encodeBase64url(
     encoder.encode(JSON.stringify(payload)),
   )}`;

@@ -16,6 +16,7 @@ const LAYER: Record<string, number> = {
   permissions: 0,
   logging: 0,
   delegation: 0,
+  events: 2,
   stores: 1,
   revocation: 1,
   policy: 2,

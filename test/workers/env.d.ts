@@ -14,6 +14,8 @@ declare global {
       readonly KV_CACHE_TTL?: string;
       readonly AUDIT_RETENTION_DAYS?: string;
       readonly GATEHOUSE_DEV_SECRET?: string;
+      /** Gatehouse's delegation and event signing keys, generated per run (vitest.config.ts). */
+      readonly GATEHOUSE_DELEGATION_KEYS?: string;
       readonly FORWARD_OVERRIDE_HEADERS?: string;
       readonly DECISION_LOG?: string;
       readonly DECISION_LOG_ALLOW_SAMPLE_RATE?: string;
