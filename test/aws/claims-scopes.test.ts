@@ -10,8 +10,10 @@ import { DEMO_POLICY, httpEvent, SECRET } from './support.ts';
 
 const CLAIMS_POLICY = {
   ...(DEMO_POLICY as Record<string, unknown>),
-  // Delegation decides for the delegator's store record, which a claims policy has not.
+  // Delegation decides for the delegator's store record, which a claims policy has not; events
+  // need delegation.
   delegation: undefined,
+  events: undefined,
   permissions: {
     source: 'claims',
     rolesClaim: 'roles',

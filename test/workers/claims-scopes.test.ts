@@ -9,8 +9,10 @@ import { bearer, DEMO_POLICY, demoTokenFor, TEST_SECRET, testGuard } from './hel
 function claimsPolicy(): Record<string, unknown> {
   return {
     ...(DEMO_POLICY as Record<string, unknown>),
-    // Delegation decides for the delegator's store record, which a claims policy has not.
+    // Delegation decides for the delegator's store record, which a claims policy has not; events
+    // need delegation.
     delegation: undefined,
+    events: undefined,
     permissions: {
       source: 'claims',
       rolesClaim: 'roles',
