@@ -9,11 +9,14 @@ import { assertPermission } from '../permissions/index.ts';
 import type { IssuerOptions } from '../token/options.ts';
 import type { Actor } from '../types.ts';
 import {
+  ACTOR_IATS_CLAIM,
   DEFAULT_MAX_DEPTH,
   DEFAULT_MAX_LIFETIME_SECONDS,
   DELEGATION_TYPE,
   MAX_MAX_DEPTH,
   MAX_MAX_LIFETIME_SECONDS,
+  PARENTS_CLAIM,
+  SUBJECT_IAT_CLAIM,
 } from './constants.ts';
 import { type IssuerKeySet, keyAlgorithms, parseIssuerKeys, publicJwks } from './keys.ts';
 
@@ -166,7 +169,7 @@ export function selfIssuerOptions(config: DelegationConfig): IssuerOptions | nul
     types: [DELEGATION_TYPE],
     requireType: true,
     tenant: { claim: 'tenant', optional: true },
-    keepClaims: ['grant'],
+    keepClaims: ['grant', SUBJECT_IAT_CLAIM, ACTOR_IATS_CLAIM, PARENTS_CLAIM],
     maxAgeSeconds: config.maxLifetimeSeconds,
   };
 }

@@ -8,6 +8,7 @@
 import { ExchangeError } from '../errors.ts';
 import type { Actor, Principal } from '../types.ts';
 import { type DelegationConfig, ruleFor } from './config.ts';
+import { ACTOR_IATS_CLAIM, PARENTS_CLAIM, SUBJECT_IAT_CLAIM } from './constants.ts';
 import { actClaim, type DelegationClaims, newTokenId } from './mint.ts';
 import { listCovers, parseScope } from './scope.ts';
 import { STANDING_CLAIM, type StandingCeiling } from './standing.ts';
@@ -148,6 +149,7 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
   }
   const grant = subject.claims.grant;
   const claims: DelegationClaims = {
+    ...lineage(subject, actor, chained, standing !== undefined, nowSeconds),
     iss: config.issuer,
     sub: subject.subject,
     aud: audience,
@@ -162,4 +164,42 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
     ...(chained && typeof grant === 'string' && { grant }),
   };
   return { claims, expiresIn, scope, actors };
+}
+
+/**
+ * What revocation keys on, carried from the tokens exchanged into the new one (constants.ts):
+ * without it a sign-out or a revoked parent would never reach a derived token, whose own `iat`
+ * and `jti` are new. An unknown time is 0: any sign-out on record then refuses (fail closed).
+ */
+function lineage(
+  subject: Principal,
+  actor: Principal,
+  chained: boolean,
+  standing: boolean,
+  nowSeconds: number,
+): Pick<DelegationClaims, 'subject_iat' | 'actor_iats' | 'parents'> {
+  const time = (value: unknown) =>
+    typeof value === 'number' && Number.isFinite(value) ? value : 0;
+  const parentIats = subject.claims[ACTOR_IATS_CLAIM];
+  const parentIds = subject.claims[PARENTS_CLAIM];
+  const parents: string[] = chained && Array.isArray(parentIds) ? [...parentIds] : [];
+  for (const jti of [subject.claims.jti, actor.claims.jti]) {
+    if (typeof jti === 'string' && !parents.includes(jti)) parents.push(jti);
+  }
+  return {
+    // A standing grant has no token of the delegator's: the chain starts at this exchange, so
+    // her later sign-out ends it (new exchanges stay possible while the grant lives).
+    subject_iat: chained
+      ? time(subject.claims[SUBJECT_IAT_CLAIM])
+      : standing
+        ? nowSeconds
+        : time(subject.issuedAt),
+    actor_iats: [
+      time(actor.issuedAt),
+      ...(chained
+        ? subject.actors.map((_, i) => time(Array.isArray(parentIats) ? parentIats[i] : undefined))
+        : []),
+    ],
+    parents,
+  };
 }

@@ -33,6 +33,12 @@ export interface DelegationClaims {
   readonly tenant?: string;
   /** The standing grant this token was exchanged for, when there is one. */
   readonly grant?: string;
+  /** When the delegator's original token was issued (see SUBJECT_IAT_CLAIM). */
+  readonly subject_iat: number;
+  /** Per actor (current first), when its token was issued (see ACTOR_IATS_CLAIM). */
+  readonly actor_iats: readonly number[];
+  /** Ids of the tokens the chain was exchanged from (see PARENTS_CLAIM). */
+  readonly parents: readonly string[];
 }
 
 /** `act` from a chain, current actor first. */

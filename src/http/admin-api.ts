@@ -6,7 +6,8 @@
  * (DynamoDB); docs/admin-api.md is the reference.
  *
  * Every call, in this order (so a caller without the permission learns nothing about bodies):
- * 1. the bearer token verifies (401 with an RFC 6750 challenge; 503 when keys are unavailable);
+ * 1. the bearer token verifies (401 with an RFC 6750 challenge; 503 when keys are unavailable)
+ *    and is not revoked (401 `session_revoked` / `token_revoked`, as at the routes);
  * 2. the caller holds `admin:permissions`, or `admin:permissions:<tenant>` for a tenant's data
  *    (403 `missing_permission` / `explicit_deny`; 503 when the store cannot say). A caller whose
  *    token names a tenant manages that tenant only (403 `tenant_mismatch` for another);
@@ -628,6 +629,20 @@ async function authenticate(
         status: 403,
         reason: 'delegation_refused',
         explain: 'The admin API refuses delegated callers.',
+        principal,
+      };
+      await logAuthorization(api, request, refused, startedAt);
+      return denyResponse(refused, authorization);
+    }
+    // Every call, /delegations included (it needs no admin permission, so the permission check
+    // below would never see it): a signed-out session or a revoked token id manages nothing.
+    const revoked = await api.gatehouse.admit(principal, { session: true });
+    if (revoked !== null) {
+      const refused: Decision = {
+        allow: false,
+        status: revoked.status,
+        reason: revoked.reason,
+        explain: revoked.explain,
         principal,
       };
       await logAuthorization(api, request, refused, startedAt);

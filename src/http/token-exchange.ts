@@ -109,13 +109,25 @@ function readForm(text: string): Map<string, string> | ExchangeError {
 }
 
 async function verifyParty(gatehouse: Gatehouse, token: string, which: string): Promise<Principal> {
+  let principal: Principal;
   try {
-    return (await gatehouse.verifier.verify(token)).principal;
+    principal = (await gatehouse.verifier.verify(token)).principal;
   } catch (error) {
     if (error instanceof TokenError && error.code === 'keys_unavailable') throw error;
     // RFC 8693 §2.2.2: an invalid subject or actor token is `invalid_request`.
     throw new ExchangeError('invalid_request', `the ${which} token was refused`, { cause: error });
   }
+  // A signed-out session or a revoked token id is refused here exactly as at the routes (the
+  // same admit()): otherwise it would be laundered into a fresh token with a new iat and jti.
+  const refused = await gatehouse.admit(principal, { session: true });
+  if (refused !== null) {
+    if (refused.status === 503) throw new Error(refused.reason);
+    throw new ExchangeError(
+      'invalid_request',
+      `the ${which} token was refused (${refused.reason})`,
+    );
+  }
+  return principal;
 }
 
 /**

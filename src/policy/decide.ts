@@ -302,8 +302,12 @@ export class Gatehouse {
     return this.authorize(principal, required, mode, request, route.label, tokenHint);
   }
 
-  /** The revocation follower's verdict; null without a feed. */
-  private admit(
+  /**
+   * The revocation follower's verdict (sign-out not-before, revoked token ids, and for a
+   * delegation token every party of its chain); null without a feed, or when admitted. Shared
+   * by decide, check, the token endpoint and the admin API, so every door refuses alike.
+   */
+  admit(
     principal: Principal,
     options: { session: boolean; strict?: boolean | undefined; consistency?: number | undefined },
   ): RevocationRefusal | null | Promise<RevocationRefusal | null> {

@@ -171,6 +171,9 @@ describe('standing delegation through the Lambda authorizer', () => {
       scope: 'read:*',
       act: actClaim([{ subject: 'bob', issuer: DEMO_ISSUER }]),
       grant: STANDING_CLAIM,
+      subject_iat: now,
+      actor_iats: [now],
+      parents: [],
     });
     const response = await h(tokenEvent('GET', '/posts/1', token));
     expect(evaluatePolicy(response, `${PREFIX}GET/posts/1`).allow).toBe(true);
