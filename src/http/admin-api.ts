@@ -623,12 +623,20 @@ async function authenticate(
     const principal = (await api.gatehouse.verifier.verify(extractBearer(authorization))).principal;
     // Managing permissions on someone's behalf is refused unless the policy says otherwise
     // (delegation.adminApi); when allowed, the use-time rule still bounds what the caller may do.
-    if (api.gatehouse.delegated(principal) && api.gatehouse.policy.delegation?.adminApi !== true) {
+    // Standing grants are refused to delegated callers whatever the option: a grant written with
+    // a token of minutes would outlive it by months, and name actors outside its chain.
+    const selfService = request.segments?.[0] === 'delegations';
+    if (
+      api.gatehouse.delegated(principal) &&
+      (selfService || api.gatehouse.policy.delegation?.adminApi !== true)
+    ) {
       const refused: Decision = {
         allow: false,
         status: 403,
         reason: 'delegation_refused',
-        explain: 'The admin API refuses delegated callers.',
+        explain: selfService
+          ? 'Standing delegations are made with your own token, never a delegated one.'
+          : 'The admin API refuses delegated callers.',
         principal,
       };
       await logAuthorization(api, request, refused, startedAt);
@@ -1072,9 +1080,11 @@ const MAX_STANDING_SCOPE = 16;
  * { actor, scope, expires }` lets `actor` act for the caller within `scope` until `expires`
  * (at most {@link MAX_STANDING_DAYS} days), `DELETE /delegations/<actor>` revokes all of them
  * for that actor. No admin permission is needed: the caller changes only her own record, and
- * only gives away what she holds now (deny wins). Audited like every change, as the caller.
- * Off unless the policy's `delegation.standingGrants`; delegated callers are refused before
- * this (unless `delegation.adminApi`).
+ * only gives away what she holds now (deny wins), to an actor a `delegation.actors` rule lets
+ * act for her, within that rule's ceiling (admins, through the grant resources or the CLI, may
+ * name any actor). Audited like every change, as the caller. Off unless the policy's
+ * `delegation.standingGrants`; delegated callers are always refused before this (also with
+ * `delegation.adminApi`), revoked callers too.
  */
 async function handleDelegations(
   api: AdminContext,
@@ -1132,21 +1142,24 @@ async function handleDelegations(
       if (expiresAt * 1000 > now + MAX_STANDING_DAYS * 86_400_000) {
         throw invalid('expires', `at most ${MAX_STANDING_DAYS} days from now`);
       }
-      // A delegated caller (admitted only with delegation.adminApi) gives away no more than its
-      // own token passes on: the delegator's set alone would widen it.
-      if (api.gatehouse.delegated(caller)) {
-        const view = api.gatehouse.delegation(caller);
-        const beyond =
-          'refused' in view || view.standing !== undefined
-            ? scope[0]
-            : scope.find(
-                (p) => !listCovers(view.scope, p) || !view.ceilings.every((c) => listCovers(c, p)),
-              );
-        if (beyond !== undefined) {
-          return adminProblem(403, 'invalid_request', `Your token does not pass on ${beyond}.`, {
-            field: 'scope',
-          });
-        }
+      // Only an actor the policy already lets act for this caller, and within its ceiling: a
+      // stolen token must not hand a months-long grant to an actor of the thief's choosing.
+      const rule = config.actors.find(
+        (r) => r.subject === actor && (r.for === null || r.for.has(caller.subject)),
+      );
+      if (rule === undefined) {
+        return adminProblem(
+          403,
+          'invalid_request',
+          'No delegation.actors rule lets this actor act for you.',
+          { field: 'actor' },
+        );
+      }
+      const beyond = scope.find((p) => !listCovers(rule.ceiling, p));
+      if (beyond !== undefined) {
+        return adminProblem(403, 'invalid_request', `The actor may not receive ${beyond}.`, {
+          field: 'scope',
+        });
       }
       const lacks = await api.gatehouse.delegatorLacks(caller, scope);
       if (lacks !== null) {
