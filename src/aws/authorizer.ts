@@ -25,7 +25,7 @@ import type {
 import { narrowEntries, standingDenies, withStanding } from '../delegation/index.ts';
 import { ConfigError, TokenError } from '../errors.ts';
 import { consoleJsonWriter, DecisionLogger } from '../logging/decision-log.ts';
-import { compilePermissions, type PermissionEntry } from '../permissions/permission-set.ts';
+import { compilePermissions } from '../permissions/permission-set.ts';
 import { compileRoles } from '../permissions/roles.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { CachedStore } from '../stores/cache.ts';
