@@ -36,3 +36,11 @@ export const MAX_MAX_DEPTH = 8;
 export const SUBJECT_IAT_CLAIM = 'subject_iat';
 export const ACTOR_IATS_CLAIM = 'actor_iats';
 export const PARENTS_CLAIM = 'parents';
+
+/**
+ * Largest `scope` parameter the token endpoint reads: characters (permissions are ASCII, so
+ * bytes) and items. A scope the edges could never accept in a token (maxTokenBytes, 8 KiB by
+ * default) is refused before any work, and audit lines stay bounded.
+ */
+export const MAX_SCOPE_BYTES = 2048;
+export const MAX_SCOPE_ITEMS = 64;

@@ -8,10 +8,16 @@
 import { ExchangeError } from '../errors.ts';
 import type { Actor, Principal } from '../types.ts';
 import { type DelegationConfig, ruleFor } from './config.ts';
-import { ACTOR_IATS_CLAIM, PARENTS_CLAIM, SUBJECT_IAT_CLAIM } from './constants.ts';
+import {
+  ACTOR_IATS_CLAIM,
+  MAX_SCOPE_BYTES,
+  MAX_SCOPE_ITEMS,
+  PARENTS_CLAIM,
+  SUBJECT_IAT_CLAIM,
+} from './constants.ts';
 import { actClaim, type DelegationClaims, newTokenId } from './mint.ts';
 import { listCovers, parseScope } from './scope.ts';
-import { STANDING_CLAIM, type StandingCeiling } from './standing.ts';
+import { isWellFormed, STANDING_CLAIM, type StandingCeiling } from './standing.ts';
 
 export interface ExchangeInput {
   readonly config: DelegationConfig;
@@ -73,6 +79,11 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
   if (chained && subject.issuer !== config.issuer) {
     throw new ExchangeError('invalid_request', 'the subject token is not a delegation token');
   }
+  // Subjects become names and keys (standing grants, audit lines, X-Auth-Actor): a lone
+  // surrogate would read as U+FFFD there, so as someone else.
+  if (!isWellFormed(actor.subject) || !isWellFormed(subject.subject)) {
+    throw new ExchangeError('invalid_request', 'a subject is not well-formed Unicode');
+  }
   const newActor: Actor = { subject: actor.subject, issuer: actor.issuer };
   const actors: Actor[] = [newActor, ...(chained ? subject.actors : [])];
   if (actors.length > config.maxDepth) {
@@ -104,7 +115,16 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
   if (input.scope === undefined) {
     throw new ExchangeError('invalid_request', 'scope is required: the permissions wanted');
   }
+  if (input.scope.length > MAX_SCOPE_BYTES) {
+    throw new ExchangeError('invalid_scope', `scope is longer than ${MAX_SCOPE_BYTES} bytes`);
+  }
   const parsed = parseScope(input.scope);
+  if ('scope' in parsed && parsed.scope.length > MAX_SCOPE_ITEMS) {
+    throw new ExchangeError(
+      'invalid_scope',
+      `scope lists more than ${MAX_SCOPE_ITEMS} permissions`,
+    );
+  }
   if ('bad' in parsed || parsed.scope.length === 0) {
     throw new ExchangeError('invalid_scope', 'scope must list permissions like read:posts');
   }

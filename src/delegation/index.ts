@@ -14,6 +14,8 @@ export {
   DEFAULT_MAX_DEPTH,
   DEFAULT_MAX_LIFETIME_SECONDS,
   DELEGATION_TYPE,
+  MAX_SCOPE_BYTES,
+  MAX_SCOPE_ITEMS,
   TOKEN_EXCHANGE_GRANT,
   TOKEN_TYPE_ACCESS_TOKEN,
   TOKEN_TYPE_JWT,
@@ -61,6 +63,7 @@ export {
 } from './scope.ts';
 export {
   encodeActor,
+  isWellFormed,
   STANDING_CLAIM,
   STANDING_PREFIX,
   type StandingCeiling,

@@ -26,11 +26,28 @@ export const STANDING_CLAIM = 'standing';
 
 const SAFE = /^[A-Za-z0-9._~@+-]$/;
 
+/** A lone surrogate: in `u` mode a pair is one code point and does not match. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/**
+ * Whether `text` is well-formed Unicode (String.prototype.isWellFormed, ES2024). UTF-8 turns a
+ * lone surrogate into U+FFFD, so two different subjects would share one name or key.
+ */
+export function isWellFormed(text: string): boolean {
+  return !LONE_SURROGATE.test(text);
+}
+
+/** What {@link encodeActor} answers for an ill-formed subject: never part of a valid permission. */
+const NOT_A_SEGMENT = '\u0000';
+
 /**
  * An actor subject as one permission segment: characters outside the grammar (and `%`, `*`, `:`)
  * percent-encoded as UTF-8, so `bob:admin` or `*` cannot become several segments or a wildcard.
+ * A subject that is not well-formed Unicode has no encoding (UTF-8 would merge it with U+FFFD):
+ * the answer is no valid segment, so no grant is written, found or revoked for it.
  */
 export function encodeActor(subject: string): string {
+  if (!isWellFormed(subject)) return NOT_A_SEGMENT;
   let out = '';
   for (const char of subject) {
     if (SAFE.test(char)) out += char;

@@ -22,7 +22,13 @@ import { explainRequest } from '../admin/explain.ts';
 import { type ChangeResult, PermissionAdmin } from '../admin/operations.ts';
 import { parseExpiry, parseSince } from '../admin/time.ts';
 import type { AdminStore, AuditRecord } from '../admin/types.ts';
-import { encodeActor, listCovers, STANDING_PREFIX, standingGrant } from '../delegation/index.ts';
+import {
+  encodeActor,
+  isWellFormed,
+  listCovers,
+  STANDING_PREFIX,
+  standingGrant,
+} from '../delegation/index.ts';
 import { AdminError, ConfigError, StoreError, TokenError } from '../errors.ts';
 import type { DecisionLogger } from '../logging/decision-log.ts';
 import { isValidPermission } from '../permissions/grammar.ts';
@@ -309,6 +315,8 @@ function textParam(value: unknown, field: string, what: string): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ADMIN_TEXT) {
     throw invalid(field, `expected ${what} (1 to ${MAX_ADMIN_TEXT} characters)`);
   }
+  // A lone surrogate reads as U+FFFD once encoded as UTF-8 (keys, grants): someone else's name.
+  if (!isWellFormed(value)) throw invalid(field, `expected ${what} in well-formed Unicode`);
   return value;
 }
 

@@ -12,6 +12,7 @@ import {
   type DelegationConfig,
   type DelegationSigner,
   describeChain,
+  isWellFormed,
   planExchange,
   publicJwks,
   STANDING_CLAIM,
@@ -23,6 +24,7 @@ import {
 import { ExchangeError, TokenError } from '../errors.ts';
 // Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
 import type { Gatehouse } from '../policy/decide.ts';
+import { DEFAULT_MAX_TOKEN_BYTES } from '../token/precheck.ts';
 import type { Principal } from '../types.ts';
 import { readCappedText } from './body.ts';
 
@@ -137,7 +139,11 @@ async function verifyParty(gatehouse: Gatehouse, token: string, which: string): 
  */
 function standingDelegator(reference: string, actor: Principal, nowMs: number): Principal {
   // A subject as an identity provider issues it: bounded, no control characters.
-  if (reference.length > 256 || /[\u0000-\u001f\u007f]/.test(reference)) {
+  if (
+    reference.length > 256 ||
+    /[\u0000-\u001f\u007f]/.test(reference) ||
+    !isWellFormed(reference)
+  ) {
     throw new ExchangeError('invalid_request', 'subject_token is not a subject');
   }
   return {
@@ -249,6 +255,14 @@ export async function answerTokenRequest(
       delegatorLacks: (delegator, scope) => gatehouse.delegatorLacks(delegator, scope),
     });
     const token = await signerFor(config).sign(plan.claims);
+    // A token no edge would accept (the verifier's maxTokenBytes) is refused, not handed out.
+    const maxBytes = gatehouse.policy.verifier.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES;
+    if (token.length > maxBytes) {
+      throw new ExchangeError(
+        'invalid_request',
+        `the token would be longer than the ${maxBytes} bytes the edges accept`,
+      );
+    }
     audit({
       type: 'gatehouse.delegation_issued',
       time: new Date(now()).toISOString(),

@@ -360,7 +360,7 @@ export class Gatehouse {
       if ('refused' in resolved) return refusedDelegation(resolved, principal, routeLabel);
       view = resolved;
     }
-    const input: Mutable<ConditionInput> = { now, claims: principal.claims };
+    const input: Mutable<ConditionInput> = { now, claims: conditionClaims(view, principal) };
     if (context.ip !== undefined) input.ip = context.ip;
     if (context.country !== undefined) input.country = context.country;
 
@@ -545,7 +545,10 @@ export class Gatehouse {
   async delegatorLacks(principal: Principal, scope: readonly string[]): Promise<string | null> {
     const { set } = await this.permissionsFor(principal);
     const now = this.now();
-    const input: ConditionInput = { now, claims: principal.claims };
+    const input: ConditionInput = {
+      now,
+      claims: this.delegated(principal) ? NO_CLAIMS : principal.claims,
+    };
     const live = (entry: PermissionEntry) =>
       entry.expiresAt === undefined || entry.expiresAt * 1000 > now;
     for (const pattern of scope) {
@@ -610,6 +613,22 @@ export class Gatehouse {
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** No claims: every claim condition is unknown. */
+const NO_CLAIMS: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/**
+ * The claims a delegator's conditions see. A delegation token's own claims (Gatehouse's `iss`
+ * and `aud`) are not the delegator's, so they are withheld: every claim-conditioned deny then
+ * applies (unknown fails closed) and no claim-conditioned allow does, and a delegation never
+ * allows what the delegator's own token would be denied.
+ */
+function conditionClaims(
+  view: DelegationView | null,
+  principal: Principal,
+): Readonly<Record<string, unknown>> {
+  return view === null ? principal.claims : NO_CLAIMS;
+}
 
 function principalKey(principal: Principal): SubjectKey {
   return principal.tenant === undefined

@@ -354,6 +354,11 @@ describe('self-service standing grants at the admin API (<base>/delegations)', (
       expires: '1d',
     });
     expect(wide).toMatchObject({ status: 403, body: { field: 'scope' } });
+    // JSON can carry a lone surrogate; as UTF-8 it would name the grant of U+FFFD.
+    for (const actor of ['\uD800', 'exporter\uDFFF']) {
+      const lone = await call('POST', '', own, { actor, scope: ['read:posts:*'], expires: '1d' });
+      expect(lone).toMatchObject({ status: 400, body: { field: 'actor' } });
+    }
     expect(await backend.listAudit({ since: 0 })).toHaveLength(1); // the reader assignment only
   });
 
