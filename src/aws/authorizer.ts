@@ -615,7 +615,7 @@ function delegatedStatements(
   const narrowed = narrowEntries(set.entries(), view) ?? [];
   // Denies of the standing grant itself (gatehouse.delegate:<actor>:…) narrow it further.
   if (view.standing !== undefined) {
-    narrowed.push(...standingDenies(set.entries(), view.standing.subject));
+    narrowed.push(...standingDenies(set.entries(), view.standing));
   }
   const statements = principalStatements({
     ...common,

@@ -73,6 +73,11 @@ export interface DelegationConfig {
   readonly actors: readonly ActorRule[];
   readonly adminApi: boolean;
   readonly standingGrants: boolean;
+  /**
+   * The policy's only external issuer, or undefined when it has several: then every actor rule
+   * names its issuer, and only issuer-bound standing grants are honoured.
+   */
+  readonly soleIssuer: string | undefined;
 }
 
 export const DEFAULT_KEYS_ENV = 'GATEHOUSE_DELEGATION_KEYS';
@@ -121,6 +126,13 @@ export function compileDelegation(
     rule.ceiling.forEach((p, j) => {
       assertPermission(p, `${at}.ceiling[${j}]`, { allowWildcards: true });
     });
+    if (rule.issuer === undefined && externalIssuers.length > 1) {
+      // With two identity providers, `bob` of one is not `bob` of the other.
+      throw new ConfigError(
+        `${at}.issuer`,
+        "required when the policy has more than one issuer: the actor token's iss",
+      );
+    }
     if (rule.issuer !== undefined && rule.issuer === doc.issuer) {
       throw new ConfigError(
         `${at}.issuer`,
@@ -150,6 +162,7 @@ export function compileDelegation(
     actors: Object.freeze(actors),
     adminApi: doc.adminApi ?? false,
     standingGrants: doc.standingGrants ?? false,
+    soleIssuer: externalIssuers.length === 1 ? externalIssuers[0] : undefined,
   };
 }
 

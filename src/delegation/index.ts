@@ -62,7 +62,9 @@ export {
   patternsOverlap,
 } from './scope.ts';
 export {
+  actorSegment,
   encodeActor,
+  ISSUER_MARK,
   isWellFormed,
   STANDING_CLAIM,
   STANDING_PREFIX,
@@ -71,5 +73,6 @@ export {
   standingDenied,
   standingDenies,
   standingGrant,
+  standingSegments,
   TOKEN_TYPE_STANDING,
 } from './standing.ts';

@@ -24,6 +24,7 @@ import { parseExpiry, parseSince } from '../admin/time.ts';
 import type { AdminStore, AuditRecord } from '../admin/types.ts';
 import {
   encodeActor,
+  ISSUER_MARK,
   isWellFormed,
   listCovers,
   STANDING_PREFIX,
@@ -1129,8 +1130,33 @@ async function handleDelegations(
     if (segments.length === 0 && request.method === 'GET')
       return json({ delegations: await mine() });
     if (segments.length === 0 && request.method === 'POST') {
-      const body = strictObject(await readBody(request), ['actor', 'scope', 'expires'], '(body)');
+      const body = strictObject(
+        await readBody(request),
+        ['actor', 'issuer', 'scope', 'expires'],
+        '(body)',
+      );
       const actor = textParam(body.actor, 'actor', "the actor's subject");
+      const issuer =
+        body.issuer === undefined ? undefined : textParam(body.issuer, 'issuer', "the actor's iss");
+      // Only an actor the policy already lets act for this caller, and within its ceiling: a
+      // stolen token must not hand a months-long grant to an actor of the thief's choosing.
+      const rule = config.actors.find(
+        (r) =>
+          r.subject === actor &&
+          (r.for === null || r.for.has(caller.subject)) &&
+          (issuer === undefined || r.issuer === undefined || r.issuer === issuer),
+      );
+      if (rule === undefined) {
+        return adminProblem(
+          403,
+          'invalid_request',
+          'No delegation.actors rule lets this actor act for you.',
+          { field: 'actor' },
+        );
+      }
+      // With one identity provider the short form names its actor (and stays what it was); with
+      // several, the grant is bound to the rule's issuer (the exchange honours nothing else).
+      const bound = config.soleIssuer === undefined ? (issuer ?? rule.issuer) : undefined;
       if (
         !Array.isArray(body.scope) ||
         body.scope.length === 0 ||
@@ -1139,7 +1165,8 @@ async function handleDelegations(
         throw invalid('scope', `expected 1 to ${MAX_STANDING_SCOPE} permissions like read:posts:*`);
       }
       const scope = body.scope.map((p: unknown, i: number) => {
-        const grant = typeof p === 'string' && p.includes(':') ? standingGrant(actor, p) : null;
+        const grant =
+          typeof p === 'string' && p.includes(':') ? standingGrant(actor, p, bound) : null;
         if (grant === null) throw invalid(`scope[${i}]`, 'expected a permission like read:posts:*');
         return p as string;
       });
@@ -1149,19 +1176,6 @@ async function handleDelegations(
       const expiresAt = parseExpires(body.expires, 'expires', now);
       if (expiresAt * 1000 > now + MAX_STANDING_DAYS * 86_400_000) {
         throw invalid('expires', `at most ${MAX_STANDING_DAYS} days from now`);
-      }
-      // Only an actor the policy already lets act for this caller, and within its ceiling: a
-      // stolen token must not hand a months-long grant to an actor of the thief's choosing.
-      const rule = config.actors.find(
-        (r) => r.subject === actor && (r.for === null || r.for.has(caller.subject)),
-      );
-      if (rule === undefined) {
-        return adminProblem(
-          403,
-          'invalid_request',
-          'No delegation.actors rule lets this actor act for you.',
-          { field: 'actor' },
-        );
       }
       const beyond = scope.find((p) => !listCovers(rule.ceiling, p));
       if (beyond !== undefined) {
@@ -1181,14 +1195,18 @@ async function handleDelegations(
         );
       }
       for (const pattern of scope) {
-        await admin.grant(key, { permission: standingGrant(actor, pattern)!, expiresAt });
+        await admin.grant(key, { permission: standingGrant(actor, pattern, bound)!, expiresAt });
       }
       return json({ delegations: await mine() }, 201);
     }
     if (segments.length === 1 && request.method === 'DELETE') {
       const actor = textParam(segments[0], 'actor', "the actor's subject");
-      const head = `${STANDING_PREFIX}:${encodeActor(actor)}:`;
-      const doomed = (await mine()).filter((g) => g.permission.startsWith(head));
+      // Every grant to that subject: the short form and those bound to any issuer.
+      const head = `${STANDING_PREFIX}:${encodeActor(actor)}`;
+      const doomed = (await mine()).filter(
+        (g) =>
+          g.permission.startsWith(`${head}:`) || g.permission.startsWith(`${head}${ISSUER_MARK}`),
+      );
       if (doomed.length === 0) {
         return adminProblem(404, 'not_found', 'No standing grant to that actor.');
       }

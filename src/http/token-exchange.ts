@@ -243,7 +243,9 @@ export async function answerTokenRequest(
         // The innermost actor's standing grants, read from the delegator's record now.
         standing: await gatehouse.standingFor(
           subject,
-          standing ? actor.subject : (subject.actors.at(-1)?.subject ?? ''),
+          standing
+            ? { subject: actor.subject, issuer: actor.issuer }
+            : (subject.actors.at(-1) ?? { subject: '' }),
         ),
       }),
       config,

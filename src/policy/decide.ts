@@ -38,6 +38,7 @@ import {
   type TokenVerifier,
 } from '../token/index.ts';
 import type {
+  Actor,
   Decision,
   PermissionMatch,
   PermissionStore,
@@ -390,7 +391,7 @@ export class Gatehouse {
         if (
           refusal === null &&
           view?.standing !== undefined &&
-          standingDenied(set, view.standing.subject, permission, input)
+          standingDenied(set, view.standing, permission, input)
         ) {
           refusal = { set: 'ceiling', actor: view.standing };
         }
@@ -583,9 +584,9 @@ export class Gatehouse {
   }
 
   /** What the delegator's live standing grants let `actor` receive now (token exchange). */
-  async standingFor(delegator: Principal, actor: string): Promise<StandingCeiling> {
+  async standingFor(delegator: Principal, actor: Actor): Promise<StandingCeiling> {
     const { set } = await this.permissionsFor(delegator);
-    return standingCeiling(set, actor, this.now());
+    return standingCeiling(set, actor, this.now(), this.policy.delegation?.soleIssuer);
   }
 
   /** The delegation view of a Gatehouse token under the configuration, once per principal. */

@@ -12,6 +12,7 @@ import {
   TOKEN_EXCHANGE_GRANT,
   TOKEN_TYPE_JWT,
 } from '../../src/delegation/index.ts';
+import { DEMO_ISSUER } from '../support/cases.ts';
 import {
   bearer,
   DEMO_POLICY,
@@ -85,6 +86,8 @@ describe('delegation on the guard Worker', () => {
     const body = (await response.json()) as EchoBody;
     expect(body.identity['x-auth-subject']).toBe('alice');
     expect(body.identity['x-auth-actor']).toBe('reporter');
+    // Whose reporter: the actor token's issuer, in the same order.
+    expect(body.identity['x-auth-actor-issuer']).toBe(DEMO_ISSUER);
   });
 
   it('strips a client-sent X-Auth-Actor, in any spelling', async () => {

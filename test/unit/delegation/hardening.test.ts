@@ -17,18 +17,20 @@ import { type ExchangeAudit, handleTokenRequest } from '../../../src/http/token-
 import { compilePolicy, Gatehouse } from '../../../src/policy/index.ts';
 import { MemoryStore } from '../../../src/stores/index.ts';
 import { delegationPolicy, KEYS_ENV, makeKeys, type TestKeys } from '../../support/delegation.ts';
-import { createTestIssuer, type TestIssuer } from '../../support/issuer.ts';
+import { AUDIENCE, createTestIssuer, type TestIssuer } from '../../support/issuer.ts';
 
 const START = Date.parse('2026-11-23T12:00:00Z');
 let clock = START;
 const now = () => clock;
 let idp: TestIssuer;
+let partner: TestIssuer;
 let keys: TestKeys;
 let store: MemoryStore;
 let audits: ExchangeAudit[];
 
 beforeAll(async () => {
   idp = await createTestIssuer({ now });
+  partner = await createTestIssuer({ now, issuer: 'https://partner.example/', kid: 'partner' });
   keys = await makeKeys();
 });
 beforeEach(() => {
@@ -49,6 +51,106 @@ async function exchange(g: Gatehouse, params: Record<string, string>) {
   );
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
+
+describe('the actor issuer of standing grants and actor rules', () => {
+  /** Two identity providers; every actor rule names its issuer, as the policy then requires. */
+  function twoIssuers(standing: string[]) {
+    const doc = delegationPolicy(idp, {}, { standingGrants: true });
+    const issuers = [
+      ...doc.issuers,
+      {
+        issuer: partner.issuer,
+        audiences: [AUDIENCE],
+        algorithms: ['ES256'],
+        keys: { jwks: partner.jwks },
+      },
+    ];
+    const delegation = {
+      ...doc.delegation!,
+      actors: doc.delegation!.actors!.map((rule) => ({ ...rule, issuer: idp.issuer })),
+    };
+    store.putUser({
+      subject: 'alice',
+      roles: [{ role: 'reader' }],
+      grants: standing.map((permission) => ({ permission, expiresAt: START / 1000 + 86_400 })),
+      denies: [],
+    });
+    return new Gatehouse({
+      policy: compilePolicy({ ...doc, issuers, delegation } as typeof doc, {
+        env: { [KEYS_ENV]: keys.text },
+      }),
+      store,
+      now,
+    });
+  }
+  const standingExchange = async (g: Gatehouse, actor: TestIssuer) =>
+    exchange(g, {
+      subject_token: 'alice',
+      subject_token_type: TOKEN_TYPE_STANDING,
+      actor_token: await actor.mint({ sub: 'bob' }),
+      actor_token_type: TOKEN_TYPE_JWT,
+      scope: 'read:posts:*',
+    });
+
+  it("with two identity providers, partner IdP's 'bob' cannot use a grant made for 'bob'", async () => {
+    // The short form cannot say whose bob it meant: with two providers it is honoured for neither.
+    const short = twoIssuers(['gatehouse.delegate:bob:read:posts:*']);
+    expect((await standingExchange(short, partner)).status).toBe(400);
+    expect((await standingExchange(short, idp)).status).toBe(400);
+    // Bound to the corporate provider: its bob only.
+    const bound = twoIssuers([standingGrant('bob', 'read:posts:*', idp.issuer)!]);
+    expect((await standingExchange(bound, partner)).status).toBe(400);
+    const out = await standingExchange(bound, idp);
+    expect(out.status).toBe(200);
+    const used = await bound.decide({
+      method: 'GET',
+      path: '/posts/1',
+      authorization: `Bearer ${out.body.access_token as string}`,
+    });
+    expect(used.allow).toBe(true);
+  });
+
+  it('with one identity provider, the short form keeps naming its actor', async () => {
+    const g = new Gatehouse({
+      policy: compilePolicy(delegationPolicy(idp, {}, { standingGrants: true }), {
+        env: { [KEYS_ENV]: keys.text },
+      }),
+      store,
+      now,
+    });
+    store.putUser({
+      subject: 'alice',
+      roles: [{ role: 'reader' }],
+      grants: [
+        { permission: 'gatehouse.delegate:bob:read:posts:*', expiresAt: START / 1000 + 86_400 },
+      ],
+      denies: [],
+    });
+    expect((await standingExchange(g, idp)).status).toBe(200);
+  });
+
+  it('requires issuer on every actor rule when the policy has more than one issuer', () => {
+    const doc = delegationPolicy(idp);
+    const issuers = [
+      ...doc.issuers,
+      {
+        issuer: partner.issuer,
+        audiences: [AUDIENCE],
+        algorithms: ['ES256'],
+        keys: { jwks: partner.jwks },
+      },
+    ];
+    // delegationPolicy's exporter rule (index 1) names no issuer.
+    expect(() =>
+      compilePolicy({ ...doc, issuers } as typeof doc, { env: { [KEYS_ENV]: keys.text } }),
+    ).toThrow(
+      expect.objectContaining({
+        name: 'ConfigError',
+        field: expect.stringMatching(/delegation\.actors\[1\]\.issuer$/),
+      }),
+    );
+  });
+});
 
 describe('subjects that are not well-formed Unicode', () => {
   it('encode to no grant: a lone surrogate never names the grant of U+FFFD', () => {
