@@ -66,8 +66,11 @@ function header(headers: Record<string, string | undefined> | null | undefined, 
   return null;
 }
 
-/** The body as UTF-8 text, null when larger than the cap or not UTF-8. */
-function bodyText(body: string | null | undefined, base64: boolean): string | null {
+/** The body as UTF-8 text; null when larger than the cap; NOT_UTF8 when it is not UTF-8. */
+function bodyText(
+  body: string | null | undefined,
+  base64: boolean,
+): string | null | typeof NOT_UTF8 {
   if (body === null || body === undefined) return '';
   if (base64 && Math.floor((body.length * 3) / 4) > MAX_TOKEN_BODY_BYTES + 3) return null;
   const bytes = base64
@@ -77,9 +80,12 @@ function bodyText(body: string | null | undefined, base64: boolean): string | nu
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    return null;
+    return NOT_UTF8;
   }
 }
+
+/** A body that does not decode: answered as the Worker answers it, not as "too large". */
+const NOT_UTF8 = Symbol('not UTF-8');
 
 function result(answer: EndpointAnswer): TokenLambdaResult {
   return { statusCode: answer.status, headers: { ...answer.headers }, body: answer.body };
@@ -111,12 +117,23 @@ async function serve(
       body: JSON.stringify({ error: 'invalid_request', error_description: 'no such endpoint' }),
     });
   }
+  const body = bodyText(event.body, event.isBase64Encoded === true);
+  if (body === NOT_UTF8 && method.toUpperCase() === 'POST') {
+    return result({
+      status: 400,
+      headers: { 'content-type': 'application/json;charset=UTF-8', 'cache-control': 'no-store' },
+      body: JSON.stringify({
+        error: 'invalid_request',
+        error_description: 'the body is not UTF-8',
+      }),
+    });
+  }
   const answer = await answerTokenRequest(
     built.gatehouse,
     {
       method,
       contentType: header(event.headers, 'content-type'),
-      body: bodyText(event.body, event.isBase64Encoded === true),
+      body: body === NOT_UTF8 ? null : body,
     },
     { audit: (entry) => log({ ...entry }) },
   );
