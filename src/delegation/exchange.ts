@@ -27,8 +27,8 @@ export interface ExchangeInput {
   readonly actor: Principal;
   /** The `scope` parameter. */
   readonly scope: string | undefined;
-  /** The `audience` parameter, if any. */
-  readonly audience: string | undefined;
+  /** The `audience` parameters (RFC 8693 §2.1 allows several), if any. */
+  readonly audience: string | readonly string[] | undefined;
   /** Milliseconds since the epoch. */
   readonly now: number;
   /**
@@ -143,14 +143,19 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
     throw new ExchangeError('invalid_scope', "the scope exceeds the delegator's permissions");
   }
 
-  let audience = config.audiences[0]!;
-  if (input.audience !== undefined) {
-    if (!config.audiences.includes(input.audience)) {
+  // Several audiences only where the policy serves several (each must be one of them).
+  const wanted =
+    input.audience === undefined
+      ? []
+      : [...new Set(typeof input.audience === 'string' ? [input.audience] : input.audience)];
+  for (const one of wanted) {
+    if (!config.audiences.includes(one)) {
       throw new ExchangeError('invalid_target', 'the audience is not one Gatehouse serves');
     }
-    audience = input.audience;
   }
-  if (chained && typeof subject.claims.aud === 'string' && subject.claims.aud !== audience) {
+  const audience: string | string[] =
+    wanted.length === 0 ? config.audiences[0]! : wanted.length === 1 ? wanted[0]! : wanted;
+  if (chained && !sameAudience(subject.claims.aud, audience)) {
     // A chain stays with the audience it started with.
     throw new ExchangeError('invalid_target', "the audience differs from the parent token's");
   }
@@ -184,6 +189,14 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
     ...(chained && typeof grant === 'string' && { grant }),
   };
   return { claims, expiresIn, scope, actors };
+}
+
+/** Whether two `aud` values (a string or an array) name the same audiences. */
+function sameAudience(a: unknown, b: string | readonly string[]): boolean {
+  const set = (v: unknown) => new Set(typeof v === 'string' ? [v] : Array.isArray(v) ? v : []);
+  const x = set(a);
+  const y = set(b);
+  return x.size === y.size && [...x].every((v) => y.has(v));
 }
 
 /**

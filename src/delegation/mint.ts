@@ -20,7 +20,8 @@ export interface DelegationClaims {
   readonly iss: string;
   /** The delegator: decisions are made for this subject's store record. */
   readonly sub: string;
-  readonly aud: string;
+  /** One audience, or several when the client asked for several (RFC 8693 §2.1). */
+  readonly aud: string | readonly string[];
   readonly iat: number;
   readonly nbf: number;
   readonly exp: number;

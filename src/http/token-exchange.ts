@@ -98,16 +98,26 @@ function defaultAudit(entry: ExchangeAudit): void {
   console.log(JSON.stringify({ level: 'info', ...entry }));
 }
 
-/** RFC 6749 §3.2: parameters sent twice, or without a value, make the request invalid. */
-function readForm(text: string): Map<string, string> | ExchangeError {
+/**
+ * RFC 6749 §3.2: parameters sent twice, or without a value, make the request invalid; except
+ * `audience`, which RFC 8693 §2.1 lets a client send several times (collected in `audiences`).
+ */
+function readForm(
+  text: string,
+): { form: Map<string, string>; audiences: string[] } | ExchangeError {
   const form = new URLSearchParams(text);
   const out = new Map<string, string>();
+  const audiences: string[] = [];
   for (const [name, value] of form) {
+    if (name === 'audience') {
+      if (value !== '') audiences.push(value);
+      continue;
+    }
     if (out.has(name)) return new ExchangeError('invalid_request', `${name} is repeated`);
     // Unknown names are ignored (RFC 6749 §3.2), but only known ones are kept.
     if (PARAMETERS.has(name) && value !== '') out.set(name, value);
   }
-  return out;
+  return { form: out, audiences };
 }
 
 async function verifyParty(gatehouse: Gatehouse, token: string, which: string): Promise<Principal> {
@@ -200,8 +210,9 @@ export async function answerTokenRequest(
   if (input.body === null) {
     return refuse(new ExchangeError('invalid_request', 'the request body is too large'));
   }
-  const form = readForm(input.body);
-  if (form instanceof ExchangeError) return refuse(form);
+  const read = readForm(input.body);
+  if (read instanceof ExchangeError) return refuse(read);
+  const { form, audiences } = read;
   if (form.get('grant_type') !== TOKEN_EXCHANGE_GRANT) {
     return refuse(new ExchangeError('unsupported_grant_type', `expected ${TOKEN_EXCHANGE_GRANT}`));
   }
@@ -252,7 +263,7 @@ export async function answerTokenRequest(
       subject,
       actor,
       scope: form.get('scope'),
-      audience: form.get('audience'),
+      audience: audiences,
       now: now(),
       delegatorLacks: (delegator, scope) => gatehouse.delegatorLacks(delegator, scope),
     });

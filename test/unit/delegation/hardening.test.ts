@@ -13,6 +13,7 @@ import {
   TOKEN_TYPE_JWT,
   TOKEN_TYPE_STANDING,
 } from '../../../src/delegation/index.ts';
+import { identityHeaders } from '../../../src/http/responses.ts';
 import { type ExchangeAudit, handleTokenRequest } from '../../../src/http/token-exchange.ts';
 import { compilePolicy, Gatehouse } from '../../../src/policy/index.ts';
 import { MemoryStore } from '../../../src/stores/index.ts';
@@ -332,5 +333,31 @@ describe('scope and token size at the endpoint', () => {
       expect(out).toMatchObject({ status: 400, body: { error: 'invalid_request' } });
       expect(out.body.access_token).toBeUndefined();
     }
+  });
+});
+
+describe("an identity provider's token that carries act", () => {
+  it('is decided for its subject, names no actor, and is refused as a subject_token', async () => {
+    const g = new Gatehouse({
+      policy: compilePolicy(delegationPolicy(idp), { env: { [KEYS_ENV]: keys.text } }),
+      store,
+      now,
+    });
+    store.putUser({ subject: 'alice', roles: [{ role: 'reader' }], grants: [], denies: [] });
+    const obo = await idp.mint({ sub: 'alice', act: { sub: 'some-service' } });
+    // The identity provider vouched for alice; its act is its own delegation, not Gatehouse's:
+    // no ceiling Gatehouse knows applies, so it never reaches X-Auth-Actor (README, Delegation).
+    const d = await g.decide({ method: 'GET', path: '/posts/1', authorization: `Bearer ${obo}` });
+    expect(d.allow).toBe(true);
+    expect(identityHeaders(d)).not.toHaveProperty('X-Auth-Actor');
+    expect(g.delegated(d.principal!)).toBe(false);
+    const out = await exchange(g, {
+      subject_token: obo,
+      subject_token_type: TOKEN_TYPE_ACCESS_TOKEN,
+      actor_token: await idp.mint({ sub: 'reporter' }),
+      actor_token_type: TOKEN_TYPE_JWT,
+      scope: 'read:posts:*',
+    });
+    expect(out).toMatchObject({ status: 400, body: { error: 'invalid_request' } });
   });
 });
