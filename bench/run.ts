@@ -445,6 +445,9 @@ async function benchDelegationRatio(
     jti: 'bench-delegation',
     scope: 'read:*',
     act: actClaim([{ subject: 'reporter', issuer: ISSUER }]),
+    subject_iat: now,
+    actor_iats: [now],
+    parents: [],
   });
   const [own] = await mint(key, 1, 4_000_000);
   const decide = (token: string) =>

@@ -25,7 +25,7 @@ import type {
 import { narrowEntries, standingDenies, withStanding } from '../delegation/index.ts';
 import { ConfigError, TokenError } from '../errors.ts';
 import { consoleJsonWriter, DecisionLogger } from '../logging/decision-log.ts';
-import { compilePermissions, type PermissionEntry } from '../permissions/permission-set.ts';
+import { compilePermissions } from '../permissions/permission-set.ts';
 import { compileRoles } from '../permissions/roles.ts';
 import type { Gatehouse } from '../policy/decide.ts';
 import { CachedStore } from '../stores/cache.ts';
@@ -571,6 +571,13 @@ async function statementsFor(
   return statements;
 }
 
+/** Denies every resource of the API: the answer for a delegation refused as a whole. */
+const REFUSED_STATEMENTS: PrincipalStatements = Object.freeze({
+  allow: Object.freeze([]) as readonly string[],
+  deny: Object.freeze(['*']) as readonly string[],
+  omitted: Object.freeze([]) as readonly string[],
+});
+
 /**
  * A delegation token's statements: the delegator's set narrowed to the token's scope and every
  * actor's ceiling (denies kept), without routes that refuse delegated callers. Memoised per
@@ -602,13 +609,13 @@ function delegatedStatements(
   const set = compilePermissions({ user: record, roles: graph, now: t });
   const found = gatehouse.delegation(principal);
   const view = 'refused' in found ? found : withStanding(found, set, t);
-  let narrowed: PermissionEntry[] = [];
-  if (!('refused' in view)) {
-    narrowed = narrowEntries(set.entries(), view) ?? [];
-    // Denies of the standing grant itself (gatehouse.delegate:<actor>:…) narrow it further.
-    if (view.standing !== undefined) {
-      narrowed.push(...standingDenies(set.entries(), view.standing.subject));
-    }
+  // A refused delegation (actor rule gone, standing grant revoked) is refused on every route by
+  // the decision core, authenticated ones included: the cached policy allows nothing at all.
+  if ('refused' in view) return REFUSED_STATEMENTS;
+  const narrowed = narrowEntries(set.entries(), view) ?? [];
+  // Denies of the standing grant itself (gatehouse.delegate:<actor>:…) narrow it further.
+  if (view.standing !== undefined) {
+    narrowed.push(...standingDenies(set.entries(), view.standing));
   }
   const statements = principalStatements({
     ...common,

@@ -69,12 +69,12 @@ function header(headers: Record<string, string | undefined> | null | undefined, 
   return null;
 }
 
-/** The body as UTF-8 text, null when larger than the cap or not UTF-8. */
+/** The body as UTF-8 text; null when larger than the cap; NOT_UTF8 when it is not UTF-8. */
 function bodyText(
   body: string | null | undefined,
   base64: boolean,
   max = MAX_TOKEN_BODY_BYTES,
-): string | null {
+): string | null | typeof NOT_UTF8 {
   if (body === null || body === undefined) return '';
   if (base64 && Math.floor((body.length * 3) / 4) > max + 3) return null;
   const bytes = base64
@@ -84,9 +84,18 @@ function bodyText(
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    return null;
+    return NOT_UTF8;
   }
 }
+
+/** A body that does not decode: answered as the Worker answers it, not as "too large". */
+const NOT_UTF8 = Symbol('not UTF-8');
+
+/**
+ * What an event endpoint gets for a body that is not UTF-8: JSON text must be UTF-8 (RFC 8259
+ * §8.1), so it is answered as any body that is not JSON (400 invalid_request), not as too large.
+ */
+const NOT_JSON = '\uFFFD';
 
 function result(answer: EndpointAnswer): TokenLambdaResult {
   return { statusCode: answer.status, headers: { ...answer.headers }, body: answer.body };
@@ -113,10 +122,11 @@ async function serve(
     ip = v1.requestContext.identity?.sourceIp;
   }
   if (path === `${built.prefix}/v1/events` || path === `${built.prefix}/v1/events/verify`) {
+    const eventBody = bodyText(event.body, event.isBase64Encoded === true, MAX_EVENT_BODY_BYTES);
     const input = {
       method,
       contentType: header(event.headers, 'content-type'),
-      body: bodyText(event.body, event.isBase64Encoded === true, MAX_EVENT_BODY_BYTES),
+      body: eventBody === NOT_UTF8 ? NOT_JSON : eventBody,
       authorization: header(event.headers, 'authorization'),
       // API Gateway's own view of the client, as the authorizer reads it; no country on AWS.
       ip,
@@ -136,12 +146,23 @@ async function serve(
       body: JSON.stringify({ error: 'invalid_request', error_description: 'no such endpoint' }),
     });
   }
+  const body = bodyText(event.body, event.isBase64Encoded === true);
+  if (body === NOT_UTF8 && method.toUpperCase() === 'POST') {
+    return result({
+      status: 400,
+      headers: { 'content-type': 'application/json;charset=UTF-8', 'cache-control': 'no-store' },
+      body: JSON.stringify({
+        error: 'invalid_request',
+        error_description: 'the body is not UTF-8',
+      }),
+    });
+  }
   const answer = await answerTokenRequest(
     built.gatehouse,
     {
       method,
       contentType: header(event.headers, 'content-type'),
-      body: bodyText(event.body, event.isBase64Encoded === true),
+      body: body === NOT_UTF8 ? null : body,
     },
     { audit: (entry) => log({ ...entry }) },
   );

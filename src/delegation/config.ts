@@ -9,11 +9,14 @@ import { assertPermission } from '../permissions/index.ts';
 import type { IssuerOptions } from '../token/options.ts';
 import type { Actor } from '../types.ts';
 import {
+  ACTOR_IATS_CLAIM,
   DEFAULT_MAX_DEPTH,
   DEFAULT_MAX_LIFETIME_SECONDS,
   DELEGATION_TYPE,
   MAX_MAX_DEPTH,
   MAX_MAX_LIFETIME_SECONDS,
+  PARENTS_CLAIM,
+  SUBJECT_IAT_CLAIM,
 } from './constants.ts';
 import { type IssuerKeySet, keyAlgorithms, parseIssuerKeys, publicJwks } from './keys.ts';
 
@@ -70,6 +73,11 @@ export interface DelegationConfig {
   readonly actors: readonly ActorRule[];
   readonly adminApi: boolean;
   readonly standingGrants: boolean;
+  /**
+   * The policy's only external issuer, or undefined when it has several: then every actor rule
+   * names its issuer, and only issuer-bound standing grants are honoured.
+   */
+  readonly soleIssuer: string | undefined;
 }
 
 export const DEFAULT_KEYS_ENV = 'GATEHOUSE_DELEGATION_KEYS';
@@ -118,6 +126,13 @@ export function compileDelegation(
     rule.ceiling.forEach((p, j) => {
       assertPermission(p, `${at}.ceiling[${j}]`, { allowWildcards: true });
     });
+    if (rule.issuer === undefined && externalIssuers.length > 1) {
+      // With two identity providers, `bob` of one is not `bob` of the other.
+      throw new ConfigError(
+        `${at}.issuer`,
+        "required when the policy has more than one issuer: the actor token's iss",
+      );
+    }
     if (rule.issuer !== undefined && rule.issuer === doc.issuer) {
       throw new ConfigError(
         `${at}.issuer`,
@@ -147,6 +162,7 @@ export function compileDelegation(
     actors: Object.freeze(actors),
     adminApi: doc.adminApi ?? false,
     standingGrants: doc.standingGrants ?? false,
+    soleIssuer: externalIssuers.length === 1 ? externalIssuers[0] : undefined,
   };
 }
 
@@ -166,7 +182,7 @@ export function selfIssuerOptions(config: DelegationConfig): IssuerOptions | nul
     types: [DELEGATION_TYPE],
     requireType: true,
     tenant: { claim: 'tenant', optional: true },
-    keepClaims: ['grant'],
+    keepClaims: ['grant', SUBJECT_IAT_CLAIM, ACTOR_IATS_CLAIM, PARENTS_CLAIM],
     maxAgeSeconds: config.maxLifetimeSeconds,
   };
 }

@@ -8,9 +8,16 @@
 import { ExchangeError } from '../errors.ts';
 import type { Actor, Principal } from '../types.ts';
 import { type DelegationConfig, ruleFor } from './config.ts';
+import {
+  ACTOR_IATS_CLAIM,
+  MAX_SCOPE_BYTES,
+  MAX_SCOPE_ITEMS,
+  PARENTS_CLAIM,
+  SUBJECT_IAT_CLAIM,
+} from './constants.ts';
 import { actClaim, type DelegationClaims, newTokenId } from './mint.ts';
 import { listCovers, parseScope } from './scope.ts';
-import { STANDING_CLAIM, type StandingCeiling } from './standing.ts';
+import { isWellFormed, STANDING_CLAIM, type StandingCeiling } from './standing.ts';
 
 export interface ExchangeInput {
   readonly config: DelegationConfig;
@@ -20,8 +27,8 @@ export interface ExchangeInput {
   readonly actor: Principal;
   /** The `scope` parameter. */
   readonly scope: string | undefined;
-  /** The `audience` parameter, if any. */
-  readonly audience: string | undefined;
+  /** The `audience` parameters (RFC 8693 §2.1 allows several), if any. */
+  readonly audience: string | readonly string[] | undefined;
   /** Milliseconds since the epoch. */
   readonly now: number;
   /**
@@ -72,6 +79,11 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
   if (chained && subject.issuer !== config.issuer) {
     throw new ExchangeError('invalid_request', 'the subject token is not a delegation token');
   }
+  // Subjects become names and keys (standing grants, audit lines, X-Auth-Actor): a lone
+  // surrogate would read as U+FFFD there, so as someone else.
+  if (!isWellFormed(actor.subject) || !isWellFormed(subject.subject)) {
+    throw new ExchangeError('invalid_request', 'a subject is not well-formed Unicode');
+  }
   const newActor: Actor = { subject: actor.subject, issuer: actor.issuer };
   const actors: Actor[] = [newActor, ...(chained ? subject.actors : [])];
   if (actors.length > config.maxDepth) {
@@ -103,7 +115,16 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
   if (input.scope === undefined) {
     throw new ExchangeError('invalid_request', 'scope is required: the permissions wanted');
   }
+  if (input.scope.length > MAX_SCOPE_BYTES) {
+    throw new ExchangeError('invalid_scope', `scope is longer than ${MAX_SCOPE_BYTES} bytes`);
+  }
   const parsed = parseScope(input.scope);
+  if ('scope' in parsed && parsed.scope.length > MAX_SCOPE_ITEMS) {
+    throw new ExchangeError(
+      'invalid_scope',
+      `scope lists more than ${MAX_SCOPE_ITEMS} permissions`,
+    );
+  }
   if ('bad' in parsed || parsed.scope.length === 0) {
     throw new ExchangeError('invalid_scope', 'scope must list permissions like read:posts');
   }
@@ -122,14 +143,19 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
     throw new ExchangeError('invalid_scope', "the scope exceeds the delegator's permissions");
   }
 
-  let audience = config.audiences[0]!;
-  if (input.audience !== undefined) {
-    if (!config.audiences.includes(input.audience)) {
+  // Several audiences only where the policy serves several (each must be one of them).
+  const wanted =
+    input.audience === undefined
+      ? []
+      : [...new Set(typeof input.audience === 'string' ? [input.audience] : input.audience)];
+  for (const one of wanted) {
+    if (!config.audiences.includes(one)) {
       throw new ExchangeError('invalid_target', 'the audience is not one Gatehouse serves');
     }
-    audience = input.audience;
   }
-  if (chained && typeof subject.claims.aud === 'string' && subject.claims.aud !== audience) {
+  const audience: string | string[] =
+    wanted.length === 0 ? config.audiences[0]! : wanted.length === 1 ? wanted[0]! : wanted;
+  if (chained && !sameAudience(subject.claims.aud, audience)) {
     // A chain stays with the audience it started with.
     throw new ExchangeError('invalid_target', "the audience differs from the parent token's");
   }
@@ -148,6 +174,7 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
   }
   const grant = subject.claims.grant;
   const claims: DelegationClaims = {
+    ...lineage(subject, actor, chained, standing !== undefined, nowSeconds),
     iss: config.issuer,
     sub: subject.subject,
     aud: audience,
@@ -162,4 +189,50 @@ export async function planExchange(input: ExchangeInput): Promise<ExchangeResult
     ...(chained && typeof grant === 'string' && { grant }),
   };
   return { claims, expiresIn, scope, actors };
+}
+
+/** Whether two `aud` values (a string or an array) name the same audiences. */
+function sameAudience(a: unknown, b: string | readonly string[]): boolean {
+  const set = (v: unknown) => new Set(typeof v === 'string' ? [v] : Array.isArray(v) ? v : []);
+  const x = set(a);
+  const y = set(b);
+  return x.size === y.size && [...x].every((v) => y.has(v));
+}
+
+/**
+ * What revocation keys on, carried from the tokens exchanged into the new one (constants.ts):
+ * without it a sign-out or a revoked parent would never reach a derived token, whose own `iat`
+ * and `jti` are new. An unknown time is 0: any sign-out on record then refuses (fail closed).
+ */
+function lineage(
+  subject: Principal,
+  actor: Principal,
+  chained: boolean,
+  standing: boolean,
+  nowSeconds: number,
+): Pick<DelegationClaims, 'subject_iat' | 'actor_iats' | 'parents'> {
+  const time = (value: unknown) =>
+    typeof value === 'number' && Number.isFinite(value) ? value : 0;
+  const parentIats = subject.claims[ACTOR_IATS_CLAIM];
+  const parentIds = subject.claims[PARENTS_CLAIM];
+  const parents: string[] = chained && Array.isArray(parentIds) ? [...parentIds] : [];
+  for (const jti of [subject.claims.jti, actor.claims.jti]) {
+    if (typeof jti === 'string' && !parents.includes(jti)) parents.push(jti);
+  }
+  return {
+    // A standing grant has no token of the delegator's: the chain starts at this exchange, so
+    // her later sign-out ends it (new exchanges stay possible while the grant lives).
+    subject_iat: chained
+      ? time(subject.claims[SUBJECT_IAT_CLAIM])
+      : standing
+        ? nowSeconds
+        : time(subject.issuedAt),
+    actor_iats: [
+      time(actor.issuedAt),
+      ...(chained
+        ? subject.actors.map((_, i) => time(Array.isArray(parentIats) ? parentIats[i] : undefined))
+        : []),
+    ],
+    parents,
+  };
 }

@@ -15,6 +15,8 @@ export {
   DEFAULT_MAX_LIFETIME_SECONDS,
   DELEGATION_TYPE,
   EVENT_TYPE,
+  MAX_SCOPE_BYTES,
+  MAX_SCOPE_ITEMS,
   TOKEN_EXCHANGE_GRANT,
   TOKEN_TYPE_ACCESS_TOKEN,
   TOKEN_TYPE_JWT,
@@ -61,7 +63,10 @@ export {
   patternsOverlap,
 } from './scope.ts';
 export {
+  actorSegment,
   encodeActor,
+  ISSUER_MARK,
+  isWellFormed,
   STANDING_CLAIM,
   STANDING_PREFIX,
   type StandingCeiling,
@@ -69,5 +74,6 @@ export {
   standingDenied,
   standingDenies,
   standingGrant,
+  standingSegments,
   TOKEN_TYPE_STANDING,
 } from './standing.ts';

@@ -20,7 +20,8 @@ export interface DelegationClaims {
   readonly iss: string;
   /** The delegator: decisions are made for this subject's store record. */
   readonly sub: string;
-  readonly aud: string;
+  /** One audience, or several when the client asked for several (RFC 8693 §2.1). */
+  readonly aud: string | readonly string[];
   readonly iat: number;
   readonly nbf: number;
   readonly exp: number;
@@ -33,6 +34,12 @@ export interface DelegationClaims {
   readonly tenant?: string;
   /** The standing grant this token was exchanged for, when there is one. */
   readonly grant?: string;
+  /** When the delegator's original token was issued (see SUBJECT_IAT_CLAIM). */
+  readonly subject_iat: number;
+  /** Per actor (current first), when its token was issued (see ACTOR_IATS_CLAIM). */
+  readonly actor_iats: readonly number[];
+  /** Ids of the tokens the chain was exchanged from (see PARENTS_CLAIM). */
+  readonly parents: readonly string[];
 }
 
 /** `act` from a chain, current actor first. */

@@ -29,6 +29,8 @@ export interface DelegationView {
    * until resolved with {@link withStanding}).
    */
   readonly standing?: Actor;
+  /** The policy's only external issuer (which standing grants the standing actor may use). */
+  readonly soleIssuer?: string;
 }
 
 /** Why a delegated principal gets nothing at all. */
@@ -72,6 +74,10 @@ export function delegationView(
     actors,
     tokenId: typeof jti === 'string' ? jti : undefined,
     ...(standing !== undefined && { standing }),
+    ...(standing !== undefined &&
+      config.soleIssuer !== undefined && {
+        soleIssuer: config.soleIssuer,
+      }),
   };
 }
 
@@ -86,7 +92,7 @@ export function withStanding(
 ): DelegationView | DelegationRefusal {
   const actor = view.standing;
   if (actor === undefined) return view;
-  const { patterns } = standingCeiling(set, actor.subject, nowMs);
+  const { patterns } = standingCeiling(set, actor, nowMs, view.soleIssuer);
   if (patterns.length === 0) return { refused: 'actor', actor };
   const ceilings = view.ceilings.map((c, i) => (view.actors[i] === actor ? patterns : c));
   return { ...view, ceilings };

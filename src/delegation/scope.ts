@@ -50,12 +50,13 @@ export function listMatches(list: readonly string[], permission: string): boolea
  */
 export function parseScope(text: string): { scope: string[] } | { bad: string } {
   const items = text.split(' ').filter((item) => item.length > 0);
-  const scope: string[] = [];
+  // A Set keeps this linear: the endpoint parses whatever a client sends before any check.
+  const seen = new Set<string>();
   for (const item of items) {
     if (!isValidPermission(item, { allowWildcards: true })) return { bad: item };
-    if (!scope.includes(item)) scope.push(item);
+    seen.add(item);
   }
-  return { scope };
+  return { scope: [...seen] };
 }
 
 /** Whether some concrete permission matches both patterns (used to find a deny inside a scope). */

@@ -6,7 +6,8 @@
  * (DynamoDB); docs/admin-api.md is the reference.
  *
  * Every call, in this order (so a caller without the permission learns nothing about bodies):
- * 1. the bearer token verifies (401 with an RFC 6750 challenge; 503 when keys are unavailable);
+ * 1. the bearer token verifies (401 with an RFC 6750 challenge; 503 when keys are unavailable)
+ *    and is not revoked (401 `session_revoked` / `token_revoked`, as at the routes);
  * 2. the caller holds `admin:permissions`, or `admin:permissions:<tenant>` for a tenant's data
  *    (403 `missing_permission` / `explicit_deny`; 503 when the store cannot say). A caller whose
  *    token names a tenant manages that tenant only (403 `tenant_mismatch` for another);
@@ -21,7 +22,14 @@ import { explainRequest } from '../admin/explain.ts';
 import { type ChangeResult, PermissionAdmin } from '../admin/operations.ts';
 import { parseExpiry, parseSince } from '../admin/time.ts';
 import type { AdminStore, AuditRecord } from '../admin/types.ts';
-import { encodeActor, listCovers, STANDING_PREFIX, standingGrant } from '../delegation/index.ts';
+import {
+  encodeActor,
+  ISSUER_MARK,
+  isWellFormed,
+  listCovers,
+  STANDING_PREFIX,
+  standingGrant,
+} from '../delegation/index.ts';
 import { AdminError, ConfigError, StoreError, TokenError } from '../errors.ts';
 import type { DecisionLogger } from '../logging/decision-log.ts';
 import { isValidPermission } from '../permissions/grammar.ts';
@@ -308,6 +316,8 @@ function textParam(value: unknown, field: string, what: string): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ADMIN_TEXT) {
     throw invalid(field, `expected ${what} (1 to ${MAX_ADMIN_TEXT} characters)`);
   }
+  // A lone surrogate reads as U+FFFD once encoded as UTF-8 (keys, grants): someone else's name.
+  if (!isWellFormed(value)) throw invalid(field, `expected ${what} in well-formed Unicode`);
   return value;
 }
 
@@ -622,12 +632,34 @@ async function authenticate(
     const principal = (await api.gatehouse.verifier.verify(extractBearer(authorization))).principal;
     // Managing permissions on someone's behalf is refused unless the policy says otherwise
     // (delegation.adminApi); when allowed, the use-time rule still bounds what the caller may do.
-    if (api.gatehouse.delegated(principal) && api.gatehouse.policy.delegation?.adminApi !== true) {
+    // Standing grants are refused to delegated callers whatever the option: a grant written with
+    // a token of minutes would outlive it by months, and name actors outside its chain.
+    const selfService = request.segments?.[0] === 'delegations';
+    if (
+      api.gatehouse.delegated(principal) &&
+      (selfService || api.gatehouse.policy.delegation?.adminApi !== true)
+    ) {
       const refused: Decision = {
         allow: false,
         status: 403,
         reason: 'delegation_refused',
-        explain: 'The admin API refuses delegated callers.',
+        explain: selfService
+          ? 'Standing delegations are made with your own token, never a delegated one.'
+          : 'The admin API refuses delegated callers.',
+        principal,
+      };
+      await logAuthorization(api, request, refused, startedAt);
+      return denyResponse(refused, authorization);
+    }
+    // Every call, /delegations included (it needs no admin permission, so the permission check
+    // below would never see it): a signed-out session or a revoked token id manages nothing.
+    const revoked = await api.gatehouse.admit(principal, { session: true });
+    if (revoked !== null) {
+      const refused: Decision = {
+        allow: false,
+        status: revoked.status,
+        reason: revoked.reason,
+        explain: revoked.explain,
         principal,
       };
       await logAuthorization(api, request, refused, startedAt);
@@ -1057,9 +1089,11 @@ const MAX_STANDING_SCOPE = 16;
  * { actor, scope, expires }` lets `actor` act for the caller within `scope` until `expires`
  * (at most {@link MAX_STANDING_DAYS} days), `DELETE /delegations/<actor>` revokes all of them
  * for that actor. No admin permission is needed: the caller changes only her own record, and
- * only gives away what she holds now (deny wins). Audited like every change, as the caller.
- * Off unless the policy's `delegation.standingGrants`; delegated callers are refused before
- * this (unless `delegation.adminApi`).
+ * only gives away what she holds now (deny wins), to an actor a `delegation.actors` rule lets
+ * act for her, within that rule's ceiling (admins, through the grant resources or the CLI, may
+ * name any actor). Audited like every change, as the caller. Off unless the policy's
+ * `delegation.standingGrants`; delegated callers are always refused before this (also with
+ * `delegation.adminApi`), revoked callers too.
  */
 async function handleDelegations(
   api: AdminContext,
@@ -1096,8 +1130,33 @@ async function handleDelegations(
     if (segments.length === 0 && request.method === 'GET')
       return json({ delegations: await mine() });
     if (segments.length === 0 && request.method === 'POST') {
-      const body = strictObject(await readBody(request), ['actor', 'scope', 'expires'], '(body)');
+      const body = strictObject(
+        await readBody(request),
+        ['actor', 'issuer', 'scope', 'expires'],
+        '(body)',
+      );
       const actor = textParam(body.actor, 'actor', "the actor's subject");
+      const issuer =
+        body.issuer === undefined ? undefined : textParam(body.issuer, 'issuer', "the actor's iss");
+      // Only an actor the policy already lets act for this caller, and within its ceiling: a
+      // stolen token must not hand a months-long grant to an actor of the thief's choosing.
+      const rule = config.actors.find(
+        (r) =>
+          r.subject === actor &&
+          (r.for === null || r.for.has(caller.subject)) &&
+          (issuer === undefined || r.issuer === undefined || r.issuer === issuer),
+      );
+      if (rule === undefined) {
+        return adminProblem(
+          403,
+          'invalid_request',
+          'No delegation.actors rule lets this actor act for you.',
+          { field: 'actor' },
+        );
+      }
+      // With one identity provider the short form names its actor (and stays what it was); with
+      // several, the grant is bound to the rule's issuer (the exchange honours nothing else).
+      const bound = config.soleIssuer === undefined ? (issuer ?? rule.issuer) : undefined;
       if (
         !Array.isArray(body.scope) ||
         body.scope.length === 0 ||
@@ -1106,7 +1165,8 @@ async function handleDelegations(
         throw invalid('scope', `expected 1 to ${MAX_STANDING_SCOPE} permissions like read:posts:*`);
       }
       const scope = body.scope.map((p: unknown, i: number) => {
-        const grant = typeof p === 'string' && p.includes(':') ? standingGrant(actor, p) : null;
+        const grant =
+          typeof p === 'string' && p.includes(':') ? standingGrant(actor, p, bound) : null;
         if (grant === null) throw invalid(`scope[${i}]`, 'expected a permission like read:posts:*');
         return p as string;
       });
@@ -1117,21 +1177,11 @@ async function handleDelegations(
       if (expiresAt * 1000 > now + MAX_STANDING_DAYS * 86_400_000) {
         throw invalid('expires', `at most ${MAX_STANDING_DAYS} days from now`);
       }
-      // A delegated caller (admitted only with delegation.adminApi) gives away no more than its
-      // own token passes on: the delegator's set alone would widen it.
-      if (api.gatehouse.delegated(caller)) {
-        const view = api.gatehouse.delegation(caller);
-        const beyond =
-          'refused' in view || view.standing !== undefined
-            ? scope[0]
-            : scope.find(
-                (p) => !listCovers(view.scope, p) || !view.ceilings.every((c) => listCovers(c, p)),
-              );
-        if (beyond !== undefined) {
-          return adminProblem(403, 'invalid_request', `Your token does not pass on ${beyond}.`, {
-            field: 'scope',
-          });
-        }
+      const beyond = scope.find((p) => !listCovers(rule.ceiling, p));
+      if (beyond !== undefined) {
+        return adminProblem(403, 'invalid_request', `The actor may not receive ${beyond}.`, {
+          field: 'scope',
+        });
       }
       const lacks = await api.gatehouse.delegatorLacks(caller, scope);
       if (lacks !== null) {
@@ -1145,14 +1195,18 @@ async function handleDelegations(
         );
       }
       for (const pattern of scope) {
-        await admin.grant(key, { permission: standingGrant(actor, pattern)!, expiresAt });
+        await admin.grant(key, { permission: standingGrant(actor, pattern, bound)!, expiresAt });
       }
       return json({ delegations: await mine() }, 201);
     }
     if (segments.length === 1 && request.method === 'DELETE') {
       const actor = textParam(segments[0], 'actor', "the actor's subject");
-      const head = `${STANDING_PREFIX}:${encodeActor(actor)}:`;
-      const doomed = (await mine()).filter((g) => g.permission.startsWith(head));
+      // Every grant to that subject: the short form and those bound to any issuer.
+      const head = `${STANDING_PREFIX}:${encodeActor(actor)}`;
+      const doomed = (await mine()).filter(
+        (g) =>
+          g.permission.startsWith(`${head}:`) || g.permission.startsWith(`${head}${ISSUER_MARK}`),
+      );
       if (doomed.length === 0) {
         return adminProblem(404, 'not_found', 'No standing grant to that actor.');
       }

@@ -14,6 +14,11 @@ export const IDENTITY_HEADERS = {
   permission: 'X-Auth-Permission',
   /** Who acts for the subject (delegation): actor subjects, current first, space-separated. */
   actor: 'X-Auth-Actor',
+  /**
+   * Each actor's identity provider (its token's `iss`), in X-Auth-Actor's order: with several
+   * providers a subject alone does not say who acted.
+   */
+  actorIssuer: 'X-Auth-Actor-Issuer',
 } as const;
 
 /**
@@ -153,6 +158,9 @@ export function identityHeaders(decision: Decision): Record<string, string> {
   // Only Gatehouse's own delegation tokens name actors the origin may rely on.
   if (principal.issuerKind === 'self' && principal.actors.length > 0) {
     out[IDENTITY_HEADERS.actor] = principal.actors.map((a) => headerValue(a.subject)).join(' ');
+    out[IDENTITY_HEADERS.actorIssuer] = principal.actors
+      .map((a) => (a.issuer === undefined ? '-' : headerValue(a.issuer)))
+      .join(' ');
   }
   const matched = decision.matched ?? [];
   if (matched.length > 0) {

@@ -12,6 +12,7 @@ import {
   type DelegationConfig,
   type DelegationSigner,
   describeChain,
+  isWellFormed,
   planExchange,
   publicJwks,
   STANDING_CLAIM,
@@ -23,6 +24,7 @@ import {
 import { ExchangeError, TokenError } from '../errors.ts';
 // Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
 import type { Gatehouse } from '../policy/decide.ts';
+import { DEFAULT_MAX_TOKEN_BYTES } from '../token/precheck.ts';
 import type { Principal } from '../types.ts';
 import { readCappedText } from './body.ts';
 
@@ -96,26 +98,48 @@ function defaultAudit(entry: ExchangeAudit): void {
   console.log(JSON.stringify({ level: 'info', ...entry }));
 }
 
-/** RFC 6749 §3.2: parameters sent twice, or without a value, make the request invalid. */
-function readForm(text: string): Map<string, string> | ExchangeError {
+/**
+ * RFC 6749 §3.2: parameters sent twice, or without a value, make the request invalid; except
+ * `audience`, which RFC 8693 §2.1 lets a client send several times (collected in `audiences`).
+ */
+function readForm(
+  text: string,
+): { form: Map<string, string>; audiences: string[] } | ExchangeError {
   const form = new URLSearchParams(text);
   const out = new Map<string, string>();
+  const audiences: string[] = [];
   for (const [name, value] of form) {
+    if (name === 'audience') {
+      if (value !== '') audiences.push(value);
+      continue;
+    }
     if (out.has(name)) return new ExchangeError('invalid_request', `${name} is repeated`);
     // Unknown names are ignored (RFC 6749 §3.2), but only known ones are kept.
     if (PARAMETERS.has(name) && value !== '') out.set(name, value);
   }
-  return out;
+  return { form: out, audiences };
 }
 
 async function verifyParty(gatehouse: Gatehouse, token: string, which: string): Promise<Principal> {
+  let principal: Principal;
   try {
-    return (await gatehouse.verifier.verify(token)).principal;
+    principal = (await gatehouse.verifier.verify(token)).principal;
   } catch (error) {
     if (error instanceof TokenError && error.code === 'keys_unavailable') throw error;
     // RFC 8693 §2.2.2: an invalid subject or actor token is `invalid_request`.
     throw new ExchangeError('invalid_request', `the ${which} token was refused`, { cause: error });
   }
+  // A signed-out session or a revoked token id is refused here exactly as at the routes (the
+  // same admit()): otherwise it would be laundered into a fresh token with a new iat and jti.
+  const refused = await gatehouse.admit(principal, { session: true });
+  if (refused !== null) {
+    if (refused.status === 503) throw new Error(refused.reason);
+    throw new ExchangeError(
+      'invalid_request',
+      `the ${which} token was refused (${refused.reason})`,
+    );
+  }
+  return principal;
 }
 
 /**
@@ -125,7 +149,11 @@ async function verifyParty(gatehouse: Gatehouse, token: string, which: string): 
  */
 function standingDelegator(reference: string, actor: Principal, nowMs: number): Principal {
   // A subject as an identity provider issues it: bounded, no control characters.
-  if (reference.length > 256 || /[\u0000-\u001f\u007f]/.test(reference)) {
+  if (
+    reference.length > 256 ||
+    /[\u0000-\u001f\u007f]/.test(reference) ||
+    !isWellFormed(reference)
+  ) {
     throw new ExchangeError('invalid_request', 'subject_token is not a subject');
   }
   return {
@@ -182,8 +210,9 @@ export async function answerTokenRequest(
   if (input.body === null) {
     return refuse(new ExchangeError('invalid_request', 'the request body is too large'));
   }
-  const form = readForm(input.body);
-  if (form instanceof ExchangeError) return refuse(form);
+  const read = readForm(input.body);
+  if (read instanceof ExchangeError) return refuse(read);
+  const { form, audiences } = read;
   if (form.get('grant_type') !== TOKEN_EXCHANGE_GRANT) {
     return refuse(new ExchangeError('unsupported_grant_type', `expected ${TOKEN_EXCHANGE_GRANT}`));
   }
@@ -225,18 +254,28 @@ export async function answerTokenRequest(
         // The innermost actor's standing grants, read from the delegator's record now.
         standing: await gatehouse.standingFor(
           subject,
-          standing ? actor.subject : (subject.actors.at(-1)?.subject ?? ''),
+          standing
+            ? { subject: actor.subject, issuer: actor.issuer }
+            : (subject.actors.at(-1) ?? { subject: '' }),
         ),
       }),
       config,
       subject,
       actor,
       scope: form.get('scope'),
-      audience: form.get('audience'),
+      audience: audiences,
       now: now(),
       delegatorLacks: (delegator, scope) => gatehouse.delegatorLacks(delegator, scope),
     });
     const token = await signerFor(config).sign(plan.claims);
+    // A token no edge would accept (the verifier's maxTokenBytes) is refused, not handed out.
+    const maxBytes = gatehouse.policy.verifier.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES;
+    if (token.length > maxBytes) {
+      throw new ExchangeError(
+        'invalid_request',
+        `the token would be longer than the ${maxBytes} bytes the edges accept`,
+      );
+    }
     audit({
       type: 'gatehouse.delegation_issued',
       time: new Date(now()).toISOString(),

@@ -38,6 +38,7 @@ import {
   type TokenVerifier,
 } from '../token/index.ts';
 import type {
+  Actor,
   Decision,
   PermissionMatch,
   PermissionStore,
@@ -303,8 +304,12 @@ export class Gatehouse {
     return this.authorize(principal, required, mode, request, route.label, tokenHint);
   }
 
-  /** The revocation follower's verdict; null without a feed. */
-  private admit(
+  /**
+   * The revocation follower's verdict (sign-out not-before, revoked token ids, and for a
+   * delegation token every party of its chain); null without a feed, or when admitted. Shared
+   * by decide, check, the token endpoint and the admin API, so every door refuses alike.
+   */
+  admit(
     principal: Principal,
     options: { session: boolean; strict?: boolean | undefined; consistency?: number | undefined },
   ): RevocationRefusal | null | Promise<RevocationRefusal | null> {
@@ -357,7 +362,7 @@ export class Gatehouse {
       if ('refused' in resolved) return refusedDelegation(resolved, principal, routeLabel);
       view = resolved;
     }
-    const input: Mutable<ConditionInput> = { now, claims: principal.claims };
+    const input: Mutable<ConditionInput> = { now, claims: conditionClaims(view, principal) };
     if (context.ip !== undefined) input.ip = context.ip;
     if (context.country !== undefined) input.country = context.country;
 
@@ -387,7 +392,7 @@ export class Gatehouse {
         if (
           refusal === null &&
           view?.standing !== undefined &&
-          standingDenied(set, view.standing.subject, permission, input)
+          standingDenied(set, view.standing, permission, input)
         ) {
           refusal = { set: 'ceiling', actor: view.standing };
         }
@@ -542,7 +547,10 @@ export class Gatehouse {
   async delegatorLacks(principal: Principal, scope: readonly string[]): Promise<string | null> {
     const { set } = await this.permissionsFor(principal);
     const now = this.now();
-    const input: ConditionInput = { now, claims: principal.claims };
+    const input: ConditionInput = {
+      now,
+      claims: this.delegated(principal) ? NO_CLAIMS : principal.claims,
+    };
     const live = (entry: PermissionEntry) =>
       entry.expiresAt === undefined || entry.expiresAt * 1000 > now;
     for (const pattern of scope) {
@@ -577,9 +585,9 @@ export class Gatehouse {
   }
 
   /** What the delegator's live standing grants let `actor` receive now (token exchange). */
-  async standingFor(delegator: Principal, actor: string): Promise<StandingCeiling> {
+  async standingFor(delegator: Principal, actor: Actor): Promise<StandingCeiling> {
     const { set } = await this.permissionsFor(delegator);
-    return standingCeiling(set, actor, this.now());
+    return standingCeiling(set, actor, this.now(), this.policy.delegation?.soleIssuer);
   }
 
   /** The delegation view of a Gatehouse token under the configuration, once per principal. */
@@ -607,6 +615,22 @@ export class Gatehouse {
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** No claims: every claim condition is unknown. */
+const NO_CLAIMS: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/**
+ * The claims a delegator's conditions see. A delegation token's own claims (Gatehouse's `iss`
+ * and `aud`) are not the delegator's, so they are withheld: every claim-conditioned deny then
+ * applies (unknown fails closed) and no claim-conditioned allow does, and a delegation never
+ * allows what the delegator's own token would be denied.
+ */
+function conditionClaims(
+  view: DelegationView | null,
+  principal: Principal,
+): Readonly<Record<string, unknown>> {
+  return view === null ? principal.claims : NO_CLAIMS;
+}
 
 function principalKey(principal: Principal): SubjectKey {
   return principal.tenant === undefined

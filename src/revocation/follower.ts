@@ -9,7 +9,10 @@
  *   too far behind) it drops every cached record.
  * - It keeps the feed's not-befores ("signed out everywhere") and revoked token ids, and refuses
  *   a principal whose token predates its subject's not-before (`session_revoked`) or whose `jti`
- *   was revoked (`token_revoked`).
+ *   was revoked (`token_revoked`). A Gatehouse delegation token is refused the same way for
+ *   every party of its chain: the delegator's original token (`subject_iat`), each actor's token
+ *   (`actor_iats`) and every token it was exchanged from (`parents`), so a sign-out or a revoked
+ *   parent also ends the tokens derived from it.
  * - Strict routes answer 503 (`revocation_unavailable`) once the feed has not been read for
  *   `strictMaxLagMs`; other routes keep the cache's TTL bound, and the outage is logged.
  * - Read your writes: a request carrying a consistency token (an epoch a management call
@@ -20,6 +23,7 @@
  * bound (strict routes refuse), as when the feed is down, and requests no longer wait for the
  * retries (an outage must not slow every request of a new isolate).
  */
+import { ACTOR_IATS_CLAIM, PARENTS_CLAIM, SUBJECT_IAT_CLAIM } from '../delegation/constants.ts';
 import { ConfigError, numberOption } from '../errors.ts';
 import { subjectStorageKey } from '../stores/keys.ts';
 import type { Principal, SubjectKey } from '../types.ts';
@@ -83,6 +87,21 @@ export interface FollowerStats {
   readonly resets: number;
   /** Cache entries (users or tenants' roles) evicted by changes. */
   readonly evictions: number;
+}
+
+const SESSION_REVOKED: Refusal = Object.freeze({
+  status: 401,
+  reason: 'session_revoked',
+  explain: 'The subject was signed out everywhere after this token was issued.',
+});
+const TOKEN_REVOKED: Refusal = Object.freeze({
+  status: 401,
+  reason: 'token_revoked',
+  explain: 'This token was revoked.',
+});
+
+function seconds(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
 }
 
 /** A read forced by a consistency token is not repeated sooner than this, ms. */
@@ -272,33 +291,51 @@ export class RevocationFollower {
       };
     }
     if (options.session === false) return null;
+    const chain = principal.issuerKind === 'self' && principal.actors.length > 0;
     if (this.#notBefore.size > 0) {
-      const notBefore = this.#notBefore.get(
-        subjectStorageKey(
-          principal.tenant === undefined
-            ? { subject: principal.subject }
-            : { subject: principal.subject, tenant: principal.tenant },
-        ),
-      );
-      // A token without iat cannot show it came after the sign-out: refused (fail closed).
-      if (
-        notBefore !== undefined &&
-        !(principal.issuedAt !== undefined && principal.issuedAt >= notBefore)
-      ) {
-        return {
-          status: 401,
-          reason: 'session_revoked',
-          explain: 'The subject was signed out everywhere after this token was issued.',
-        };
+      const tenant = principal.tenant;
+      // A delegation token is judged by when its delegator's own token was issued, not by its
+      // own (fresh) iat; a token without the claim cannot show it came after a sign-out.
+      const since = chain ? seconds(principal.claims[SUBJECT_IAT_CLAIM]) : principal.issuedAt;
+      if (this.#signedOutSince(principal.subject, tenant, since)) return SESSION_REVOKED;
+      if (chain) {
+        const iats = principal.claims[ACTOR_IATS_CLAIM];
+        for (let i = 0; i < principal.actors.length; i++) {
+          const at = Array.isArray(iats) ? seconds(iats[i]) : undefined;
+          const actor = principal.actors[i]!.subject;
+          // The actor's own token may have named no tenant (tenants never mix, so it is the
+          // delegator's or none): either sign-out ends what the actor holds.
+          if (this.#signedOutSince(actor, tenant, at)) return SESSION_REVOKED;
+          if (tenant !== undefined && this.#signedOutSince(actor, undefined, at)) {
+            return SESSION_REVOKED;
+          }
+        }
       }
     }
     if (this.#tokens.size > 0) {
       const jti = principal.claims.jti;
-      if (typeof jti === 'string' && this.isTokenRevoked(jti)) {
-        return { status: 401, reason: 'token_revoked', explain: 'This token was revoked.' };
+      if (typeof jti === 'string' && this.isTokenRevoked(jti)) return TOKEN_REVOKED;
+      const parents = chain ? principal.claims[PARENTS_CLAIM] : undefined;
+      if (Array.isArray(parents)) {
+        for (const parent of parents) {
+          if (typeof parent === 'string' && this.isTokenRevoked(parent)) return TOKEN_REVOKED;
+        }
       }
     }
     return null;
+  }
+
+  /** Whether the subject signed out everywhere after `issuedAt` (or it is unknown). */
+  #signedOutSince(
+    subject: string,
+    tenant: string | undefined,
+    issuedAt: number | undefined,
+  ): boolean {
+    const notBefore = this.#notBefore.get(
+      subjectStorageKey(tenant === undefined ? { subject } : { subject, tenant }),
+    );
+    // A token without iat cannot show it came after the sign-out: refused (fail closed).
+    return notBefore !== undefined && !(issuedAt !== undefined && issuedAt >= notBefore);
   }
 
   #start(now: number): Promise<void> {

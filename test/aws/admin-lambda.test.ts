@@ -301,6 +301,43 @@ describe('admin Lambda changes', () => {
     });
   });
 
+  it('refuses a signed-out caller on every call, /delegations included (no admin permission needed there)', async () => {
+    const policy = structuredClone(DEMO_POLICY) as { delegation: Record<string, unknown> };
+    policy.delegation.standingGrants = true;
+    const admin = createAdminLambdaHandler({
+      policy,
+      env: { TABLE_NAME: table, GATEHOUSE_DEV_SECRET: SECRET },
+      client: local.client(),
+      now,
+      log: () => {},
+    });
+    const subject = `signed-out-${Date.now().toString(36)}`;
+    const stolen = await token(subject);
+    const before = await invoke(admin, v2Event('GET', '/v1/admin/delegations', { token: stolen }));
+    expect(before.status).toBe(200);
+    clock = Math.max(clock, Date.now()) + 5_000; // the sign-out comes after the token's iat
+    const signOut = await invoke(
+      admin,
+      v2Event('POST', `/v1/admin/users/${subject}/sessions/revoke`, { token: await token('root') }),
+    );
+    expect(signOut.status).toBe(200);
+    clock += 2_000;
+    for (const [method, body] of [
+      ['GET', undefined],
+      ['POST', { actor: 'reporter', scope: ['read:posts:*'], expires: '90d' }],
+    ] as const) {
+      const after = await invoke(
+        admin,
+        v2Event(method, '/v1/admin/delegations', { token: stolen, body }),
+      );
+      expect({ method, status: after.status, reason: after.json.reason }).toEqual({
+        method,
+        status: 401,
+        reason: 'session_revoked',
+      });
+    }
+  });
+
   it('refuses an invalid body with 400 naming the field', async () => {
     const r = await invoke(
       adminHandler(),

@@ -30,6 +30,7 @@ import {
   httpEvent,
   type LocalDynamo,
   PREFIX,
+  restRequestEvent,
   SECRET,
   startDynalite,
   tokenEvent,
@@ -171,6 +172,9 @@ describe('standing delegation through the Lambda authorizer', () => {
       scope: 'read:*',
       act: actClaim([{ subject: 'bob', issuer: DEMO_ISSUER }]),
       grant: STANDING_CLAIM,
+      subject_iat: now,
+      actor_iats: [now],
+      parents: [],
     });
     const response = await h(tokenEvent('GET', '/posts/1', token));
     expect(evaluatePolicy(response, `${PREFIX}GET/posts/1`).allow).toBe(true);
@@ -194,5 +198,84 @@ describe('standing delegation through the Lambda authorizer', () => {
     const denied =
       revoked instanceof Error || !evaluatePolicy(revoked, `${PREFIX}GET/posts/1`).allow;
     expect(denied).toBe(true);
+  });
+});
+
+describe('a refused delegation in principal mode', () => {
+  const refusedTokens = async () => {
+    const set = parseIssuerKeys(keys, 'test');
+    const now = Math.floor(Date.now() / 1000);
+    // An actor no rule allows, and a standing token whose grant is not in the record.
+    const noRule = await demoToken(
+      {
+        name: 'refused',
+        subject: 'alice',
+        method: 'GET',
+        path: '/me',
+        delegation: { actors: ['nobody'], scope: 'read:posts' },
+        expect: { allow: false, status: 403, reason: 'delegation_refused' },
+      } satisfies DecisionCase,
+      SECRET,
+      keys,
+    );
+    const noGrant = await createSigner(set).sign({
+      iss: DEMO_DELEGATION_ISSUER,
+      sub: 'alice',
+      aud: DEMO_DELEGATION_ISSUER,
+      iat: now,
+      nbf: now,
+      exp: now + 300,
+      jti: 'no-standing-grant',
+      scope: 'read:*',
+      act: actClaim([{ subject: 'nobody-granted', issuer: DEMO_ISSUER }]),
+      grant: STANDING_CLAIM,
+      subject_iat: now,
+      actor_iats: [now],
+      parents: [],
+    });
+    return { noRule: noRule as string, noGrant };
+  };
+
+  it('allows nothing, not even authenticated routes, on REST TOKEN and REQUEST events', async () => {
+    const policy = structuredClone(DEMO_POLICY) as { delegation: Record<string, unknown> };
+    policy.delegation.standingGrants = true;
+    const h = createLambdaHandler({
+      policy,
+      env: {
+        TABLE_NAME: table,
+        GATEHOUSE_DEV_SECRET: SECRET,
+        GATEHOUSE_DELEGATION_KEYS: keys,
+        AUTHORIZER_MODE: 'principal',
+      },
+      client: local.client(),
+      log: () => {},
+    });
+    const tokens = await refusedTokens();
+    for (const [name, token] of Object.entries(tokens)) {
+      for (const event of [tokenEvent, restRequestEvent]) {
+        const answer = await h(event('GET', '/posts/1', token));
+        for (const route of ['GET/posts/1', 'GET/me', 'GET/posts']) {
+          expect({
+            name,
+            type: event.name,
+            route,
+            allow: evaluatePolicy(answer, `${PREFIX}${route}`).allow,
+          }).toEqual({
+            name,
+            type: event.name,
+            route,
+            allow: false,
+          });
+        }
+      }
+    }
+  });
+
+  it('agrees with route mode and HTTP APIs: the authenticated route is refused too', async () => {
+    const { noRule } = await refusedTokens();
+    const route = await handler('route')(tokenEvent('GET', '/me', noRule));
+    expect(evaluatePolicy(route, `${PREFIX}GET/me`).allow).toBe(false);
+    const simple = await handler('route')(httpEvent('GET', '/me', noRule, '203.0.113.9'));
+    expect(simple).toMatchObject({ isAuthorized: false });
   });
 });

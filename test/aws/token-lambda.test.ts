@@ -159,6 +159,28 @@ describe('the token endpoint Lambda', () => {
     });
   });
 
+  it('tells a body that is not UTF-8 from one that is too large', async () => {
+    const handler = createTokenLambdaHandler({
+      policy: DEMO_POLICY,
+      env: env(),
+      client: local.client(),
+      log: () => {},
+    });
+    for (const bytes of [[0xff], [0x61, 0xc3], [0xed, 0xa0, 0x80]]) {
+      const event = v2('POST', '/.gatehouse/v1/token', 'x', true);
+      (event as { body: string }).body = Buffer.from(bytes).toString('base64');
+      const answer = (await handler(event)) as { statusCode: number; body: string };
+      expect(answer.statusCode).toBe(400);
+      expect(JSON.parse(answer.body)).toMatchObject({ error: 'invalid_request' });
+      expect(JSON.parse(answer.body).error_description).toMatch(/UTF-8/);
+    }
+    const large = (await handler(v2('POST', '/.gatehouse/v1/token', 'a'.repeat(70_000), true))) as {
+      statusCode: number;
+      body: string;
+    };
+    expect(JSON.parse(large.body).error_description).toMatch(/too large/);
+  });
+
   it('serves the public keys and 404 elsewhere', async () => {
     const handler = createTokenLambdaHandler({
       policy: DEMO_POLICY,

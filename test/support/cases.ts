@@ -67,6 +67,9 @@ async function delegationToken(
     jti: `case-${now}`,
     scope: spec.scope,
     act: actClaim(spec.actors.map((subject) => ({ subject, issuer: DEMO_ISSUER }))),
+    subject_iat: now,
+    actor_iats: spec.actors.map(() => now),
+    parents: [],
   };
   if (spec.attack === 'forged-typ') {
     // The identity provider's own key and issuer, with Gatehouse's token type claimed.

@@ -95,6 +95,9 @@ export function delegationClaims(
     jti: `t-${iat}-${sub}`,
     scope,
     act: actClaim(actors),
+    subject_iat: iat,
+    actor_iats: actors.map(() => iat),
+    parents: [],
     ...extra,
   };
 }

@@ -5,18 +5,21 @@
  * tells the origin who acts, the check API and forward-auth apply the same rule, and a client
  * cannot forge X-Auth-Actor.
  */
+import { env } from 'cloudflare:workers';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   generateIssuerKeySet,
   TOKEN_EXCHANGE_GRANT,
   TOKEN_TYPE_JWT,
 } from '../../src/delegation/index.ts';
+import { DEMO_ISSUER } from '../support/cases.ts';
 import {
   bearer,
   DEMO_POLICY,
   demoTokenFor,
   type EchoBody,
   seedDemo,
+  testAdmin,
   testGuard,
 } from './helpers.ts';
 
@@ -83,6 +86,8 @@ describe('delegation on the guard Worker', () => {
     const body = (await response.json()) as EchoBody;
     expect(body.identity['x-auth-subject']).toBe('alice');
     expect(body.identity['x-auth-actor']).toBe('reporter');
+    // Whose reporter: the actor token's issuer, in the same order.
+    expect(body.identity['x-auth-actor-issuer']).toBe(DEMO_ISSUER);
   });
 
   it('strips a client-sent X-Auth-Actor, in any spelling', async () => {
@@ -162,5 +167,61 @@ describe('delegation on the guard Worker', () => {
     const response = await g.fetch('/posts/1', { headers: bearer(await demoTokenFor('alice')) });
     expect(response.status).toBe(503);
     expect(((await response.json()) as { reason: string }).reason).toBe('configuration_error');
+  });
+});
+
+describe('delegation and the revocation feed on the guard Worker', () => {
+  const followingGuard = () =>
+    testGuard({ GATEHOUSE_DELEGATION_KEYS: keysText, REVOCATION: env.REVOCATION }, { policy });
+  const revokeJti = async (jti: string) => {
+    await env.PERMISSIONS.put('user/-/s:root', JSON.stringify({ grants: ['admin:permissions'] }));
+    const response = await testAdmin({ REVOCATION: env.REVOCATION }).fetch(
+      '/.gatehouse/v1/admin/tokens/revoked',
+      {
+        method: 'POST',
+        headers: { ...bearer(await demoTokenFor('root')), 'content-type': 'application/json' },
+        body: JSON.stringify({ jti, expires: '1h' }),
+      },
+    );
+    expect(response.status).toBe(200);
+  };
+  const exchangeTokens = (g: ReturnType<typeof followingGuard>, subject: string, actor: string) =>
+    g.fetch('/.gatehouse/v1/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: TOKEN_EXCHANGE_GRANT,
+        subject_token: subject,
+        subject_token_type: TOKEN_TYPE_JWT,
+        actor_token: actor,
+        actor_token_type: TOKEN_TYPE_JWT,
+        scope: 'read:posts',
+      }).toString(),
+    });
+
+  it('refuses a revoked subject token at the endpoint, and ends tokens minted from a revoked actor token', async () => {
+    const run = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+    const g = followingGuard();
+    const revokedSubject = await demoTokenFor('alice', { jti: `alice-${run}` });
+    await revokeJti(`alice-${run}`);
+    const refused = await exchangeTokens(g, revokedSubject, await demoTokenFor('reporter'));
+    expect(refused.status).toBe(400);
+    expect(await refused.json()).toMatchObject({ error: 'invalid_request' });
+
+    const minted = await exchangeTokens(
+      g,
+      await demoTokenFor('alice'),
+      await demoTokenFor('reporter', { jti: `reporter-${run}` }),
+    );
+    expect(minted.status).toBe(200);
+    const token = ((await minted.json()) as { access_token: string }).access_token;
+    expect((await g.fetch('/posts/1', { headers: bearer(token) })).status).toBe(200);
+    await revokeJti(`reporter-${run}`);
+    let status = 200;
+    for (let i = 0; i < 200 && status === 200; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      status = (await g.fetch('/posts/1', { headers: bearer(token) })).status;
+    }
+    expect(status).toBe(401);
   });
 });

@@ -140,6 +140,9 @@ describe('delegation through the Hono middleware', () => {
       jti: 'hono-1',
       scope,
       act: actClaim([{ subject: 'reporter', issuer: DEMO_ISSUER }]),
+      subject_iat: now,
+      actor_iats: [now],
+      parents: [],
     });
   }
 

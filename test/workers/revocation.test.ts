@@ -192,6 +192,28 @@ describe('the revocation feed on Workers', () => {
     expect((await guard.fetch('/stats', { headers: bearer(after) })).status).toBe(200);
   });
 
+  it('refuses a signed-out token on the admin Worker, /delegations included', async () => {
+    const subject = fresh('selfservice');
+    const policy = structuredClone(DEMO_POLICY) as { delegation: Record<string, unknown> };
+    policy.delegation.standingGrants = true;
+    const selfService = testAdmin({ REVOCATION: env.REVOCATION }, { policy });
+    const old = await tokenWith(subject, { iat: Math.floor(Date.now() / 1000) - 5 });
+    const list = () => selfService.fetch(`${BASE}/delegations`, { headers: bearer(old) });
+    expect((await list()).status).toBe(200);
+
+    expect((await adminCall('POST', `/users/${subject}/sessions/revoke`)).status).toBe(200);
+
+    const refused = await untilNot(list, 200, 10_000);
+    expect(refused.response.status).toBe(401);
+    expect(((await refused.response.json()) as { reason: string }).reason).toBe('session_revoked');
+    const create = await selfService.fetch(`${BASE}/delegations`, {
+      method: 'POST',
+      headers: { ...bearer(old), 'content-type': 'application/json' },
+      body: JSON.stringify({ actor: 'reporter', scope: ['read:posts:*'], expires: '90d' }),
+    });
+    expect(create.status).toBe(401);
+  });
+
   it('revokes one token by jti and leaves the subject’s other tokens working', async () => {
     const subject = fresh('jti');
     await grant(subject, 'read:stats');

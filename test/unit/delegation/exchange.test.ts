@@ -300,6 +300,43 @@ describe('the request itself', () => {
     );
   });
 
+  it('accepts several audience parameters (RFC 8693 §2.1) only where the policy serves them', async () => {
+    const send = async (g: Gatehouse, audiences: string[]) => {
+      const form = new URLSearchParams(await onBehalf('read:posts:*'));
+      for (const audience of audiences) form.append('audience', audience);
+      const response = await handleTokenRequest(
+        g,
+        new Request('https://g.test/.gatehouse/v1/token', {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: form.toString(),
+        }),
+        { now, audit: () => {} },
+      );
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+    const other = 'https://api2.gatehouse.test';
+    const single = build();
+    expect((await send(single, [SELF_ISSUER, SELF_ISSUER])).status).toBe(200);
+    for (const audiences of [
+      [SELF_ISSUER, other],
+      [other, other],
+    ]) {
+      expect((await send(single, audiences)).body.error).toBe('invalid_target');
+    }
+    const both = build(delegationPolicy(idp, {}, { audiences: [SELF_ISSUER, other] }));
+    const out = await send(both, [other, SELF_ISSUER]);
+    expect(out.status).toBe(200);
+    const token = out.body.access_token as string;
+    expect(jose.decodeJwt(token).aud).toEqual([other, SELF_ISSUER]);
+    const used = await both.decide({
+      method: 'GET',
+      path: '/posts/1',
+      authorization: `Bearer ${token}`,
+    });
+    expect(used.allow).toBe(true);
+  });
+
   it('answers 405 to GET', async () => {
     expect((await exchange(build(), {}, { method: 'GET' })).status).toBe(405);
   });
