@@ -103,7 +103,7 @@ export class DynamoDBFeed implements FeedSource, FeedWriter {
       options.recentMs,
       'revocation.recentMs',
       1000,
-      3_600_000,
+      10_800_000,
       120_000,
     );
     this.#now = options.now ?? Date.now;

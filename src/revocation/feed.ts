@@ -108,8 +108,8 @@ export interface FeedLogOptions {
   readonly maxChanges?: number;
   /**
    * Milliseconds a changed key counts as recent (followers read it from the feed's values, not
-   * from a store replica that may lag); default 120000 (KV's 60 s propagation plus its 30 s edge
-   * cache, with room), 1000 to 3600000.
+   * from a store replica that may lag); default 120000 (KV's 60 s propagation, its 30 s edge
+   * cache and a 30 s permission cache; Workers derive it: `recentWindowMs`), 1000 to 10800000.
    */
   readonly recentMs?: number;
 }
@@ -117,7 +117,14 @@ export interface FeedLogOptions {
 export function feedLogOptions(options: FeedLogOptions = {}): Required<FeedLogOptions> {
   return {
     maxChanges: numberOption(options.maxChanges, 'revocation.maxChanges', 10, 100_000, 1000, true),
-    recentMs: numberOption(options.recentMs, 'revocation.recentMs', 1000, 3_600_000, 120_000, true),
+    recentMs: numberOption(
+      options.recentMs,
+      'revocation.recentMs',
+      1000,
+      10_800_000,
+      120_000,
+      true,
+    ),
   };
 }
 
@@ -194,7 +201,13 @@ export class FeedLog {
     const remove: string[] = [];
     this.#head = epoch;
     this.#changes.push(change);
-    for (const [key, value] of Object.entries(input.values ?? {})) {
+    const values = input.values ?? {};
+    for (const key of input.keys ?? []) {
+      // A key changed without its value (too large to keep): an older copy must not outlive the
+      // change, or followers would be served it instead of reading the store (review finding 3).
+      if (!Object.hasOwn(values, key) && this.#values.delete(key)) remove.push(VALUE + key);
+    }
+    for (const [key, value] of Object.entries(values)) {
       const stored: StoredValue = { value, at: now };
       this.#values.set(key, stored);
       put[VALUE + key] = stored;

@@ -139,7 +139,7 @@ export class RevocationFollower {
       options.recentMs,
       'revocation.recentMs',
       1000,
-      3_600_000,
+      10_800_000,
       120_000,
     );
     this.#awaitReads = options.awaitReads ?? false;

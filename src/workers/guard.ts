@@ -308,7 +308,7 @@ function onePerIsolate(
     compiled ??= compileWorkerPolicy(options.policy, env);
     const binding = env.PERMISSIONS;
     const kv = binding === undefined ? undefined : (options.wrapKv?.(binding) ?? binding);
-    const feed = feedFor(env.REVOCATION, compiled, seams.now);
+    const feed = feedFor(env.REVOCATION, compiled, seams.now, config.kvCacheTtl);
     built = {
       gatehouse: kvGatehouse({
         policy: compiled,

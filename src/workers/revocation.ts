@@ -43,6 +43,19 @@ const MAX_KEYS_PER_CHANGE = 100;
 const MAX_VALUE_BYTES = 128 * 1024;
 /** Largest append body, bytes. */
 const MAX_APPEND_BYTES = MAX_KEYS_PER_CHANGE * 1024 + MAX_VALUE_BYTES * 2;
+/** KV's documented propagation delay, seconds ("60 seconds or more"). */
+const KV_PROPAGATION_SECONDS = 60;
+
+/**
+ * How long a changed key is read from the feed rather than KV, ms. A location may have read the
+ * old value just before the write (or during propagation) and keeps it for `KV_CACHE_TTL`, and an
+ * isolate that reloads from that location keeps it for the permission cache's TTL: the feed must
+ * cover all three, or a revocation comes back once the window ends (review finding 4). Never
+ * below the former fixed 120 s.
+ */
+export function recentWindowMs(kvCacheTtlSeconds: number, cacheTtlSeconds: number): number {
+  return Math.max(120_000, (KV_PROPAGATION_SECONDS + kvCacheTtlSeconds + cacheTtlSeconds) * 1000);
+}
 
 /** The part of `DurableObjectState` the feed uses. */
 export interface DurableObjectStateLike {
@@ -283,7 +296,7 @@ export interface WorkerFeed {
 
 export function workerFeed(
   binding: unknown,
-  options: Pick<FollowerOptions, 'intervalMs' | 'strictMaxLagMs' | 'now'>,
+  options: Pick<FollowerOptions, 'intervalMs' | 'strictMaxLagMs' | 'recentMs' | 'now'>,
 ): WorkerFeed | undefined {
   if (binding === undefined) return undefined;
   const client = new DurableFeedClient(binding as DurableObjectNamespaceLike);
