@@ -169,12 +169,21 @@ export class DynamoDBFeed implements FeedSource, FeedWriter {
     const { items, complete } = await this.#query(FEED_PARTITION, changeSortKey(since));
     if (!complete) return this.#reset();
     let head = since;
+    let stored: number | undefined;
     const changes: FeedChange[] = [];
     for (const item of items) {
       const sk = item[SORT_KEY]?.S ?? '';
-      if (sk === HEAD_SK) head = Math.max(head, Number(item.epoch?.N ?? 0));
+      if (sk === HEAD_SK) stored = Number(item.epoch?.N ?? 0);
       else if (sk.startsWith(CHANGE_SK)) changes.push(toChange(item));
     }
+    // A head behind the follower (or gone): the table was restored or rewound, and the epochs the
+    // follower has not seen may be numbered at or below its own. Start over, as FeedLog does. The
+    // head item may lag the last claimed change (a writer between its two writes, or one that
+    // died there), which is no rewind: only a feed whose changes are behind too resets.
+    if (since > 0 && (stored ?? 0) < since && (await this.#lastClaimed()) < since) {
+      return this.#reset();
+    }
+    if (stored !== undefined) head = Math.max(head, stored);
     for (const change of changes) head = Math.max(head, change.epoch);
     // Dense from since + 1, or some expired: then only a reset can say what was missed.
     const dense = changes.every((change, i) => change.epoch === since + 1 + i);

@@ -3,7 +3,7 @@
  * and the Lambda authorizer following them with its default 30-second permission cache, so a
  * deny well before 30 s came from the feed.
  */
-import { DeleteItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, type DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ import { DynamoDBAdminStore } from '../../src/aws/dynamodb-admin-store.ts';
 import { PARTITION_KEY, SORT_KEY } from '../../src/aws/dynamodb-store.ts';
 import { createLambdaHandler } from '../../src/aws/lambda.ts';
 import { DynamoDBFeed, FEED_PARTITION } from '../../src/aws/revocation-feed.ts';
-import { feedKeys, TrackedFeed } from '../../src/revocation/index.ts';
+import { feedKeys, RevocationFollower, TrackedFeed } from '../../src/revocation/index.ts';
 import { subjectStorageKey } from '../../src/stores/keys.ts';
 import { DEMO_AUDIENCE, DEMO_ISSUER } from '../support/cases.ts';
 import { cliHarness } from '../support/cli.ts';
@@ -138,6 +138,86 @@ describe('the feed items', () => {
 
     expect((await feed.read(1)).reset).toBe(true);
     expect((await feed.read(2)).reset).toBe(false);
+  });
+
+  it('resets a follower whose epoch is ahead of the head (a restored or rewound table)', async () => {
+    const table = await demoTable(client);
+    const feed = new DynamoDBFeed({ client, tableName: table });
+    for (let i = 0; i < 5; i++) await feed.append({ keys: [feedKeys.user({ subject: 'x' })] });
+    const follower = new RevocationFollower(feed);
+    await follower.sync();
+    expect(follower.epoch).toBe(5);
+    // The table goes back to when the head was 2 (point-in-time restore).
+    for (const epoch of [3, 4, 5]) {
+      await client.send(
+        new DeleteItemCommand({
+          TableName: table,
+          Key: {
+            [PARTITION_KEY]: { S: FEED_PARTITION },
+            [SORT_KEY]: { S: `C#${String(epoch).padStart(16, '0')}` },
+          },
+        }),
+      );
+    }
+    await client.send(
+      new PutItemCommand({
+        TableName: table,
+        Item: {
+          [PARTITION_KEY]: { S: FEED_PARTITION },
+          [SORT_KEY]: { S: 'HEAD' },
+          epoch: { N: '2' },
+        },
+      }),
+    );
+    const iat = Math.floor(Date.now() / 1000) - 60;
+    const epoch = await feed.append({
+      notBefore: { key: subjectStorageKey({ subject: 'alice' }), at: iat + 30 },
+    });
+    expect(epoch).toBe(3);
+
+    await follower.sync();
+    expect(follower.stats.resets).toBe(2);
+    expect(follower.epoch).toBe(3);
+    const alice = {
+      issuer: DEMO_ISSUER,
+      issuerKind: 'external' as const,
+      subject: 'alice',
+      scopes: [],
+      claims: {},
+      actors: [],
+      expiresAt: iat + 600,
+      issuedAt: iat,
+    };
+    expect(follower.admit(alice)).toMatchObject({ status: 401, reason: 'session_revoked' });
+    // The feed gone altogether (a table emptied under a warm container): a reset too.
+    for (const sk of ['HEAD', ...[1, 2, 3].map((e) => `C#${String(e).padStart(16, '0')}`)]) {
+      await client.send(
+        new DeleteItemCommand({
+          TableName: table,
+          Key: { [PARTITION_KEY]: { S: FEED_PARTITION }, [SORT_KEY]: { S: sk } },
+        }),
+      );
+    }
+    expect((await feed.read(3)).reset).toBe(true);
+  });
+
+  it('does not reset a follower that saw a change whose head update is still missing', async () => {
+    const table = await demoTable(client);
+    const feed = new DynamoDBFeed({ client, tableName: table });
+    for (let i = 0; i < 3; i++) await feed.append({ keys: [feedKeys.user({ subject: 'x' })] });
+    // A writer that claimed epoch 3 and died before advancing the head.
+    await client.send(
+      new PutItemCommand({
+        TableName: table,
+        Item: {
+          [PARTITION_KEY]: { S: FEED_PARTITION },
+          [SORT_KEY]: { S: 'HEAD' },
+          epoch: { N: '2' },
+        },
+      }),
+    );
+    const answer = await feed.read(3);
+    expect(answer).toMatchObject({ reset: false, head: 3, changes: [] });
   });
 
   it('stays out of export: the feed is not permission data', async () => {
