@@ -106,6 +106,8 @@ export class RevocationFollower {
   /** The first read has settled (answered or failed): requests stop waiting for reads. */
   #started = false;
   #lastForced = Number.NEGATIVE_INFINITY;
+  /** Counts reads started: an abandoned read that settles late must not apply its old answer. */
+  #generation = 0;
   #down = false;
   readonly #notBefore = new Map<string, number>();
   readonly #tokens = new Map<string, number>();
@@ -204,6 +206,14 @@ export class RevocationFollower {
    */
   tick(): Promise<void> | undefined {
     const now = this.#now();
+    if (this.#inflight !== undefined && now - this.#lastAttempt > this.#readTimeoutMs * 2) {
+      // A read that outlived its own timeout: its timer was cancelled with the request that
+      // started it (a Workers request context gone). Abandon it, or no read would start again and
+      // the isolate would silently stop following the feed.
+      this.#inflight = undefined;
+      this.#started = true;
+      this.#failed(new Error('feed read abandoned'));
+    }
     if (this.#inflight === undefined && now - this.#lastAttempt >= this.#intervalMs) {
       this.#start(now);
     }
@@ -226,7 +236,13 @@ export class RevocationFollower {
     principal: Principal,
     options: AdmitOptions = {},
   ): Refusal | null | Promise<Refusal | null> {
-    const waiting = this.tick();
+    let waiting = this.tick();
+    // A strict request after idle: the read it just started may well succeed, so wait for it
+    // (bounded by readTimeoutMs) rather than refuse on the old lastSuccess (review finding 8).
+    // Not during a known outage: those requests get their 503 at once.
+    if (waiting === undefined && options.strict === true && !this.#down && this.#lagging()) {
+      waiting = this.#inflight;
+    }
     const wanted = options.consistency;
     // The common case answers synchronously: no promise on the hot path.
     if (waiting === undefined && (wanted === undefined || wanted <= this.#epoch)) {
@@ -263,8 +279,12 @@ export class RevocationFollower {
     return this.#verdict(principal, options);
   }
 
+  #lagging(): boolean {
+    return this.#now() - this.#lastSuccess > this.#strictMaxLagMs;
+  }
+
   #verdict(principal: Principal, options: AdmitOptions): Refusal | null {
-    if (options.strict === true && this.#now() - this.#lastSuccess > this.#strictMaxLagMs) {
+    if (options.strict === true && this.#lagging()) {
       return {
         status: 503,
         reason: 'revocation_unavailable',
@@ -305,14 +325,19 @@ export class RevocationFollower {
     this.#lastAttempt = now;
     this.#reads++;
     const since = this.#epoch;
+    const generation = ++this.#generation;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('feed read timed out')), this.#readTimeoutMs);
     });
     const run = Promise.race([this.#source.read(since), timeout])
       .then(
-        (answer) => this.#apply(answer),
-        (error: unknown) => this.#failed(error),
+        (answer) => {
+          if (generation === this.#generation) this.#apply(answer);
+        },
+        (error: unknown) => {
+          if (generation === this.#generation) this.#failed(error);
+        },
       )
       .finally(() => {
         if (timer !== undefined) clearTimeout(timer);

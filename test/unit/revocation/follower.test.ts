@@ -302,6 +302,43 @@ describe('token revocation by jti', () => {
   });
 });
 
+describe('a read that never settles (its timer cancelled with the request that started it)', () => {
+  it('is abandoned after twice the read timeout, so the follower keeps following the feed', async () => {
+    let hang = true;
+    const source: FeedSource = {
+      read: (since) => (hang ? new Promise<FeedAnswer>(() => {}) : feed.read(since)),
+    };
+    // No timers here: the read's timeout never fires, as when Workers cancel it.
+    const follower = new RevocationFollower(source, {
+      now,
+      readTimeoutMs: 1000,
+      log: (e) => logs.push({ ...e }),
+    });
+    const realSetTimeout = globalThis.setTimeout;
+    globalThis.setTimeout = (() => 0) as unknown as typeof setTimeout;
+    try {
+      follower.tick();
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+    }
+    expect(follower.pending).toBeDefined();
+    hang = false;
+    await feed.append({ keys: [feedKeys.user({ subject: 'alice', tenant: 'acme' })] });
+    clock += 1500;
+    follower.tick();
+    expect(follower.epoch).toBe(-1);
+    clock += 1000;
+    follower.tick();
+    await follower.pending;
+
+    expect(follower.epoch).toBe(1);
+    expect(logs.map((l) => l.msg)).toEqual([
+      'gatehouse.revocation_feed_unavailable',
+      'gatehouse.revocation_feed_recovered',
+    ]);
+  });
+});
+
 describe('strict routes', () => {
   it('answer 503 while the feed cannot be read; other routes keep the TTL bound and log once', async () => {
     const { source, state } = switchableSource(feed);
@@ -339,6 +376,48 @@ describe('strict routes', () => {
     expect(within.allow).toBe(true);
     expect(beyond.reason).toBe('revocation_unavailable');
     expect(recovered.allow).toBe(true);
+  });
+
+  it('wait for the read the first request after idle starts, rather than refuse (healthy feed)', async () => {
+    const { gatehouse, follower } = build();
+    expect((await ask(gatehouse, { sub: 'alice' }, '/payouts')).allow).toBe(true);
+    for (const idle of [11_000, 60_000, 3_600_000]) {
+      clock += idle;
+      const first = await ask(gatehouse, { sub: 'alice' }, '/payouts');
+      expect({ idle, allow: first.allow }).toEqual({ idle, allow: true });
+    }
+    expect(follower.stats.failures).toBe(0);
+  });
+
+  it('answer 503 at once after idle when the feed is known to be down', async () => {
+    const { source, state } = switchableSource(feed);
+    const { gatehouse, follower } = build(source);
+    expect((await ask(gatehouse, { sub: 'alice' }, '/payouts')).allow).toBe(true);
+    state.down = true;
+    clock += 11_000;
+    // The first request after idle waits for its read, which fails: 503.
+    expect((await ask(gatehouse, { sub: 'alice' }, '/payouts')).reason).toBe(
+      'revocation_unavailable',
+    );
+    const readsBefore = state.reads;
+    clock += 1_500;
+    // Later ones do not wait on the retries of a known outage.
+    const started = follower.admit(
+      {
+        issuer: idp.issuer,
+        issuerKind: 'external',
+        subject: 'alice',
+        tenant: 'acme',
+        scopes: [],
+        claims: {},
+        actors: [],
+        expiresAt: clock / 1000 + 60,
+        issuedAt: clock / 1000,
+      },
+      { strict: true },
+    );
+    expect(started).toMatchObject({ status: 503, reason: 'revocation_unavailable' });
+    expect(state.reads).toBe(readsBefore + 1);
   });
 
   it('answer 503 without any feed: nothing can vouch for freshness', async () => {
