@@ -188,6 +188,14 @@ export class RevocationFollower {
     return false;
   }
 
+  /**
+   * True when the feed has not been read successfully for `strictMaxLagMs`: what strict routes
+   * refuse on, and what an answer covering strict routes for later requests must not ignore.
+   */
+  isLagging(): boolean {
+    return this.#lagging();
+  }
+
   /** True when the token id was revoked and the revocation has not run out. */
   isTokenRevoked(jti: string): boolean {
     const until = this.#tokens.get(jti);

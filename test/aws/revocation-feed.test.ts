@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FeedRecordingStore } from '../../src/admin/feed-store.ts';
 import { PermissionAdmin } from '../../src/admin/operations.ts';
 import { createAdminLambdaHandler } from '../../src/aws/admin-lambda.ts';
-import type { SimpleResponse } from '../../src/aws/authorizer.ts';
+import type { IamResponse, SimpleResponse } from '../../src/aws/authorizer.ts';
 import { DynamoDBAdminStore } from '../../src/aws/dynamodb-admin-store.ts';
 import { PARTITION_KEY, SORT_KEY } from '../../src/aws/dynamodb-store.ts';
 import { createLambdaHandler } from '../../src/aws/lambda.ts';
@@ -24,8 +24,10 @@ import {
   demoTable,
   httpEvent,
   type LocalDynamo,
+  restRequestEvent,
   SECRET,
   startDynalite,
+  tokenEvent,
 } from './support.ts';
 
 let local: LocalDynamo;
@@ -73,6 +75,24 @@ async function setup(policy: unknown = DEMO_POLICY, lambdaClient: DynamoDBClient
   const allowed = async (jwt: string, path = '/drafts') =>
     ((await handler(httpEvent('GET', path, jwt))) as SimpleResponse).isAuthorized;
   return { table, feed, admin, handler, allowed };
+}
+
+/** A client that fails every read of the feed partition, and only those. */
+function feedFailingClient(): DynamoDBClient {
+  const failing = local.client({ maxAttempts: 1 });
+  failing.middlewareStack.add(
+    (next) => async (args) => {
+      const input = (
+        args as { input?: { ExpressionAttributeValues?: Record<string, { S?: string }> } }
+      ).input;
+      if (input?.ExpressionAttributeValues?.[':pk']?.S === FEED_PARTITION) {
+        throw new Error('feed partition unreachable');
+      }
+      return next(args);
+    },
+    { step: 'initialize' },
+  );
+  return failing;
 }
 
 async function untilDenied(allowed: () => Promise<boolean>, giveUpMs = 10_000): Promise<number> {
@@ -259,21 +279,7 @@ describe('the Lambda authorizer following the feed', () => {
   });
 
   it('answers a strict route only while the feed can be read', async () => {
-    // The authorizer's client fails every read of the feed partition, and only those.
-    const failing = local.client({ maxAttempts: 1 });
-    failing.middlewareStack.add(
-      (next) => async (args) => {
-        const input = (
-          args as { input?: { ExpressionAttributeValues?: Record<string, { S?: string }> } }
-        ).input;
-        if (input?.ExpressionAttributeValues?.[':pk']?.S === FEED_PARTITION) {
-          throw new Error('feed partition unreachable');
-        }
-        return next(args);
-      },
-      { step: 'initialize' },
-    );
-    const down = await setup(STRICT_POLICY, failing);
+    const down = await setup(STRICT_POLICY, feedFailingClient());
     const up = await setup(STRICT_POLICY);
     const alice = await token('alice');
 
@@ -282,6 +288,62 @@ describe('the Lambda authorizer following the feed', () => {
     expect(await down.allowed(alice, '/drafts')).toBe(true);
     expect(await up.allowed(alice, '/payouts')).toBe(true);
   });
+});
+
+describe('principal mode and strict routes', () => {
+  const events = {
+    'REST TOKEN': tokenEvent,
+    'REST REQUEST': restRequestEvent,
+    'HTTP API (IAM answer)': httpEvent,
+  } as const;
+  const allowed = (answer: unknown) =>
+    ((answer as IamResponse).policyDocument.Statement as { Effect: string; Resource: string[] }[])
+      .filter((s) => s.Effect === 'Allow')
+      .flatMap((s) => s.Resource);
+  const lists = (resources: string[], route: string) => resources.some((r) => r.endsWith(route));
+  const handlerFor = async (dynamo: DynamoDBClient, extra: Record<string, string> = {}) => {
+    const table = await demoTable(client);
+    return createLambdaHandler({
+      policy: STRICT_POLICY,
+      env: {
+        TABLE_NAME: table,
+        GATEHOUSE_DEV_SECRET: SECRET,
+        AUTHORIZER_MODE: 'principal',
+        HTTP_API_RESPONSE: 'iam',
+        ...extra,
+      },
+      client: dynamo,
+      log: () => {},
+    });
+  };
+
+  for (const [kind, event] of Object.entries(events)) {
+    it(`hands out no cacheable answer while the feed lags (${kind})`, async () => {
+      const handler = await handlerFor(feedFailingClient());
+      const alice = await token('alice');
+      await expect(handler(event('GET', '/payouts', alice))).rejects.toThrow(
+        /revocation_unavailable/,
+      );
+      // A non-strict route too: its answer would cover /payouts for AuthorizerTtl.
+      await expect(handler(event('GET', '/drafts', alice))).rejects.toThrow(
+        /revocation_unavailable/,
+      );
+    });
+
+    it(`lists strict routes while the feed is read, never without a feed (${kind})`, async () => {
+      const alice = await token('alice');
+      const up = await handlerFor(client);
+      const off = await handlerFor(client, { REVOCATION_FEED: 'off' });
+
+      const healthy = allowed(await up(event('GET', '/drafts', alice)));
+      const unfed = allowed(await off(event('GET', '/drafts', alice)));
+
+      expect(lists(healthy, '/GET/payouts')).toBe(true);
+      expect(lists(healthy, '/GET/drafts')).toBe(true);
+      expect(lists(unfed, '/GET/payouts')).toBe(false);
+      expect(lists(unfed, '/GET/drafts')).toBe(true);
+    });
+  }
 });
 
 describe('the CLI on DynamoDB', () => {
