@@ -32,12 +32,14 @@ import {
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { ConfigError, numberOption } from '../errors.ts';
-import type {
-  ChangeInput,
-  FeedAnswer,
-  FeedChange,
-  FeedSource,
-  FeedWriter,
+import {
+  type ChangeInput,
+  type FeedAnswer,
+  type FeedChange,
+  type FeedSource,
+  type FeedWriter,
+  NOT_BEFORE_KEPT_SECONDS,
+  notBeforeLive,
 } from '../revocation/feed.ts';
 import {
   checkTableName,
@@ -114,7 +116,13 @@ export class DynamoDBFeed implements FeedSource, FeedWriter {
     const nowSeconds = Math.floor(now / 1000);
     // Revocation state first: a follower that sees the epoch must find it.
     if (input.notBefore !== undefined) {
-      await this.#raise(`${NOT_BEFORE_SK}${input.notBefore.key}`, 'at', input.notBefore.at);
+      // DynamoDB TTL removes it once no token it refuses can be live (review finding 9).
+      await this.#raise(
+        `${NOT_BEFORE_SK}${input.notBefore.key}`,
+        'at',
+        input.notBefore.at,
+        input.notBefore.at + NOT_BEFORE_KEPT_SECONDS,
+      );
     }
     if (input.token !== undefined) {
       await this.#raise(
@@ -203,6 +211,8 @@ export class DynamoDBFeed implements FeedSource, FeedWriter {
     for (const item of revoked) {
       const sk = item[SORT_KEY]?.S ?? '';
       if (sk.startsWith(NOT_BEFORE_SK)) {
+        // TTL deletion lags (up to days): skip what it has not removed yet.
+        if (!notBeforeLive(Number(item.at?.N ?? 0), now)) continue;
         changes.push({
           epoch: 0,
           at: now,

@@ -16,14 +16,22 @@
  *   returned) waits for a read that reaches it, or is answered 503 (`consistency_unavailable`).
  *
  * A new follower waits for its first read before it admits anyone (a revoked token must not pass
- * on a cold isolate); that read is bounded by `readTimeoutMs`, after which it admits on the TTL
- * bound (strict routes refuse), as when the feed is down, and requests no longer wait for the
- * retries (an outage must not slow every request of a new isolate).
+ * on a cold isolate); that read is bounded by `readTimeoutMs`. Until a read succeeds it refuses
+ * every token (503 `revocation_unavailable`): sign-outs and revoked ids live only in the feed, so
+ * no TTL bounds them. Requests no longer wait for the retries (an outage must not slow every
+ * request of a new isolate). A follower that has read the feed keeps what it read when the feed
+ * goes down: strict routes refuse, others keep the TTL bound.
  */
 import { ConfigError, numberOption } from '../errors.ts';
 import { subjectStorageKey } from '../stores/keys.ts';
 import type { Principal, SubjectKey } from '../types.ts';
-import { type FeedAnswer, type FeedSource, parseFeedKey } from './feed.ts';
+import {
+  type FeedAnswer,
+  type FeedSource,
+  MAX_TOKEN_LIFETIME_SECONDS,
+  notBeforeLive,
+  parseFeedKey,
+} from './feed.ts';
 
 /** The cache the follower evicts from (CachedStore). */
 export interface EvictionTarget {
@@ -35,6 +43,7 @@ export interface EvictionTarget {
 export type RevocationReason =
   | 'session_revoked'
   | 'token_revoked'
+  | 'token_lifetime_unbounded'
   | 'revocation_unavailable'
   | 'consistency_unavailable';
 
@@ -300,6 +309,17 @@ export class RevocationFollower {
       };
     }
     if (options.session === false) return null;
+    if (this.#epoch < 0) {
+      // Never read the feed (the first read failed or timed out): sign-outs and revoked token ids
+      // live only there, so nothing bounds how stale this instance's view of them is. Refuse
+      // rather than admit a signed-out token for as long as the feed stays unreadable (review
+      // finding 6); warm instances keep what they last read.
+      return {
+        status: 503,
+        reason: 'revocation_unavailable',
+        explain: 'Sign-outs and revoked tokens could not be read yet; try again shortly.',
+      };
+    }
     if (this.#notBefore.size > 0) {
       const notBefore = this.#notBefore.get(
         subjectStorageKey(
@@ -319,6 +339,18 @@ export class RevocationFollower {
           explain: 'The subject was signed out everywhere after this token was issued.',
         };
       }
+    }
+    if (
+      principal.issuedAt === undefined ||
+      principal.expiresAt - principal.issuedAt > MAX_TOKEN_LIFETIME_SECONDS
+    ) {
+      // Not-befores are forgotten a year after their time; only a token that shows it lives no
+      // longer than that cannot outlive a sign-out it predates (review finding 9).
+      return {
+        status: 401,
+        reason: 'token_lifetime_unbounded',
+        explain: 'Tokens must carry iat and live at most a year where sessions can be revoked.',
+      };
     }
     if (this.#tokens.size > 0) {
       const jti = principal.claims.jti;
@@ -385,6 +417,9 @@ export class RevocationFollower {
       }
     }
     for (const [jti, until] of this.#tokens) if (until * 1000 <= now) this.#tokens.delete(jti);
+    for (const [key, at] of this.#notBefore) {
+      if (!notBeforeLive(at, now)) this.#notBefore.delete(key);
+    }
     this.#epoch = answer.head;
     this.#lastSuccess = now;
     if (this.#down) {

@@ -3,7 +3,12 @@
  * and the Lambda authorizer following them with its default 30-second permission cache, so a
  * deny well before 30 s came from the feed.
  */
-import { DeleteItemCommand, type DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteItemCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +17,7 @@ import { PermissionAdmin } from '../../src/admin/operations.ts';
 import { createAdminLambdaHandler } from '../../src/aws/admin-lambda.ts';
 import type { IamResponse, SimpleResponse } from '../../src/aws/authorizer.ts';
 import { DynamoDBAdminStore } from '../../src/aws/dynamodb-admin-store.ts';
-import { PARTITION_KEY, SORT_KEY } from '../../src/aws/dynamodb-store.ts';
+import { PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE } from '../../src/aws/dynamodb-store.ts';
 import { createLambdaHandler } from '../../src/aws/lambda.ts';
 import { DynamoDBFeed, FEED_PARTITION } from '../../src/aws/revocation-feed.ts';
 import { feedKeys, RevocationFollower, TrackedFeed } from '../../src/revocation/index.ts';
@@ -77,15 +82,15 @@ async function setup(policy: unknown = DEMO_POLICY, lambdaClient: DynamoDBClient
   return { table, feed, admin, handler, allowed };
 }
 
-/** A client that fails every read of the feed partition, and only those. */
-function feedFailingClient(): DynamoDBClient {
+/** A client that fails every read of the feed partition, and only those, while `down`. */
+function feedFailingClient(state = { down: true }): DynamoDBClient {
   const failing = local.client({ maxAttempts: 1 });
   failing.middlewareStack.add(
     (next) => async (args) => {
       const input = (
         args as { input?: { ExpressionAttributeValues?: Record<string, { S?: string }> } }
       ).input;
-      if (input?.ExpressionAttributeValues?.[':pk']?.S === FEED_PARTITION) {
+      if (state.down && input?.ExpressionAttributeValues?.[':pk']?.S === FEED_PARTITION) {
         throw new Error('feed partition unreachable');
       }
       return next(args);
@@ -125,16 +130,17 @@ describe('the feed items', () => {
     const table = await demoTable(client);
     const feed = new DynamoDBFeed({ client, tableName: table });
     const key = subjectStorageKey({ subject: 'alice' });
-    const exp = Math.floor(Date.now() / 1000) + 600;
-    await feed.append({ notBefore: { key, at: 2000 } });
-    await feed.append({ notBefore: { key, at: 1000 } });
+    const now = Math.floor(Date.now() / 1000);
+    const exp = now + 600;
+    await feed.append({ notBefore: { key, at: now - 100 } });
+    await feed.append({ notBefore: { key, at: now - 200 } });
     await feed.append({ token: { jti: 'j-1', expiresAt: exp } });
 
     const answer = await feed.read(-1);
 
     expect(answer).toMatchObject({ head: 3, reset: true });
     expect(answer.changes).toContainEqual(
-      expect.objectContaining({ notBefore: { key, at: 2000 } }),
+      expect.objectContaining({ notBefore: { key, at: now - 100 } }),
     );
     expect(answer.changes).toContainEqual(
       expect.objectContaining({ token: { jti: 'j-1', expiresAt: exp } }),
@@ -240,6 +246,29 @@ describe('the feed items', () => {
     expect(answer).toMatchObject({ reset: false, head: 3, changes: [] });
   });
 
+  it('expires not-befores a year after their time (DynamoDB TTL), skipping any TTL left behind', async () => {
+    const table = await demoTable(client);
+    const feed = new DynamoDBFeed({ client, tableName: table });
+    const now = Math.floor(Date.now() / 1000);
+    const live = subjectStorageKey({ subject: 'alice' });
+    const gone = subjectStorageKey({ subject: 'bob' });
+    await feed.append({ notBefore: { key: live, at: now - 100 } });
+    // Signed out a year (and the leeway) ago: no token it refuses can still be live.
+    await feed.append({ notBefore: { key: gone, at: now - 31_536_000 - 300 } });
+
+    const item = await client.send(
+      new GetItemCommand({
+        TableName: table,
+        Key: { [PARTITION_KEY]: { S: 'REVOKED' }, [SORT_KEY]: { S: `NB#${live}` } },
+      }),
+    );
+    const answer = await feed.read(-1);
+
+    expect(Number(item.Item?.[TTL_ATTRIBUTE]?.N)).toBe(now - 100 + 31_536_000 + 300);
+    expect(answer.changes.map((c) => c.notBefore?.key)).toContain(live);
+    expect(answer.changes.map((c) => c.notBefore?.key)).not.toContain(gone);
+  });
+
   it('stays out of export: the feed is not permission data', async () => {
     const { admin } = await setup();
     await admin.revokeSessions({ subject: 'alice' });
@@ -279,14 +308,39 @@ describe('the Lambda authorizer following the feed', () => {
   });
 
   it('answers a strict route only while the feed can be read', async () => {
-    const down = await setup(STRICT_POLICY, feedFailingClient());
-    const up = await setup(STRICT_POLICY);
+    const state = { down: false };
+    let offset = 0;
+    const table = await demoTable(client);
+    const handler = createLambdaHandler({
+      policy: STRICT_POLICY,
+      env: { TABLE_NAME: table, GATEHOUSE_DEV_SECRET: SECRET },
+      client: feedFailingClient(state),
+      log: () => {},
+      now: () => Date.now() + offset,
+    });
+    const allowed = async (jwt: string, path: string) =>
+      ((await handler(httpEvent('GET', path, jwt))) as SimpleResponse).isAuthorized;
     const alice = await token('alice');
+    expect(await allowed(alice, '/payouts')).toBe(true);
+    state.down = true;
+    offset = 11_000;
 
     // A 503 decision is an authorizer failure: API Gateway answers 500, never the route.
-    await expect(down.allowed(alice, '/payouts')).rejects.toThrow(/revocation_unavailable/);
-    expect(await down.allowed(alice, '/drafts')).toBe(true);
-    expect(await up.allowed(alice, '/payouts')).toBe(true);
+    await expect(allowed(alice, '/payouts')).rejects.toThrow(/revocation_unavailable/);
+    expect(await allowed(alice, '/drafts')).toBe(true);
+    state.down = false;
+    offset = 12_000;
+    expect(await allowed(alice, '/payouts')).toBe(true);
+  });
+
+  it('refuses every token on a container that never read the feed (sign-outs live there)', async () => {
+    const { admin } = await setup();
+    const old = await token('alice', { iat: Math.floor(Date.now() / 1000) - 10 });
+    await admin.revokeSessions({ subject: 'alice' });
+    const cold = await setup(DEMO_POLICY, feedFailingClient());
+
+    await expect(cold.allowed(old)).rejects.toThrow(/revocation_unavailable/);
+    await expect(cold.allowed(await token('bob'))).rejects.toThrow(/revocation_unavailable/);
   });
 });
 
