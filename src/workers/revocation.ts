@@ -237,7 +237,8 @@ export class DurableFeedClient implements FeedSource, FeedWriter {
 export function feedWritingKv<T extends KvAdminNamespace>(kv: T, feed: FeedWriter): T {
   const record = async (key: string, value: string | null) => {
     if (parseFeedKey(key) === undefined) return;
-    const kept = value === null || value.length <= MAX_VALUE_BYTES;
+    // Bytes, not UTF-16 units: the bound is on what the object stores and serves.
+    const kept = value === null || new TextEncoder().encode(value).length <= MAX_VALUE_BYTES;
     await feed.append({ keys: [key], ...(kept && { values: { [key]: value } }) });
   };
   return new Proxy(kv, {

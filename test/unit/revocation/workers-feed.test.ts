@@ -94,6 +94,20 @@ describe('a change whose value the feed cannot keep (> 128 KiB)', () => {
   });
 });
 
+describe('the value bound is in bytes', () => {
+  it('does not keep a value under 128 Ki characters but over 128 KiB', async () => {
+    const { client } = await durableFeed();
+    const admin = feedWritingKv(memoryKv(), client);
+    const key = 'user/-/s:alice';
+    await admin.put(key, JSON.stringify({ grants: ['admin:*'] }));
+    // 50,000 three-byte characters: 150 KB, 50 Ki UTF-16 units.
+    const wide = JSON.stringify({ grants: [], note: '\u20ac'.repeat(50_000) });
+    expect(wide.length).toBeLessThan(128 * 1024);
+    await admin.put(key, wide);
+    expect(await client.value(key)).toEqual({ found: false, value: null });
+  });
+});
+
 describe('the recent window covers KV_CACHE_TTL and the permission cache', () => {
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['Date'] });
