@@ -14,7 +14,7 @@ import {
   RevocationFeedObject,
   recentWindowMs,
 } from '../../../src/workers/revocation.ts';
-import { feedObjectOptions } from '../../../src/workers/setup.ts';
+import { feedFor, feedObjectOptions } from '../../../src/workers/setup.ts';
 import { AUDIENCE, createTestIssuer } from '../../support/issuer.ts';
 
 async function durableFeed(options: { recentMs?: number } = {}) {
@@ -135,6 +135,55 @@ describe('the recent window covers KV_CACHE_TTL and the permission cache', () =>
     };
     expect(feedObjectOptions(policy, { KV_CACHE_TTL: '600' })).toEqual({ recentMs: 705_000 });
     expect(() => feedObjectOptions(policy, { KV_CACHE_TTL: '7' })).toThrow(/KV_CACHE_TTL/);
+  });
+
+  it('is what the guard’s follower uses: a key stays recent for the whole window', async () => {
+    const idp = await createTestIssuer();
+    const stored = new Map<string, unknown>();
+    const object = new RevocationFeedObject(
+      {
+        storage: {
+          list: async () => new Map(stored),
+          put: async (entries: Record<string, unknown>) => {
+            for (const [k, v] of Object.entries(entries)) stored.set(k, v);
+          },
+          delete: async (keys: string[]) => keys.length,
+        },
+        blockConcurrencyWhile: <T>(cb: () => Promise<T>) => cb(),
+      },
+      undefined,
+      { recentMs: recentWindowMs(300, 30) },
+    );
+    await Promise.resolve();
+    await Promise.resolve();
+    const binding = {
+      idFromName: () => 'feed',
+      get: () => ({
+        fetch: (input: string, init?: RequestInit) => object.fetch(new Request(input, init)),
+      }),
+    };
+    const policy = compilePolicy({
+      version: 1,
+      issuers: [
+        {
+          issuer: idp.issuer,
+          audiences: [AUDIENCE],
+          algorithms: ['ES256'],
+          keys: { jwks: idp.jwks },
+        },
+      ],
+      cache: { ttlSeconds: 30 },
+      routes: [{ method: 'GET', path: '/stats', require: ['read:stats'] }],
+    });
+    const feed = feedFor(binding, policy, () => Date.now(), 300);
+    const key = 'user/-/s:alice';
+    await feed?.client.append({ keys: [key], values: { [key]: '{"grants":[]}' } });
+    await feed?.follower.sync();
+    vi.setSystemTime(Date.now() + 389_000);
+    expect(feed?.follower.isRecent(key)).toBe(true);
+    expect(await feed?.client.value(key)).toEqual({ found: true, value: '{"grants":[]}' });
+    vi.setSystemTime(Date.now() + 1_000);
+    expect(feed?.follower.isRecent(key)).toBe(false);
   });
 
   for (const kvCacheTtl of [30, 300, 3600]) {
