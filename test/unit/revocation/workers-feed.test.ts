@@ -17,11 +17,12 @@ import {
 import { feedFor, feedObjectOptions } from '../../../src/workers/setup.ts';
 import { AUDIENCE, createTestIssuer } from '../../support/issuer.ts';
 
-async function durableFeed(options: { recentMs?: number } = {}) {
-  const stored = new Map<string, unknown>();
-  const state = {
+/** Durable Object storage in memory (what the feed object uses of it). */
+function memoryState(stored = new Map<string, unknown>()) {
+  return {
     storage: {
       list: async () => new Map(stored),
+      get: async (key: string) => stored.get(key),
       put: async (entries: Record<string, unknown>) => {
         for (const [k, v] of Object.entries(entries)) stored.set(k, v);
       },
@@ -32,6 +33,11 @@ async function durableFeed(options: { recentMs?: number } = {}) {
     },
     blockConcurrencyWhile: <T>(cb: () => Promise<T>) => cb(),
   };
+}
+
+async function durableFeed(options: { recentMs?: number } = {}) {
+  const stored = new Map<string, unknown>();
+  const state = memoryState(stored);
   const object = new RevocationFeedObject(state, undefined, options);
   await Promise.resolve();
   await Promise.resolve();
@@ -139,21 +145,10 @@ describe('the recent window covers KV_CACHE_TTL and the permission cache', () =>
 
   it('is what the guard’s follower uses: a key stays recent for the whole window', async () => {
     const idp = await createTestIssuer();
-    const stored = new Map<string, unknown>();
-    const object = new RevocationFeedObject(
-      {
-        storage: {
-          list: async () => new Map(stored),
-          put: async (entries: Record<string, unknown>) => {
-            for (const [k, v] of Object.entries(entries)) stored.set(k, v);
-          },
-          delete: async (keys: string[]) => keys.length,
-        },
-        blockConcurrencyWhile: <T>(cb: () => Promise<T>) => cb(),
-      },
-      undefined,
-      { recentMs: recentWindowMs(300, 30) },
-    );
+    const state = memoryState();
+    const object = new RevocationFeedObject(state, undefined, {
+      recentMs: recentWindowMs(300, 30),
+    });
     await Promise.resolve();
     await Promise.resolve();
     const binding = {
