@@ -296,7 +296,7 @@ describe('an instance that has never read the feed (review finding 6)', () => {
     const bobOld = await idp.mint({ tid: 'acme', sub: 'bob', iat: START / 1000 - 60 });
     const { source, state } = switchableSource(feed);
     state.down = true;
-    const { gatehouse } = build(source);
+    const { gatehouse, follower } = build(source);
 
     for (const minutes of [0, 1, 10, 60]) {
       clock = START + minutes * 60_000;
@@ -315,6 +315,7 @@ describe('an instance that has never read the feed (review finding 6)', () => {
     state.down = false;
     clock += 1000;
     await ask(gatehouse, { sub: 'alice' });
+    await settle(follower);
     const bob = await gatehouse.decide({
       method: 'GET',
       path: '/stats',
