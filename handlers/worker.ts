@@ -17,14 +17,22 @@ import type { EventDecision, SignOutcome } from '../src/events/events.ts';
 import type { CheckAnswer } from '../src/http/check-api.ts';
 import { createGatehouseWorker, type GatehouseWorkerEnv } from '../src/workers/guard.ts';
 import { RevocationFeedObject } from '../src/workers/revocation.ts';
+import { feedObjectOptions } from '../src/workers/setup.ts';
 
 export interface Env extends GatehouseWorkerEnv {
   readonly PERMISSIONS: KVNamespace;
   readonly REVOCATION?: DurableObjectNamespace;
 }
 
-/** The revocation feed's Durable Object (wrangler.toml `[[durable_objects.bindings]]`). */
-export class RevocationFeed extends RevocationFeedObject {}
+/**
+ * The revocation feed's Durable Object (wrangler.toml `[[durable_objects.bindings]]`). It keeps
+ * values for the guard's recent window, derived from the same policy and `KV_CACHE_TTL`.
+ */
+export class RevocationFeed extends RevocationFeedObject {
+  constructor(state: DurableObjectState, env: Env) {
+    super(state, env, feedObjectOptions(policy, env as unknown as Record<string, unknown>));
+  }
+}
 
 const worker = createGatehouseWorker({
   policy,

@@ -141,6 +141,7 @@ export type ReasonCode =
   // route while the feed lags, a consistency token the data has not reached.
   | 'session_revoked'
   | 'token_revoked'
+  | 'token_lifetime_unbounded'
   | 'revocation_unavailable'
   | 'consistency_unavailable'
   | import('./errors.ts').TokenErrorCode;

@@ -624,6 +624,10 @@ export class PermissionAdmin {
    * Refuses a role change after which a subject holding one role would expand past the bound:
    * the changed role and every role that reaches it. A subject's own entries add to that; its
    * next change is checked with them (#changeUser). Skipped when the whole graph fits.
+   * Not the actual holders (review finding 11): no store indexes a role's holders, and reading
+   * every subject of the tenant per role change does not fit one admin request. A subject that
+   * holds several roles can still pass the bound through their union; the edges then refuse it
+   * (503, fail closed). docs/management.md says so.
    */
   #checkRoleExpansions(
     graph: RoleGraph,

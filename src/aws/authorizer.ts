@@ -28,6 +28,7 @@ import { consoleJsonWriter, DecisionLogger } from '../logging/decision-log.ts';
 import { compilePermissions } from '../permissions/permission-set.ts';
 import { compileRoles } from '../permissions/roles.ts';
 import type { Gatehouse } from '../policy/decide.ts';
+import { RouteTable } from '../policy/routes.ts';
 import { CachedStore } from '../stores/cache.ts';
 import { subjectStorageKey } from '../stores/keys.ts';
 import { extractBearer } from '../token/bearer.ts';
@@ -342,6 +343,13 @@ interface AuthorizerConfig {
   readonly decisionLog: DecisionLogger | null;
   /** Principal-mode statements per store record, so a warm container does not recompile them. */
   readonly compiled: WeakMap<object, PrincipalCacheEntry>;
+  /** The policy marks routes strict (principal mode must not list them while the feed lags). */
+  readonly hasStrict: boolean;
+  /**
+   * The routes principal mode lists: without a feed, strict routes always refuse (503), so they
+   * are never listed for later requests.
+   */
+  readonly listedRoutes: RouteTable;
 }
 
 /** Validates the options: a mistake fails the cold start, naming the variable, never a request. */
@@ -360,6 +368,8 @@ function authorizerConfig(options: AuthorizerOptions): AuthorizerConfig {
   }
   const log = options.log ?? consoleJsonWriter;
   const now = options.now ?? Date.now;
+  const routes = options.gatehouse.policy.routes.routes;
+  const hasStrict = routes.some((route) => route.strict);
   return {
     gatehouse: options.gatehouse,
     mode,
@@ -373,6 +383,11 @@ function authorizerConfig(options: AuthorizerOptions): AuthorizerConfig {
         ? new DecisionLogger({ write: log, now })
         : options.decisionLog,
     compiled: new WeakMap(),
+    hasStrict,
+    listedRoutes:
+      hasStrict && options.gatehouse.revocation === undefined
+        ? new RouteTable(routes.filter((route) => !route.strict))
+        : options.gatehouse.policy.routes,
   };
 }
 
@@ -478,6 +493,12 @@ async function principalPolicy(
   if (/[*?]/.test(parsed.arn.prefix)) {
     throw new AuthorizerFailure('method ARN prefix holds * or ?');
   }
+  // The answer covers the strict routes for later requests too (API Gateway reuses it for
+  // AuthorizerTtl): while the feed lags past their bound, fail this request (an authorizer
+  // failure is never cached) rather than hand out an Allow they would refuse (review finding 5).
+  if (config.hasStrict && config.gatehouse.revocation?.isLagging() === true) {
+    throw new AuthorizerFailure('authorizer failure (revocation_unavailable)');
+  }
   const principal = decision.principal ?? (await identify(config.gatehouse, parsed, decision));
   const statements = await statementsFor(config, principal, parsed.arn.prefix);
   const resources = principalResources(config, parsed, decision, statements);
@@ -512,7 +533,7 @@ async function statementsFor(
   const { gatehouse, ttl, now, compiled } = config;
   const policy = gatehouse.policy;
   const common = {
-    routes: policy.routes,
+    routes: config.listedRoutes,
     tenantParam: policy.tenantParam,
     windowSeconds: ttl,
     maxResourceLength: MAX_RESOURCE_LENGTH - prefix.length,

@@ -32,12 +32,14 @@ import {
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { ConfigError, numberOption } from '../errors.ts';
-import type {
-  ChangeInput,
-  FeedAnswer,
-  FeedChange,
-  FeedSource,
-  FeedWriter,
+import {
+  type ChangeInput,
+  type FeedAnswer,
+  type FeedChange,
+  type FeedSource,
+  type FeedWriter,
+  NOT_BEFORE_KEPT_SECONDS,
+  notBeforeLive,
 } from '../revocation/feed.ts';
 import {
   checkTableName,
@@ -103,7 +105,7 @@ export class DynamoDBFeed implements FeedSource, FeedWriter {
       options.recentMs,
       'revocation.recentMs',
       1000,
-      3_600_000,
+      10_800_000,
       120_000,
     );
     this.#now = options.now ?? Date.now;
@@ -114,7 +116,13 @@ export class DynamoDBFeed implements FeedSource, FeedWriter {
     const nowSeconds = Math.floor(now / 1000);
     // Revocation state first: a follower that sees the epoch must find it.
     if (input.notBefore !== undefined) {
-      await this.#raise(`${NOT_BEFORE_SK}${input.notBefore.key}`, 'at', input.notBefore.at);
+      // DynamoDB TTL removes it once no token it refuses can be live (review finding 9).
+      await this.#raise(
+        `${NOT_BEFORE_SK}${input.notBefore.key}`,
+        'at',
+        input.notBefore.at,
+        input.notBefore.at + NOT_BEFORE_KEPT_SECONDS,
+      );
     }
     if (input.token !== undefined) {
       await this.#raise(
@@ -169,12 +177,21 @@ export class DynamoDBFeed implements FeedSource, FeedWriter {
     const { items, complete } = await this.#query(FEED_PARTITION, changeSortKey(since));
     if (!complete) return this.#reset();
     let head = since;
+    let stored: number | undefined;
     const changes: FeedChange[] = [];
     for (const item of items) {
       const sk = item[SORT_KEY]?.S ?? '';
-      if (sk === HEAD_SK) head = Math.max(head, Number(item.epoch?.N ?? 0));
+      if (sk === HEAD_SK) stored = Number(item.epoch?.N ?? 0);
       else if (sk.startsWith(CHANGE_SK)) changes.push(toChange(item));
     }
+    // A head behind the follower (or gone): the table was restored or rewound, and the epochs the
+    // follower has not seen may be numbered at or below its own. Start over, as FeedLog does. The
+    // head item may lag the last claimed change (a writer between its two writes, or one that
+    // died there), which is no rewind: only a feed whose changes are behind too resets.
+    if (since > 0 && (stored ?? 0) < since && (await this.#lastClaimed()) < since) {
+      return this.#reset();
+    }
+    if (stored !== undefined) head = Math.max(head, stored);
     for (const change of changes) head = Math.max(head, change.epoch);
     // Dense from since + 1, or some expired: then only a reset can say what was missed.
     const dense = changes.every((change, i) => change.epoch === since + 1 + i);
@@ -194,6 +211,8 @@ export class DynamoDBFeed implements FeedSource, FeedWriter {
     for (const item of revoked) {
       const sk = item[SORT_KEY]?.S ?? '';
       if (sk.startsWith(NOT_BEFORE_SK)) {
+        // TTL deletion lags (up to days): skip what it has not removed yet.
+        if (!notBeforeLive(Number(item.at?.N ?? 0), now)) continue;
         changes.push({
           epoch: 0,
           at: now,

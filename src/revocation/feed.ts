@@ -93,6 +93,23 @@ export const MAX_JTI_LENGTH = 256;
 /** Longest a token revocation is remembered, seconds (a year): longer-lived tokens are unusual. */
 export const MAX_TOKEN_REVOCATION_SECONDS = 31_536_000;
 
+/**
+ * Longest token lifetime (`exp - iat`, seconds) an edge following the feed accepts: a year, the
+ * verifier's own `maxAgeSeconds` ceiling. Tokens without `iat` or living longer are refused
+ * (`token_lifetime_unbounded`), which is what lets a not-before be forgotten (review finding 9).
+ */
+export const MAX_TOKEN_LIFETIME_SECONDS = 31_536_000;
+/**
+ * Seconds a not-before is kept after its time: any token it refuses was issued before it, so
+ * expired within {@link MAX_TOKEN_LIFETIME_SECONDS}, plus the verifier's largest `exp` leeway.
+ */
+export const NOT_BEFORE_KEPT_SECONDS = MAX_TOKEN_LIFETIME_SECONDS + 300;
+
+/** True while a not-before at `at` (Unix seconds) may still refuse a live token; `now` in ms. */
+export function notBeforeLive(at: number, now: number): boolean {
+  return (at + NOT_BEFORE_KEPT_SECONDS) * 1000 > now;
+}
+
 export function isValidJti(jti: unknown): jti is string {
   return (
     typeof jti === 'string' &&
@@ -108,8 +125,8 @@ export interface FeedLogOptions {
   readonly maxChanges?: number;
   /**
    * Milliseconds a changed key counts as recent (followers read it from the feed's values, not
-   * from a store replica that may lag); default 120000 (KV's 60 s propagation plus its 30 s edge
-   * cache, with room), 1000 to 3600000.
+   * from a store replica that may lag); default 120000 (KV's 60 s propagation, its 30 s edge
+   * cache and a 30 s permission cache; Workers derive it: `recentWindowMs`), 1000 to 10800000.
    */
   readonly recentMs?: number;
 }
@@ -117,7 +134,14 @@ export interface FeedLogOptions {
 export function feedLogOptions(options: FeedLogOptions = {}): Required<FeedLogOptions> {
   return {
     maxChanges: numberOption(options.maxChanges, 'revocation.maxChanges', 10, 100_000, 1000, true),
-    recentMs: numberOption(options.recentMs, 'revocation.recentMs', 1000, 3_600_000, 120_000, true),
+    recentMs: numberOption(
+      options.recentMs,
+      'revocation.recentMs',
+      1000,
+      10_800_000,
+      120_000,
+      true,
+    ),
   };
 }
 
@@ -194,7 +218,13 @@ export class FeedLog {
     const remove: string[] = [];
     this.#head = epoch;
     this.#changes.push(change);
-    for (const [key, value] of Object.entries(input.values ?? {})) {
+    const values = input.values ?? {};
+    for (const key of input.keys ?? []) {
+      // A key changed without its value (too large to keep): an older copy must not outlive the
+      // change, or followers would be served it instead of reading the store (review finding 3).
+      if (!Object.hasOwn(values, key) && this.#values.delete(key)) remove.push(VALUE + key);
+    }
+    for (const [key, value] of Object.entries(values)) {
       const stored: StoredValue = { value, at: now };
       this.#values.set(key, stored);
       put[VALUE + key] = stored;
@@ -224,8 +254,9 @@ export class FeedLog {
     // New, behind the retained changes, or ahead of the head (a feed that lost its state): the
     // follower cannot trust what it holds, so it starts over from the full state.
     const changes: FeedChange[] = [];
-    for (const [key, at] of this.#notBefore)
-      changes.push({ epoch: 0, at: now, notBefore: { key, at } });
+    for (const [key, at] of this.#notBefore) {
+      if (notBeforeLive(at, now)) changes.push({ epoch: 0, at: now, notBefore: { key, at } });
+    }
     for (const [jti, expiresAt] of this.#tokens) {
       if (expiresAt * 1000 > now) changes.push({ epoch: 0, at: now, token: { jti, expiresAt } });
     }
@@ -267,6 +298,13 @@ export class FeedLog {
       if (expiresAt * 1000 <= now) {
         this.#tokens.delete(jti);
         remove.push(TOKEN + jti);
+      }
+    }
+    // Not-befores past any token they could refuse: the state a new follower reads stays bounded.
+    for (const [key, at] of this.#notBefore) {
+      if (!notBeforeLive(at, now)) {
+        this.#notBefore.delete(key);
+        remove.push(NOT_BEFORE + key);
       }
     }
   }

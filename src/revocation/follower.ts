@@ -19,15 +19,23 @@
  *   returned) waits for a read that reaches it, or is answered 503 (`consistency_unavailable`).
  *
  * A new follower waits for its first read before it admits anyone (a revoked token must not pass
- * on a cold isolate); that read is bounded by `readTimeoutMs`, after which it admits on the TTL
- * bound (strict routes refuse), as when the feed is down, and requests no longer wait for the
- * retries (an outage must not slow every request of a new isolate).
+ * on a cold isolate); that read is bounded by `readTimeoutMs`. Until a read succeeds it refuses
+ * every token (503 `revocation_unavailable`): sign-outs and revoked ids live only in the feed, so
+ * no TTL bounds them. Requests no longer wait for the retries (an outage must not slow every
+ * request of a new isolate). A follower that has read the feed keeps what it read when the feed
+ * goes down: strict routes refuse, others keep the TTL bound.
  */
 import { ACTOR_IATS_CLAIM, PARENTS_CLAIM, SUBJECT_IAT_CLAIM } from '../delegation/constants.ts';
 import { ConfigError, numberOption } from '../errors.ts';
 import { subjectStorageKey } from '../stores/keys.ts';
 import type { Principal, SubjectKey } from '../types.ts';
-import { type FeedAnswer, type FeedSource, parseFeedKey } from './feed.ts';
+import {
+  type FeedAnswer,
+  type FeedSource,
+  MAX_TOKEN_LIFETIME_SECONDS,
+  notBeforeLive,
+  parseFeedKey,
+} from './feed.ts';
 
 /** The cache the follower evicts from (CachedStore). */
 export interface EvictionTarget {
@@ -39,6 +47,7 @@ export interface EvictionTarget {
 export type RevocationReason =
   | 'session_revoked'
   | 'token_revoked'
+  | 'token_lifetime_unbounded'
   | 'revocation_unavailable'
   | 'consistency_unavailable';
 
@@ -125,6 +134,8 @@ export class RevocationFollower {
   /** The first read has settled (answered or failed): requests stop waiting for reads. */
   #started = false;
   #lastForced = Number.NEGATIVE_INFINITY;
+  /** Counts reads started: an abandoned read that settles late must not apply its old answer. */
+  #generation = 0;
   #down = false;
   readonly #notBefore = new Map<string, number>();
   readonly #tokens = new Map<string, number>();
@@ -158,7 +169,7 @@ export class RevocationFollower {
       options.recentMs,
       'revocation.recentMs',
       1000,
-      3_600_000,
+      10_800_000,
       120_000,
     );
     this.#awaitReads = options.awaitReads ?? false;
@@ -205,6 +216,14 @@ export class RevocationFollower {
     return false;
   }
 
+  /**
+   * True when the feed has not been read successfully for `strictMaxLagMs`: what strict routes
+   * refuse on, and what an answer covering strict routes for later requests must not ignore.
+   */
+  isLagging(): boolean {
+    return this.#lagging();
+  }
+
   /** True when the token id was revoked and the revocation has not run out. */
   isTokenRevoked(jti: string): boolean {
     const until = this.#tokens.get(jti);
@@ -223,6 +242,14 @@ export class RevocationFollower {
    */
   tick(): Promise<void> | undefined {
     const now = this.#now();
+    if (this.#inflight !== undefined && now - this.#lastAttempt > this.#readTimeoutMs * 2) {
+      // A read that outlived its own timeout: its timer was cancelled with the request that
+      // started it (a Workers request context gone). Abandon it, or no read would start again and
+      // the isolate would silently stop following the feed.
+      this.#inflight = undefined;
+      this.#started = true;
+      this.#failed(new Error('feed read abandoned'));
+    }
     if (this.#inflight === undefined && now - this.#lastAttempt >= this.#intervalMs) {
       this.#start(now);
     }
@@ -245,7 +272,13 @@ export class RevocationFollower {
     principal: Principal,
     options: AdmitOptions = {},
   ): Refusal | null | Promise<Refusal | null> {
-    const waiting = this.tick();
+    let waiting = this.tick();
+    // A strict request after idle: the read it just started may well succeed, so wait for it
+    // (bounded by readTimeoutMs) rather than refuse on the old lastSuccess (review finding 8).
+    // Not during a known outage: those requests get their 503 at once.
+    if (waiting === undefined && options.strict === true && !this.#down && this.#lagging()) {
+      waiting = this.#inflight;
+    }
     const wanted = options.consistency;
     // The common case answers synchronously: no promise on the hot path.
     if (waiting === undefined && (wanted === undefined || wanted <= this.#epoch)) {
@@ -282,8 +315,12 @@ export class RevocationFollower {
     return this.#verdict(principal, options);
   }
 
+  #lagging(): boolean {
+    return this.#now() - this.#lastSuccess > this.#strictMaxLagMs;
+  }
+
   #verdict(principal: Principal, options: AdmitOptions): Refusal | null {
-    if (options.strict === true && this.#now() - this.#lastSuccess > this.#strictMaxLagMs) {
+    if (options.strict === true && this.#lagging()) {
       return {
         status: 503,
         reason: 'revocation_unavailable',
@@ -292,6 +329,17 @@ export class RevocationFollower {
     }
     if (options.session === false) return null;
     const chain = principal.issuerKind === 'self' && principal.actors.length > 0;
+    if (this.#epoch < 0) {
+      // Never read the feed (the first read failed or timed out): sign-outs and revoked token ids
+      // live only there, so nothing bounds how stale this instance's view of them is. Refuse
+      // rather than admit a signed-out token for as long as the feed stays unreadable (review
+      // finding 6); warm instances keep what they last read.
+      return {
+        status: 503,
+        reason: 'revocation_unavailable',
+        explain: 'Sign-outs and revoked tokens could not be read yet; try again shortly.',
+      };
+    }
     if (this.#notBefore.size > 0) {
       const tenant = principal.tenant;
       // A delegation token is judged by when its delegator's own token was issued, not by its
@@ -311,6 +359,18 @@ export class RevocationFollower {
           }
         }
       }
+    }
+    if (
+      principal.issuedAt === undefined ||
+      principal.expiresAt - principal.issuedAt > MAX_TOKEN_LIFETIME_SECONDS
+    ) {
+      // Not-befores are forgotten a year after their time; only a token that shows it lives no
+      // longer than that cannot outlive a sign-out it predates (review finding 9).
+      return {
+        status: 401,
+        reason: 'token_lifetime_unbounded',
+        explain: 'Tokens must carry iat and live at most a year where sessions can be revoked.',
+      };
     }
     if (this.#tokens.size > 0) {
       const jti = principal.claims.jti;
@@ -342,14 +402,19 @@ export class RevocationFollower {
     this.#lastAttempt = now;
     this.#reads++;
     const since = this.#epoch;
+    const generation = ++this.#generation;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('feed read timed out')), this.#readTimeoutMs);
     });
     const run = Promise.race([this.#source.read(since), timeout])
       .then(
-        (answer) => this.#apply(answer),
-        (error: unknown) => this.#failed(error),
+        (answer) => {
+          if (generation === this.#generation) this.#apply(answer);
+        },
+        (error: unknown) => {
+          if (generation === this.#generation) this.#failed(error);
+        },
       )
       .finally(() => {
         if (timer !== undefined) clearTimeout(timer);
@@ -389,6 +454,9 @@ export class RevocationFollower {
       }
     }
     for (const [jti, until] of this.#tokens) if (until * 1000 <= now) this.#tokens.delete(jti);
+    for (const [key, at] of this.#notBefore) {
+      if (!notBeforeLive(at, now)) this.#notBefore.delete(key);
+    }
     this.#epoch = answer.head;
     this.#lastSuccess = now;
     if (this.#down) {

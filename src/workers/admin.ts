@@ -133,7 +133,7 @@ export function createAdminWorker(options: AdminWorkerOptions): AdminWorker {
       fetch: fetchImpl,
       now,
       // Callers are checked like any request: a signed-out admin is refused here too.
-      feed: feedFor(env.REVOCATION, policy, now),
+      feed: feedFor(env.REVOCATION, policy, now, config.kvCacheTtl),
     });
     const decisionLog = workerDecisionLogger(config.decisionLog, now);
     // The raw binding: a wrapped one (tests) may lack list(), which management needs.

@@ -340,7 +340,13 @@ function onePerIsolate(
     compiled ??= compileWorkerPolicy(options.policy, env);
     const binding = env.PERMISSIONS;
     const kv = binding === undefined ? undefined : (options.wrapKv?.(binding) ?? binding);
-    const feed = feedFor(env.REVOCATION, compiled, seams.now, options.awaitFeedReads === true);
+    const feed = feedFor(
+      env.REVOCATION,
+      compiled,
+      seams.now,
+      config.kvCacheTtl,
+      options.awaitFeedReads === true,
+    );
     built = {
       gatehouse: kvGatehouse({
         policy: compiled,

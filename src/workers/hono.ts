@@ -94,6 +94,16 @@ function keepAlive(c: Context, promise: Promise<unknown>): void {
   }
 }
 
+/**
+ * A feed read the decision started runs beside the request (the follower does not make requests
+ * wait for it): hand it to waitUntil as the guard does, or Workers may cancel it with the request
+ * and the isolate would stop following the feed (review finding 10).
+ */
+function keepFeedReading(c: Context, instance: Gatehouse): void {
+  const pending = instance.revocation?.pending;
+  if (pending !== undefined) keepAlive(c, pending);
+}
+
 /** Verifies the request's bearer token: the principal, or the 401 / 503 answer. */
 async function verifyToken(
   c: Context,
@@ -156,6 +166,7 @@ export function gatehouse(
     });
     keepAlive(c, deciding);
     const decision = await deciding;
+    keepFeedReading(c, instance);
     logged(c, logger, decision, authorization, startedAt, path);
     if (!decision.allow) return denyResponse(decision, authorization);
     c.set('gatehouse', {
@@ -208,6 +219,7 @@ export function requirePermission(
     const checking = state.gatehouse.check(principal, list, clientContext(c.req.raw), mode);
     keepAlive(c, checking);
     const decision = await checking;
+    keepFeedReading(c, state.gatehouse);
     logged(c, logger, decision, authorization, startedAt);
     if (!decision.allow) return denyResponse(decision, authorization);
     return next();

@@ -49,6 +49,19 @@ const MAX_KEYS_PER_CHANGE = 100;
 const MAX_VALUE_BYTES = 128 * 1024;
 /** Largest append body, bytes. */
 const MAX_APPEND_BYTES = MAX_KEYS_PER_CHANGE * 1024 + MAX_VALUE_BYTES * 2;
+/** KV's documented propagation delay, seconds ("60 seconds or more"). */
+const KV_PROPAGATION_SECONDS = 60;
+
+/**
+ * How long a changed key is read from the feed rather than KV, ms. A location may have read the
+ * old value just before the write (or during propagation) and keeps it for `KV_CACHE_TTL`, and an
+ * isolate that reloads from that location keeps it for the permission cache's TTL: the feed must
+ * cover all three, or a revocation comes back once the window ends (review finding 4). Never
+ * below the former fixed 120 s.
+ */
+export function recentWindowMs(kvCacheTtlSeconds: number, cacheTtlSeconds: number): number {
+  return Math.max(120_000, (KV_PROPAGATION_SECONDS + kvCacheTtlSeconds + cacheTtlSeconds) * 1000);
+}
 
 /** The part of `DurableObjectState` the feed uses. */
 export interface DurableObjectStateLike {
@@ -275,7 +288,8 @@ export class DurableFeedClient implements FeedSource, FeedWriter {
 export function feedWritingKv<T extends KvAdminNamespace>(kv: T, feed: FeedWriter): T {
   const record = async (key: string, value: string | null) => {
     if (parseFeedKey(key) === undefined) return;
-    const kept = value === null || value.length <= MAX_VALUE_BYTES;
+    // Bytes, not UTF-16 units: the bound is on what the object stores and serves.
+    const kept = value === null || new TextEncoder().encode(value).length <= MAX_VALUE_BYTES;
     await feed.append({ keys: [key], ...(kept && { values: { [key]: value } }) });
   };
   return new Proxy(kv, {
@@ -334,7 +348,10 @@ export interface WorkerFeed {
 
 export function workerFeed(
   binding: unknown,
-  options: Pick<FollowerOptions, 'intervalMs' | 'strictMaxLagMs' | 'now' | 'awaitReads'>,
+  options: Pick<
+    FollowerOptions,
+    'intervalMs' | 'strictMaxLagMs' | 'recentMs' | 'now' | 'awaitReads'
+  >,
 ): WorkerFeed | undefined {
   if (binding === undefined) return undefined;
   const client = new DurableFeedClient(binding as DurableObjectNamespaceLike);

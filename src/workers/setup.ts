@@ -17,8 +17,9 @@ import {
 import { Gatehouse } from '../policy/decide.ts';
 import { applyIssuerEnv } from '../policy/issuer-env.ts';
 import { type CompiledPolicy, compilePolicy } from '../policy/policy.ts';
+import type { FeedLogOptions } from '../revocation/feed.ts';
 import { KvJwksPersistence, type KvNamespaceLike, KvStore } from './kv-store.ts';
-import { followedKv, type WorkerFeed, workerFeed } from './revocation.ts';
+import { followedKv, recentWindowMs, type WorkerFeed, workerFeed } from './revocation.ts';
 
 /** A Worker's bindings and vars, read by name. */
 export type WorkerVars = { readonly [name: string]: unknown };
@@ -179,14 +180,33 @@ export function kvGatehouse(options: {
   });
 }
 
-/** The isolate's feed follower settings from the compiled policy, when `REVOCATION` is bound. */
+/**
+ * The isolate's feed follower settings from the compiled policy, when `REVOCATION` is bound. Its
+ * recent window is the Durable Object's ({@link feedObjectOptions}): both derive it from the
+ * same policy and `KV_CACHE_TTL`, so the guard asks the feed for a key exactly while it holds it.
+ */
 export function feedFor(
   binding: unknown,
   policy: CompiledPolicy,
   now: () => number,
+  kvCacheTtl: number,
   awaitReads = false,
 ): WorkerFeed | undefined {
-  return workerFeed(binding, { ...policy.revocation, now, awaitReads });
+  return workerFeed(binding, {
+    ...policy.revocation,
+    recentMs: recentWindowMs(kvCacheTtl, policy.cache.ttlSeconds ?? 30),
+    now,
+    awaitReads,
+  });
+}
+
+/**
+ * The feed Durable Object's options, from the guard's policy and vars (the object runs in the
+ * guard's Worker, so it sees the same env): it keeps each value for the guard's recent window.
+ */
+export function feedObjectOptions(policy: unknown, env: WorkerVars): FeedLogOptions {
+  const compiled = compileWorkerPolicy(policy, env);
+  return { recentMs: recentWindowMs(readKvCacheTtl(env), compiled.cache.ttlSeconds ?? 30) };
 }
 
 /**

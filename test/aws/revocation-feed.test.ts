@@ -3,19 +3,24 @@
  * and the Lambda authorizer following them with its default 30-second permission cache, so a
  * deny well before 30 s came from the feed.
  */
-import { DeleteItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteItemCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FeedRecordingStore } from '../../src/admin/feed-store.ts';
 import { PermissionAdmin } from '../../src/admin/operations.ts';
 import { createAdminLambdaHandler } from '../../src/aws/admin-lambda.ts';
-import type { SimpleResponse } from '../../src/aws/authorizer.ts';
+import type { IamResponse, SimpleResponse } from '../../src/aws/authorizer.ts';
 import { DynamoDBAdminStore } from '../../src/aws/dynamodb-admin-store.ts';
-import { PARTITION_KEY, SORT_KEY } from '../../src/aws/dynamodb-store.ts';
+import { PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE } from '../../src/aws/dynamodb-store.ts';
 import { createLambdaHandler } from '../../src/aws/lambda.ts';
 import { DynamoDBFeed, FEED_PARTITION } from '../../src/aws/revocation-feed.ts';
-import { feedKeys, TrackedFeed } from '../../src/revocation/index.ts';
+import { feedKeys, RevocationFollower, TrackedFeed } from '../../src/revocation/index.ts';
 import { subjectStorageKey } from '../../src/stores/keys.ts';
 import { DEMO_AUDIENCE, DEMO_ISSUER } from '../support/cases.ts';
 import { cliHarness } from '../support/cli.ts';
@@ -24,8 +29,10 @@ import {
   demoTable,
   httpEvent,
   type LocalDynamo,
+  restRequestEvent,
   SECRET,
   startDynalite,
+  tokenEvent,
 } from './support.ts';
 
 let local: LocalDynamo;
@@ -75,6 +82,24 @@ async function setup(policy: unknown = DEMO_POLICY, lambdaClient: DynamoDBClient
   return { table, feed, admin, handler, allowed };
 }
 
+/** A client that fails every read of the feed partition, and only those, while `down`. */
+function feedFailingClient(state = { down: true }): DynamoDBClient {
+  const failing = local.client({ maxAttempts: 1 });
+  failing.middlewareStack.add(
+    (next) => async (args) => {
+      const input = (
+        args as { input?: { ExpressionAttributeValues?: Record<string, { S?: string }> } }
+      ).input;
+      if (state.down && input?.ExpressionAttributeValues?.[':pk']?.S === FEED_PARTITION) {
+        throw new Error('feed partition unreachable');
+      }
+      return next(args);
+    },
+    { step: 'initialize' },
+  );
+  return failing;
+}
+
 async function untilDenied(allowed: () => Promise<boolean>, giveUpMs = 10_000): Promise<number> {
   const started = Date.now();
   while (Date.now() - started < giveUpMs) {
@@ -105,16 +130,17 @@ describe('the feed items', () => {
     const table = await demoTable(client);
     const feed = new DynamoDBFeed({ client, tableName: table });
     const key = subjectStorageKey({ subject: 'alice' });
-    const exp = Math.floor(Date.now() / 1000) + 600;
-    await feed.append({ notBefore: { key, at: 2000 } });
-    await feed.append({ notBefore: { key, at: 1000 } });
+    const now = Math.floor(Date.now() / 1000);
+    const exp = now + 600;
+    await feed.append({ notBefore: { key, at: now - 100 } });
+    await feed.append({ notBefore: { key, at: now - 200 } });
     await feed.append({ token: { jti: 'j-1', expiresAt: exp } });
 
     const answer = await feed.read(-1);
 
     expect(answer).toMatchObject({ head: 3, reset: true });
     expect(answer.changes).toContainEqual(
-      expect.objectContaining({ notBefore: { key, at: 2000 } }),
+      expect.objectContaining({ notBefore: { key, at: now - 100 } }),
     );
     expect(answer.changes).toContainEqual(
       expect.objectContaining({ token: { jti: 'j-1', expiresAt: exp } }),
@@ -138,6 +164,109 @@ describe('the feed items', () => {
 
     expect((await feed.read(1)).reset).toBe(true);
     expect((await feed.read(2)).reset).toBe(false);
+  });
+
+  it('resets a follower whose epoch is ahead of the head (a restored or rewound table)', async () => {
+    const table = await demoTable(client);
+    const feed = new DynamoDBFeed({ client, tableName: table });
+    for (let i = 0; i < 5; i++) await feed.append({ keys: [feedKeys.user({ subject: 'x' })] });
+    const follower = new RevocationFollower(feed);
+    await follower.sync();
+    expect(follower.epoch).toBe(5);
+    // The table goes back to when the head was 2 (point-in-time restore).
+    for (const epoch of [3, 4, 5]) {
+      await client.send(
+        new DeleteItemCommand({
+          TableName: table,
+          Key: {
+            [PARTITION_KEY]: { S: FEED_PARTITION },
+            [SORT_KEY]: { S: `C#${String(epoch).padStart(16, '0')}` },
+          },
+        }),
+      );
+    }
+    await client.send(
+      new PutItemCommand({
+        TableName: table,
+        Item: {
+          [PARTITION_KEY]: { S: FEED_PARTITION },
+          [SORT_KEY]: { S: 'HEAD' },
+          epoch: { N: '2' },
+        },
+      }),
+    );
+    const iat = Math.floor(Date.now() / 1000) - 60;
+    const epoch = await feed.append({
+      notBefore: { key: subjectStorageKey({ subject: 'alice' }), at: iat + 30 },
+    });
+    expect(epoch).toBe(3);
+
+    await follower.sync();
+    expect(follower.stats.resets).toBe(2);
+    expect(follower.epoch).toBe(3);
+    const alice = {
+      issuer: DEMO_ISSUER,
+      issuerKind: 'external' as const,
+      subject: 'alice',
+      scopes: [],
+      claims: {},
+      actors: [],
+      expiresAt: iat + 600,
+      issuedAt: iat,
+    };
+    expect(follower.admit(alice)).toMatchObject({ status: 401, reason: 'session_revoked' });
+    // The feed gone altogether (a table emptied under a warm container): a reset too.
+    for (const sk of ['HEAD', ...[1, 2, 3].map((e) => `C#${String(e).padStart(16, '0')}`)]) {
+      await client.send(
+        new DeleteItemCommand({
+          TableName: table,
+          Key: { [PARTITION_KEY]: { S: FEED_PARTITION }, [SORT_KEY]: { S: sk } },
+        }),
+      );
+    }
+    expect((await feed.read(3)).reset).toBe(true);
+  });
+
+  it('does not reset a follower that saw a change whose head update is still missing', async () => {
+    const table = await demoTable(client);
+    const feed = new DynamoDBFeed({ client, tableName: table });
+    for (let i = 0; i < 3; i++) await feed.append({ keys: [feedKeys.user({ subject: 'x' })] });
+    // A writer that claimed epoch 3 and died before advancing the head.
+    await client.send(
+      new PutItemCommand({
+        TableName: table,
+        Item: {
+          [PARTITION_KEY]: { S: FEED_PARTITION },
+          [SORT_KEY]: { S: 'HEAD' },
+          epoch: { N: '2' },
+        },
+      }),
+    );
+    const answer = await feed.read(3);
+    expect(answer).toMatchObject({ reset: false, head: 3, changes: [] });
+  });
+
+  it('expires not-befores a year after their time (DynamoDB TTL), skipping any TTL left behind', async () => {
+    const table = await demoTable(client);
+    const feed = new DynamoDBFeed({ client, tableName: table });
+    const now = Math.floor(Date.now() / 1000);
+    const live = subjectStorageKey({ subject: 'alice' });
+    const gone = subjectStorageKey({ subject: 'bob' });
+    await feed.append({ notBefore: { key: live, at: now - 100 } });
+    // Signed out a year (and the leeway) ago: no token it refuses can still be live.
+    await feed.append({ notBefore: { key: gone, at: now - 31_536_000 - 300 } });
+
+    const item = await client.send(
+      new GetItemCommand({
+        TableName: table,
+        Key: { [PARTITION_KEY]: { S: 'REVOKED' }, [SORT_KEY]: { S: `NB#${live}` } },
+      }),
+    );
+    const answer = await feed.read(-1);
+
+    expect(Number(item.Item?.[TTL_ATTRIBUTE]?.N)).toBe(now - 100 + 31_536_000 + 300);
+    expect(answer.changes.map((c) => c.notBefore?.key)).toContain(live);
+    expect(answer.changes.map((c) => c.notBefore?.key)).not.toContain(gone);
   });
 
   it('stays out of export: the feed is not permission data', async () => {
@@ -179,29 +308,96 @@ describe('the Lambda authorizer following the feed', () => {
   });
 
   it('answers a strict route only while the feed can be read', async () => {
-    // The authorizer's client fails every read of the feed partition, and only those.
-    const failing = local.client({ maxAttempts: 1 });
-    failing.middlewareStack.add(
-      (next) => async (args) => {
-        const input = (
-          args as { input?: { ExpressionAttributeValues?: Record<string, { S?: string }> } }
-        ).input;
-        if (input?.ExpressionAttributeValues?.[':pk']?.S === FEED_PARTITION) {
-          throw new Error('feed partition unreachable');
-        }
-        return next(args);
-      },
-      { step: 'initialize' },
-    );
-    const down = await setup(STRICT_POLICY, failing);
-    const up = await setup(STRICT_POLICY);
+    const state = { down: false };
+    let offset = 0;
+    const table = await demoTable(client);
+    const handler = createLambdaHandler({
+      policy: STRICT_POLICY,
+      env: { TABLE_NAME: table, GATEHOUSE_DEV_SECRET: SECRET },
+      client: feedFailingClient(state),
+      log: () => {},
+      now: () => Date.now() + offset,
+    });
+    const allowed = async (jwt: string, path: string) =>
+      ((await handler(httpEvent('GET', path, jwt))) as SimpleResponse).isAuthorized;
     const alice = await token('alice');
+    expect(await allowed(alice, '/payouts')).toBe(true);
+    state.down = true;
+    offset = 11_000;
 
     // A 503 decision is an authorizer failure: API Gateway answers 500, never the route.
-    await expect(down.allowed(alice, '/payouts')).rejects.toThrow(/revocation_unavailable/);
-    expect(await down.allowed(alice, '/drafts')).toBe(true);
-    expect(await up.allowed(alice, '/payouts')).toBe(true);
+    await expect(allowed(alice, '/payouts')).rejects.toThrow(/revocation_unavailable/);
+    expect(await allowed(alice, '/drafts')).toBe(true);
+    state.down = false;
+    offset = 12_000;
+    expect(await allowed(alice, '/payouts')).toBe(true);
   });
+
+  it('refuses every token on a container that never read the feed (sign-outs live there)', async () => {
+    const { admin } = await setup();
+    const old = await token('alice', { iat: Math.floor(Date.now() / 1000) - 10 });
+    await admin.revokeSessions({ subject: 'alice' });
+    const cold = await setup(DEMO_POLICY, feedFailingClient());
+
+    await expect(cold.allowed(old)).rejects.toThrow(/revocation_unavailable/);
+    await expect(cold.allowed(await token('bob'))).rejects.toThrow(/revocation_unavailable/);
+  });
+});
+
+describe('principal mode and strict routes', () => {
+  const events = {
+    'REST TOKEN': tokenEvent,
+    'REST REQUEST': restRequestEvent,
+    'HTTP API (IAM answer)': httpEvent,
+  } as const;
+  const allowed = (answer: unknown) =>
+    ((answer as IamResponse).policyDocument.Statement as { Effect: string; Resource: string[] }[])
+      .filter((s) => s.Effect === 'Allow')
+      .flatMap((s) => s.Resource);
+  const lists = (resources: string[], route: string) => resources.some((r) => r.endsWith(route));
+  const handlerFor = async (dynamo: DynamoDBClient, extra: Record<string, string> = {}) => {
+    const table = await demoTable(client);
+    return createLambdaHandler({
+      policy: STRICT_POLICY,
+      env: {
+        TABLE_NAME: table,
+        GATEHOUSE_DEV_SECRET: SECRET,
+        AUTHORIZER_MODE: 'principal',
+        HTTP_API_RESPONSE: 'iam',
+        ...extra,
+      },
+      client: dynamo,
+      log: () => {},
+    });
+  };
+
+  for (const [kind, event] of Object.entries(events)) {
+    it(`hands out no cacheable answer while the feed lags (${kind})`, async () => {
+      const handler = await handlerFor(feedFailingClient());
+      const alice = await token('alice');
+      await expect(handler(event('GET', '/payouts', alice))).rejects.toThrow(
+        /revocation_unavailable/,
+      );
+      // A non-strict route too: its answer would cover /payouts for AuthorizerTtl.
+      await expect(handler(event('GET', '/drafts', alice))).rejects.toThrow(
+        /revocation_unavailable/,
+      );
+    });
+
+    it(`lists strict routes while the feed is read, never without a feed (${kind})`, async () => {
+      const alice = await token('alice');
+      const up = await handlerFor(client);
+      const off = await handlerFor(client, { REVOCATION_FEED: 'off' });
+
+      const healthy = allowed(await up(event('GET', '/drafts', alice)));
+      const unfed = allowed(await off(event('GET', '/drafts', alice)));
+
+      expect(lists(healthy, '/GET/payouts')).toBe(true);
+      expect(lists(healthy, '/GET/drafts')).toBe(true);
+      expect(lists(unfed, '/GET/payouts')).toBe(false);
+      expect(lists(unfed, '/GET/drafts')).toBe(true);
+    });
+  }
 });
 
 describe('the CLI on DynamoDB', () => {

@@ -12,6 +12,7 @@ import {
   parseIssuerKeys,
 } from '../../src/delegation/index.ts';
 import { compilePolicy, Gatehouse } from '../../src/policy/index.ts';
+import { MemoryFeed, RevocationFollower } from '../../src/revocation/index.ts';
 import { type GatehouseEnv, gatehouse, requirePermission } from '../../src/workers/hono.ts';
 import { KvStore } from '../../src/workers/kv-store.ts';
 import { DEMO_DELEGATION_ISSUER, DEMO_ISSUER } from '../support/cases.ts';
@@ -75,6 +76,51 @@ describe('gatehouse() middleware', () => {
     });
     expect(response.status).toBe(503);
   });
+});
+
+describe('the revocation feed behind the middleware', () => {
+  for (const authorize of ['routes', 'token'] as const) {
+    it(`hands the feed read a request started to waitUntil (${authorize} mode)`, async () => {
+      let clock = Date.now();
+      const now = () => clock;
+      const feed = new MemoryFeed({ now });
+      const follower = new RevocationFollower(feed, { now, log: () => {} });
+      const policy = compilePolicy(DEMO_POLICY, { env: { GATEHOUSE_DEV_SECRET: TEST_SECRET } });
+      const gh = new Gatehouse({
+        policy,
+        store: new KvStore(env.PERMISSIONS),
+        revocation: follower,
+      });
+      const hono = new Hono<GatehouseEnv>();
+      hono.use('*', gatehouse({ gatehouse: gh, authorize }));
+      hono.get('/posts/:id', requirePermission('read:posts'), (c) => c.text('ok'));
+      const kept: Promise<unknown>[] = [];
+      const ctx = {
+        waitUntil: (promise: Promise<unknown>) => void kept.push(promise),
+        passThroughOnException: () => {},
+        props: {},
+      };
+      const token = await demoTokenFor('alice');
+      // The first request of a new follower waits for its read; the next one after an interval
+      // starts a read beside the request, which only waitUntil keeps alive on Workers.
+      expect((await hono.request('/posts/1', { headers: bearer(token) }, env, ctx)).status).toBe(
+        200,
+      );
+      clock += 1500;
+      const read = feed.read.bind(feed);
+      feed.read = (since) => {
+        // Slow enough to still be running when the response is out.
+        return new Promise<void>((resolve) => setTimeout(resolve, 20)).then(() => read(since));
+      };
+      const response = await hono.request('/posts/1', { headers: bearer(token) }, env, ctx);
+      const pending = follower.pending;
+
+      expect(response.status).toBe(200);
+      expect(pending).toBeDefined();
+      expect(kept).toContain(pending);
+      await pending;
+    });
+  }
 });
 
 describe('requirePermission()', () => {

@@ -222,11 +222,11 @@ describe('a feed that does not answer', () => {
     });
 
     const first = performance.now();
-    expect((await ask(gatehouse, { sub: 'alice' })).allow).toBe(true);
+    expect((await ask(gatehouse, { sub: 'alice' })).reason).toBe('revocation_unavailable');
     const firstMs = performance.now() - first;
     clock += 1000;
     const later = performance.now();
-    expect((await ask(gatehouse, { sub: 'alice' })).allow).toBe(true);
+    expect((await ask(gatehouse, { sub: 'alice' })).reason).toBe('revocation_unavailable');
     const laterMs = performance.now() - later;
 
     expect(firstMs).toBeGreaterThanOrEqual(90);
@@ -288,6 +288,116 @@ describe('sign out everywhere (not-before)', () => {
   });
 });
 
+describe('an instance that has never read the feed (review finding 6)', () => {
+  it('refuses every token, signed out or not, until a read succeeds; then the sign-out holds', async () => {
+    await feed.append({
+      notBefore: { key: subjectStorageKey({ subject: 'bob', tenant: 'acme' }), at: START / 1000 },
+    });
+    const bobOld = await idp.mint({ tid: 'acme', sub: 'bob', iat: START / 1000 - 60 });
+    const { source, state } = switchableSource(feed);
+    state.down = true;
+    const { gatehouse, follower } = build(source);
+
+    for (const minutes of [0, 1, 10, 60]) {
+      clock = START + minutes * 60_000;
+      const decision = await gatehouse.decide({
+        method: 'GET',
+        path: '/stats',
+        authorization: `Bearer ${bobOld}`,
+      });
+      expect({ minutes, reason: decision.reason }).toEqual({
+        minutes,
+        reason: 'revocation_unavailable',
+      });
+      expect(decision.status).toBe(503);
+      expect((await ask(gatehouse, { sub: 'alice' })).reason).toBe('revocation_unavailable');
+    }
+    state.down = false;
+    clock += 1000;
+    await ask(gatehouse, { sub: 'alice' });
+    await settle(follower);
+    const bob = await gatehouse.decide({
+      method: 'GET',
+      path: '/stats',
+      authorization: `Bearer ${bobOld}`,
+    });
+    expect(bob.reason).toBe('session_revoked');
+    expect((await ask(gatehouse, { sub: 'alice' })).allow).toBe(true);
+  });
+
+  it('still answers bare-subject checks (no session to revoke)', async () => {
+    const { source, state } = switchableSource(feed);
+    state.down = true;
+    const { follower } = build(source);
+    await follower.sync();
+    const verdict = await follower.admit(
+      {
+        issuer: idp.issuer,
+        issuerKind: 'external',
+        subject: 'alice',
+        tenant: 'acme',
+        scopes: [],
+        claims: {},
+        actors: [],
+        expiresAt: clock / 1000 + 60,
+      },
+      { session: false },
+    );
+    expect(verdict).toBeNull();
+  });
+});
+
+describe('not-befores are forgotten once no token they refuse can be live (review finding 9)', () => {
+  const year = 31_536_000;
+
+  it('refuses tokens without iat or living longer than a year, signed out or not', async () => {
+    const { gatehouse } = build();
+    const now = Math.floor(clock / 1000);
+    expect((await ask(gatehouse, { sub: 'alice', iat: undefined })).reason).toBe(
+      'token_lifetime_unbounded',
+    );
+    expect(
+      (await ask(gatehouse, { sub: 'alice', iat: now - 10, exp: now - 10 + year + 1 })).reason,
+    ).toBe('token_lifetime_unbounded');
+    expect(
+      (await ask(gatehouse, { sub: 'alice', iat: now - 10, exp: now - 10 + year })).allow,
+    ).toBe(true);
+  });
+
+  it('drops a not-before from the feed and the follower a year (plus leeway) after its time', async () => {
+    const at = Math.floor(START / 1000);
+    await feed.append({ notBefore: { key: 'k1', at } });
+    const follower = new RevocationFollower(feed, { now, log: () => {} });
+    await follower.sync();
+    expect(follower.notBefore({ subject: 'x' })).toBeUndefined();
+    expect((await feed.read(-1)).changes.some((c) => c.notBefore?.key === 'k1')).toBe(true);
+
+    clock = (at + year + 300) * 1000 - 1;
+    expect((await feed.read(-1)).changes.some((c) => c.notBefore?.key === 'k1')).toBe(true);
+    clock = (at + year + 300) * 1000;
+    expect((await feed.read(-1)).changes.some((c) => c.notBefore?.key === 'k1')).toBe(false);
+    // The next append prunes it from the persisted state too.
+    const { writes } = feed.log.append({ keys: ['user/-/s:x'] }, clock);
+    expect(writes.delete).toContain('nb:k1');
+  });
+
+  it('keeps refusing every token the forgotten not-before refused', async () => {
+    const at = Math.floor(START / 1000);
+    await feed.append({
+      notBefore: { key: subjectStorageKey({ subject: 'alice', tenant: 'acme' }), at },
+    });
+    const { gatehouse } = build();
+    // The longest-lived token it refuses: issued just before, living a year.
+    const token = await idp.mint({ tid: 'acme', sub: 'alice', iat: at - 1, exp: at - 1 + year });
+    const ask2 = () =>
+      gatehouse.decide({ method: 'GET', path: '/stats', authorization: `Bearer ${token}` });
+    expect((await ask2()).reason).toBe('session_revoked');
+    clock = (at + year + 300) * 1000;
+    expect((await ask2()).allow).toBe(false);
+    expect((await ask2()).reason).not.toBe('session_revoked');
+  });
+});
+
 describe('token revocation by jti', () => {
   it('refuses the revoked jti until its expiry, and only that one', async () => {
     const until = Math.floor(START / 1000) + 600;
@@ -302,11 +412,50 @@ describe('token revocation by jti', () => {
   });
 });
 
+describe('a read that never settles (its timer cancelled with the request that started it)', () => {
+  it('is abandoned after twice the read timeout, so the follower keeps following the feed', async () => {
+    let hang = true;
+    const source: FeedSource = {
+      read: (since) => (hang ? new Promise<FeedAnswer>(() => {}) : feed.read(since)),
+    };
+    // No timers here: the read's timeout never fires, as when Workers cancel it.
+    const follower = new RevocationFollower(source, {
+      now,
+      readTimeoutMs: 1000,
+      log: (e) => logs.push({ ...e }),
+    });
+    const realSetTimeout = globalThis.setTimeout;
+    globalThis.setTimeout = (() => 0) as unknown as typeof setTimeout;
+    try {
+      follower.tick();
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+    }
+    expect(follower.pending).toBeDefined();
+    hang = false;
+    await feed.append({ keys: [feedKeys.user({ subject: 'alice', tenant: 'acme' })] });
+    clock += 1500;
+    follower.tick();
+    expect(follower.epoch).toBe(-1);
+    clock += 1000;
+    follower.tick();
+    await follower.pending;
+
+    expect(follower.epoch).toBe(1);
+    expect(logs.map((l) => l.msg)).toEqual([
+      'gatehouse.revocation_feed_unavailable',
+      'gatehouse.revocation_feed_recovered',
+    ]);
+  });
+});
+
 describe('strict routes', () => {
   it('answer 503 while the feed cannot be read; other routes keep the TTL bound and log once', async () => {
     const { source, state } = switchableSource(feed);
+    const { gatehouse, follower } = build(source);
+    await follower.sync();
     state.down = true;
-    const { gatehouse } = build(source);
+    clock += 11_000;
 
     const strict = await ask(gatehouse, { sub: 'alice' }, '/payouts');
     const other = await ask(gatehouse, { sub: 'alice' }, '/stats');
@@ -339,6 +488,48 @@ describe('strict routes', () => {
     expect(within.allow).toBe(true);
     expect(beyond.reason).toBe('revocation_unavailable');
     expect(recovered.allow).toBe(true);
+  });
+
+  it('wait for the read the first request after idle starts, rather than refuse (healthy feed)', async () => {
+    const { gatehouse, follower } = build();
+    expect((await ask(gatehouse, { sub: 'alice' }, '/payouts')).allow).toBe(true);
+    for (const idle of [11_000, 60_000, 3_600_000]) {
+      clock += idle;
+      const first = await ask(gatehouse, { sub: 'alice' }, '/payouts');
+      expect({ idle, allow: first.allow }).toEqual({ idle, allow: true });
+    }
+    expect(follower.stats.failures).toBe(0);
+  });
+
+  it('answer 503 at once after idle when the feed is known to be down', async () => {
+    const { source, state } = switchableSource(feed);
+    const { gatehouse, follower } = build(source);
+    expect((await ask(gatehouse, { sub: 'alice' }, '/payouts')).allow).toBe(true);
+    state.down = true;
+    clock += 11_000;
+    // The first request after idle waits for its read, which fails: 503.
+    expect((await ask(gatehouse, { sub: 'alice' }, '/payouts')).reason).toBe(
+      'revocation_unavailable',
+    );
+    const readsBefore = state.reads;
+    clock += 1_500;
+    // Later ones do not wait on the retries of a known outage.
+    const started = follower.admit(
+      {
+        issuer: idp.issuer,
+        issuerKind: 'external',
+        subject: 'alice',
+        tenant: 'acme',
+        scopes: [],
+        claims: {},
+        actors: [],
+        expiresAt: clock / 1000 + 60,
+        issuedAt: clock / 1000,
+      },
+      { strict: true },
+    );
+    expect(started).toMatchObject({ status: 503, reason: 'revocation_unavailable' });
+    expect(state.reads).toBe(readsBefore + 1);
   });
 
   it('answer 503 without any feed: nothing can vouch for freshness', async () => {
