@@ -51,6 +51,12 @@ export type RevocationReason =
   | 'revocation_unavailable'
   | 'consistency_unavailable';
 
+/**
+ * A read due after this many intervals without one (no requests meanwhile) is waited for: the
+ * isolate was idle, and its cache may be older than the feed's bound.
+ */
+const IDLE_GAP_INTERVALS = 2;
+
 export interface Refusal {
   readonly status: 401 | 503;
   readonly reason: RevocationReason;
@@ -133,6 +139,8 @@ export class RevocationFollower {
   #inflight: Promise<void> | undefined;
   /** The first read has settled (answered or failed): requests stop waiting for reads. */
   #started = false;
+  /** The read in flight began after an idle gap: requests wait for it (see tick). */
+  #catchingUp = false;
   #lastForced = Number.NEGATIVE_INFINITY;
   /** Counts reads started: an abandoned read that settles late must not apply its old answer. */
   #generation = 0;
@@ -237,8 +245,8 @@ export class RevocationFollower {
 
   /**
    * Starts a read when one is due. Returns a promise when the caller should wait for it: the
-   * first read of a new follower (once: if it fails, later requests do not wait on retries), or
-   * every read with `awaitReads`.
+   * first read of a new follower (once: if it fails, later requests do not wait on retries), a
+   * read that starts after an idle gap (below), or every read with `awaitReads`.
    */
   tick(): Promise<void> | undefined {
     const now = this.#now();
@@ -247,13 +255,22 @@ export class RevocationFollower {
       // started it (a Workers request context gone). Abandon it, or no read would start again and
       // the isolate would silently stop following the feed.
       this.#inflight = undefined;
+      this.#catchingUp = false;
       this.#started = true;
       this.#failed(new Error('feed read abandoned'));
     }
     if (this.#inflight === undefined && now - this.#lastAttempt >= this.#intervalMs) {
+      // Under steady traffic a read starts every interval and requests never wait: what they
+      // miss is at most two intervals old. After an idle gap the cache may hold what changed
+      // meanwhile (a request 20 s after a revoke was allowed once), so that read is waited for,
+      // by every request that arrives while it runs, within readTimeoutMs. A failing feed is
+      // still attempted every interval while requests arrive, so an outage is not an idle gap
+      // and does not make each request wait.
+      this.#catchingUp =
+        this.#started && now - this.#lastAttempt >= IDLE_GAP_INTERVALS * this.#intervalMs;
       this.#start(now);
     }
-    if (this.#inflight !== undefined && (this.#awaitReads || !this.#started)) {
+    if (this.#inflight !== undefined && (this.#awaitReads || !this.#started || this.#catchingUp)) {
       return this.#inflight;
     }
     return undefined;
@@ -419,7 +436,10 @@ export class RevocationFollower {
       .finally(() => {
         if (timer !== undefined) clearTimeout(timer);
         this.#started = true;
-        if (this.#inflight === run) this.#inflight = undefined;
+        if (this.#inflight === run) {
+          this.#inflight = undefined;
+          this.#catchingUp = false;
+        }
       });
     this.#inflight = run;
     return run;

@@ -108,6 +108,22 @@ describe('the revocation feed on Workers', () => {
     expect(ms).toBeLessThan(2500);
   });
 
+  it('denies the very first request after an idle isolate missed a revocation', async () => {
+    const subject = fresh('idle');
+    await grant(subject, 'read:stats');
+    const guard = followingGuard();
+    const token = await demoTokenFor(subject);
+    const ask = () => guard.fetch('/stats', { headers: bearer(token) });
+    expect((await ask()).status).toBe(200);
+    expect((await ask()).status).toBe(200);
+
+    expect((await adminCall('DELETE', `/users/${subject}/grants/read:stats`)).status).toBe(200);
+    // No requests for longer than two feed intervals: the isolate's next read waits.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+
+    expect((await ask()).status).toBe(403);
+  });
+
   it('keeps serving other subjects from the cache: only the changed record is evicted', async () => {
     const changed = fresh('changed');
     const other = fresh('other');

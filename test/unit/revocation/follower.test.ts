@@ -171,6 +171,49 @@ describe('following the feed', () => {
     expect((await ask(gatehouse, { sub: 'carol', tid: 'acme' })).reason).toBe('missing_permission');
   });
 
+  it('makes the first request after an idle gap wait for the feed, so it sees the change', async () => {
+    const { gatehouse } = build();
+    expect((await ask(gatehouse, { sub: 'alice' })).allow).toBe(true);
+    data.putUser(user('alice', []));
+    await feed.append({ keys: [feedKeys.user({ subject: 'alice', tenant: 'acme' })] });
+
+    // Idle for 20 s (found by following the README: the first request was allowed once).
+    clock += 20_000;
+
+    expect((await ask(gatehouse, { sub: 'alice' })).reason).toBe('missing_permission');
+  });
+
+  it('waits only after idle gaps: never under steady traffic, never on each retry of a failing feed', async () => {
+    const { source, state } = switchableSource(feed);
+    const { gatehouse, follower } = build(source);
+    await ask(gatehouse, { sub: 'alice' });
+    // Steady traffic: a read falls due every interval and runs beside the request.
+    for (let i = 0; i < 5; i++) {
+      clock += 1000;
+      expect(follower.tick()).toBeUndefined();
+      await settle(follower);
+    }
+    // Idle for three intervals: the read that falls due is handed back to be waited for, and
+    // every request arriving while it runs waits for the same read.
+    clock += 3000;
+    const first = follower.tick();
+    expect(first).toBeInstanceOf(Promise);
+    expect(follower.tick()).toBe(first);
+    await first;
+    expect(follower.tick()).toBeUndefined();
+    // A failing feed under traffic: one wait after idle, then retries run beside requests.
+    state.down = true;
+    clock += 5000;
+    const failing = follower.tick();
+    expect(failing).toBeInstanceOf(Promise);
+    await failing;
+    for (let i = 0; i < 3; i++) {
+      clock += 1000;
+      expect(follower.tick()).toBeUndefined();
+      await settle(follower);
+    }
+  });
+
   it('reads the feed at most once per interval under load, and never while idle', async () => {
     const { source, state } = switchableSource(feed);
     const { gatehouse, follower } = build(source);
