@@ -56,6 +56,17 @@ export function numberOption(
   return value;
 }
 
+/** {@link numberOption} for whole numbers (seconds, counts, depths). */
+export function integerOption(
+  value: unknown,
+  field: string,
+  min: number,
+  max: number,
+  fallback: number,
+): number {
+  return numberOption(value, field, min, max, fallback, true);
+}
+
 /** Stable reasons a bearer token is refused. Each maps to a 401 except `keys_unavailable` (503). */
 export type TokenErrorCode =
   | 'token_missing'

@@ -4,7 +4,7 @@
  * Nobody may act for anyone unless a rule says so. Every mistake is a ConfigError naming the
  * field.
  */
-import { ConfigError } from '../errors.ts';
+import { ConfigError, integerOption } from '../errors.ts';
 import { assertPermission } from '../permissions/index.ts';
 import type { IssuerOptions } from '../token/options.ts';
 import type { Actor } from '../types.ts';
@@ -82,14 +82,6 @@ export interface DelegationConfig {
 
 export const DEFAULT_KEYS_ENV = 'GATEHOUSE_DELEGATION_KEYS';
 
-function integer(value: unknown, field: string, min: number, max: number, fallback: number) {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(field, `expected an integer from ${min} to ${max}`);
-  }
-  return value;
-}
-
 /**
  * Compiles the section. `externalIssuers` are the policy's issuer names: Gatehouse's own must be
  * none of them, or an identity provider's token could pass for Gatehouse's. `secrets: false`
@@ -151,14 +143,14 @@ export function compileDelegation(
     audiences: Object.freeze([...audiences]),
     keysEnv,
     keys,
-    maxLifetimeSeconds: integer(
+    maxLifetimeSeconds: integerOption(
       doc.maxLifetimeSeconds,
       `${field}.maxLifetimeSeconds`,
       1,
       MAX_MAX_LIFETIME_SECONDS,
       DEFAULT_MAX_LIFETIME_SECONDS,
     ),
-    maxDepth: integer(doc.maxDepth, `${field}.maxDepth`, 1, MAX_MAX_DEPTH, DEFAULT_MAX_DEPTH),
+    maxDepth: integerOption(doc.maxDepth, `${field}.maxDepth`, 1, MAX_MAX_DEPTH, DEFAULT_MAX_DEPTH),
     actors: Object.freeze(actors),
     adminApi: doc.adminApi ?? false,
     standingGrants: doc.standingGrants ?? false,

@@ -7,7 +7,7 @@
 import type { DelegationConfig } from '../delegation/config.ts';
 import { EVENT_TYPE } from '../delegation/constants.ts';
 import { type IssuerKeySet, keyAlgorithms, publicJwks } from '../delegation/keys.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, integerOption } from '../errors.ts';
 import type { IssuerOptions } from '../token/options.ts';
 
 /** The `events` section as written. */
@@ -44,14 +44,6 @@ export const MAX_EVENT_TTL_SECONDS = 1_209_600;
 /** Well under a Workers Queues message (128 KB) and an SQS message (256 KiB). */
 export const DEFAULT_EVENT_MAX_BYTES = 65_536;
 
-function integer(value: unknown, field: string, min: number, max: number, fallback: number) {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(field, `expected an integer from ${min} to ${max}`);
-  }
-  return value;
-}
-
 /** Compiles the section against the delegation section it signs with (required). */
 export function compileEvents(
   doc: EventsDocument,
@@ -77,14 +69,14 @@ export function compileEvents(
       );
     }
   });
-  const maxTtlSeconds = integer(
+  const maxTtlSeconds = integerOption(
     doc.maxTtlSeconds,
     `${field}.maxTtlSeconds`,
     1,
     MAX_EVENT_TTL_SECONDS,
     DEFAULT_EVENT_MAX_TTL_SECONDS,
   );
-  const defaultTtlSeconds = integer(
+  const defaultTtlSeconds = integerOption(
     doc.defaultTtlSeconds,
     `${field}.defaultTtlSeconds`,
     1,
@@ -97,7 +89,13 @@ export function compileEvents(
     source: doc.source ?? delegation.issuer,
     defaultTtlSeconds,
     maxTtlSeconds,
-    maxBytes: integer(doc.maxBytes, `${field}.maxBytes`, 1024, 262_144, DEFAULT_EVENT_MAX_BYTES),
+    maxBytes: integerOption(
+      doc.maxBytes,
+      `${field}.maxBytes`,
+      1024,
+      262_144,
+      DEFAULT_EVENT_MAX_BYTES,
+    ),
     keysEnv: delegation.keysEnv,
     keys: delegation.keys,
   };
