@@ -7,7 +7,12 @@
  * `Gatehouse.check` (revocation feed included: a sign-out after the event's `iat` refuses it).
  */
 
-import { EVENT_TYPE } from '../delegation/constants.ts';
+import {
+  ACTOR_IATS_CLAIM,
+  EVENT_TYPE,
+  PARENTS_CLAIM,
+  SUBJECT_IAT_CLAIM,
+} from '../delegation/constants.ts';
 import { actClaim, createSigner, type DelegationSigner, newTokenId } from '../delegation/mint.ts';
 import { EventError, TokenError } from '../errors.ts';
 import { isValidPermission } from '../permissions/index.ts';
@@ -303,11 +308,13 @@ export class GatehouseEvents {
     }
     const nowMs = this.now();
     const iat = Math.floor(nowMs / 1000);
-    // Not bounded by the caller's token: the event outlives the request by design (a queue
-    // consumes it later). Its bound is maxTtlSeconds; the re-check decides whether it still runs.
-    const exp = iat + ttl;
-    const id = newTokenId();
     const delegated = this.gatehouse.delegated(principal);
+    // An identity provider's token does not bound the event: it outlives the request by design
+    // (a queue consumes it later), up to maxTtlSeconds, and the re-check decides whether it still
+    // runs. A delegation token does: its short life is the bound on delegated authority
+    // (delegation.maxLifetimeSeconds), which an event must not stretch (review R10).
+    const exp = delegated ? Math.min(iat + ttl, principal.expiresAt) : iat + ttl;
+    const id = newTokenId();
     const claims: EventClaims = {
       iss: config.issuer,
       aud: audience,
@@ -333,6 +340,7 @@ export class GatehouseEvents {
       ...(delegated && { delegated: true as const, scope: principal.scopes.join(' ') }),
       ...(delegated &&
         typeof principal.claims.grant === 'string' && { grant: principal.claims.grant }),
+      ...lineage(principal, delegated),
     };
     // A payload larger than the bound cannot encode smaller: refuse before signing.
     const payloadBytes = new TextEncoder().encode(JSON.stringify(claims)).length;
@@ -441,6 +449,34 @@ export class GatehouseEvents {
       event: decision.allow ? memo.allowed : memo.refused,
     };
   }
+}
+
+/**
+ * What revocation keys on, from the token that signed (review R1–R3): the event is one more
+ * credential derived from it, so it carries the same claims a delegation token carries from the
+ * tokens it was exchanged from (src/delegation/exchange.ts `lineage`). An unknown time is 0: any
+ * sign-out on record then refuses (fail closed).
+ */
+function lineage(
+  principal: Principal,
+  delegated: boolean,
+): Pick<EventClaims, 'subject_iat' | 'actor_iats' | 'parents'> {
+  const time = (value: unknown) =>
+    typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : 0;
+  const c = principal.claims;
+  const parents: string[] = [];
+  if (delegated && Array.isArray(c[PARENTS_CLAIM])) {
+    for (const p of c[PARENTS_CLAIM]) if (typeof p === 'string' && p !== '') parents.push(p);
+  }
+  if (typeof c.jti === 'string' && c.jti !== '' && !parents.includes(c.jti)) parents.push(c.jti);
+  const iats = c[ACTOR_IATS_CLAIM];
+  return {
+    subject_iat: delegated ? time(c[SUBJECT_IAT_CLAIM]) : time(principal.issuedAt),
+    ...(delegated && {
+      actor_iats: principal.actors.map((_, i) => time(Array.isArray(iats) ? iats[i] : undefined)),
+    }),
+    ...(parents.length > 0 && { parents }),
+  };
 }
 
 function refused(decision: Decision): SignOutcome {

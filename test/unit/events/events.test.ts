@@ -329,7 +329,7 @@ describe('verify and re-check against the store as it is now', () => {
     });
   });
 
-  it('honours the revocation feed: a sign-out after the event’s iat refuses it, one before does not; a revoked event id refuses it', async () => {
+  it('honours the revocation feed: a sign-out after the signing token’s iat refuses it, one before does not; a revoked event id refuses it', async () => {
     const feed = new MemoryFeed({ now });
     const follower = new RevocationFollower(feed, { now, awaitReads: true, log: () => {} });
     const { events } = build(eventsPolicy(idp), { revocation: follower });
@@ -660,6 +660,13 @@ describe('refused events (SECURITY.md rows applied to event tokens)', () => {
       { ctx: 'x' },
       { ctx: { ip: 7 } },
       { delegated: 'yes' },
+      { subject_iat: '1' },
+      { subject_iat: -1 },
+      { actor_iats: [1.5] },
+      { actor_iats: 1 },
+      { parents: 'p' },
+      { parents: [''] },
+      { parents: [1] },
     ]) {
       await refused(await signEventRaw(keys, { ...claims(), ...extra }), 'token_invalid_claims');
     }
@@ -747,5 +754,143 @@ describe('configuration', () => {
     expect(await events.verify(await signEventRaw(keys, eventClaims(clock)))).toMatchObject({
       status: 503,
     });
+  });
+});
+
+describe('the signing credential stays revocable through its events', () => {
+  function followed() {
+    const feed = new MemoryFeed({ now });
+    const follower = new RevocationFollower(feed, { now, awaitReads: true, log: () => {} });
+    return { feed, ...build(eventsPolicy(idp), { revocation: follower }) };
+  }
+
+  it('revoking the delegation token (or any token it was exchanged from) refuses its events', async () => {
+    for (const revoked of ['own', 'parent'] as const) {
+      const { feed, gatehouse, events } = followed();
+      const claims = delegationClaims(clock, 'alice', [REPORTER(idp)], 'read:*', {
+        jti: `d-${revoked}`,
+        parents: ['idp-parent'],
+      });
+      const delegation = await signDelegation(keys, claims);
+      const ev = await signed(events, delegation, { permission: 'read:reports' });
+      expect(await events.verify(ev.event)).toMatchObject({ allow: true });
+      const jti = revoked === 'own' ? (claims.jti as string) : 'idp-parent';
+      await feed.append({ token: { jti, expiresAt: claims.exp as number } });
+      clock += 1_500;
+      const direct = await gatehouse.decide({
+        method: 'GET',
+        path: '/reports',
+        authorization: `Bearer ${delegation}`,
+      });
+      expect(direct.reason).toBe('token_revoked');
+      expect(await events.verify(ev.event)).toMatchObject({
+        allow: false,
+        status: 401,
+        reason: 'token_revoked',
+      });
+    }
+  });
+
+  it('revoking the identity provider token that signed it refuses its events', async () => {
+    const { feed, events } = followed();
+    const token = await idp.mint({ sub: 'alice', jti: 'stolen-1' });
+    const ev = await signed(events, token, { ttlSeconds: 86_400 });
+    await feed.append({ token: { jti: 'stolen-1', expiresAt: Math.floor(clock / 1000) + 3600 } });
+    clock += 1_500;
+    expect(await events.verify(ev.event)).toMatchObject({ allow: false, reason: 'token_revoked' });
+  });
+
+  it('a sign-out the signing edge had not read yet still refuses the event (judged by the token’s iat)', async () => {
+    const feed = new MemoryFeed({ now });
+    // The guard: reads run beside requests, one per second, so it lags the feed briefly.
+    const edge = new RevocationFollower(feed, {
+      now,
+      awaitReads: false,
+      intervalMs: 1000,
+      log: () => {},
+    });
+    const { events } = build(eventsPolicy(idp), { revocation: edge });
+    const stolen = await idp.mint({ sub: 'alice' });
+    clock += 5_000;
+    await signed(events, stolen); // the edge's first read done
+    clock += 200;
+    await feed.append({
+      notBefore: { key: subjectStorageKey({ subject: 'alice' }), at: Math.floor(clock / 1000) },
+    });
+    clock += 300; // inside the edge's read interval: the sign-out is not seen yet
+    const ev = await signed(events, stolen, { ttlSeconds: 86_400 });
+    const consumer = new RevocationFollower(feed, { now, awaitReads: true, log: () => {} });
+    const { events: later } = build(eventsPolicy(idp), { revocation: consumer });
+    clock += 60_000;
+    expect(await later.verify(ev.event)).toMatchObject({
+      allow: false,
+      reason: 'session_revoked',
+    });
+  });
+
+  it('a delegated event is judged by the delegator’s and each actor’s token: an old sign-out does not refuse it, a later one does', async () => {
+    for (const who of ['alice', 'reporter'] as const) {
+      const { feed, gatehouse, events } = followed();
+      const reporter = REPORTER(idp);
+      const key = subjectStorageKey({ subject: who === 'alice' ? 'alice' : reporter.subject });
+      await feed.append({ notBefore: { key, at: Math.floor(clock / 1000) - 86_400 * 30 } });
+      const delegation = await signDelegation(
+        keys,
+        delegationClaims(clock, 'alice', [reporter], 'read:*'),
+      );
+      const direct = await gatehouse.decide({
+        method: 'GET',
+        path: '/reports',
+        authorization: `Bearer ${delegation}`,
+      });
+      expect(direct.allow).toBe(true);
+      const ev = await signed(events, delegation, { permission: 'read:reports' });
+      expect(await events.verify(ev.event), who).toMatchObject({ allow: true });
+      clock += 5_000;
+      await feed.append({ notBefore: { key, at: Math.floor(clock / 1000) } });
+      clock += 1_500;
+      expect(await events.verify(ev.event), who).toMatchObject({
+        allow: false,
+        reason: 'session_revoked',
+      });
+    }
+  });
+});
+
+describe('delegated events are bounded by their delegation', () => {
+  it('never outlive the delegation token that signed them, whatever ttlSeconds asks', async () => {
+    const { gatehouse, events } = build();
+    const claims = delegationClaims(clock, 'alice', [REPORTER(idp)], 'read:*'); // exp iat + 300
+    const delegation = await signDelegation(keys, claims);
+    for (const ttlSeconds of [86_400, 301, 300]) {
+      const out = await signed(events, delegation, { permission: 'read:reports', ttlSeconds });
+      expect(out.expiresAt).toBe(claims.exp);
+      const payload = jose.decodeJwt(out.event);
+      expect(payload.exp).toBe(claims.exp);
+    }
+    const short = await signed(events, delegation, { permission: 'read:reports', ttlSeconds: 60 });
+    expect(short.expiresAt).toBe(Math.floor(clock / 1000) + 60);
+    const long = await signed(events, delegation, {
+      permission: 'read:reports',
+      ttlSeconds: 86_400,
+    });
+    clock += 6 * 3600_000;
+    const direct = await gatehouse.decide({
+      method: 'GET',
+      path: '/reports',
+      authorization: `Bearer ${delegation}`,
+    });
+    expect(direct.reason).toBe('token_expired');
+    expect(await events.verify(long.event)).toMatchObject({
+      allow: false,
+      reason: 'token_expired',
+    });
+  });
+
+  it('an identity provider token keeps the configured bound (the event outlives the request)', async () => {
+    const { events } = build();
+    const token = await idp.mint({ sub: 'alice', exp: Math.floor(clock / 1000) + 60 });
+    const out = await signed(events, token, { ttlSeconds: 7200 });
+    expect(out.expiresAt).toBe(Math.floor(clock / 1000) + 7200);
   });
 });
