@@ -13,6 +13,7 @@
  * A consumer killed inside the handler (timeout, OOM, eviction) leaves a lease, not a done
  * record: its redeliveries retry until the lease ends, then one runs the event (review R5).
  */
+import type { Actor } from '../types.ts';
 import type { EventDecision } from './events.ts';
 import { DEFAULT_LEASE_SECONDS, type ProcessedEvents } from './idempotency.ts';
 
@@ -25,6 +26,12 @@ export interface AllowedEvent {
   readonly data: unknown;
   readonly subject: string | undefined;
   readonly tenant: string | undefined;
+  /**
+   * A delegate acted for `subject`: `actors` is who (current actor first). A handler doing what
+   * only the subject may do refuses delegated events; an audit records the actors.
+   */
+  readonly delegated: boolean;
+  readonly actors: readonly Actor[];
   readonly decision: EventDecision;
 }
 
@@ -149,6 +156,9 @@ export async function processEvent<Extra>(
         data: event.data,
         subject: decision.subject,
         tenant: decision.tenant,
+        // From the RPC binding an older guard may omit them: then nothing says a delegate acted.
+        delegated: event.delegated === true,
+        actors: Array.isArray(event.actors) ? event.actors : [],
         decision,
       },
       extra,

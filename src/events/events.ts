@@ -19,8 +19,9 @@ import { isValidPermission } from '../permissions/index.ts';
 import { type CheckAnswer, checkAnswer, fixedDecision } from '../policy/check.ts';
 // Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
 import type { Gatehouse } from '../policy/decide.ts';
+import type { PermissionTemplate } from '../policy/routes.ts';
 import { createVerifier, extractBearer, type TokenVerifier } from '../token/index.ts';
-import type { Decision, Principal } from '../types.ts';
+import type { Actor, Decision, Principal } from '../types.ts';
 import {
   type EventClaims,
   type EventContext,
@@ -81,6 +82,10 @@ export interface EventDecision {
     readonly type: string;
     readonly time: string;
     readonly expiresAt: number;
+    /** Signed for a delegated caller: `actors` acted for `subject` (review R6). */
+    readonly delegated: boolean;
+    /** The actor chain, current actor first (RFC 8693 `act`); empty when the subject asked. */
+    readonly actors: readonly Actor[];
     /** Only on an allow: a consumer runs nothing of a refused event. */
     readonly data?: unknown;
   };
@@ -189,17 +194,14 @@ export class GatehouseEvents {
         throw invalid('permission', 'give either permission or method + path');
       }
       const { method, path } = routeOf(request);
-      const decision = await this.gatehouse.decide({
-        method,
-        path,
-        authorization: input.authorization,
-        ip: context.ip,
-        country: context.country,
-      });
-      if (!decision.allow || decision.principal === undefined) return refused(decision);
+      // Before deciding: a public route's decide allows with no principal, which would answer
+      // a refusal framed as 200 with no event (review R8). A route with nothing to re-check, or
+      // none at all, is the request's mistake whoever asks: 400 naming path.
       const match = this.gatehouse.policy.routes.match(method.toUpperCase(), path);
       const requirement = match !== null && match !== 'malformed' ? match.route.requirement : null;
       if (
+        match === null ||
+        match === 'malformed' ||
         requirement === null ||
         requirement.kind === 'public' ||
         requirement.kind === 'authenticated'
@@ -209,11 +211,19 @@ export class GatehouseEvents {
           'expected a route that requires a permission (there is nothing to re-check)',
         );
       }
+      const decision = await this.gatehouse.decide({
+        method,
+        path,
+        authorization: input.authorization,
+        ip: context.ip,
+        country: context.country,
+      });
+      if (!decision.allow || decision.principal === undefined) return refused(decision);
       return this.signFor(decision.principal, request, context, {
         permissions: decision.required ?? [],
         mode: requirement.kind === 'all' ? 'all' : 'any',
-        route: match !== null && match !== 'malformed' ? match.route.label : undefined,
-        strict: match !== null && match !== 'malformed' && match.route.strict === true,
+        route: match.route.label,
+        strict: match.route.strict === true,
       });
     }
     let principal: Principal;
@@ -270,9 +280,48 @@ export class GatehouseEvents {
     }
     const mode = request.mode ?? 'all';
     if (mode !== 'all' && mode !== 'any') throw invalid('mode', 'expected all or any');
+    // The permission form knows no route, so a route's `delegated: false` would not apply: a
+    // delegate could sign by permission what that route refuses it (review R6). A delegated
+    // caller may name a permission only when no such route can require it; the route form
+    // applies the flag through decide.
+    if (this.gatehouse.delegated(principal)) {
+      const route = this.undelegable(permissions);
+      if (route !== undefined) {
+        return refused(
+          fixedDecision(
+            false,
+            403,
+            'delegation_refused',
+            `Route ${route} refuses delegated callers, and it requires this permission.`,
+            principal,
+            route,
+          ),
+        );
+      }
+    }
     const decision = await this.gatehouse.check(principal, permissions, context, mode);
     if (!decision.allow) return refused(decision);
     return this.signFor(principal, request, context, { permissions, mode });
+  }
+
+  /** Per `delegated: false` route with permissions: its label and a matcher per permission. */
+  private refusing: readonly { label: string; patterns: readonly RegExp[] }[] | undefined;
+
+  /** The label of a `delegated: false` route that may require one of `permissions`, if any. */
+  private undelegable(permissions: readonly string[]): string | undefined {
+    this.refusing ??= this.gatehouse.policy.routes.routes
+      .filter((r) => !r.delegated && (r.requirement.kind === 'all' || r.requirement.kind === 'any'))
+      .map((r) => ({
+        label: r.label,
+        patterns:
+          r.requirement.kind === 'all' || r.requirement.kind === 'any'
+            ? r.requirement.permissions.map(templatePattern)
+            : [],
+      }));
+    for (const route of this.refusing) {
+      if (permissions.some((p) => route.patterns.some((re) => re.test(p)))) return route.label;
+    }
+    return undefined;
   }
 
   private async signFor(
@@ -395,6 +444,8 @@ export class GatehouseEvents {
           type: r.type,
           time: r.time,
           expiresAt: r.expiresAt,
+          delegated: r.delegated,
+          actors: verified.actors,
         });
         memo = {
           read: r,
@@ -477,6 +528,17 @@ function lineage(
     }),
     ...(parents.length > 0 && { parents }),
   };
+}
+
+/**
+ * A permission template as a matcher: literal parts exactly, each `{param}` any non-empty text
+ * (a path segment can fill it with anything), so `read:vault:{id}` covers `read:vault:7`.
+ */
+function templatePattern(template: PermissionTemplate): RegExp {
+  const source = template.parts
+    .map((part, i) => (i % 2 === 0 ? part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') : '.+'))
+    .join('');
+  return new RegExp(`^${source}$`);
 }
 
 function refused(decision: Decision): SignOutcome {

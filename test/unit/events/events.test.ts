@@ -12,7 +12,8 @@ import {
   publicJwks,
 } from '../../../src/delegation/index.ts';
 import { ConfigError, EventError } from '../../../src/errors.ts';
-import { GatehouseEvents } from '../../../src/events/index.ts';
+import { GatehouseEvents, processEvent } from '../../../src/events/index.ts';
+import { answerEventSign } from '../../../src/http/events.ts';
 import { runCheck } from '../../../src/policy/check.ts';
 import { compilePolicy, Gatehouse, type PolicyDocument } from '../../../src/policy/index.ts';
 import { MemoryFeed } from '../../../src/revocation/feed.ts';
@@ -892,5 +893,97 @@ describe('delegated events are bounded by their delegation', () => {
     const token = await idp.mint({ sub: 'alice', exp: Math.floor(clock / 1000) + 60 });
     const out = await signed(events, token, { ttlSeconds: 7200 });
     expect(out.expiresAt).toBe(Math.floor(clock / 1000) + 7200);
+  });
+});
+
+describe('route flags and who acted', () => {
+  it('method + path naming a route with nothing to re-check is a 400 naming path, never a 200 without an event', async () => {
+    const doc = eventsPolicy(idp);
+    doc.routes = [...doc.routes, { method: 'GET', path: '/health', public: true }];
+    const { gatehouse } = build(doc);
+    const token = await idp.mint({ sub: 'alice' });
+    for (const [path, authorization] of [
+      ['/health', `Bearer ${token}`],
+      ['/health', undefined],
+      ['/me', `Bearer ${token}`],
+      ['/nowhere', `Bearer ${token}`],
+    ] as const) {
+      const answer = await answerEventSign(
+        gatehouse,
+        {
+          method: 'POST',
+          contentType: 'application/json',
+          body: JSON.stringify({ type: 't', method: 'GET', path }),
+          authorization,
+        },
+        { now },
+      );
+      expect(answer.status, path).toBe(400);
+      expect(JSON.parse(answer.body), path).toMatchObject({ reason: 'invalid_request' });
+      expect(answer.body).toContain('path');
+    }
+  });
+
+  it('a delegate cannot sign by permission what a delegated: false route protects, by either form', async () => {
+    const { events, gatehouse } = build();
+    const delegation = await signDelegation(
+      keys,
+      delegationClaims(clock, 'alice', [REPORTER(idp)], 'read:*'),
+    );
+    const bearer = { authorization: `Bearer ${delegation}` };
+    expect(
+      await events.signRequest(bearer, { type: 't', method: 'GET', path: '/admin' }),
+    ).toMatchObject({ ok: false, decision: { status: 403, reason: 'delegation_refused' } });
+    expect(await events.signRequest(bearer, { type: 't', permission: 'read:admin' })).toMatchObject(
+      { ok: false, decision: { status: 403, reason: 'delegation_refused' } },
+    );
+    // In process too, and a template route (`{id}`) protects every permission it can fill.
+    const principal = (await gatehouse.verifier.verify(delegation)).principal;
+    expect(await events.sign(principal, { type: 't', permission: 'read:admin' })).toMatchObject({
+      ok: false,
+      decision: { reason: 'delegation_refused' },
+    });
+    const doc = eventsPolicy(idp);
+    doc.routes = [
+      ...doc.routes,
+      { method: 'GET', path: '/vault/:id', require: ['read:vault:{id}'], delegated: false },
+    ];
+    const { events: vault } = build(doc);
+    expect(
+      await vault.signRequest(bearer, { type: 't', permission: 'read:vault:7' }),
+    ).toMatchObject({ ok: false, decision: { reason: 'delegation_refused' } });
+    // Permissions no such route protects still sign; the owner's own token signs read:admin.
+    expect(
+      await events.signRequest(bearer, { type: 't', permission: 'read:reports' }),
+    ).toMatchObject({ ok: true });
+    expect(
+      await events.signRequest(
+        { authorization: `Bearer ${await idp.mint({ sub: 'alice' })}` },
+        { type: 't', permission: 'read:admin' },
+      ),
+    ).toMatchObject({ ok: true });
+  });
+
+  it('the consumer’s handler sees that a delegate acted, and who', async () => {
+    const { events } = build();
+    const reporter = REPORTER(idp);
+    const delegation = await signDelegation(
+      keys,
+      delegationClaims(clock, 'alice', [reporter], 'read:*'),
+    );
+    const ev = await signed(events, delegation, { permission: 'read:reports' });
+    const seen: unknown[] = [];
+    await processEvent(events, ev.event, (e) => void seen.push(e), undefined, { log: () => {} });
+    expect(seen).toEqual([
+      expect.objectContaining({
+        subject: 'alice',
+        delegated: true,
+        actors: [{ subject: reporter.subject, issuer: reporter.issuer }],
+      }),
+    ]);
+    const own = await signed(events, await idp.mint({ sub: 'alice' }));
+    seen.length = 0;
+    await processEvent(events, own.event, (e) => void seen.push(e), undefined, { log: () => {} });
+    expect(seen).toEqual([expect.objectContaining({ delegated: false, actors: [] })]);
   });
 });
