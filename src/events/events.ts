@@ -14,6 +14,7 @@ import {
   SUBJECT_IAT_CLAIM,
 } from '../delegation/constants.ts';
 import { actClaim, createSigner, type DelegationSigner, newTokenId } from '../delegation/mint.ts';
+import { describeChain } from '../delegation/rule.ts';
 import { EventError, TokenError } from '../errors.ts';
 import { isValidPermission } from '../permissions/index.ts';
 import { type CheckAnswer, checkAnswer, fixedDecision } from '../policy/check.ts';
@@ -94,6 +95,33 @@ export interface EventDecision {
 export interface EventsOptions {
   /** Clock, milliseconds; default Date.now. */
   readonly now?: () => number;
+  /** Receives one audit line per signed event; default one JSON line on console.log. */
+  readonly audit?: (entry: EventAudit) => void;
+}
+
+/**
+ * One line per signed event (review R11): what a responder needs to find and revoke the events
+ * a compromised token minted (by id, or by its `jti` through `parents`). Never data or tokens.
+ */
+export interface EventAudit {
+  readonly type: 'gatehouse.event_signed';
+  readonly time: string;
+  readonly eventId: string;
+  readonly eventType: string;
+  readonly subject: string;
+  readonly tenant?: string;
+  /** Current actor first, `a > b`; absent when the subject asked. */
+  readonly actors?: string;
+  readonly permissions: readonly string[];
+  readonly route?: string;
+  readonly audience: string;
+  /** The signing token's `jti` and the tokens it came from: what revoking them reaches. */
+  readonly parents?: readonly string[];
+  readonly expiresAt: number;
+}
+
+function defaultAudit(entry: EventAudit): void {
+  console.log(JSON.stringify({ level: 'info', ...entry }));
 }
 
 const REQUEST_KEYS = new Set([
@@ -139,6 +167,7 @@ export class GatehouseEvents {
   readonly gatehouse: Gatehouse;
   readonly config: EventsConfig | null;
   private readonly now: () => number;
+  private readonly audit: (entry: EventAudit) => void;
   private readonly signer: DelegationSigner<EventClaims> | null;
   private readonly verifier: TokenVerifier | null;
   private readonly read = new WeakMap<Principal, EventMemo>();
@@ -147,6 +176,7 @@ export class GatehouseEvents {
     this.gatehouse = gatehouse;
     this.config = gatehouse.policy.events;
     this.now = options.now ?? Date.now;
+    this.audit = options.audit ?? defaultAudit;
     const issuer = this.config === null ? null : eventIssuerOptions(this.config);
     this.signer =
       this.config?.keys == null ? null : createSigner<EventClaims>(this.config.keys, EVENT_TYPE);
@@ -404,6 +434,20 @@ export class GatehouseEvents {
         field: 'data',
       });
     }
+    this.audit({
+      type: 'gatehouse.event_signed',
+      time: claims.time,
+      eventId: id,
+      eventType: claims.type,
+      subject: claims.sub,
+      ...(claims.tenant !== undefined && { tenant: claims.tenant }),
+      ...(principal.actors.length > 0 && { actors: describeChain(principal.actors) }),
+      permissions: claims.permissions,
+      ...(claims.route !== undefined && { route: claims.route }),
+      audience,
+      ...(claims.parents !== undefined && { parents: claims.parents }),
+      expiresAt: exp,
+    });
     return { ok: true, event, id, expiresAt: exp };
   }
 

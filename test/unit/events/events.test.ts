@@ -12,8 +12,8 @@ import {
   publicJwks,
 } from '../../../src/delegation/index.ts';
 import { ConfigError, EventError } from '../../../src/errors.ts';
-import { GatehouseEvents, processEvent } from '../../../src/events/index.ts';
-import { answerEventSign } from '../../../src/http/events.ts';
+import { type EventAudit, GatehouseEvents, processEvent } from '../../../src/events/index.ts';
+import { answerEventSign, answerEventVerify } from '../../../src/http/events.ts';
 import { runCheck } from '../../../src/policy/check.ts';
 import { compilePolicy, Gatehouse, type PolicyDocument } from '../../../src/policy/index.ts';
 import { MemoryFeed } from '../../../src/revocation/feed.ts';
@@ -985,5 +985,104 @@ describe('route flags and who acted', () => {
     seen.length = 0;
     await processEvent(events, own.event, (e) => void seen.push(e), undefined, { log: () => {} });
     expect(seen).toEqual([expect.objectContaining({ delegated: false, actors: [] })]);
+  });
+});
+
+describe('audit and disclosure', () => {
+  it('writes one audit line per signed event (every form), never its data or a token; none when refused', async () => {
+    const gatehouse = new Gatehouse({
+      policy: compilePolicy(eventsPolicy(idp), { env: { [KEYS_ENV]: keys.text } }),
+      store,
+      now,
+    });
+    const lines: EventAudit[] = [];
+    const events = new GatehouseEvents(gatehouse, { now, audit: (e) => lines.push(e) });
+    const token = await idp.mint({ sub: 'alice', jti: 'idp-1' });
+    const reporter = REPORTER(idp);
+    const delegation = await signDelegation(
+      keys,
+      delegationClaims(clock, 'alice', [reporter], 'read:*', { jti: 'd-1' }),
+    );
+    const secret = { card: '4111-1111-1111-1111' };
+    const outs = [
+      await signed(events, token, { data: secret }),
+      await signed(events, token, {
+        data: secret,
+        permission: undefined,
+        method: 'POST',
+        path: '/reports/7',
+      }),
+      await signed(events, delegation, { data: secret, permission: 'read:reports' }),
+      await events.sign((await gatehouse.verifier.verify(token)).principal, {
+        type: 'in.process',
+        data: secret,
+        permission: 'write:reports',
+      }),
+    ];
+    await signAs(events, await idp.mint({ sub: 'bob' }));
+    expect(lines).toHaveLength(4);
+    const ids = outs.map((o) => (o.ok ? o.id : ''));
+    expect(lines.map((l) => l.eventId)).toEqual(ids);
+    expect(lines[0]).toMatchObject({
+      type: 'gatehouse.event_signed',
+      eventType: 'com.example.report.requested',
+      subject: 'alice',
+      permissions: ['write:reports'],
+      parents: ['idp-1'],
+      expiresAt: outs[0]!.ok ? outs[0]!.expiresAt : 0,
+    });
+    expect(lines[1]).toMatchObject({
+      route: 'POST /reports/:id',
+      permissions: ['write:reports:7'],
+    });
+    expect(lines[2]).toMatchObject({ subject: 'alice', actors: 'reporter', parents: ['d-1'] });
+    expect(lines[0]).not.toHaveProperty('actors');
+    const text = JSON.stringify(lines);
+    expect(text).not.toContain('4111');
+    expect(text).not.toContain(token);
+    expect(text).not.toContain(delegation);
+    for (const o of outs) if (o.ok) expect(text).not.toContain(o.event);
+  });
+
+  it('the verify endpoint answers whether the event runs, not the subject’s grant chain', async () => {
+    const { gatehouse, events } = build();
+    const delegation = await signDelegation(
+      keys,
+      delegationClaims(clock, 'alice', [REPORTER(idp)], 'read:*'),
+    );
+    const ev = await signed(events, delegation, { permission: 'read:reports' });
+    const ask = async () =>
+      JSON.parse(
+        (
+          await answerEventVerify(
+            gatehouse,
+            {
+              method: 'POST',
+              contentType: 'application/json',
+              body: JSON.stringify({ event: ev.event }),
+            },
+            { now },
+          )
+        ).body,
+      ) as Record<string, unknown>;
+    const allowed = await ask();
+    expect(allowed).toMatchObject({
+      allow: true,
+      status: 200,
+      reason: 'allowed',
+      subject: 'alice',
+    });
+    store.putUser(
+      user('alice', { roles: [{ role: 'writer' }], denies: [{ permission: 'read:reports' }] }),
+    );
+    clock += 31_000;
+    const denied = await ask();
+    expect(denied).toMatchObject({ allow: false, status: 403, subject: 'alice' });
+    for (const answer of [allowed, denied]) {
+      expect(Object.keys(answer).sort()).toEqual(['allow', 'event', 'reason', 'status', 'subject']);
+      expect(JSON.stringify(answer)).not.toMatch(/writer|reader|granted by|read:\*/);
+    }
+    // The library keeps the full decision for the deployment's own code.
+    expect((await events.verify(ev.event)).explain).not.toBe('');
   });
 });
