@@ -134,6 +134,8 @@ const REQUEST_KEYS = new Set([
   'ttlSeconds',
 ]);
 const TYPE = /^[\x21-\x7e]{1,256}$/;
+/** Deepest nesting of objects and arrays in `data`. */
+export const MAX_DATA_DEPTH = 64;
 const METHOD = /^[A-Za-z]{1,16}$/;
 
 function invalid(field: string, expected: string): EventError {
@@ -382,8 +384,18 @@ export class GatehouseEvents {
     ) {
       throw invalid('ttlSeconds', `expected an integer from 1 to ${config.maxTtlSeconds}`);
     }
-    if (request.data !== undefined && JSON.stringify(request.data) === undefined) {
-      throw invalid('data', 'expected a JSON value');
+    if (request.data !== undefined) {
+      // Before anything recursive sees it (stringify, the signer): thousands of levels overflow
+      // the stack, a 503 a client would retry forever (review R7). A cyclic value exceeds the
+      // depth too; the node count bounds the walk (every node costs JSON at least a byte).
+      if (!withinDepth(request.data, MAX_DATA_DEPTH, config.maxBytes)) {
+        throw invalid(
+          'data',
+          `expected JSON nested at most ${MAX_DATA_DEPTH} levels deep, within maxBytes`,
+        );
+      }
+      if (JSON.stringify(request.data) === undefined)
+        throw invalid('data', 'expected a JSON value');
     }
     const nowMs = this.now();
     const iat = Math.floor(nowMs / 1000);
@@ -583,6 +595,25 @@ function templatePattern(template: PermissionTemplate): RegExp {
     .map((part, i) => (i % 2 === 0 ? part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') : '.+'))
     .join('');
   return new RegExp(`^${source}$`);
+}
+
+/**
+ * Whether `value` nests objects and arrays at most `maxDepth` deep in at most `maxNodes` nodes:
+ * iterative, so no depth overflows the stack, and bounded, so a cycle ends the walk.
+ */
+function withinDepth(value: unknown, maxDepth: number, maxNodes: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  let nodes = 0;
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (++nodes > maxNodes) return false;
+    if (typeof node !== 'object' || node === null) continue;
+    if (depth > maxDepth) return false;
+    for (const child of Array.isArray(node) ? node : Object.values(node)) {
+      stack.push([child, depth + 1]);
+    }
+  }
+  return true;
 }
 
 function refused(decision: Decision): SignOutcome {

@@ -1086,3 +1086,47 @@ describe('audit and disclosure', () => {
     expect((await events.verify(ev.event)).explain).not.toBe('');
   });
 });
+
+describe('deeply nested data', () => {
+  it('is refused with a 400 naming data (bounded depth), not a 503 to retry forever', async () => {
+    const { gatehouse } = build();
+    const token = await idp.mint({ sub: 'alice' });
+    const answer = (data: string) =>
+      answerEventSign(
+        gatehouse,
+        {
+          method: 'POST',
+          contentType: 'application/json',
+          body: `{"type":"t","permission":"write:reports","data":${data}}`,
+          authorization: `Bearer ${token}`,
+        },
+        { now },
+      );
+    for (const depth of [65, 1000, 6000, 12000]) {
+      for (const [open, close] of [
+        ['[', ']'],
+        ['{"a":', '}'],
+      ] as const) {
+        const out = await answer(`${open.repeat(depth - 1)}[1]${close.repeat(depth - 1)}`);
+        expect(out.status, `${open} ${depth}`).toBe(400);
+        expect(JSON.parse(out.body)).toMatchObject({ reason: 'invalid_request' });
+        expect(out.body).toContain('data');
+      }
+    }
+    const deepest = await answer(`${'['.repeat(63)}[1]${']'.repeat(63)}`);
+    expect(deepest.status).toBe(200);
+    const { events } = build();
+    expect(await events.verify(JSON.parse(deepest.body).event)).toMatchObject({ allow: true });
+  });
+
+  it('in process, a cyclic value is refused naming data rather than hanging or overflowing', async () => {
+    const { gatehouse, events } = build();
+    const principal = (await gatehouse.verifier.verify(await idp.mint({ sub: 'alice' }))).principal;
+    const cyclic: Record<string, unknown> = {};
+    cyclic.a = cyclic;
+    cyclic.b = cyclic;
+    await expect(
+      events.sign(principal, { type: 't', data: cyclic, permission: 'write:reports' }),
+    ).rejects.toMatchObject({ code: 'event_invalid_request', field: 'data' });
+  });
+});
