@@ -4,7 +4,8 @@
  * issuer keys and `typ: gatehouse-event+jwt`. Verifying: the strict token path with an issuer
  * entry that accepts only that `typ` and the event audiences, then a re-check of the permission
  * for the subject against the store as it is now, with the signed context, through
- * `Gatehouse.check` (revocation feed included: a sign-out after the event's `iat` refuses it).
+ * `Gatehouse.check` (revocation feed included: the event carries its signing token's `iat` and
+ * `jti` lineage, so a later sign-out or revoking that token refuses it, as it refuses the token).
  */
 
 import {
