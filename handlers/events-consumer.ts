@@ -10,6 +10,10 @@ import { createSqsEventHandler } from '../src/aws/sqs-consumer.ts';
 export const handler = createSqsEventHandler({
   policy,
   env: process.env,
+  // Longer than the function's 6 s timeout (template.yaml Globals), so only a killed run's lease
+  // ends, and far shorter than EventsQueue's 5 receives x 60 s, so its event runs again rather
+  // than reach the dead-letter queue.
+  leaseSeconds: 10,
   async handler(event) {
     // Runs only for an intact event whose subject still holds the permission, once per id.
     console.log(

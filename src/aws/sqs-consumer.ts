@@ -31,6 +31,11 @@ export interface SqsEventHandlerOptions extends LambdaHandlerOptions {
    * (strongly consistent); `null` turns it off explicitly (a redelivered event then runs again).
    */
   readonly processed?: ProcessedEvents | null;
+  /**
+   * Seconds a delivery holds an event in progress (docs/events.md, Idempotency): at least the
+   * function's timeout, so a slow run is not taken over; default 900 (the Lambda maximum).
+   */
+  readonly leaseSeconds?: number;
 }
 
 export type SqsEventHandler = (event: SQSEvent) => Promise<SQSBatchResponse>;
@@ -68,6 +73,12 @@ export function createSqsEventHandler(options: SqsEventHandlerOptions): SqsEvent
   } else if (options.processed !== null) {
     processed = options.processed;
   }
+  if (
+    options.leaseSeconds !== undefined &&
+    (!Number.isInteger(options.leaseSeconds) || options.leaseSeconds < 1)
+  ) {
+    throw new ConfigError('leaseSeconds', 'expected a whole number of seconds from 1');
+  }
   const events = eventsFor(gatehouse, options.now ? { now: options.now } : {});
   const consumerLog = (entry: ConsumerLogEntry) => log({ ...entry });
 
@@ -83,6 +94,7 @@ export function createSqsEventHandler(options: SqsEventHandlerOptions): SqsEvent
             { record },
             {
               processed,
+              leaseSeconds: options.leaseSeconds,
               log: consumerLog,
             },
           );

@@ -134,7 +134,10 @@ async function serve(
     return result(
       path.endsWith('/verify')
         ? await answerEventVerify(built.gatehouse, input)
-        : await answerEventSign(built.gatehouse, input),
+        : await answerEventSign(built.gatehouse, input, {
+            // The signed-event audit line goes where the exchange's does (the decision log).
+            audit: (entry) => log({ ...entry }),
+          }),
     );
   }
   if (path === `${built.prefix}/jwks.json`)

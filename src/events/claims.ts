@@ -5,6 +5,7 @@
  * (`ctx`: client IP, country), in one JWS payload beside the registered claims. `jti` equals `id`,
  * so the revocation feed can revoke one event by its id as it revokes a token.
  */
+import { ACTOR_IATS_CLAIM, PARENTS_CLAIM, SUBJECT_IAT_CLAIM } from '../delegation/constants.ts';
 import type { ActClaim } from '../delegation/mint.ts';
 import { TokenError } from '../errors.ts';
 import { isValidPermission } from '../permissions/index.ts';
@@ -45,6 +46,15 @@ export interface EventClaims {
   readonly delegated?: true;
   readonly scope?: string;
   readonly grant?: string;
+  /**
+   * The signing token, for revocation (the follower's checks, as on a delegation token): the
+   * `iat` of the caller's own token (a delegation token's `subject_iat`), each actor's token
+   * `iat`, and the `jti`s of the signing token and every token it was exchanged from. A sign-out
+   * or a revoked id among them refuses the event, as it refuses the token.
+   */
+  readonly subject_iat?: number;
+  readonly actor_iats?: readonly number[];
+  readonly parents?: readonly string[];
 }
 
 /** What a verified event carries, for a consumer. */
@@ -112,6 +122,24 @@ export function readEvent(principal: Principal): VerifiedEvent {
   }
   if (c.delegated !== undefined && c.delegated !== true) throw bad('delegated is malformed');
   if (c.scope !== undefined && typeof c.scope !== 'string') throw bad('scope is malformed');
+  const seconds = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+  if (c.subject_iat !== undefined && !seconds(c.subject_iat)) throw bad('subject_iat is malformed');
+  if (
+    c.actor_iats !== undefined &&
+    !(Array.isArray(c.actor_iats) && c.actor_iats.length <= 16 && c.actor_iats.every(seconds))
+  ) {
+    throw bad('actor_iats is malformed');
+  }
+  if (
+    c.parents !== undefined &&
+    !(
+      Array.isArray(c.parents) &&
+      c.parents.length <= 64 &&
+      c.parents.every((p) => typeof p === 'string' && p !== '')
+    )
+  ) {
+    throw bad('parents is malformed');
+  }
   return {
     id,
     source: text(c.source, 'source'),
@@ -133,8 +161,10 @@ export function readEvent(principal: Principal): VerifiedEvent {
  * The principal the re-check decides for. A delegated event keeps its actor chain, scope and
  * standing-grant marker under the delegation issuer, so the delegation rule applies as it is
  * now (delegator now ∩ scope ∩ each actor's ceiling now). Any other event is decided for its
- * subject alone under {@link EVENT_PRINCIPAL_ISSUER}. Either way `issuedAt` is the event's `iat`
- * (a sign-out after it refuses the event) and `jti` its id (revoking the id refuses it). Claim
+ * subject alone under {@link EVENT_PRINCIPAL_ISSUER}. Either way `jti` is the event's id (revoking
+ * the id refuses it) and the signing token's `subject_iat` / `actor_iats` / `parents` ride along,
+ * so a sign-out after that token was issued, or revoking it or a token it came from, refuses the
+ * event through the follower's own checks. Claim
  * conditions see no identity-provider claims: the event does not carry them, so they fail
  * closed (grants off, denies on), as for a subject check.
  */
@@ -158,6 +188,17 @@ export function eventPrincipal(
     claims: {
       jti: event.id,
       ...(delegated && typeof grant === 'string' && { grant }),
+      // Read by the revocation follower exactly as on a delegation token (an event signed before
+      // these claims existed is judged by its own iat and id, as it was then).
+      ...(verified.claims[SUBJECT_IAT_CLAIM] !== undefined && {
+        [SUBJECT_IAT_CLAIM]: verified.claims[SUBJECT_IAT_CLAIM],
+      }),
+      ...(verified.claims[ACTOR_IATS_CLAIM] !== undefined && {
+        [ACTOR_IATS_CLAIM]: verified.claims[ACTOR_IATS_CLAIM],
+      }),
+      ...(verified.claims[PARENTS_CLAIM] !== undefined && {
+        [PARENTS_CLAIM]: verified.claims[PARENTS_CLAIM],
+      }),
     },
     actors: delegated ? verified.actors : [],
     expiresAt: event.expiresAt,

@@ -5,7 +5,12 @@
  * no bearer token for an event. Every mistake is a ConfigError naming the field.
  */
 import type { DelegationConfig } from '../delegation/config.ts';
-import { EVENT_TYPE } from '../delegation/constants.ts';
+import {
+  ACTOR_IATS_CLAIM,
+  EVENT_TYPE,
+  PARENTS_CLAIM,
+  SUBJECT_IAT_CLAIM,
+} from '../delegation/constants.ts';
 import { type IssuerKeySet, keyAlgorithms, publicJwks } from '../delegation/keys.ts';
 import { ConfigError, integerOption } from '../errors.ts';
 import type { IssuerOptions } from '../token/options.ts';
@@ -132,6 +137,9 @@ export function eventIssuerOptions(config: EventsConfig): IssuerOptions | null {
       'delegated',
       'scope',
       'grant',
+      SUBJECT_IAT_CLAIM,
+      ACTOR_IATS_CLAIM,
+      PARENTS_CLAIM,
     ],
     maxAgeSeconds: config.maxTtlSeconds,
   };

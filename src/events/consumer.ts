@@ -5,12 +5,17 @@
  *
  *   verify + re-check ─▶ refused (401/403): never run; ack and log why
  *                    ─▶ unavailable (503): retry later, nothing run
- *                    ─▶ allowed ─▶ idempotency ─▶ duplicate: ack, not run
- *                                              ─▶ first ─▶ handler ─▶ ok: ack
- *                                                                  ─▶ throws: release, retry
+ *                    ─▶ allowed ─▶ idempotency ─▶ duplicate (done): ack, not run
+ *                                              ─▶ in_progress (live lease): retry later, not run
+ *                                              ─▶ first (lease taken) ─▶ handler ─▶ ok: done, ack
+ *                                                                               ─▶ throws: release, retry
+ *
+ * A consumer killed inside the handler (timeout, OOM, eviction) leaves a lease, not a done
+ * record: its redeliveries retry until the lease ends, then one runs the event (review R5).
  */
+import type { Actor } from '../types.ts';
 import type { EventDecision } from './events.ts';
-import type { ProcessedEvents } from './idempotency.ts';
+import { DEFAULT_LEASE_SECONDS, type ProcessedEvents } from './idempotency.ts';
 
 /** What the consumer's handler receives: the verified event and the allowing decision. */
 export interface AllowedEvent {
@@ -21,6 +26,12 @@ export interface AllowedEvent {
   readonly data: unknown;
   readonly subject: string | undefined;
   readonly tenant: string | undefined;
+  /**
+   * A delegate acted for `subject`: `actors` is who (current actor first). A handler doing what
+   * only the subject may do refuses delegated events; an audit records the actors.
+   */
+  readonly delegated: boolean;
+  readonly actors: readonly Actor[];
   readonly decision: EventDecision;
 }
 
@@ -35,7 +46,7 @@ export type Outcome =
   | { readonly kind: 'refused'; readonly decision: EventDecision }
   | {
       readonly kind: 'retry';
-      readonly why: 'unavailable' | 'handler_failed' | 'idempotency_unavailable';
+      readonly why: 'unavailable' | 'handler_failed' | 'idempotency_unavailable' | 'in_progress';
       readonly decision?: EventDecision;
     };
 
@@ -79,6 +90,11 @@ export async function processEvent<Extra>(
   extra: Extra,
   options: {
     processed?: ProcessedEvents | undefined;
+    /**
+     * Seconds the handler may run before another delivery may take the event over (default
+     * {@link DEFAULT_LEASE_SECONDS}): at least the handler's longest run, or it may run twice.
+     */
+    leaseSeconds?: number | undefined;
     log?: (entry: ConsumerLogEntry) => void;
   } = {},
 ): Promise<Outcome> {
@@ -108,9 +124,13 @@ export async function processEvent<Extra>(
   const event = decision.event!;
   const processed = options.processed;
   if (processed !== undefined) {
-    let taken: 'first' | 'duplicate';
+    let taken: 'first' | 'in_progress' | 'duplicate';
     try {
-      taken = await processed.recordProcessed(event.id, event.expiresAt);
+      taken = await processed.recordProcessed(
+        event.id,
+        event.expiresAt,
+        options.leaseSeconds ?? DEFAULT_LEASE_SECONDS,
+      );
     } catch {
       log({ type: 'gatehouse.event_retry', ...ids, why: 'idempotency_unavailable' });
       return { kind: 'retry', why: 'idempotency_unavailable', decision };
@@ -118,6 +138,12 @@ export async function processEvent<Extra>(
     if (taken === 'duplicate') {
       log({ type: 'gatehouse.event_duplicate', ...ids });
       return { kind: 'duplicate', decision };
+    }
+    if (taken === 'in_progress') {
+      // Another delivery holds it: acking would lose the event if that holder dies; retried,
+      // this message finds it done (ack) or the lease expired (run).
+      log({ type: 'gatehouse.event_retry', ...ids, why: 'in_progress' });
+      return { kind: 'retry', why: 'in_progress', decision };
     }
   }
   try {
@@ -130,6 +156,9 @@ export async function processEvent<Extra>(
         data: event.data,
         subject: decision.subject,
         tenant: decision.tenant,
+        // From the RPC binding an older guard may omit them: then nothing says a delegate acted.
+        delegated: event.delegated === true,
+        actors: Array.isArray(event.actors) ? event.actors : [],
         decision,
       },
       extra,
@@ -140,6 +169,13 @@ export async function processEvent<Extra>(
     if (processed !== undefined) await processed.release(event.id).catch(() => undefined);
     log({ type: 'gatehouse.event_retry', ...ids, why: 'handler_failed' });
     return { kind: 'retry', why: 'handler_failed', decision };
+  }
+  if (processed !== undefined) {
+    // The handler ran: ack whatever happens here. Unmarked, the lease ends and one later
+    // delivery (if the queue still has one) runs it again: at least once, never lost.
+    await processed.complete(event.id, event.expiresAt).catch(() => {
+      log({ type: 'gatehouse.event_retry', ...ids, why: 'complete_failed' });
+    });
   }
   return { kind: 'ran', decision };
 }

@@ -4,18 +4,26 @@
  * issuer keys and `typ: gatehouse-event+jwt`. Verifying: the strict token path with an issuer
  * entry that accepts only that `typ` and the event audiences, then a re-check of the permission
  * for the subject against the store as it is now, with the signed context, through
- * `Gatehouse.check` (revocation feed included: a sign-out after the event's `iat` refuses it).
+ * `Gatehouse.check` (revocation feed included: the event carries its signing token's `iat` and
+ * `jti` lineage, so a later sign-out or revoking that token refuses it, as it refuses the token).
  */
 
-import { EVENT_TYPE } from '../delegation/constants.ts';
+import {
+  ACTOR_IATS_CLAIM,
+  EVENT_TYPE,
+  PARENTS_CLAIM,
+  SUBJECT_IAT_CLAIM,
+} from '../delegation/constants.ts';
 import { actClaim, createSigner, type DelegationSigner, newTokenId } from '../delegation/mint.ts';
+import { describeChain } from '../delegation/rule.ts';
 import { EventError, TokenError } from '../errors.ts';
 import { isValidPermission } from '../permissions/index.ts';
 import { type CheckAnswer, checkAnswer, fixedDecision } from '../policy/check.ts';
 // Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
 import type { Gatehouse } from '../policy/decide.ts';
+import type { PermissionTemplate } from '../policy/routes.ts';
 import { createVerifier, extractBearer, type TokenVerifier } from '../token/index.ts';
-import type { Decision, Principal } from '../types.ts';
+import type { Actor, Decision, Principal } from '../types.ts';
 import {
   type EventClaims,
   type EventContext,
@@ -76,6 +84,10 @@ export interface EventDecision {
     readonly type: string;
     readonly time: string;
     readonly expiresAt: number;
+    /** Signed for a delegated caller: `actors` acted for `subject` (review R6). */
+    readonly delegated: boolean;
+    /** The actor chain, current actor first (RFC 8693 `act`); empty when the subject asked. */
+    readonly actors: readonly Actor[];
     /** Only on an allow: a consumer runs nothing of a refused event. */
     readonly data?: unknown;
   };
@@ -84,6 +96,33 @@ export interface EventDecision {
 export interface EventsOptions {
   /** Clock, milliseconds; default Date.now. */
   readonly now?: () => number;
+  /** Receives one audit line per signed event; default one JSON line on console.log. */
+  readonly audit?: (entry: EventAudit) => void;
+}
+
+/**
+ * One line per signed event (review R11): what a responder needs to find and revoke the events
+ * a compromised token minted (by id, or by its `jti` through `parents`). Never data or tokens.
+ */
+export interface EventAudit {
+  readonly type: 'gatehouse.event_signed';
+  readonly time: string;
+  readonly eventId: string;
+  readonly eventType: string;
+  readonly subject: string;
+  readonly tenant?: string;
+  /** Current actor first, `a > b`; absent when the subject asked. */
+  readonly actors?: string;
+  readonly permissions: readonly string[];
+  readonly route?: string;
+  readonly audience: string;
+  /** The signing token's `jti` and the tokens it came from: what revoking them reaches. */
+  readonly parents?: readonly string[];
+  readonly expiresAt: number;
+}
+
+function defaultAudit(entry: EventAudit): void {
+  console.log(JSON.stringify({ level: 'info', ...entry }));
 }
 
 const REQUEST_KEYS = new Set([
@@ -96,6 +135,8 @@ const REQUEST_KEYS = new Set([
   'ttlSeconds',
 ]);
 const TYPE = /^[\x21-\x7e]{1,256}$/;
+/** Deepest nesting of objects and arrays in `data`. */
+export const MAX_DATA_DEPTH = 64;
 const METHOD = /^[A-Za-z]{1,16}$/;
 
 function invalid(field: string, expected: string): EventError {
@@ -129,6 +170,7 @@ export class GatehouseEvents {
   readonly gatehouse: Gatehouse;
   readonly config: EventsConfig | null;
   private readonly now: () => number;
+  private readonly audit: (entry: EventAudit) => void;
   private readonly signer: DelegationSigner<EventClaims> | null;
   private readonly verifier: TokenVerifier | null;
   private readonly read = new WeakMap<Principal, EventMemo>();
@@ -137,6 +179,7 @@ export class GatehouseEvents {
     this.gatehouse = gatehouse;
     this.config = gatehouse.policy.events;
     this.now = options.now ?? Date.now;
+    this.audit = options.audit ?? defaultAudit;
     const issuer = this.config === null ? null : eventIssuerOptions(this.config);
     this.signer =
       this.config?.keys == null ? null : createSigner<EventClaims>(this.config.keys, EVENT_TYPE);
@@ -184,17 +227,14 @@ export class GatehouseEvents {
         throw invalid('permission', 'give either permission or method + path');
       }
       const { method, path } = routeOf(request);
-      const decision = await this.gatehouse.decide({
-        method,
-        path,
-        authorization: input.authorization,
-        ip: context.ip,
-        country: context.country,
-      });
-      if (!decision.allow || decision.principal === undefined) return refused(decision);
+      // Before deciding: a public route's decide allows with no principal, which would answer
+      // a refusal framed as 200 with no event (review R8). A route with nothing to re-check, or
+      // none at all, is the request's mistake whoever asks: 400 naming path.
       const match = this.gatehouse.policy.routes.match(method.toUpperCase(), path);
       const requirement = match !== null && match !== 'malformed' ? match.route.requirement : null;
       if (
+        match === null ||
+        match === 'malformed' ||
         requirement === null ||
         requirement.kind === 'public' ||
         requirement.kind === 'authenticated'
@@ -204,11 +244,19 @@ export class GatehouseEvents {
           'expected a route that requires a permission (there is nothing to re-check)',
         );
       }
+      const decision = await this.gatehouse.decide({
+        method,
+        path,
+        authorization: input.authorization,
+        ip: context.ip,
+        country: context.country,
+      });
+      if (!decision.allow || decision.principal === undefined) return refused(decision);
       return this.signFor(decision.principal, request, context, {
         permissions: decision.required ?? [],
         mode: requirement.kind === 'all' ? 'all' : 'any',
-        route: match !== null && match !== 'malformed' ? match.route.label : undefined,
-        strict: match !== null && match !== 'malformed' && match.route.strict === true,
+        route: match.route.label,
+        strict: match.route.strict === true,
       });
     }
     let principal: Principal;
@@ -265,9 +313,48 @@ export class GatehouseEvents {
     }
     const mode = request.mode ?? 'all';
     if (mode !== 'all' && mode !== 'any') throw invalid('mode', 'expected all or any');
+    // The permission form knows no route, so a route's `delegated: false` would not apply: a
+    // delegate could sign by permission what that route refuses it (review R6). A delegated
+    // caller may name a permission only when no such route can require it; the route form
+    // applies the flag through decide.
+    if (this.gatehouse.delegated(principal)) {
+      const route = this.undelegable(permissions);
+      if (route !== undefined) {
+        return refused(
+          fixedDecision(
+            false,
+            403,
+            'delegation_refused',
+            `Route ${route} refuses delegated callers, and it requires this permission.`,
+            principal,
+            route,
+          ),
+        );
+      }
+    }
     const decision = await this.gatehouse.check(principal, permissions, context, mode);
     if (!decision.allow) return refused(decision);
     return this.signFor(principal, request, context, { permissions, mode });
+  }
+
+  /** Per `delegated: false` route with permissions: its label and a matcher per permission. */
+  private refusing: readonly { label: string; patterns: readonly RegExp[] }[] | undefined;
+
+  /** The label of a `delegated: false` route that may require one of `permissions`, if any. */
+  private undelegable(permissions: readonly string[]): string | undefined {
+    this.refusing ??= this.gatehouse.policy.routes.routes
+      .filter((r) => !r.delegated && (r.requirement.kind === 'all' || r.requirement.kind === 'any'))
+      .map((r) => ({
+        label: r.label,
+        patterns:
+          r.requirement.kind === 'all' || r.requirement.kind === 'any'
+            ? r.requirement.permissions.map(templatePattern)
+            : [],
+      }));
+    for (const route of this.refusing) {
+      if (permissions.some((p) => route.patterns.some((re) => re.test(p)))) return route.label;
+    }
+    return undefined;
   }
 
   private async signFor(
@@ -298,16 +385,28 @@ export class GatehouseEvents {
     ) {
       throw invalid('ttlSeconds', `expected an integer from 1 to ${config.maxTtlSeconds}`);
     }
-    if (request.data !== undefined && JSON.stringify(request.data) === undefined) {
-      throw invalid('data', 'expected a JSON value');
+    if (request.data !== undefined) {
+      // Before anything recursive sees it (stringify, the signer): thousands of levels overflow
+      // the stack, a 503 a client would retry forever (review R7). A cyclic value exceeds the
+      // depth too; the node count bounds the walk (every node costs JSON at least a byte).
+      if (!withinDepth(request.data, MAX_DATA_DEPTH, config.maxBytes)) {
+        throw invalid(
+          'data',
+          `expected JSON nested at most ${MAX_DATA_DEPTH} levels deep, within maxBytes`,
+        );
+      }
+      if (JSON.stringify(request.data) === undefined)
+        throw invalid('data', 'expected a JSON value');
     }
     const nowMs = this.now();
     const iat = Math.floor(nowMs / 1000);
-    // Not bounded by the caller's token: the event outlives the request by design (a queue
-    // consumes it later). Its bound is maxTtlSeconds; the re-check decides whether it still runs.
-    const exp = iat + ttl;
-    const id = newTokenId();
     const delegated = this.gatehouse.delegated(principal);
+    // An identity provider's token does not bound the event: it outlives the request by design
+    // (a queue consumes it later), up to maxTtlSeconds, and the re-check decides whether it still
+    // runs. A delegation token does: its short life is the bound on delegated authority
+    // (delegation.maxLifetimeSeconds), which an event must not stretch (review R10).
+    const exp = delegated ? Math.min(iat + ttl, principal.expiresAt) : iat + ttl;
+    const id = newTokenId();
     const claims: EventClaims = {
       iss: config.issuer,
       aud: audience,
@@ -333,6 +432,7 @@ export class GatehouseEvents {
       ...(delegated && { delegated: true as const, scope: principal.scopes.join(' ') }),
       ...(delegated &&
         typeof principal.claims.grant === 'string' && { grant: principal.claims.grant }),
+      ...lineage(principal, delegated),
     };
     // A payload larger than the bound cannot encode smaller: refuse before signing.
     const payloadBytes = new TextEncoder().encode(JSON.stringify(claims)).length;
@@ -347,6 +447,20 @@ export class GatehouseEvents {
         field: 'data',
       });
     }
+    this.audit({
+      type: 'gatehouse.event_signed',
+      time: claims.time,
+      eventId: id,
+      eventType: claims.type,
+      subject: claims.sub,
+      ...(claims.tenant !== undefined && { tenant: claims.tenant }),
+      ...(principal.actors.length > 0 && { actors: describeChain(principal.actors) }),
+      permissions: claims.permissions,
+      ...(claims.route !== undefined && { route: claims.route }),
+      audience,
+      ...(claims.parents !== undefined && { parents: claims.parents }),
+      expiresAt: exp,
+    });
     return { ok: true, event, id, expiresAt: exp };
   }
 
@@ -387,6 +501,8 @@ export class GatehouseEvents {
           type: r.type,
           time: r.time,
           expiresAt: r.expiresAt,
+          delegated: r.delegated,
+          actors: verified.actors,
         });
         memo = {
           read: r,
@@ -441,6 +557,64 @@ export class GatehouseEvents {
       event: decision.allow ? memo.allowed : memo.refused,
     };
   }
+}
+
+/**
+ * What revocation keys on, from the token that signed (review R1–R3): the event is one more
+ * credential derived from it, so it carries the same claims a delegation token carries from the
+ * tokens it was exchanged from (src/delegation/exchange.ts `lineage`). An unknown time is 0: any
+ * sign-out on record then refuses (fail closed).
+ */
+function lineage(
+  principal: Principal,
+  delegated: boolean,
+): Pick<EventClaims, 'subject_iat' | 'actor_iats' | 'parents'> {
+  const time = (value: unknown) =>
+    typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : 0;
+  const c = principal.claims;
+  const parents: string[] = [];
+  if (delegated && Array.isArray(c[PARENTS_CLAIM])) {
+    for (const p of c[PARENTS_CLAIM]) if (typeof p === 'string' && p !== '') parents.push(p);
+  }
+  if (typeof c.jti === 'string' && c.jti !== '' && !parents.includes(c.jti)) parents.push(c.jti);
+  const iats = c[ACTOR_IATS_CLAIM];
+  return {
+    subject_iat: delegated ? time(c[SUBJECT_IAT_CLAIM]) : time(principal.issuedAt),
+    ...(delegated && {
+      actor_iats: principal.actors.map((_, i) => time(Array.isArray(iats) ? iats[i] : undefined)),
+    }),
+    ...(parents.length > 0 && { parents }),
+  };
+}
+
+/**
+ * A permission template as a matcher: literal parts exactly, each `{param}` any non-empty text
+ * (a path segment can fill it with anything), so `read:vault:{id}` covers `read:vault:7`.
+ */
+function templatePattern(template: PermissionTemplate): RegExp {
+  const source = template.parts
+    .map((part, i) => (i % 2 === 0 ? part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') : '.+'))
+    .join('');
+  return new RegExp(`^${source}$`);
+}
+
+/**
+ * Whether `value` nests objects and arrays at most `maxDepth` deep in at most `maxNodes` nodes:
+ * iterative, so no depth overflows the stack, and bounded, so a cycle ends the walk.
+ */
+function withinDepth(value: unknown, maxDepth: number, maxNodes: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  let nodes = 0;
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (++nodes > maxNodes) return false;
+    if (typeof node !== 'object' || node === null) continue;
+    if (depth > maxDepth) return false;
+    for (const child of Array.isArray(node) ? node : Object.values(node)) {
+      stack.push([child, depth + 1]);
+    }
+  }
+  return true;
 }
 
 function refused(decision: Decision): SignOutcome {

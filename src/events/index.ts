@@ -28,6 +28,7 @@ export {
   processEvent,
 } from './consumer.ts';
 export {
+  type EventAudit,
   type EventDecision,
   type EventRequest,
   type EventsOptions,

@@ -6,7 +6,8 @@
  *   must hold the permission now, else the deny (401/403/503) and nothing is signed; otherwise
  *   `{ event, id, expiresAt }`.
  * - `POST <prefix>/v1/events/verify` with `{ event }`: a check-API-shaped decision (`allow`,
- *   `status`, `reason`, `subject`, ..., and `event` with its data when allowed), answered 200
+ *   `status`, `reason`, `subject`, `tenant`, and `event` with its data when allowed; no
+ *   `explain`, so no grant chain for whoever holds an event), answered 200
  *   like the check API; the decision's own `status` says 401 for a forged, altered, expired or
  *   foreign event, 403 for a revoked permission, 503 for an unavailable store. No bearer token:
  *   the event is the credential, and it already carries its data in the clear.
@@ -15,7 +16,12 @@
  * {@link answerEventVerify} with the event's method, headers and body.
  */
 import { EventError } from '../errors.ts';
-import { eventsFor, parseEventRequest } from '../events/events.ts';
+import {
+  type EventAudit,
+  type EventsOptions,
+  eventsFor,
+  parseEventRequest,
+} from '../events/events.ts';
 // Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
 import type { Gatehouse } from '../policy/decide.ts';
 import { hasDuplicateMemberName } from '../token/json.ts';
@@ -46,6 +52,15 @@ export interface EventHttpInput {
 export interface EventHttpOptions {
   /** Clock, milliseconds; default Date.now (used the first time a Gatehouse's events are built). */
   readonly now?: (() => number) | undefined;
+  /** Receives the audit line of each signed event (used the first time, as `now`). */
+  readonly audit?: ((entry: EventAudit) => void) | undefined;
+}
+
+function eventsOptions(options: EventHttpOptions): EventsOptions {
+  return {
+    ...(options.now !== undefined && { now: options.now }),
+    ...(options.audit !== undefined && { audit: options.audit }),
+  };
 }
 
 async function fromResponse(response: Response): Promise<EventAnswer> {
@@ -141,7 +156,7 @@ export async function answerEventSign(
 ): Promise<EventAnswer> {
   const body = await readBody(input);
   if (isAnswer(body)) return body;
-  const events = eventsFor(gatehouse, options.now === undefined ? {} : { now: options.now });
+  const events = eventsFor(gatehouse, eventsOptions(options));
   try {
     const outcome = await events.signRequest(
       { authorization: input.authorization, ip: input.ip, country: input.country },
@@ -181,8 +196,19 @@ export async function answerEventVerify(
   if (gatehouse.policy.events === null) {
     return problem({ status: 404, reason: 'not_found', detail: 'Events are not configured.' });
   }
-  const events = eventsFor(gatehouse, options.now === undefined ? {} : { now: options.now });
-  return json(200, await events.verify((body as { event: string }).event));
+  const events = eventsFor(gatehouse, eventsOptions(options));
+  const d = await events.verify((body as { event: string }).event);
+  // Anyone holding an event may ask: the answer is whether it runs, not the subject's grant
+  // structure (explain, matched, required would show roles and denies, review R11). The library
+  // and the RPC binding, called by the deployment's own code, keep the full decision.
+  return json(200, {
+    allow: d.allow,
+    status: d.status,
+    reason: d.reason,
+    ...(d.subject !== undefined && { subject: d.subject }),
+    ...(d.tenant !== undefined && { tenant: d.tenant }),
+    ...(d.event !== undefined && { event: d.event }),
+  });
 }
 
 async function inputOf(

@@ -12,7 +12,8 @@
  *   was revoked (`token_revoked`). A Gatehouse delegation token is refused the same way for
  *   every party of its chain: the delegator's original token (`subject_iat`), each actor's token
  *   (`actor_iats`) and every token it was exchanged from (`parents`), so a sign-out or a revoked
- *   parent also ends the tokens derived from it.
+ *   parent also ends the tokens derived from it. A signed event carries the same claims for the
+ *   token that signed it (src/events/claims.ts), so the same checks reach events.
  * - Strict routes answer 503 (`revocation_unavailable`) once the feed has not been read for
  *   `strictMaxLagMs`; other routes keep the cache's TTL bound, and the outage is logged.
  * - Read your writes: a request carrying a consistency token (an epoch a management call
@@ -345,7 +346,8 @@ export class RevocationFollower {
       };
     }
     if (options.session === false) return null;
-    const chain = principal.issuerKind === 'self' && principal.actors.length > 0;
+    const self = principal.issuerKind === 'self';
+    const chain = self && principal.actors.length > 0;
     if (this.#epoch < 0) {
       // Never read the feed (the first read failed or timed out): sign-outs and revoked token ids
       // live only there, so nothing bounds how stale this instance's view of them is. Refuse
@@ -360,8 +362,13 @@ export class RevocationFollower {
     if (this.#notBefore.size > 0) {
       const tenant = principal.tenant;
       // A delegation token is judged by when its delegator's own token was issued, not by its
-      // own (fresh) iat; a token without the claim cannot show it came after a sign-out.
-      const since = chain ? seconds(principal.claims[SUBJECT_IAT_CLAIM]) : principal.issuedAt;
+      // own (fresh) iat; a token without the claim cannot show it came after a sign-out. A signed
+      // event carries the same claim (its signing token's iat): its own iat is only when it was
+      // signed, which a sign-out the edge had not read yet may precede (issue 13 review R2).
+      const since =
+        chain || (self && principal.claims[SUBJECT_IAT_CLAIM] !== undefined)
+          ? seconds(principal.claims[SUBJECT_IAT_CLAIM])
+          : principal.issuedAt;
       if (this.#signedOutSince(principal.subject, tenant, since)) return SESSION_REVOKED;
       if (chain) {
         const iats = principal.claims[ACTOR_IATS_CLAIM];
@@ -392,7 +399,9 @@ export class RevocationFollower {
     if (this.#tokens.size > 0) {
       const jti = principal.claims.jti;
       if (typeof jti === 'string' && this.isTokenRevoked(jti)) return TOKEN_REVOKED;
-      const parents = chain ? principal.claims[PARENTS_CLAIM] : undefined;
+      // Every Gatehouse-signed credential (a delegation token, a signed event) names the tokens
+      // it derives from: revoking one of them ends it too.
+      const parents = self ? principal.claims[PARENTS_CLAIM] : undefined;
       if (Array.isArray(parents)) {
         for (const parent of parents) {
           if (typeof parent === 'string' && this.isTokenRevoked(parent)) return TOKEN_REVOKED;

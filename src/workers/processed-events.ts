@@ -14,7 +14,12 @@
  * Types are structural: nothing here imports Workers modules.
  */
 import { StoreError } from '../errors.ts';
-import type { ProcessedEvents, ProcessedResult } from '../events/idempotency.ts';
+import {
+  leaseOf,
+  type ProcessedEvents,
+  type ProcessedResult,
+  recordUntil,
+} from '../events/idempotency.ts';
 import type { KvNamespaceLike } from './kv-store.ts';
 import type { DurableObjectNamespaceLike } from './revocation.ts';
 
@@ -52,14 +57,24 @@ export class DurableProcessedEvents implements ProcessedEvents {
     return response.json();
   }
 
-  async recordProcessed(eventId: string, expiresAt: number): Promise<ProcessedResult> {
-    const body = (await this.#call('/processed', { id: eventId, expiresAt })) as {
-      result?: unknown;
-    };
-    if (body.result !== 'first' && body.result !== 'duplicate') {
+  async recordProcessed(
+    eventId: string,
+    expiresAt: number,
+    leaseSeconds?: number,
+  ): Promise<ProcessedResult> {
+    const body = (await this.#call('/processed', {
+      id: eventId,
+      expiresAt,
+      leaseSeconds: leaseOf(leaseSeconds),
+    })) as { result?: unknown };
+    if (body.result !== 'first' && body.result !== 'in_progress' && body.result !== 'duplicate') {
       throw new StoreError('store_unavailable', 'processed-events answer malformed');
     }
     return body.result;
+  }
+
+  async complete(eventId: string, expiresAt: number): Promise<void> {
+    await this.#call('/processed/complete', { id: eventId, expiresAt });
   }
 
   async release(eventId: string): Promise<void> {
@@ -69,6 +84,8 @@ export class DurableProcessedEvents implements ProcessedEvents {
 
 /** KV key prefix of processed-event records, beside `user/` and `roles/`. */
 const KV_PREFIX = 'processed/';
+/** Value prefix of an in-progress record. */
+const LEASE = 'lease:';
 /** KV's smallest expirationTtl, seconds. */
 const KV_MIN_TTL = 60;
 
@@ -82,16 +99,39 @@ export class KvProcessedEvents implements ProcessedEvents {
     this.#now = options.now ?? Date.now;
   }
 
-  async recordProcessed(eventId: string, expiresAt: number): Promise<ProcessedResult> {
+  async recordProcessed(
+    eventId: string,
+    expiresAt: number,
+    leaseSeconds?: number,
+  ): Promise<ProcessedResult> {
     const key = KV_PREFIX + encodeURIComponent(eventId);
+    const now = Math.floor(this.#now() / 1000);
     try {
-      if ((await this.#kv.get(key, { type: 'text' })) !== null) return 'duplicate';
-      const ttl = Math.max(KV_MIN_TTL, Math.ceil(expiresAt - this.#now() / 1000));
-      await this.#kv.put(key, '1', { expirationTtl: ttl });
+      const value = await this.#kv.get(key, { type: 'text' });
+      if (value !== null) {
+        // `lease:<unix seconds>` while in progress; anything else (`done`, or `1` written
+        // before leases) is done.
+        if (!value.startsWith(LEASE)) return 'duplicate';
+        if (Number(value.slice(LEASE.length)) > now) return 'in_progress';
+      }
+      await this.#kv.put(key, `${LEASE}${now + leaseOf(leaseSeconds)}`, {
+        expirationTtl: this.#ttl(expiresAt),
+      });
       return 'first';
     } catch (error) {
       throw new StoreError('store_unavailable', 'KV unavailable', { cause: error });
     }
+  }
+
+  async complete(eventId: string, expiresAt: number): Promise<void> {
+    await this.#kv.put(KV_PREFIX + encodeURIComponent(eventId), 'done', {
+      expirationTtl: this.#ttl(expiresAt),
+    });
+  }
+
+  /** Until the event's expiry plus the largest verifier leeway (review R4), KV's minimum at least. */
+  #ttl(expiresAt: number): number {
+    return Math.max(KV_MIN_TTL, Math.ceil(recordUntil(expiresAt) - this.#now() / 1000));
   }
 
   async release(eventId: string): Promise<void> {

@@ -3,7 +3,9 @@
  * compact JWS, or `{ event }`); per message:
  *
  * - verified and allowed by the re-check → the idempotency record → your handler → `ack()`;
- *   a second delivery of the same id is acked without running;
+ *   a second delivery of a finished id is acked without running; one that finds it still in
+ *   progress (a live lease, `leaseSeconds`) is retried, so a run killed mid-handler is taken
+ *   over once its lease ends;
  * - refused (forged, altered, expired, foreign, permission revoked) → `ack()` and one log line
  *   with the reason; the handler never runs, and retrying could not change the answer;
  * - store, keys or idempotency record unavailable, or the handler threw → `retry({ delaySeconds })`.
@@ -53,6 +55,11 @@ export interface QueueConsumerOptions<Env> {
   readonly handler: EventHandler<{ readonly env: Env; readonly message: QueueMessageLike }>;
   /** The idempotency record (docs/events.md); without it a redelivered event runs again. */
   readonly processed?: (env: Env) => ProcessedEvents;
+  /**
+   * Seconds a delivery holds an event in progress (docs/events.md, Idempotency): at least the
+   * handler's longest run; default 900 (a Queues consumer's wall-time limit).
+   */
+  readonly leaseSeconds?: number;
   /** Seconds before a retried message comes back; default 30, 0..43200 (the Queues limit). */
   readonly retryDelaySeconds?: number;
   /** One line per refused, duplicate or retried message; default a JSON line on console.log. */
@@ -73,6 +80,12 @@ export function createEventQueueConsumer<Env>(
   const delay = options.retryDelaySeconds ?? 30;
   if (!Number.isInteger(delay) || delay < 0 || delay > 43_200) {
     throw new ConfigError('retryDelaySeconds', 'expected an integer from 0 to 43200');
+  }
+  if (
+    options.leaseSeconds !== undefined &&
+    (!Number.isInteger(options.leaseSeconds) || options.leaseSeconds < 1)
+  ) {
+    throw new ConfigError('leaseSeconds', 'expected a whole number of seconds from 1');
   }
   if ((options.policy === undefined) === (options.verifier === undefined)) {
     throw new ConfigError('policy', 'give exactly one of policy, verifier');
@@ -104,6 +117,7 @@ export function createEventQueueConsumer<Env>(
               { env, message },
               {
                 processed,
+                leaseSeconds: options.leaseSeconds,
                 ...(options.log && { log: options.log }),
               },
             );

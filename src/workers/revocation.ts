@@ -17,13 +17,15 @@
  *
  * The same class also hosts the processed-event records of signed events (issue 13,
  * src/workers/processed-events.ts) in another instance (`idFromName('processed-events')`), under
- * `processed/` keys the feed's loader ignores: POST /processed and /processed/release. One
+ * `processed/` keys the feed's loader ignores: POST /processed, /processed/complete and
+ * /processed/release. One
  * object, single-threaded, its storage calls holding the input gate: a read and a write of one
  * id cannot interleave with another request's, so exactly one delivery is `first`.
  *
  * Types are structural, as in kv-store.ts: nothing here imports Workers modules.
  */
 import { ConfigError } from '../errors.ts';
+import { leaseOf, recordUntil } from '../events/idempotency.ts';
 import {
   type ChangeInput,
   type FeedAnswer,
@@ -201,23 +203,55 @@ export class RevocationFeedObject {
       await storage.delete([key]);
       return json({ released: true });
     }
-    if (path !== '/processed') return json({ error: 'not found' }, 404);
     const expiresAt = isObject(body) ? body.expiresAt : undefined;
     if (typeof expiresAt !== 'number' || !Number.isSafeInteger(expiresAt)) {
       return json({ error: 'expiresAt' }, 400);
     }
-    const until = await storage.get(key);
-    if (typeof until === 'number' && until * 1000 > now) return json({ result: 'duplicate' });
-    await storage.put({ [key]: expiresAt });
+    const until = recordUntil(expiresAt);
+    if (path === '/processed/complete') {
+      await storage.put({ [key]: { until } });
+      return json({ completed: true });
+    }
+    if (path !== '/processed') return json({ error: 'not found' }, 404);
+    const leaseSeconds = isObject(body) ? body.leaseSeconds : undefined;
+    const seconds = Math.floor(now / 1000);
+    const record = processedRecord(await storage.get(key));
+    // Kept until exp + the largest leeway (review R4); done is final, a live lease is someone
+    // else's run, an expired one a run that died (review R5): taken over.
+    if (record !== null && record.until * 1000 > now) {
+      if (record.lease === undefined) return json({ result: 'duplicate' });
+      if (record.lease > seconds) return json({ result: 'in_progress' });
+    }
+    await storage.put({
+      [key]: {
+        until,
+        lease: seconds + leaseOf(typeof leaseSeconds === 'number' ? leaseSeconds : undefined),
+      },
+    });
     if (++this.#sinceSweep >= SWEEP_EVERY) {
       this.#sinceSweep = 0;
       // Bounded work per sweep: an expired event no longer verifies, so its record may go.
       const entries = await storage.list({ prefix: PROCESSED, limit: 1000 });
-      const expired = [...entries].filter(([, v]) => typeof v !== 'number' || v * 1000 <= now);
+      const expired = [...entries].filter(([, v]) => {
+        const r = processedRecord(v);
+        return r === null || r.until * 1000 <= now;
+      });
       if (expired.length > 0) await storage.delete(expired.map(([k]) => k).slice(0, 128));
     }
     return json({ result: 'first' });
   }
+}
+
+/**
+ * A stored processed-event record: `{ until, lease? }` (lease present while in progress), or a
+ * bare number (`until`, written before leases: done).
+ */
+function processedRecord(value: unknown): { until: number; lease?: number } | null {
+  if (typeof value === 'number') return { until: value };
+  if (!isObject(value) || typeof value.until !== 'number') return null;
+  return typeof value.lease === 'number'
+    ? { until: value.until, lease: value.lease }
+    : { until: value.until };
 }
 
 /** Key prefix of processed-event records; FeedLog.load skips keys it does not know. */

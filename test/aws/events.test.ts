@@ -168,15 +168,56 @@ describe('DynamoDB idempotency records (conditional writes, dynalite)', () => {
     expect(processed.consistency).toBe('strong');
   });
 
-  it('treats a record past its expiry as absent (TTL deletion lags), and keys ids apart', async () => {
+  it('treats a record past its expiry and the leeway as absent (TTL deletion lags), and keys ids apart', async () => {
     const processed = new DynamoDBProcessedEvents({ client: local.client(), tableName: table });
-    const past = Math.floor(Date.now() / 1000) - 1;
+    const past = Math.floor(Date.now() / 1000) - 301;
     expect(await processed.recordProcessed('evt-old', past)).toBe('first');
     expect(await processed.recordProcessed('evt-old', soon())).toBe('first');
+    expect(await processed.recordProcessed('evt-old', soon())).toBe('in_progress');
+    await processed.complete('evt-old', soon());
     expect(await processed.recordProcessed('evt-old', soon())).toBe('duplicate');
     // Ids that differ only where an unencoded key would merge them stay apart.
     expect(await processed.recordProcessed('a#b', soon())).toBe('first');
     expect(await processed.recordProcessed('a%23b', soon())).toBe('first');
+  });
+
+  it('keeps a record past exp for as long as the event verifies (the leeway), in progress or done', async () => {
+    let clock = Date.parse('2026-11-23T12:00:00Z');
+    const processed = new DynamoDBProcessedEvents({
+      client: local.client(),
+      tableName: table,
+      now: () => clock,
+    });
+    const exp = Math.floor(clock / 1000) + 60;
+    clock += 59_000;
+    expect(await processed.recordProcessed('evt-leeway', exp, 5)).toBe('first');
+    await processed.complete('evt-leeway', exp);
+    for (const late of [1_000, 30_000, 300_000]) {
+      clock = Date.parse('2026-11-23T12:00:00Z') + 60_000 + late - 1_000;
+      expect(await processed.recordProcessed('evt-leeway', exp), `exp + ${late}`).toBe('duplicate');
+    }
+  });
+
+  it('a lease left by a killed run makes deliveries retry until it ends, then one takes it over', async () => {
+    let clock = Date.parse('2026-11-23T12:00:00Z');
+    const processed = new DynamoDBProcessedEvents({
+      client: local.client(),
+      tableName: table,
+      now: () => clock,
+    });
+    const exp = Math.floor(clock / 1000) + 3600;
+    expect(await processed.recordProcessed('evt-killed', exp, 120)).toBe('first');
+    clock += 60_000;
+    expect(await processed.recordProcessed('evt-killed', exp, 120)).toBe('in_progress');
+    clock += 61_000;
+    const takeover = await Promise.all(
+      Array.from({ length: 5 }, () => processed.recordProcessed('evt-killed', exp, 120)),
+    );
+    expect(takeover.filter((r) => r === 'first')).toHaveLength(1);
+    expect(takeover.filter((r) => r === 'in_progress')).toHaveLength(4);
+    await processed.complete('evt-killed', exp);
+    clock += 600_000;
+    expect(await processed.recordProcessed('evt-killed', exp, 120)).toBe('duplicate');
   });
 
   it('an unreachable table is a StoreError, never first', async () => {

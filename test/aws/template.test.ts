@@ -190,6 +190,11 @@ describe('template.yaml', () => {
     expect(queue.MessageRetentionPeriod).toBe(86_400);
     expect(queue.VisibilityTimeout).toBeGreaterThanOrEqual(6 * template.Globals.Function.Timeout);
     expect(queue.RedrivePolicy.maxReceiveCount).toBeGreaterThan(1);
+    // The example's idempotency lease: only a run the timeout killed lets it end, and it ends
+    // while the queue still has receives left, so that event runs again instead of dead-lettering.
+    const lease = Number(/leaseSeconds: (\d+)/.exec(read('handlers/events-consumer.ts'))?.[1]);
+    expect(lease).toBeGreaterThan(template.Globals.Function.Timeout);
+    expect(lease).toBeLessThan((queue.RedrivePolicy.maxReceiveCount - 1) * queue.VisibilityTimeout);
   });
 
   it('declares the table key schema, TTL and recovery the store expects', () => {

@@ -137,6 +137,7 @@ describe('the scenario on the core', () => {
     const broken: ProcessedEvents = {
       consistency: 'strong',
       recordProcessed: () => Promise.reject(new Error('down')),
+      complete: () => Promise.resolve(),
       release: () => Promise.resolve(),
     };
     expect(await consume(event, broken)).toMatchObject({
@@ -144,5 +145,66 @@ describe('the scenario on the core', () => {
       why: 'idempotency_unavailable',
     });
     expect(ran).toEqual([]);
+  });
+});
+
+describe('idempotency records and the verifier’s leeway', () => {
+  it('a redelivery or replay after exp, while the event still verifies (leeway), does not run it again', async () => {
+    for (const late of [1_000, 9_000, 29_000]) {
+      const out = await events.signRequest(
+        { authorization: `Bearer ${await idp.mint({ sub: 'alice' })}` },
+        { type: 't', permission: 'write:reports', ttlSeconds: 60 },
+      );
+      if (!out.ok) throw new Error('not signed');
+      const processed = new MemoryProcessedEvents({ now });
+      const start = clock;
+      clock += 59_000;
+      expect((await consume(out.event, processed)).kind).toBe('ran');
+      clock += late; // exp + (late - 1 s): inside the 30 s leeway, the event still verifies
+      expect((await events.verify(out.event)).allow).toBe(true);
+      expect((await consume(out.event, processed)).kind, `exp + ${late}`).toBe('duplicate');
+      clock = start;
+    }
+    expect(ran).toHaveLength(3);
+  });
+});
+
+describe('a consumer killed inside the handler', () => {
+  it('its lease makes redeliveries retry (not ack) until it ends, then one delivery runs the event', async () => {
+    const event = await aliceAsks();
+    const processed = new MemoryProcessedEvents({ now });
+    // The first delivery took the record and was killed (timeout, OOM, eviction) mid-handler:
+    // nothing completed it, nothing released it.
+    const id = (await events.verify(event)).event!.id;
+    expect(await processed.recordProcessed(id, clock / 1000 + 3600, 120)).toBe('first');
+    const redelivery = () =>
+      processEvent(events, event, handler, undefined, {
+        processed,
+        leaseSeconds: 120,
+        log: (e) => logs.push(e),
+      });
+    clock += 60_000;
+    expect(await redelivery()).toMatchObject({ kind: 'retry', why: 'in_progress' });
+    expect(ran).toEqual([]);
+    clock += 61_000; // the lease ended: the holder is gone
+    expect((await redelivery()).kind).toBe('ran');
+    expect(ran).toHaveLength(1);
+    // Done: later deliveries are duplicates (acked), however long after.
+    clock += 600_000;
+    expect((await redelivery()).kind).toBe('duplicate');
+    expect(ran).toHaveLength(1);
+  });
+
+  it('a live lease of another delivery is never acked as a duplicate', async () => {
+    const event = await aliceAsks();
+    const processed = new MemoryProcessedEvents({ now });
+    let release!: () => void;
+    const slow = () => new Promise<void>((resolve) => (release = resolve));
+    const first = processEvent(events, event, slow, undefined, { processed, log: () => {} });
+    await new Promise((r) => setTimeout(r, 10));
+    expect(await consume(event, processed)).toMatchObject({ kind: 'retry', why: 'in_progress' });
+    release();
+    expect((await first).kind).toBe('ran');
+    expect((await consume(event, processed)).kind).toBe('duplicate');
   });
 });

@@ -12,7 +12,8 @@ import {
   publicJwks,
 } from '../../../src/delegation/index.ts';
 import { ConfigError, EventError } from '../../../src/errors.ts';
-import { GatehouseEvents } from '../../../src/events/index.ts';
+import { type EventAudit, GatehouseEvents, processEvent } from '../../../src/events/index.ts';
+import { answerEventSign, answerEventVerify } from '../../../src/http/events.ts';
 import { runCheck } from '../../../src/policy/check.ts';
 import { compilePolicy, Gatehouse, type PolicyDocument } from '../../../src/policy/index.ts';
 import { MemoryFeed } from '../../../src/revocation/feed.ts';
@@ -329,7 +330,7 @@ describe('verify and re-check against the store as it is now', () => {
     });
   });
 
-  it('honours the revocation feed: a sign-out after the event’s iat refuses it, one before does not; a revoked event id refuses it', async () => {
+  it('honours the revocation feed: a sign-out after the signing token’s iat refuses it, one before does not; a revoked event id refuses it', async () => {
     const feed = new MemoryFeed({ now });
     const follower = new RevocationFollower(feed, { now, awaitReads: true, log: () => {} });
     const { events } = build(eventsPolicy(idp), { revocation: follower });
@@ -660,6 +661,13 @@ describe('refused events (SECURITY.md rows applied to event tokens)', () => {
       { ctx: 'x' },
       { ctx: { ip: 7 } },
       { delegated: 'yes' },
+      { subject_iat: '1' },
+      { subject_iat: -1 },
+      { actor_iats: [1.5] },
+      { actor_iats: 1 },
+      { parents: 'p' },
+      { parents: [''] },
+      { parents: [1] },
     ]) {
       await refused(await signEventRaw(keys, { ...claims(), ...extra }), 'token_invalid_claims');
     }
@@ -747,5 +755,378 @@ describe('configuration', () => {
     expect(await events.verify(await signEventRaw(keys, eventClaims(clock)))).toMatchObject({
       status: 503,
     });
+  });
+});
+
+describe('the signing credential stays revocable through its events', () => {
+  function followed() {
+    const feed = new MemoryFeed({ now });
+    const follower = new RevocationFollower(feed, { now, awaitReads: true, log: () => {} });
+    return { feed, ...build(eventsPolicy(idp), { revocation: follower }) };
+  }
+
+  it('revoking the delegation token (or any token it was exchanged from) refuses its events', async () => {
+    for (const revoked of ['own', 'parent'] as const) {
+      const { feed, gatehouse, events } = followed();
+      const claims = delegationClaims(clock, 'alice', [REPORTER(idp)], 'read:*', {
+        jti: `d-${revoked}`,
+        parents: ['idp-parent'],
+      });
+      const delegation = await signDelegation(keys, claims);
+      const ev = await signed(events, delegation, { permission: 'read:reports' });
+      expect(await events.verify(ev.event)).toMatchObject({ allow: true });
+      const jti = revoked === 'own' ? (claims.jti as string) : 'idp-parent';
+      await feed.append({ token: { jti, expiresAt: claims.exp as number } });
+      clock += 1_500;
+      const direct = await gatehouse.decide({
+        method: 'GET',
+        path: '/reports',
+        authorization: `Bearer ${delegation}`,
+      });
+      expect(direct.reason).toBe('token_revoked');
+      expect(await events.verify(ev.event)).toMatchObject({
+        allow: false,
+        status: 401,
+        reason: 'token_revoked',
+      });
+    }
+  });
+
+  it('revoking the identity provider token that signed it refuses its events', async () => {
+    const { feed, events } = followed();
+    const token = await idp.mint({ sub: 'alice', jti: 'stolen-1' });
+    const ev = await signed(events, token, { ttlSeconds: 86_400 });
+    await feed.append({ token: { jti: 'stolen-1', expiresAt: Math.floor(clock / 1000) + 3600 } });
+    clock += 1_500;
+    expect(await events.verify(ev.event)).toMatchObject({ allow: false, reason: 'token_revoked' });
+  });
+
+  it('a sign-out the signing edge had not read yet still refuses the event (judged by the token’s iat)', async () => {
+    const feed = new MemoryFeed({ now });
+    // The guard: reads run beside requests, one per second, so it lags the feed briefly.
+    const edge = new RevocationFollower(feed, {
+      now,
+      awaitReads: false,
+      intervalMs: 1000,
+      log: () => {},
+    });
+    const { events } = build(eventsPolicy(idp), { revocation: edge });
+    const stolen = await idp.mint({ sub: 'alice' });
+    clock += 5_000;
+    await signed(events, stolen); // the edge's first read done
+    clock += 200;
+    await feed.append({
+      notBefore: { key: subjectStorageKey({ subject: 'alice' }), at: Math.floor(clock / 1000) },
+    });
+    clock += 300; // inside the edge's read interval: the sign-out is not seen yet
+    const ev = await signed(events, stolen, { ttlSeconds: 86_400 });
+    const consumer = new RevocationFollower(feed, { now, awaitReads: true, log: () => {} });
+    const { events: later } = build(eventsPolicy(idp), { revocation: consumer });
+    clock += 60_000;
+    expect(await later.verify(ev.event)).toMatchObject({
+      allow: false,
+      reason: 'session_revoked',
+    });
+  });
+
+  it('a delegated event is judged by the delegator’s and each actor’s token: an old sign-out does not refuse it, a later one does', async () => {
+    for (const who of ['alice', 'reporter'] as const) {
+      const { feed, gatehouse, events } = followed();
+      const reporter = REPORTER(idp);
+      const key = subjectStorageKey({ subject: who === 'alice' ? 'alice' : reporter.subject });
+      await feed.append({ notBefore: { key, at: Math.floor(clock / 1000) - 86_400 * 30 } });
+      const delegation = await signDelegation(
+        keys,
+        delegationClaims(clock, 'alice', [reporter], 'read:*'),
+      );
+      const direct = await gatehouse.decide({
+        method: 'GET',
+        path: '/reports',
+        authorization: `Bearer ${delegation}`,
+      });
+      expect(direct.allow).toBe(true);
+      const ev = await signed(events, delegation, { permission: 'read:reports' });
+      expect(await events.verify(ev.event), who).toMatchObject({ allow: true });
+      clock += 5_000;
+      await feed.append({ notBefore: { key, at: Math.floor(clock / 1000) } });
+      clock += 1_500;
+      expect(await events.verify(ev.event), who).toMatchObject({
+        allow: false,
+        reason: 'session_revoked',
+      });
+    }
+  });
+});
+
+describe('delegated events are bounded by their delegation', () => {
+  it('never outlive the delegation token that signed them, whatever ttlSeconds asks', async () => {
+    const { gatehouse, events } = build();
+    const claims = delegationClaims(clock, 'alice', [REPORTER(idp)], 'read:*'); // exp iat + 300
+    const delegation = await signDelegation(keys, claims);
+    for (const ttlSeconds of [86_400, 301, 300]) {
+      const out = await signed(events, delegation, { permission: 'read:reports', ttlSeconds });
+      expect(out.expiresAt).toBe(claims.exp);
+      const payload = jose.decodeJwt(out.event);
+      expect(payload.exp).toBe(claims.exp);
+    }
+    const short = await signed(events, delegation, { permission: 'read:reports', ttlSeconds: 60 });
+    expect(short.expiresAt).toBe(Math.floor(clock / 1000) + 60);
+    const long = await signed(events, delegation, {
+      permission: 'read:reports',
+      ttlSeconds: 86_400,
+    });
+    clock += 6 * 3600_000;
+    const direct = await gatehouse.decide({
+      method: 'GET',
+      path: '/reports',
+      authorization: `Bearer ${delegation}`,
+    });
+    expect(direct.reason).toBe('token_expired');
+    expect(await events.verify(long.event)).toMatchObject({
+      allow: false,
+      reason: 'token_expired',
+    });
+  });
+
+  it('an identity provider token keeps the configured bound (the event outlives the request)', async () => {
+    const { events } = build();
+    const token = await idp.mint({ sub: 'alice', exp: Math.floor(clock / 1000) + 60 });
+    const out = await signed(events, token, { ttlSeconds: 7200 });
+    expect(out.expiresAt).toBe(Math.floor(clock / 1000) + 7200);
+  });
+});
+
+describe('route flags and who acted', () => {
+  it('method + path naming a route with nothing to re-check is a 400 naming path, never a 200 without an event', async () => {
+    const doc = eventsPolicy(idp);
+    doc.routes = [...doc.routes, { method: 'GET', path: '/health', public: true }];
+    const { gatehouse } = build(doc);
+    const token = await idp.mint({ sub: 'alice' });
+    for (const [path, authorization] of [
+      ['/health', `Bearer ${token}`],
+      ['/health', undefined],
+      ['/me', `Bearer ${token}`],
+      ['/nowhere', `Bearer ${token}`],
+    ] as const) {
+      const answer = await answerEventSign(
+        gatehouse,
+        {
+          method: 'POST',
+          contentType: 'application/json',
+          body: JSON.stringify({ type: 't', method: 'GET', path }),
+          authorization,
+        },
+        { now },
+      );
+      expect(answer.status, path).toBe(400);
+      expect(JSON.parse(answer.body), path).toMatchObject({ reason: 'invalid_request' });
+      expect(answer.body).toContain('path');
+    }
+  });
+
+  it('a delegate cannot sign by permission what a delegated: false route protects, by either form', async () => {
+    const { events, gatehouse } = build();
+    const delegation = await signDelegation(
+      keys,
+      delegationClaims(clock, 'alice', [REPORTER(idp)], 'read:*'),
+    );
+    const bearer = { authorization: `Bearer ${delegation}` };
+    expect(
+      await events.signRequest(bearer, { type: 't', method: 'GET', path: '/admin' }),
+    ).toMatchObject({ ok: false, decision: { status: 403, reason: 'delegation_refused' } });
+    expect(await events.signRequest(bearer, { type: 't', permission: 'read:admin' })).toMatchObject(
+      { ok: false, decision: { status: 403, reason: 'delegation_refused' } },
+    );
+    // In process too, and a template route (`{id}`) protects every permission it can fill.
+    const principal = (await gatehouse.verifier.verify(delegation)).principal;
+    expect(await events.sign(principal, { type: 't', permission: 'read:admin' })).toMatchObject({
+      ok: false,
+      decision: { reason: 'delegation_refused' },
+    });
+    const doc = eventsPolicy(idp);
+    doc.routes = [
+      ...doc.routes,
+      { method: 'GET', path: '/vault/:id', require: ['read:vault:{id}'], delegated: false },
+    ];
+    const { events: vault } = build(doc);
+    expect(
+      await vault.signRequest(bearer, { type: 't', permission: 'read:vault:7' }),
+    ).toMatchObject({ ok: false, decision: { reason: 'delegation_refused' } });
+    // Permissions no such route protects still sign; the owner's own token signs read:admin.
+    expect(
+      await events.signRequest(bearer, { type: 't', permission: 'read:reports' }),
+    ).toMatchObject({ ok: true });
+    expect(
+      await events.signRequest(
+        { authorization: `Bearer ${await idp.mint({ sub: 'alice' })}` },
+        { type: 't', permission: 'read:admin' },
+      ),
+    ).toMatchObject({ ok: true });
+  });
+
+  it('the consumer’s handler sees that a delegate acted, and who', async () => {
+    const { events } = build();
+    const reporter = REPORTER(idp);
+    const delegation = await signDelegation(
+      keys,
+      delegationClaims(clock, 'alice', [reporter], 'read:*'),
+    );
+    const ev = await signed(events, delegation, { permission: 'read:reports' });
+    const seen: unknown[] = [];
+    await processEvent(events, ev.event, (e) => void seen.push(e), undefined, { log: () => {} });
+    expect(seen).toEqual([
+      expect.objectContaining({
+        subject: 'alice',
+        delegated: true,
+        actors: [{ subject: reporter.subject, issuer: reporter.issuer }],
+      }),
+    ]);
+    const own = await signed(events, await idp.mint({ sub: 'alice' }));
+    seen.length = 0;
+    await processEvent(events, own.event, (e) => void seen.push(e), undefined, { log: () => {} });
+    expect(seen).toEqual([expect.objectContaining({ delegated: false, actors: [] })]);
+  });
+});
+
+describe('audit and disclosure', () => {
+  it('writes one audit line per signed event (every form), never its data or a token; none when refused', async () => {
+    const gatehouse = new Gatehouse({
+      policy: compilePolicy(eventsPolicy(idp), { env: { [KEYS_ENV]: keys.text } }),
+      store,
+      now,
+    });
+    const lines: EventAudit[] = [];
+    const events = new GatehouseEvents(gatehouse, { now, audit: (e) => lines.push(e) });
+    const token = await idp.mint({ sub: 'alice', jti: 'idp-1' });
+    const reporter = REPORTER(idp);
+    const delegation = await signDelegation(
+      keys,
+      delegationClaims(clock, 'alice', [reporter], 'read:*', { jti: 'd-1' }),
+    );
+    const secret = { card: '4111-1111-1111-1111' };
+    const outs = [
+      await signed(events, token, { data: secret }),
+      await signed(events, token, {
+        data: secret,
+        permission: undefined,
+        method: 'POST',
+        path: '/reports/7',
+      }),
+      await signed(events, delegation, { data: secret, permission: 'read:reports' }),
+      await events.sign((await gatehouse.verifier.verify(token)).principal, {
+        type: 'in.process',
+        data: secret,
+        permission: 'write:reports',
+      }),
+    ];
+    await signAs(events, await idp.mint({ sub: 'bob' }));
+    expect(lines).toHaveLength(4);
+    const ids = outs.map((o) => (o.ok ? o.id : ''));
+    expect(lines.map((l) => l.eventId)).toEqual(ids);
+    expect(lines[0]).toMatchObject({
+      type: 'gatehouse.event_signed',
+      eventType: 'com.example.report.requested',
+      subject: 'alice',
+      permissions: ['write:reports'],
+      parents: ['idp-1'],
+      expiresAt: outs[0]!.ok ? outs[0]!.expiresAt : 0,
+    });
+    expect(lines[1]).toMatchObject({
+      route: 'POST /reports/:id',
+      permissions: ['write:reports:7'],
+    });
+    expect(lines[2]).toMatchObject({ subject: 'alice', actors: 'reporter', parents: ['d-1'] });
+    expect(lines[0]).not.toHaveProperty('actors');
+    const text = JSON.stringify(lines);
+    expect(text).not.toContain('4111');
+    expect(text).not.toContain(token);
+    expect(text).not.toContain(delegation);
+    for (const o of outs) if (o.ok) expect(text).not.toContain(o.event);
+  });
+
+  it('the verify endpoint answers whether the event runs, not the subject’s grant chain', async () => {
+    const { gatehouse, events } = build();
+    const delegation = await signDelegation(
+      keys,
+      delegationClaims(clock, 'alice', [REPORTER(idp)], 'read:*'),
+    );
+    const ev = await signed(events, delegation, { permission: 'read:reports' });
+    const ask = async () =>
+      JSON.parse(
+        (
+          await answerEventVerify(
+            gatehouse,
+            {
+              method: 'POST',
+              contentType: 'application/json',
+              body: JSON.stringify({ event: ev.event }),
+            },
+            { now },
+          )
+        ).body,
+      ) as Record<string, unknown>;
+    const allowed = await ask();
+    expect(allowed).toMatchObject({
+      allow: true,
+      status: 200,
+      reason: 'allowed',
+      subject: 'alice',
+    });
+    store.putUser(
+      user('alice', { roles: [{ role: 'writer' }], denies: [{ permission: 'read:reports' }] }),
+    );
+    clock += 31_000;
+    const denied = await ask();
+    expect(denied).toMatchObject({ allow: false, status: 403, subject: 'alice' });
+    for (const answer of [allowed, denied]) {
+      expect(Object.keys(answer).sort()).toEqual(['allow', 'event', 'reason', 'status', 'subject']);
+      expect(JSON.stringify(answer)).not.toMatch(/writer|reader|granted by|read:\*/);
+    }
+    // The library keeps the full decision for the deployment's own code.
+    expect((await events.verify(ev.event)).explain).not.toBe('');
+  });
+});
+
+describe('deeply nested data', () => {
+  it('is refused with a 400 naming data (bounded depth), not a 503 to retry forever', async () => {
+    const { gatehouse } = build();
+    const token = await idp.mint({ sub: 'alice' });
+    const answer = (data: string) =>
+      answerEventSign(
+        gatehouse,
+        {
+          method: 'POST',
+          contentType: 'application/json',
+          body: `{"type":"t","permission":"write:reports","data":${data}}`,
+          authorization: `Bearer ${token}`,
+        },
+        { now },
+      );
+    for (const depth of [65, 1000, 6000, 12000]) {
+      for (const [open, close] of [
+        ['[', ']'],
+        ['{"a":', '}'],
+      ] as const) {
+        const out = await answer(`${open.repeat(depth - 1)}[1]${close.repeat(depth - 1)}`);
+        expect(out.status, `${open} ${depth}`).toBe(400);
+        expect(JSON.parse(out.body)).toMatchObject({ reason: 'invalid_request' });
+        expect(out.body).toContain('data');
+      }
+    }
+    const deepest = await answer(`${'['.repeat(63)}[1]${']'.repeat(63)}`);
+    expect(deepest.status).toBe(200);
+    const { events } = build();
+    expect(await events.verify(JSON.parse(deepest.body).event)).toMatchObject({ allow: true });
+  });
+
+  it('in process, a cyclic value is refused naming data rather than hanging or overflowing', async () => {
+    const { gatehouse, events } = build();
+    const principal = (await gatehouse.verifier.verify(await idp.mint({ sub: 'alice' }))).principal;
+    const cyclic: Record<string, unknown> = {};
+    cyclic.a = cyclic;
+    cyclic.b = cyclic;
+    await expect(
+      events.sign(principal, { type: 't', data: cyclic, permission: 'write:reports' }),
+    ).rejects.toMatchObject({ code: 'event_invalid_request', field: 'data' });
   });
 });
