@@ -103,6 +103,7 @@ function honoEntry(issuer: string, audience: string): string {
 import { Hono } from '${join(ROOT, 'node_modules/hono/dist/index.js')}';
 import { jwt } from '${join(ROOT, 'node_modules/hono/dist/middleware/jwt/index.js')}';
 import { echoOrigin } from '${ADAPTER}';
+${FEED_CLASS}
 const app = new Hono();
 // Public, as in the demo policy: the bench's readiness probe.
 app.get('/health', (c) => c.text('ok'));
