@@ -3,7 +3,7 @@
  * `typ: gatehouse-delegation+jwt`); nothing from a request reaches it. ES256 signatures come from
  * WebCrypto in the raw `r || s` form JWS requires (RFC 7518 §3.4).
  */
-import { type CryptoKey, importJWK } from 'jose';
+import type { CryptoKey } from 'jose';
 import type { Actor } from '../types.ts';
 import { DELEGATION_TYPE } from './constants.ts';
 import type { IssuerKey, IssuerKeySet } from './keys.ts';
@@ -69,6 +69,11 @@ export function newTokenId(): string {
   return encodeBase64url(crypto.getRandomValues(new Uint8Array(16)));
 }
 
+const IMPORT_PARAMS = {
+  EdDSA: { name: 'Ed25519' },
+  ES256: { name: 'ECDSA', namedCurve: 'P-256' },
+} as const;
+
 const SIGN_PARAMS = {
   EdDSA: { name: 'Ed25519' },
   ES256: { name: 'ECDSA', hash: 'SHA-256' },
@@ -94,9 +99,15 @@ export function createSigner<C extends object = DelegationClaims>(
     kid: key.kid,
     async sign(claims) {
       // Not extractable: the private key never leaves the CryptoKey once imported.
-      imported ??= importJWK({ ...key.privateJwk }, key.alg, {
-        extractable: false,
-      }) as Promise<CryptoKey>;
+      // Imported directly (not jose's importJWK, which bundles its ASN.1 and JWE helpers into the
+      // guard Worker): the curve is bound into the key, so a JWK of another curve fails here.
+      imported ??= crypto.subtle.importKey(
+        'jwk',
+        { ...key.privateJwk, kty: key.privateJwk.kty!, ext: false },
+        IMPORT_PARAMS[key.alg],
+        false,
+        ['sign'],
+      );
       const cryptoKey = await imported;
       const header = { alg: key.alg, kid: key.kid, typ };
       const input = `${encodeBase64url(encoder.encode(JSON.stringify(header)))}.${encodeBase64url(
