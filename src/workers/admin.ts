@@ -3,6 +3,10 @@
  * (src/http/admin-api.ts) under `<GATEHOUSE_PREFIX>/v1/admin`, on the same `PERMISSIONS` KV
  * namespace as the guard. A Worker of its own so the guard's bundle carries no management code;
  * the guard hands it `<prefix>/v1/admin` requests over the `ADMIN` service binding, unchanged.
+ * The guard forwards the issuing endpoints the same way, so their code stays out of its bundle
+ * too: the RFC 8693 token endpoint `<prefix>/v1/token` (src/http/token-exchange.ts) and signed
+ * events `<prefix>/v1/events`, `/v1/events/verify` (src/http/events.ts). Issuing needs the
+ * delegation signing keys (GATEHOUSE_DELEGATION_KEYS), so this Worker is given them as well.
  *
  * It trusts nothing the guard could add: every call is authenticated here, from the caller's
  * Authorization header, with its own Gatehouse (the policy's issuers, the caller's permissions
@@ -10,7 +14,9 @@
  */
 import { ConfigError } from '../errors.ts';
 import { type AdminApi, createAdminApi } from '../http/admin-api.ts';
+import { handleEventRequest } from '../http/events.ts';
 import { clientContext } from '../http/responses.ts';
+import { handleTokenRequest } from '../http/token-exchange.ts';
 import {
   type DecisionLogConfig,
   type DecisionLogger,
@@ -62,6 +68,8 @@ export interface AdminWorkerEnv {
 }
 
 export interface AdminWorkerConfig {
+  /** GATEHOUSE_PREFIX: the token and event endpoints are served under it. */
+  readonly prefix: string;
   /** `<GATEHOUSE_PREFIX>/v1/admin`. */
   readonly basePath: string;
   readonly kvCacheTtl: number;
@@ -87,7 +95,7 @@ export function readAdminWorkerConfig(env: AdminWorkerEnv): AdminWorkerConfig {
     throw new ConfigError('AUDIT_RETENTION_DAYS', 'expected whole days from 1 to 3650');
   }
   const decisionLog = readDecisionLogConfig((name) => stringVar(env, name));
-  return { basePath: `${prefix}/v1/admin`, kvCacheTtl, auditRetentionDays, decisionLog };
+  return { prefix, basePath: `${prefix}/v1/admin`, kvCacheTtl, auditRetentionDays, decisionLog };
 }
 
 /** The guard's options shape; the policy is the guard's, and there is no origin to fetch. */
@@ -152,6 +160,24 @@ export function createAdminWorker(options: AdminWorkerOptions): AdminWorker {
     return built;
   }
 
+  /** The token and event endpoints the guard forwards here; null for any other path. */
+  function issuing(
+    request: Request,
+    gatehouse: Gatehouse,
+    prefix: string,
+  ): Promise<Response> | null {
+    const path = new URL(request.url).pathname;
+    if (!path.startsWith(`${prefix}/`)) return null;
+    const rest = path.slice(prefix.length);
+    if (rest === '/v1/token') return handleTokenRequest(gatehouse, request, { now });
+    if (rest !== '/v1/events' && rest !== '/v1/events/verify') return null;
+    return handleEventRequest(gatehouse, request, {
+      verify: rest === '/v1/events/verify',
+      context: clientContext(request),
+      now,
+    });
+  }
+
   async function serve(request: Request, env: AdminWorkerEnv): Promise<Response> {
     let runtime: AdminWorkerRuntime;
     try {
@@ -160,7 +186,8 @@ export function createAdminWorker(options: AdminWorkerOptions): AdminWorker {
       return configurationError(error);
     }
     try {
-      return await runtime.api.fetch(request, clientContext(request));
+      return await (issuing(request, runtime.gatehouse, runtime.config.prefix) ??
+        runtime.api.fetch(request, clientContext(request)));
     } catch {
       return internalError();
     }

@@ -3,15 +3,18 @@
  * top to bottom in this file:
  *
  *   fetch → runtimeFor (built once per isolate) → routeRequest
- *     → under the prefix: serveCheckApi, serveForwardAuth, forwardToAdmin (the admin Worker),
- *       the token endpoint and the JWKS document (src/http/token-exchange.ts), signed events
- *       (src/http/events.ts)
+ *     → under the prefix: serveCheckApi, serveForwardAuth, the JWKS document
+ *       (src/http/token-exchange.ts), and forwardToAdmin (the admin Worker) for the admin API,
+ *       the token endpoint and the signed-event endpoints
  *     → anything else: guardRequest → decideAndLog (Gatehouse.decide) → denyResponse or
  *       forwardToOrigin (headersForOrigin, then the echo origin or originTarget)
  *
  * plus the RPC check and event methods. The admin API is a Worker of its own (handlers/admin-worker.ts):
  * the guard only hands `<prefix>/v1/admin` requests to the `ADMIN` service binding and bundles no
- * admin code (bench/worker.ts checks the bundle).
+ * admin code (bench/worker.ts checks the bundle). The issuing endpoints (`<prefix>/v1/token`,
+ * `<prefix>/v1/events`, `/v1/events/verify`) are served there too, to keep the guard's bundle
+ * small (issue 10); the guard keeps the JWKS document, the event RPC methods and the
+ * verification of delegation tokens and signed events.
  *
  * No Workers imports: bindings and the execution context are typed structurally, so the same code
  * type-checks under the Node tsconfig and can be driven from tests with any env object.
@@ -32,7 +35,6 @@ import {
   parseCheckItem,
   runCheck,
 } from '../http/check-api.ts';
-import { handleEventRequest } from '../http/events.ts';
 import { handleForwardAuth } from '../http/forward-auth.ts';
 import {
   clientContext,
@@ -43,7 +45,7 @@ import {
   stripIdentityHeaders,
   stripOverrideHeaders,
 } from '../http/responses.ts';
-import { handleJwksRequest, handleTokenRequest } from '../http/token-exchange.ts';
+import { handleJwksRequest } from '../http/token-exchange.ts';
 import {
   type DecisionLogConfig,
   type DecisionLogger,
@@ -412,18 +414,23 @@ function routeRequest(
     return serveCheckApi(request, url, guard, ctx);
   }
   if (rest === '/v1/authorize') return serveForwardAuth(request, url, guard, ctx);
-  if (rest === '/v1/token') return handleTokenRequest(guard.gatehouse, request, { now: guard.now });
   if (rest === '/jwks.json') return Promise.resolve(handleJwksRequest(guard.gatehouse, request));
-  if (rest === '/v1/events' || rest === '/v1/events/verify') {
-    return handleEventRequest(guard.gatehouse, request, {
-      verify: rest === '/v1/events/verify',
-      context: clientContext(request),
-      now: guard.now,
-    });
+  if (ADMIN_WORKER_PATHS.has(rest) || rest.startsWith('/v1/admin/')) {
+    return forwardToAdmin(request, env);
   }
-  if (rest === '/v1/admin' || rest.startsWith('/v1/admin/')) return forwardToAdmin(request, env);
   return Promise.resolve(notFound());
 }
+
+/**
+ * Paths under the prefix the admin Worker serves (src/workers/admin.ts): the admin API, and the
+ * endpoints that issue tokens and signed events, kept out of the guard's bundle.
+ */
+const ADMIN_WORKER_PATHS: ReadonlySet<string> = new Set([
+  '/v1/admin',
+  '/v1/token',
+  '/v1/events',
+  '/v1/events/verify',
+]);
 
 function notFound(): Response {
   return problemResponse({ status: 404, reason: 'not_found', detail: 'No such endpoint.' });
@@ -453,9 +460,9 @@ const serveForwardAuth: Step = (request, _url, guard, ctx) => {
 };
 
 /**
- * <prefix>/v1/admin goes to the admin Worker as the client sent it: the admin Worker verifies the
- * caller's Authorization header itself, so the guard decides nothing here and adds no identity
- * headers. Without the binding the admin API is not served.
+ * <prefix>/v1/admin, /v1/token and /v1/events go to the admin Worker as the client sent them: it
+ * verifies the caller's Authorization header (or subject token) itself, so the guard decides
+ * nothing here and adds no identity headers. Without the binding they are not served.
  */
 function forwardToAdmin(request: Request, env: GatehouseWorkerEnv): Promise<Response> {
   const admin = env.ADMIN;

@@ -36,10 +36,15 @@ afterAll(() => {
 });
 
 /** A project directory: wrangler.toml aliasing `policy`, beside its own state. */
-function project(name: string, policy: string): { config: string; args: string[]; dir: string } {
+function project(
+  name: string,
+  policy: string,
+  withAdmin = false,
+): { config: string; args: string[]; dir: string } {
   const app = join(dir, name);
   mkdirSync(app, { recursive: true });
   const config = join(app, 'wrangler.toml');
+  const kv = ['[[kv_namespaces]]', 'binding = "PERMISSIONS"', 'id = "gatehouse-permissions-local"'];
   writeFileSync(
     config,
     [
@@ -50,11 +55,28 @@ function project(name: string, policy: string): { config: string; args: string[]
       `"gatehouse:policy" = ${JSON.stringify(policy)}`,
       '[vars]',
       'ORIGIN = "echo"',
-      '[[kv_namespaces]]',
-      'binding = "PERMISSIONS"',
-      'id = "gatehouse-permissions-local"',
+      ...kv,
+      // The token endpoint is the admin Worker's (issue 10), reached through this binding.
+      ...(withAdmin
+        ? ['[[services]]', 'binding = "ADMIN"', `service = "gatehouse-${name}-admin"`]
+        : []),
     ].join('\n'),
   );
+  if (withAdmin) {
+    // Beside the guard's configuration, where npm start looks for it by default; it reads the
+    // same .dev.vars (the dev secret and the delegation signing keys) from this directory.
+    writeFileSync(
+      join(app, 'wrangler.admin.toml'),
+      [
+        `name = "gatehouse-${name}-admin"`,
+        `main = ${JSON.stringify(join(root, 'handlers/admin-worker.ts'))}`,
+        'compatibility_date = "2026-11-01"',
+        '[alias]',
+        `"gatehouse:policy" = ${JSON.stringify(policy)}`,
+        ...kv,
+      ].join('\n'),
+    );
+  }
   return { config, dir: app, args: ['--config', config, '--persist-to', join(app, 'state')] };
 }
 
@@ -103,7 +125,7 @@ async function status(url: string, token: string, method = 'GET'): Promise<numbe
 }
 
 describe('npm start with the demo policy', () => {
-  const demo = () => project('demo', join(root, 'demo/policy.json'));
+  const demo = () => project('demo', join(root, 'demo/policy.json'), true);
 
   it('seeds the demo, and a restart keeps what the CLI changed in between', async () => {
     const { config, args, dir: app } = demo();

@@ -118,3 +118,68 @@ describe('the guard forwarding <prefix>/v1/admin to the ADMIN service binding', 
     expect(delivered.headers.authorization).toBe(`Bearer ${carol}`);
   });
 });
+
+describe('the guard forwarding the issuing endpoints to the ADMIN service binding (issue 10)', () => {
+  // The token and event endpoints are served by the admin Worker so their code stays out of the
+  // guard's bundle; clients keep calling them on the guard, at the same URLs.
+  it.each([
+    [
+      '/.gatehouse/v1/token',
+      'grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange',
+    ],
+    ['/.gatehouse/v1/events', '{"type":"com.example.x","permission":"read:posts"}'],
+    ['/.gatehouse/v1/events/verify', '{"event":"a.b.c"}'],
+  ])('hands POST %s over unchanged, without deciding', async (path, body) => {
+    const guard = testGuard({ ADMIN: env.ADMIN, ORIGIN_SHARED_SECRET: SECRET });
+    const alice = await demoTokenFor('alice');
+    for (const headers of [{}, bearer(alice)]) {
+      const response = await guard.fetch(`https://guard.example${path}`, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'text/plain', 'cf-connecting-ip': '203.0.113.9' },
+        body,
+      });
+      expect(response.status).toBe(200);
+      const delivered = (await response.json()) as Delivered;
+      expect(delivered).toMatchObject({
+        method: 'POST',
+        url: `https://guard.example${path}`,
+        body,
+      });
+      expect(delivered.headers['cf-connecting-ip']).toBe('203.0.113.9');
+      expect(delivered.headers.authorization).toBe(
+        (headers as { authorization?: string }).authorization,
+      );
+      const added = Object.keys(delivered.headers).filter(
+        (name) => name.startsWith('x-auth-') || name === 'x-gatehouse-origin-secret',
+      );
+      expect(added).toEqual([]);
+    }
+  });
+
+  it('without the binding they are not served (404), and the guard keeps <prefix>/jwks.json', async () => {
+    const guard = testGuard({ GATEHOUSE_DELEGATION_KEYS: env.GATEHOUSE_DELEGATION_KEYS });
+    for (const path of ['/v1/token', '/v1/events', '/v1/events/verify']) {
+      const response = await guard.fetch(`/.gatehouse${path}`, { method: 'POST', body: '{}' });
+      expect(response.status, path).toBe(404);
+      expect(((await response.json()) as { reason: string }).reason, path).toBe('not_found');
+    }
+    for (const path of ['/v1/token/x', '/v1/events/verify/x', '/v1/eventsx']) {
+      const response = await guard.fetch(`/.gatehouse${path}`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer x' },
+      });
+      expect(response.status, path).toBe(404);
+    }
+    const jwks = await guard.fetch('/.gatehouse/jwks.json');
+    expect(jwks.status).toBe(200);
+    expect(((await jwks.json()) as { keys: unknown[] }).keys.length).toBeGreaterThan(0);
+  });
+
+  it('forwards look-alike paths to nothing: they answer 404 with the binding too', async () => {
+    const guard = testGuard({ ADMIN: env.ADMIN });
+    for (const path of ['/v1/token/x', '/v1/tokens', '/v1/events/verify/x', '/v1/eventsx']) {
+      const response = await guard.fetch(`/.gatehouse${path}`, { method: 'POST', body: '{}' });
+      expect(response.status, path).toBe(404);
+    }
+  });
+});

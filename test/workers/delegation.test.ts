@@ -20,7 +20,7 @@ import {
   type EchoBody,
   seedDemo,
   testAdmin,
-  testGuard,
+  testGuardWithAdmin,
 } from './helpers.ts';
 
 const SELF = 'https://gatehouse.dev.local/delegation';
@@ -40,7 +40,7 @@ const policy = (() => {
 })();
 
 function guard() {
-  return testGuard({ GATEHOUSE_DELEGATION_KEYS: keysText }, { policy });
+  return testGuardWithAdmin({ GATEHOUSE_DELEGATION_KEYS: keysText }, { policy });
 }
 
 async function exchange(
@@ -154,7 +154,7 @@ describe('delegation on the guard Worker', () => {
 
   it('without the key secret, delegation is off and closed; direct callers are served', async () => {
     const token = await delegationToken(guard(), 'read:posts');
-    const off = testGuard({ GATEHOUSE_DELEGATION_KEYS: '' }, { policy });
+    const off = testGuardWithAdmin({ GATEHOUSE_DELEGATION_KEYS: '' }, { policy });
     const own = await off.fetch('/posts/1', { headers: bearer(await demoTokenFor('alice')) });
     expect(own.status).toBe(200);
     const delegated = await off.fetch('/posts/1', { headers: bearer(token) });
@@ -163,7 +163,10 @@ describe('delegation on the guard Worker', () => {
   });
 
   it('a malformed key secret is a configuration error (503), naming nothing secret', async () => {
-    const g = testGuard({ GATEHOUSE_DELEGATION_KEYS: '{"current":{"alg":"EdDSA"}}' }, { policy });
+    const g = testGuardWithAdmin(
+      { GATEHOUSE_DELEGATION_KEYS: '{"current":{"alg":"EdDSA"}}' },
+      { policy },
+    );
     const response = await g.fetch('/posts/1', { headers: bearer(await demoTokenFor('alice')) });
     expect(response.status).toBe(503);
     expect(((await response.json()) as { reason: string }).reason).toBe('configuration_error');
@@ -172,7 +175,10 @@ describe('delegation on the guard Worker', () => {
 
 describe('delegation and the revocation feed on the guard Worker', () => {
   const followingGuard = () =>
-    testGuard({ GATEHOUSE_DELEGATION_KEYS: keysText, REVOCATION: env.REVOCATION }, { policy });
+    testGuardWithAdmin(
+      { GATEHOUSE_DELEGATION_KEYS: keysText, REVOCATION: env.REVOCATION },
+      { policy },
+    );
   const revokeJti = async (jti: string) => {
     await env.PERMISSIONS.put('user/-/s:root', JSON.stringify({ grants: ['admin:permissions'] }));
     const response = await testAdmin({ REVOCATION: env.REVOCATION }).fetch(

@@ -12,7 +12,14 @@ import type { AllowedEvent, ConsumerLogEntry } from '../../src/events/index.ts';
 import { DurableProcessedEvents, KvProcessedEvents } from '../../src/workers/processed-events.ts';
 import { createEventQueueConsumer } from '../../src/workers/queue-consumer.ts';
 import { alterEvent } from '../support/events.ts';
-import { bearer, DEMO_POLICY, demoTokenFor, seedDemo, testAdmin, testGuard } from './helpers.ts';
+import {
+  bearer,
+  DEMO_POLICY,
+  demoTokenFor,
+  seedDemo,
+  testAdmin,
+  testGuardWithAdmin,
+} from './helpers.ts';
 
 let counter = 0;
 /** A name no other test touches (KV and the Durable Object persist between the tests of a file). */
@@ -28,7 +35,7 @@ beforeEach(async () => {
 });
 
 function guard(vars: Record<string, unknown> = {}) {
-  return testGuard({ ...KEYS, REVOCATION: env.REVOCATION, ...vars });
+  return testGuardWithAdmin({ ...KEYS, REVOCATION: env.REVOCATION, ...vars });
 }
 
 async function sign(g: ReturnType<typeof guard>, token: string, body: Record<string, unknown>) {

@@ -72,6 +72,27 @@ export function testGuard(
   };
 }
 
+/**
+ * A guard whose ADMIN binding reaches an admin Worker with the same vars and options, as
+ * `npm start` runs the two: the admin API, `<prefix>/v1/token` and `<prefix>/v1/events` are
+ * served by the admin Worker and reached through the guard, at the URLs clients use.
+ */
+export function testGuardWithAdmin(
+  vars: Record<string, unknown> = {},
+  options: Partial<GatehouseWorkerOptions> = {},
+): TestGuard {
+  // The options both Workers share; startupEnv is each Worker's own.
+  const { startupEnv: _startupEnv, ...shared } = options;
+  const admin = testAdmin(vars, shared);
+  return testGuard(
+    {
+      ...vars,
+      ADMIN: { fetch: (request: Request) => admin.worker.fetch(request, admin.env, testContext()) },
+    },
+    options,
+  );
+}
+
 export interface TestAdmin {
   readonly worker: AdminWorker;
   readonly env: AdminWorkerEnv;
