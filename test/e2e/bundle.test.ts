@@ -1,6 +1,7 @@
 /**
  * The guard stays small (issue 10): its bundle, built as `wrangler deploy --dry-run` builds it,
- * holds no admin module; the admin API ships in the admin Worker's bundle instead.
+ * holds no admin module and none of the issuing endpoints' code; the admin API, the token endpoint
+ * and the signed-event endpoints ship in the admin Worker's bundle instead.
  */
 import { describe, expect, it } from 'vitest';
 import { ADMIN_MODULES, workerBundle } from '../../bench/worker.ts';
@@ -14,6 +15,17 @@ describe('Worker bundles', () => {
     expect(inputs.filter(isAdmin)).toEqual([]);
   });
 
+  it("keeps the token and event endpoints out of the guard's bundle, within issue 10's 60 KiB", () => {
+    const { kb, inputs } = workerBundle('wrangler.toml');
+    // (The delegation barrel still names src/delegation/exchange.ts as an input; esbuild keeps
+    // none of its code, which the size bound below would notice.)
+    expect(inputs).not.toContain('src/http/events.ts');
+    // importJWK / importSPKI pulled jose's ASN.1 and JWE helpers in: keys are imported with
+    // crypto.subtle directly (src/token/webcrypto.ts, src/delegation/mint.ts).
+    expect(inputs.filter((input) => input.includes('node_modules/jose/'))).toEqual([]);
+    expect(kb).toBeLessThanOrEqual(60);
+  });
+
   it("puts the admin API in the admin Worker's bundle (wrangler.admin.toml)", () => {
     const { inputs } = workerBundle('wrangler.admin.toml');
     expect(inputs).toEqual(
@@ -21,6 +33,9 @@ describe('Worker bundles', () => {
         'handlers/admin-worker.ts',
         'src/http/admin-api.ts',
         'src/admin/operations.ts',
+        'src/http/token-exchange.ts',
+        'src/delegation/exchange.ts',
+        'src/http/events.ts',
       ]),
     );
   });
