@@ -25,9 +25,8 @@ function verifying(spec: AlgorithmSpec, key: CryptoKey): VerifyingKey {
 }
 
 type Import = typeof crypto.subtle.importKey;
-type JwkData = { readonly key_ops?: unknown; readonly d?: unknown } & Record<string, unknown>;
+type JwkData = { readonly key_ops?: unknown } & Record<string, unknown>;
 type ImportParams = Parameters<Import>[2];
-type Usages = Parameters<Import>[4];
 
 /**
  * The WebCrypto import parameters for `spec`'s key: the hash is bound into an RSA key and the
@@ -92,15 +91,16 @@ export const webCryptoBackend: SignatureBackend = {
       // bytes for kty "oct", and refused a kty the algorithm does not take).
       if (spec.kty === 'oct' || jwk.kty !== spec.kty) return null;
       const data = jwkKeyData(jwk as Record<string, unknown>);
-      if (data === null) return null;
-      const usages = (data.key_ops ?? (data.d ? ['sign'] : ['verify'])) as Usages;
+      // A verification key is public: private members (`d`, RSA's `p`) or a secret (`k`) mean
+      // a key that was never meant to be published, refused here whatever the caller checked.
+      if (data === null || 'd' in data || 'p' in data || 'k' in data) return null;
       const key = await crypto.subtle.importKey(
         'jwk',
         // Checked above; the JsonWebKey type differs between the Node and Workers typings.
         data as never,
         importParams(spec),
         false,
-        usages,
+        ['verify'],
       );
       if (rsaWeak(spec, key)) return null;
       return verifying(spec, key);
