@@ -163,7 +163,14 @@ export default {
   },
 };`;
 
-async function startWorkers(): Promise<{ base: string; stop(): Promise<void> }> {
+/**
+ * The guard (with a bench-only feed endpoint) and the admin Worker under one `wrangler dev`, as
+ * `npm start` runs them; `devVars` replace or add lines of their shared .dev.vars (a JSON value
+ * single-quoted, as npm start writes the delegation keys).
+ */
+export async function startWorkers(
+  devVars: Readonly<Record<string, string>> = {},
+): Promise<{ base: string; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-revoke-'));
   const name = `gatehouse-bench-${process.pid}`;
   writeFileSync(join(dir, 'entry.ts'), GUARD_ENTRY);
@@ -210,7 +217,13 @@ async function startWorkers(): Promise<{ base: string; stop(): Promise<void> }> 
     ].join('\n'),
   );
   // Beside both configurations, so both Workers get the secret (--var reaches the first only).
-  writeFileSync(join(dir, '.dev.vars'), `GATEHOUSE_DEV_SECRET=${SECRET}\n`);
+  const vars = { GATEHOUSE_DEV_SECRET: SECRET, ...devVars };
+  writeFileSync(
+    join(dir, '.dev.vars'),
+    Object.entries(vars)
+      .map(([name, value]) => `${name}=${value.startsWith('{') ? `'${value}'` : value}\n`)
+      .join(''),
+  );
   // The demo data (carol the admin among it), as `npm start` seeds it.
   const seed = join(dir, 'seed.json');
   writeFileSync(
