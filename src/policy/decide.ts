@@ -301,7 +301,7 @@ export class Gatehouse {
       });
     }
     const mode = requirement.kind === 'all' ? 'all' : 'any';
-    return this.authorize(principal, required, mode, request, route.label, tokenHint);
+    return await this.authorize(principal, required, mode, request, route.label, tokenHint);
   }
 
   /**
@@ -650,10 +650,18 @@ function explainMatches(matched: readonly PermissionMatch[]): string {
   return text;
 }
 
+/** Role paths are kept per compiled grant (permission-set.ts), so their text can be too. */
+const roleSentences = new WeakMap<readonly string[], string>();
+
 function describeVia(via: PermissionMatch['via']): string {
   if (via === 'direct') return 'direct grant';
   if (via === 'claims') return 'token claims';
-  return `role ${via.join(' → ')}`;
+  let text = roleSentences.get(via);
+  if (text === undefined) {
+    text = `role ${via.join(' → ')}`;
+    roleSentences.set(via, text);
+  }
+  return text;
 }
 
 /** The three sets, as `check --explain` shows them: which one refused each permission. */

@@ -50,8 +50,10 @@ function checkAudience(aud: unknown, audiences: ReadonlySet<string>): void {
 }
 
 function splitScopes(value: string): string[] {
-  // RFC 6749 §3.3: scope tokens are separated by single spaces.
-  return value.split(' ').filter((s) => s.length > 0);
+  // RFC 6749 §3.3: scope tokens are separated by single spaces. The filter (a second array) only
+  // when a split left an empty piece: leading, trailing or doubled spaces, or an empty scope.
+  const scopes = value.split(' ');
+  return scopes.includes('') ? scopes.filter((s) => s.length > 0) : scopes;
 }
 
 function scopesOf(payload: Record<string, unknown>): string[] {
@@ -152,18 +154,22 @@ export function checkClaims(
   const actors = Object.freeze(actorsOf(payload.act));
   const claims: Record<string, unknown> = {};
   for (const name of rules.keptClaims) {
-    if (Object.hasOwn(payload, name)) claims[name] = deepFreeze(payload[name]);
+    // Read first: hasOwn (which keeps an inherited name like `constructor` out) only for a value.
+    const value = payload[name];
+    if (value !== undefined && Object.hasOwn(payload, name)) claims[name] = deepFreeze(value);
   }
-  const principal: Principal = {
+  // Built member by member rather than with conditional spreads: the same object (members in the
+  // same order), without a temporary object per spread on every fresh token (issue 11).
+  const principal: { -readonly [K in keyof Principal]: Principal[K] } = {
     issuer: rules.issuer,
     issuerKind: rules.kind,
     subject: sub,
-    ...(tenant !== undefined && { tenant }),
-    scopes,
-    claims: Object.freeze(claims),
-    actors,
-    expiresAt: exp,
-    ...(iat !== undefined && { issuedAt: iat }),
-  };
+  } as Principal;
+  if (tenant !== undefined) principal.tenant = tenant;
+  principal.scopes = scopes;
+  principal.claims = Object.freeze(claims);
+  principal.actors = actors;
+  principal.expiresAt = exp;
+  if (iat !== undefined) principal.issuedAt = iat;
   return { principal: Object.freeze(principal), validUntil };
 }

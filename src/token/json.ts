@@ -63,6 +63,51 @@ export function hasDuplicateMemberName(text: string): boolean {
   return false;
 }
 
+const COLON = ':';
+
+function colonsIn(text: string): number {
+  let count = 0;
+  for (let i = text.indexOf(COLON); i !== -1; i = text.indexOf(COLON, i + 1)) count++;
+  return count;
+}
+
+/**
+ * True when `value`, parsed from `text`, provably has no duplicate member names, by counting
+ * instead of scanning; false when it cannot tell (the caller then scans). The fresh-token path
+ * parses a payload per request and this is a third of the scan's cost (issue 11).
+ *
+ * Why it is sound: in JSON text without a backslash, every string literal's characters are the
+ * parsed string's. Each member occurrence has exactly one structural colon, so the text's colons
+ * are N (member occurrences, duplicates included) plus the colons inside string literals. JSON.parse
+ * keeps one property per distinct name, so K (own properties over all parsed objects) ≤ N, with
+ * equality exactly when nothing repeats. Subtracting the colons of the strings that survived
+ * parsing (names and values) leaves U = N + colons of literals a duplicate dropped ≥ N. So U === K
+ * forces N === K: no duplicates. Anything else (a backslash, a dropped literal, a duplicate) falls
+ * back to the scan.
+ */
+function countedUnique(text: string, value: object): boolean {
+  if (text.indexOf('\\') !== -1) return false;
+  let unexplained = colonsIn(text);
+  let members = 0;
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const current = pending.pop();
+    if (typeof current === 'string') {
+      unexplained -= colonsIn(current);
+    } else if (Array.isArray(current)) {
+      for (const item of current) pending.push(item);
+    } else if (typeof current === 'object' && current !== null) {
+      const names = Object.keys(current);
+      members += names.length;
+      for (const name of names) {
+        unexplained -= colonsIn(name);
+        pending.push((current as Record<string, unknown>)[name]);
+      }
+    }
+  }
+  return unexplained === members;
+}
+
 /** Parses `text` as a JSON object without duplicate member names; null for anything else. */
 export function parseJsonObject(text: string): Record<string, unknown> | null {
   let value: unknown;
@@ -72,6 +117,6 @@ export function parseJsonObject(text: string): Record<string, unknown> | null {
     return null;
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
-  if (hasDuplicateMemberName(text)) return null;
+  if (!countedUnique(text, value) && hasDuplicateMemberName(text)) return null;
   return value as Record<string, unknown>;
 }

@@ -65,11 +65,16 @@ export function createVerifierWith(
   );
   const cache = cacheEntries > 0 ? new TokenCache(cacheEntries) : null;
 
+  // The token `cached` just missed: decide() asks `cached` and then, on a miss, `verify` at once,
+  // so verify skips the second lookup. Skipping a lookup can only cost a re-verification.
+  let missed: string | undefined;
+
   async function verify(token: string): Promise<VerifyResult> {
-    if (cache !== null && typeof token === 'string') {
+    if (cache !== null && typeof token === 'string' && token !== missed) {
       const hit = cache.get(token, now());
       if (hit !== undefined) return hit;
     }
+    missed = undefined;
     const { header, payload, signature, signingInput } = precheckToken(token, maxTokenBytes);
 
     // The unverified iss only selects which configuration to verify against.
@@ -114,7 +119,10 @@ export function createVerifierWith(
   }
 
   function cached(token: string): VerifyResult | undefined {
-    return cache !== null && typeof token === 'string' ? cache.get(token, now()) : undefined;
+    if (cache === null || typeof token !== 'string') return undefined;
+    const hit = cache.get(token, now());
+    if (hit === undefined) missed = token;
+    return hit;
   }
 
   return { verify, cached };

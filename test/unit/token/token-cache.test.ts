@@ -84,6 +84,22 @@ eachBackend((backend) => {
       await expectCode(v.verify(token), 'token_expired');
     });
 
+    it('a miss in cached() skips only that token’s second lookup, for that one verify', async () => {
+      const counted = countingBackend(backend);
+      const v = createVerifierWith(options([issuerWith(key)], new Clock()), counted);
+      const [hot, cold] = await Promise.all(['hot', 'cold'].map((jti) => mint(key, { jti })));
+      await admit(v, hot!);
+      expect(counted.verifies).toBe(2);
+      // decide() asks cached() and, on a miss, verify(): a cached token verified by another
+      // caller in between still answers from the cache, and the miss marker is spent once.
+      expect(v.cached?.(cold!)).toBeUndefined();
+      expect((await v.verify(hot!)).cache).toBe('hit');
+      expect((await v.verify(cold!)).cache).toBe('miss');
+      expect(v.cached?.(hot!)?.cache).toBe('hit');
+      expect((await v.verify(hot!)).cache).toBe('hit');
+      expect(counted.verifies).toBe(3);
+    });
+
     it('keeps a repeated token cached through a stream of one-off tokens', async () => {
       const clock = new Clock();
       const v = verifier(clock, { tokenCache: { maxEntries: 2 } });
