@@ -53,7 +53,10 @@ export function decodeBase64url(text: string): Uint8Array<ArrayBuffer> | null {
 }
 
 interface NativeBuffer {
-  from(text: string, encoding: 'base64url' | 'latin1'): Uint8Array & {
+  from(
+    text: string,
+    encoding: 'base64url' | 'latin1',
+  ): Uint8Array & {
     toString(encoding: 'base64url'): string;
   };
 }
