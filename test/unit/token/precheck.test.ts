@@ -29,7 +29,7 @@ describe('precheckToken', () => {
     const result = precheckToken(VALID);
     expect(result.header).toEqual({ alg: 'ES256', typ: 'JWT', kid: 'k1' });
     expect(result.payload).toEqual({ iss: 'https://issuer.example.com/', sub: 'u' });
-    expect(result.signature).toEqual(new Uint8Array(64).fill(7));
+    expect([...result.signature]).toEqual([...new Uint8Array(64).fill(7)]);
     expect(result.signingInput).toBe(`${HEADER}.${PAYLOAD}`);
   });
 
