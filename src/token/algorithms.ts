@@ -127,13 +127,13 @@ export function keyFits(spec: AlgorithmSpec, kty: string, crv: unknown): boolean
   return spec.kty === kty && (spec.crv === undefined || spec.crv === crv);
 }
 
-/** 0 < value < order, both big-endian of equal width. */
-function inRange(value: Uint8Array, order: Uint8Array): boolean {
+/** 0 < value < order, both big-endian of equal width, value read from `bytes` at `offset`. */
+function inRange(bytes: Uint8Array, offset: number, order: Uint8Array): boolean {
   let nonZero = false;
   let decided = false;
   let less = false;
   for (let i = 0; i < order.length; i++) {
-    const v = value[i]!;
+    const v = bytes[offset + i]!;
     const n = order[i]!;
     if (v !== 0) nonZero = true;
     if (!decided && v !== n) {
@@ -164,7 +164,8 @@ export function signatureShapeOk(
   const order = spec.order;
   if (order === undefined) return true;
   const width = order.length;
-  return inRange(signature.subarray(0, width), order) && inRange(signature.subarray(width), order);
+  // By offset, not subarray: no view allocated per token.
+  return inRange(signature, 0, order) && inRange(signature, width, order);
 }
 
 /** Every supported algorithm name, for configuration schemas and messages. */

@@ -124,9 +124,25 @@ function checkHeader(header: Record<string, unknown>): void {
 const checkedHeaders = new Map<string, Readonly<Record<string, unknown>>>();
 const MAX_CHECKED_HEADERS = 64;
 
-function checkedHeader(segment: string): Readonly<Record<string, unknown>> {
+/** The last header taken from the memo: a stream of one issuer's tokens skips even the lookup. */
+let lastSegment = '';
+let lastHeader: Readonly<Record<string, unknown>> | undefined;
+
+function checkedHeader(token: string, firstDot: number): Readonly<Record<string, unknown>> {
+  if (
+    firstDot === lastSegment.length &&
+    lastHeader !== undefined &&
+    token.startsWith(lastSegment)
+  ) {
+    return lastHeader;
+  }
+  const segment = token.slice(0, firstDot);
   const known = checkedHeaders.get(segment);
-  if (known !== undefined) return known;
+  if (known !== undefined) {
+    lastSegment = segment;
+    lastHeader = known;
+    return known;
+  }
   const header = parseSegment(decodeSegment(segment, 'header'), 'header');
   checkHeader(header);
   for (const name in header) {
@@ -162,7 +178,7 @@ export function precheckToken(
   const signature = decodeCanonicalBase64url(token.slice(secondDot + 1));
   if (signature === null) throw malformed('token signature is not canonical base64url');
   const payloadBytes = decodeSegment(token.slice(firstDot + 1, secondDot), 'payload');
-  const header = checkedHeader(token.slice(0, firstDot));
+  const header = checkedHeader(token, firstDot);
   const payload = parseSegment(payloadBytes, 'payload');
   return { header, payload, signature, signingInput: token.slice(0, secondDot) };
 }

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { splitScopes } from '../../../src/token/claims.ts';
 import { hasDuplicateMemberName, parseJsonObject } from '../../../src/token/json.ts';
 
 /**
@@ -115,5 +116,19 @@ describe('parseJsonObject', () => {
     '{}',
   ])('accepts %s', (text) => {
     expect(parseJsonObject(text)).toEqual(JSON.parse(text));
+  });
+});
+
+describe('splitScopes', () => {
+  it('splits on single spaces and drops empty pieces, as split + filter would', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: fc.constantFrom('a', 'b', ':', ' ', '\t'), maxLength: 12 }),
+        (text) => {
+          expect(splitScopes(text)).toEqual(text.split(' ').filter((s) => s.length > 0));
+        },
+      ),
+      { numRuns: 5000 },
+    );
   });
 });
