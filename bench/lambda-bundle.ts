@@ -3,6 +3,7 @@
  * and for the test that holds its goal (test/e2e/bundle.test.ts): handlers/lambda.ts, minified
  * ESM for Node 22, the AWS SDK external because the Lambda runtime provides it.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BuildOptions, build } from 'esbuild';
@@ -21,12 +22,12 @@ export const LAMBDA_BUILD = {
 } as const satisfies BuildOptions;
 
 /**
- * Builds handlers/lambda.ts to `outfile`: its size (KB of 1024 bytes) and the bytes each source
- * file (repository-relative path) contributes to it, largest first.
+ * Builds handlers/lambda.ts to `outfile`: its size (KB of 1024 bytes), its code, and the bytes each
+ * source file (repository-relative path) contributes to it, largest first.
  */
 export async function lambdaBundle(
   outfile: string,
-): Promise<{ kb: number; inputs: Record<string, number> }> {
+): Promise<{ kb: number; code: string; inputs: Record<string, number> }> {
   const { metafile } = await build({
     ...LAMBDA_BUILD,
     absWorkingDir: ROOT,
@@ -40,5 +41,9 @@ export async function lambdaBundle(
     .filter(([, input]) => input.bytesInOutput > 0)
     .sort(([, a], [, b]) => b.bytesInOutput - a.bytesInOutput)
     .map(([path, input]) => [path, input.bytesInOutput] as const);
-  return { kb: output.bytes / 1024, inputs: Object.fromEntries(inputs) };
+  return {
+    kb: output.bytes / 1024,
+    code: readFileSync(outfile, 'utf8'),
+    inputs: Object.fromEntries(inputs),
+  };
 }

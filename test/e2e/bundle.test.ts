@@ -77,4 +77,12 @@ describe('Lambda bundle', () => {
     );
     expect(foreign).toEqual([]);
   });
+
+  it('carries neither the permission file schemas nor the revocation feed writer', async () => {
+    const { code } = await build();
+    // Each sits in a module the authorizer needs for something else (expiryToUnixSeconds, the
+    // feed reader), so only its own text shows it came back.
+    expect(code).not.toContain('a permission file object');
+    expect(code).not.toContain('could not claim an epoch');
+  });
 });
