@@ -12,7 +12,7 @@
  *   creates a DynamoDB client, each imported in fresh child processes, medians.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,7 @@ import {
 import { createLambdaHandler } from '../src/aws/lambda.ts';
 import { FEED_PARTITION, REVOKED_PARTITION } from '../src/aws/revocation-feed.ts';
 import { parsePermissionData } from '../src/stores/permission-data.ts';
+import { LAMBDA_BUILD, lambdaBundle } from './lambda-bundle.ts';
 
 const ISSUER = 'https://id.bench.example/';
 const AUDIENCE = 'https://api.bench.example';
@@ -252,30 +253,16 @@ export async function benchLambda(): Promise<{ results: Record<string, number>; 
   {
     const dir = `${ROOT}node_modules/.cache/gatehouse-bench`;
     mkdirSync(dir, { recursive: true });
-    const common = {
-      bundle: true,
-      minify: true,
-      platform: 'node' as const,
-      format: 'esm' as const,
-      target: 'es2023',
-      external: ['@aws-sdk/*'],
-      logLevel: 'silent' as const,
-    };
-    await build({
-      ...common,
-      entryPoints: [`${ROOT}handlers/lambda.ts`],
-      outfile: `${dir}/lambda.mjs`,
-    });
+    const { kb } = await lambdaBundle(`${dir}/lambda.mjs`);
     writeFileSync(
       `${dir}/baseline-entry.mjs`,
       "import { DynamoDBClient } from '@aws-sdk/client-dynamodb';\nexport const client = new DynamoDBClient({ region: 'eu-west-1' });\n",
     );
     await build({
-      ...common,
+      ...LAMBDA_BUILD,
       entryPoints: [`${dir}/baseline-entry.mjs`],
       outfile: `${dir}/baseline.mjs`,
     });
-    const kb = statSync(`${dir}/lambda.mjs`).size / 1024;
     results['lambda.bundle_kb'] = round(kb, 1);
     rows.push({
       name: 'lambda.bundle_kb',

@@ -27,7 +27,7 @@ import {
 } from './authorizer.ts';
 import { createDynamoDBClient, DynamoDBStore } from './dynamodb-store.ts';
 import { coldStartHandler } from './lambda-shell.ts';
-import { DynamoDBFeed } from './revocation-feed.ts';
+import { DynamoDBFeedReader } from './revocation-feed.ts';
 
 // Kept importable from here, where the admin Lambda first found it.
 export { buildAtColdStart } from './lambda-shell.ts';
@@ -167,7 +167,7 @@ export function revocationFollower(
     throw new ConfigError(ENV.revocationFeed, 'expected on or off');
   }
   if (setting === 'off') return undefined;
-  const feed = new DynamoDBFeed({ client, tableName, ...(now && { now }) });
+  const feed = new DynamoDBFeedReader({ client, tableName, ...(now && { now }) });
   return new RevocationFollower(feed, {
     ...policy.revocation,
     awaitReads: true,

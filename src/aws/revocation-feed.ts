@@ -68,29 +68,193 @@ function changeSortKey(epoch: number): string {
   return `${CHANGE_SK}${String(epoch).padStart(16, '0')}`;
 }
 
-export interface DynamoDBFeedOptions {
+export interface DynamoDBFeedReaderOptions {
   readonly client: DynamoDBClient;
   readonly tableName: string;
-  /** Seconds a change item is kept for followers that fall behind; default 86400, 60 to 2592000. */
-  readonly retentionSeconds?: number;
   /** Milliseconds a changed key counts as recent in a reset; default 120000. */
   readonly recentMs?: number;
   /** Clock, ms; default Date.now. */
   readonly now?: () => number;
 }
 
-export class DynamoDBFeed implements FeedSource, FeedWriter {
+export interface DynamoDBFeedOptions extends DynamoDBFeedReaderOptions {
+  /** Seconds a change item is kept for followers that fall behind; default 86400, 60 to 2592000. */
+  readonly retentionSeconds?: number;
+}
+
+/**
+ * The follower's side of the feed: reads only. The Lambda authorizer follows the feed and never
+ * writes it, so its bundle carries no writer code (issue 11); {@link DynamoDBFeed} adds `append`.
+ */
+export class DynamoDBFeedReader implements FeedSource {
   readonly #client: DynamoDBClient;
   readonly #table: string;
-  readonly #retention: number;
   readonly #recentMs: number;
   readonly #now: () => number;
 
-  constructor(options: DynamoDBFeedOptions) {
+  constructor(options: DynamoDBFeedReaderOptions) {
     checkTableName(options.tableName);
     if (typeof options.client?.send !== 'function') {
       throw new ConfigError('client', 'expected a DynamoDBClient');
     }
+    this.#client = options.client;
+    this.#table = options.tableName;
+    this.#recentMs = numberOption(
+      options.recentMs,
+      'revocation.recentMs',
+      1000,
+      10_800_000,
+      120_000,
+    );
+    this.#now = options.now ?? Date.now;
+  }
+
+  async read(since: number): Promise<FeedAnswer> {
+    if (since < 0) return this.#reset();
+    const { items, complete } = await this.#query(FEED_PARTITION, changeSortKey(since));
+    if (!complete) return this.#reset();
+    let head = since;
+    let stored: number | undefined;
+    const changes: FeedChange[] = [];
+    for (const item of items) {
+      const sk = item[SORT_KEY]?.S ?? '';
+      if (sk === HEAD_SK) stored = Number(item.epoch?.N ?? 0);
+      else if (sk.startsWith(CHANGE_SK)) changes.push(toChange(item));
+    }
+    // A head behind the follower (or gone): the table was restored or rewound, and the epochs the
+    // follower has not seen may be numbered at or below its own. Start over, as FeedLog does. The
+    // head item may lag the last claimed change (a writer between its two writes, or one that
+    // died there), which is no rewind: only a feed whose changes are behind too resets.
+    if (
+      since > 0 &&
+      (stored ?? 0) < since &&
+      (await lastClaimed(this.#client, this.#table)) < since
+    ) {
+      return this.#reset();
+    }
+    if (stored !== undefined) head = Math.max(head, stored);
+    for (const change of changes) head = Math.max(head, change.epoch);
+    // Dense from since + 1, or some expired: then only a reset can say what was missed.
+    const dense = changes.every((change, i) => change.epoch === since + 1 + i);
+    if (!dense || (changes.length === 0 && head > since)) return this.#reset();
+    return { head, reset: false, changes, now: this.#now() };
+  }
+
+  async #reset(): Promise<FeedAnswer> {
+    const now = this.#now();
+    const [{ items: revoked, complete }, feed] = await Promise.all([
+      this.#query(REVOKED_PARTITION),
+      this.#latest(),
+    ]);
+    // Missing part of the live revocations would readmit a revoked token: fail the read.
+    if (!complete) throw new Error('revocation feed: too many live revocations to read');
+    const changes: FeedChange[] = [];
+    for (const item of revoked) {
+      const sk = item[SORT_KEY]?.S ?? '';
+      if (sk.startsWith(NOT_BEFORE_SK)) {
+        // TTL deletion lags (up to days): skip what it has not removed yet.
+        if (!notBeforeLive(Number(item.at?.N ?? 0), now)) continue;
+        changes.push({
+          epoch: 0,
+          at: now,
+          notBefore: { key: sk.slice(NOT_BEFORE_SK.length), at: Number(item.at?.N ?? 0) },
+        });
+      } else if (sk.startsWith(TOKEN_SK)) {
+        const expiresAt = Number(item.exp?.N ?? 0);
+        if (expiresAt * 1000 > now) {
+          changes.push({ epoch: 0, at: now, token: { jti: sk.slice(TOKEN_SK.length), expiresAt } });
+        }
+      }
+    }
+    let head = 0;
+    for (const item of feed) {
+      const sk = item[SORT_KEY]?.S ?? '';
+      if (sk === HEAD_SK) {
+        head = Math.max(head, Number(item.epoch?.N ?? 0));
+        continue;
+      }
+      const change = toChange(item);
+      head = Math.max(head, change.epoch);
+      if (change.keys !== undefined && now - change.at < this.#recentMs) {
+        changes.push({ epoch: change.epoch, at: change.at, keys: change.keys });
+      }
+    }
+    return { head, reset: true, changes, now };
+  }
+
+  /** The head and the latest changes, newest first (HEAD sorts after every change). */
+  async #latest(): Promise<Item[]> {
+    const output = await this.#client.send(
+      new QueryCommand({
+        TableName: this.#table,
+        KeyConditionExpression: '#pk = :pk',
+        ExpressionAttributeNames: { '#pk': PARTITION_KEY },
+        ExpressionAttributeValues: { ':pk': { S: FEED_PARTITION } },
+        ConsistentRead: true,
+        ScanIndexForward: false,
+        Limit: RESET_CHANGES + 1,
+      }),
+    );
+    return output.Items ?? [];
+  }
+
+  /** Items of a partition (after `after`, when given), strongly consistent, up to MAX_PAGES. */
+  async #query(pk: string, after?: string): Promise<{ items: Item[]; complete: boolean }> {
+    const items: Item[] = [];
+    let start: Item | undefined;
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const output: QueryCommandOutput = await this.#client.send(
+        new QueryCommand({
+          TableName: this.#table,
+          KeyConditionExpression: after === undefined ? '#pk = :pk' : '#pk = :pk AND #sk > :after',
+          ExpressionAttributeNames: {
+            '#pk': PARTITION_KEY,
+            ...(after !== undefined && { '#sk': SORT_KEY }),
+          },
+          ExpressionAttributeValues: {
+            ':pk': { S: pk },
+            ...(after !== undefined && { ':after': { S: after } }),
+          },
+          ConsistentRead: true,
+          ...(start !== undefined && { ExclusiveStartKey: start }),
+        }),
+      );
+      for (const item of output.Items ?? []) items.push(item);
+      start = output.LastEvaluatedKey;
+      if (start === undefined) return { items, complete: true };
+    }
+    return { items, complete: false };
+  }
+}
+
+/** The highest claimed epoch: the last change item. */
+async function lastClaimed(client: DynamoDBClient, table: string): Promise<number> {
+  const output = await client.send(
+    new QueryCommand({
+      TableName: table,
+      KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :c)',
+      ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#sk': SORT_KEY },
+      ExpressionAttributeValues: { ':pk': { S: FEED_PARTITION }, ':c': { S: CHANGE_SK } },
+      ConsistentRead: true,
+      ScanIndexForward: false,
+      Limit: 1,
+    }),
+  );
+  return Number(output.Items?.[0]?.epoch?.N ?? 0);
+}
+
+/**
+ * The feed for writers (management: the admin Lambda, the CLI) and followers alike: claims each
+ * change's epoch with a conditional put after writing the revocation state it announces.
+ */
+export class DynamoDBFeed extends DynamoDBFeedReader implements FeedWriter {
+  readonly #client: DynamoDBClient;
+  readonly #table: string;
+  readonly #retention: number;
+  readonly #now: () => number;
+
+  constructor(options: DynamoDBFeedOptions) {
+    super(options);
     this.#client = options.client;
     this.#table = options.tableName;
     this.#retention = numberOption(
@@ -100,13 +264,6 @@ export class DynamoDBFeed implements FeedSource, FeedWriter {
       2_592_000,
       86_400,
       true,
-    );
-    this.#recentMs = numberOption(
-      options.recentMs,
-      'revocation.recentMs',
-      1000,
-      10_800_000,
-      120_000,
     );
     this.#now = options.now ?? Date.now;
   }
@@ -163,98 +320,13 @@ export class DynamoDBFeed implements FeedSource, FeedWriter {
       } catch (error) {
         if (!(error instanceof ConditionalCheckFailedException)) throw error;
         // Taken: the head item may lag the claims, so ask the changes themselves for the last.
-        epoch = Math.max(epoch, await this.#lastClaimed()) + 1;
+        epoch = Math.max(epoch, await lastClaimed(this.#client, this.#table)) + 1;
         continue;
       }
       await this.#advanceHead(epoch);
       return epoch;
     }
     throw new Error('revocation feed: could not claim an epoch (too many concurrent writers)');
-  }
-
-  async read(since: number): Promise<FeedAnswer> {
-    if (since < 0) return this.#reset();
-    const { items, complete } = await this.#query(FEED_PARTITION, changeSortKey(since));
-    if (!complete) return this.#reset();
-    let head = since;
-    let stored: number | undefined;
-    const changes: FeedChange[] = [];
-    for (const item of items) {
-      const sk = item[SORT_KEY]?.S ?? '';
-      if (sk === HEAD_SK) stored = Number(item.epoch?.N ?? 0);
-      else if (sk.startsWith(CHANGE_SK)) changes.push(toChange(item));
-    }
-    // A head behind the follower (or gone): the table was restored or rewound, and the epochs the
-    // follower has not seen may be numbered at or below its own. Start over, as FeedLog does. The
-    // head item may lag the last claimed change (a writer between its two writes, or one that
-    // died there), which is no rewind: only a feed whose changes are behind too resets.
-    if (since > 0 && (stored ?? 0) < since && (await this.#lastClaimed()) < since) {
-      return this.#reset();
-    }
-    if (stored !== undefined) head = Math.max(head, stored);
-    for (const change of changes) head = Math.max(head, change.epoch);
-    // Dense from since + 1, or some expired: then only a reset can say what was missed.
-    const dense = changes.every((change, i) => change.epoch === since + 1 + i);
-    if (!dense || (changes.length === 0 && head > since)) return this.#reset();
-    return { head, reset: false, changes, now: this.#now() };
-  }
-
-  async #reset(): Promise<FeedAnswer> {
-    const now = this.#now();
-    const [{ items: revoked, complete }, feed] = await Promise.all([
-      this.#query(REVOKED_PARTITION),
-      this.#latest(),
-    ]);
-    // Missing part of the live revocations would readmit a revoked token: fail the read.
-    if (!complete) throw new Error('revocation feed: too many live revocations to read');
-    const changes: FeedChange[] = [];
-    for (const item of revoked) {
-      const sk = item[SORT_KEY]?.S ?? '';
-      if (sk.startsWith(NOT_BEFORE_SK)) {
-        // TTL deletion lags (up to days): skip what it has not removed yet.
-        if (!notBeforeLive(Number(item.at?.N ?? 0), now)) continue;
-        changes.push({
-          epoch: 0,
-          at: now,
-          notBefore: { key: sk.slice(NOT_BEFORE_SK.length), at: Number(item.at?.N ?? 0) },
-        });
-      } else if (sk.startsWith(TOKEN_SK)) {
-        const expiresAt = Number(item.exp?.N ?? 0);
-        if (expiresAt * 1000 > now) {
-          changes.push({ epoch: 0, at: now, token: { jti: sk.slice(TOKEN_SK.length), expiresAt } });
-        }
-      }
-    }
-    let head = 0;
-    for (const item of feed) {
-      const sk = item[SORT_KEY]?.S ?? '';
-      if (sk === HEAD_SK) {
-        head = Math.max(head, Number(item.epoch?.N ?? 0));
-        continue;
-      }
-      const change = toChange(item);
-      head = Math.max(head, change.epoch);
-      if (change.keys !== undefined && now - change.at < this.#recentMs) {
-        changes.push({ epoch: change.epoch, at: change.at, keys: change.keys });
-      }
-    }
-    return { head, reset: true, changes, now };
-  }
-
-  /** The highest claimed epoch: the last change item. */
-  async #lastClaimed(): Promise<number> {
-    const output = await this.#client.send(
-      new QueryCommand({
-        TableName: this.#table,
-        KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :c)',
-        ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#sk': SORT_KEY },
-        ExpressionAttributeValues: { ':pk': { S: FEED_PARTITION }, ':c': { S: CHANGE_SK } },
-        ConsistentRead: true,
-        ScanIndexForward: false,
-        Limit: 1,
-      }),
-    );
-    return Number(output.Items?.[0]?.epoch?.N ?? 0);
   }
 
   async #head(): Promise<number> {
@@ -302,50 +374,6 @@ export class DynamoDBFeed implements FeedSource, FeedWriter {
       if (error instanceof ConditionalCheckFailedException) return;
       throw error;
     }
-  }
-
-  /** The head and the latest changes, newest first (HEAD sorts after every change). */
-  async #latest(): Promise<Item[]> {
-    const output = await this.#client.send(
-      new QueryCommand({
-        TableName: this.#table,
-        KeyConditionExpression: '#pk = :pk',
-        ExpressionAttributeNames: { '#pk': PARTITION_KEY },
-        ExpressionAttributeValues: { ':pk': { S: FEED_PARTITION } },
-        ConsistentRead: true,
-        ScanIndexForward: false,
-        Limit: RESET_CHANGES + 1,
-      }),
-    );
-    return output.Items ?? [];
-  }
-
-  /** Items of a partition (after `after`, when given), strongly consistent, up to MAX_PAGES. */
-  async #query(pk: string, after?: string): Promise<{ items: Item[]; complete: boolean }> {
-    const items: Item[] = [];
-    let start: Item | undefined;
-    for (let page = 0; page < MAX_PAGES; page++) {
-      const output: QueryCommandOutput = await this.#client.send(
-        new QueryCommand({
-          TableName: this.#table,
-          KeyConditionExpression: after === undefined ? '#pk = :pk' : '#pk = :pk AND #sk > :after',
-          ExpressionAttributeNames: {
-            '#pk': PARTITION_KEY,
-            ...(after !== undefined && { '#sk': SORT_KEY }),
-          },
-          ExpressionAttributeValues: {
-            ':pk': { S: pk },
-            ...(after !== undefined && { ':after': { S: after } }),
-          },
-          ConsistentRead: true,
-          ...(start !== undefined && { ExclusiveStartKey: start }),
-        }),
-      );
-      for (const item of output.Items ?? []) items.push(item);
-      start = output.LastEvaluatedKey;
-      if (start === undefined) return { items, complete: true };
-    }
-    return { items, complete: false };
   }
 }
 

@@ -35,6 +35,7 @@ import type { DecisionLogger } from '../logging/decision-log.ts';
 import { isValidPermission } from '../permissions/grammar.ts';
 // Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
 import type { Gatehouse } from '../policy/decide.ts';
+import { delegatorLacks } from '../policy/delegator.ts';
 import { fillTemplate, type PermissionTemplate } from '../policy/routes.ts';
 import type { TrackedFeed } from '../revocation/feed.ts';
 import { CachedStore } from '../stores/cache.ts';
@@ -1183,7 +1184,7 @@ async function handleDelegations(
           field: 'scope',
         });
       }
-      const lacks = await api.gatehouse.delegatorLacks(caller, scope);
+      const lacks = await delegatorLacks(api.gatehouse, caller, scope);
       if (lacks !== null) {
         return adminProblem(
           403,

@@ -24,6 +24,7 @@ import {
 import { ExchangeError, TokenError } from '../errors.ts';
 // Not ../policy/index.ts: it re-exports the YAML parser, which a Worker must not bundle.
 import type { Gatehouse } from '../policy/decide.ts';
+import { delegatorLacks, standingFor } from '../policy/delegator.ts';
 import { DEFAULT_MAX_TOKEN_BYTES } from '../token/precheck.ts';
 import type { Principal } from '../types.ts';
 import { readCappedText } from './body.ts';
@@ -252,7 +253,8 @@ export async function answerTokenRequest(
       ...((standing ||
         (subject.issuerKind === 'self' && subject.claims.grant === STANDING_CLAIM)) && {
         // The innermost actor's standing grants, read from the delegator's record now.
-        standing: await gatehouse.standingFor(
+        standing: await standingFor(
+          gatehouse,
           subject,
           standing
             ? { subject: actor.subject, issuer: actor.issuer }
@@ -265,7 +267,7 @@ export async function answerTokenRequest(
       scope: form.get('scope'),
       audience: audiences,
       now: now(),
-      delegatorLacks: (delegator, scope) => gatehouse.delegatorLacks(delegator, scope),
+      delegatorLacks: (delegator, scope) => delegatorLacks(gatehouse, delegator, scope),
     });
     const token = await signerFor(config).sign(plan.claims);
     // A token no edge would accept (the verifier's maxTokenBytes) is refused, not handed out.

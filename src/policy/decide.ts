@@ -7,12 +7,8 @@ import {
   type DelegationRefusal,
   type DelegationView,
   delegationView,
-  patternCovers,
-  patternsOverlap,
   type Refusal,
   refusalFor,
-  type StandingCeiling,
-  standingCeiling,
   standingDenied,
   withStanding,
 } from '../delegation/index.ts';
@@ -23,7 +19,6 @@ import {
   compilePermissions,
   compileRoles,
   isValidPermission,
-  type PermissionEntry,
   type PermissionSet,
   type RoleGraph,
 } from '../permissions/index.ts';
@@ -38,7 +33,6 @@ import {
   type TokenVerifier,
 } from '../token/index.ts';
 import type {
-  Actor,
   Decision,
   PermissionMatch,
   PermissionStore,
@@ -539,40 +533,12 @@ export class Gatehouse {
   }
 
   /**
-   * For a token exchange: the first scope pattern the delegator does not hold now, or null. A
-   * concrete permission is checked as a request would be (deny wins); a wildcard pattern needs
-   * an unconditional live grant covering it and no live deny inside it, so a scope never claims
-   * more than the delegator has. The use-time rule intersects again on every request.
+   * The principal's permissions as a request would see them, and the time they were read at (ms):
+   * what a token exchange checks the delegator against (src/policy/delegator.ts).
    */
-  async delegatorLacks(principal: Principal, scope: readonly string[]): Promise<string | null> {
+  async permissionsNow(principal: Principal): Promise<{ set: PermissionSet; now: number }> {
     const { set } = await this.permissionsFor(principal);
-    const now = this.now();
-    const input: ConditionInput = {
-      now,
-      claims: this.delegated(principal) ? NO_CLAIMS : principal.claims,
-    };
-    const live = (entry: PermissionEntry) =>
-      entry.expiresAt === undefined || entry.expiresAt * 1000 > now;
-    for (const pattern of scope) {
-      if (isValidPermission(pattern)) {
-        if (set.check(pattern, input).effect !== 'allow') return pattern;
-        continue;
-      }
-      let covered = false;
-      for (const entry of set.entries()) {
-        if (!live(entry)) continue;
-        if (entry.effect === 'deny' && patternsOverlap(entry.permission, pattern)) return pattern;
-        if (
-          entry.effect === 'allow' &&
-          entry.when === undefined &&
-          patternCovers(entry.permission, pattern)
-        ) {
-          covered = true;
-        }
-      }
-      if (!covered) return pattern;
-    }
-    return null;
+    return { set, now: this.now() };
   }
 
   /**
@@ -582,12 +548,6 @@ export class Gatehouse {
    */
   delegated(principal: Principal): boolean {
     return principal.issuerKind === 'self' && principal.issuer === this.policy.delegation?.issuer;
-  }
-
-  /** What the delegator's live standing grants let `actor` receive now (token exchange). */
-  async standingFor(delegator: Principal, actor: Actor): Promise<StandingCeiling> {
-    const { set } = await this.permissionsFor(delegator);
-    return standingCeiling(set, actor, this.now(), this.policy.delegation?.soleIssuer);
   }
 
   /** The delegation view of a Gatehouse token under the configuration, once per principal. */

@@ -1,4 +1,5 @@
 export { type DecisionRequest, Gatehouse, type GatehouseOptions } from './decide.ts';
+export { delegatorLacks, standingFor } from './delegator.ts';
 export {
   type CompiledPolicy,
   compilePolicy,

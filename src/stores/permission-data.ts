@@ -198,137 +198,155 @@ const nonEmptyString = (what: string) =>
 const noWhitespace = (what: string) =>
   v.pipe(v.string(`expected ${what}`), v.regex(/^\S+$/, `expected ${what}`));
 
-// The permission grammar belongs to the permissions module; here only its outline is checked.
-const PERMISSION = noWhitespace('a permission: a non-empty string without whitespace');
+/**
+ * The file's schemas, built on first use: only parsing a file needs them, and built at module
+ * load they kept valibot's object, union and record machinery in every bundle that imports this
+ * module for expiryToUnixSeconds (the Lambda authorizer, through the DynamoDB store; issue 11).
+ */
+function buildSchemas() {
+  // The permission grammar belongs to the permissions module; here only its outline is checked.
+  const PERMISSION = noWhitespace('a permission: a non-empty string without whitespace');
 
-const EXPIRES = v.pipe(
-  v.unknown(),
-  v.rawTransform<unknown, number>(({ dataset, addIssue, NEVER }) => {
-    const seconds = toUnixSeconds(dataset.value);
-    if (seconds === undefined) {
-      addIssue({ message: EXPIRES_EXPECTED });
-      return NEVER;
-    }
-    return seconds;
-  }),
-);
+  const EXPIRES = v.pipe(
+    v.unknown(),
+    v.rawTransform<unknown, number>(({ dataset, addIssue, NEVER }) => {
+      const seconds = toUnixSeconds(dataset.value);
+      if (seconds === undefined) {
+        addIssue({ message: EXPIRES_EXPECTED });
+        return NEVER;
+      }
+      return seconds;
+    }),
+  );
 
-const CLAIM_SCALAR = v.union(
-  [v.string(), v.number(), v.boolean()],
-  'expected a string, number or boolean',
-);
+  const CLAIM_SCALAR = v.union(
+    [v.string(), v.number(), v.boolean()],
+    'expected a string, number or boolean',
+  );
 
-const CONDITIONS = strict('an object of conditions', {
-  ip: v.optional(
-    v.array(noWhitespace('a CIDR range'), 'expected an array of CIDR ranges such as 10.0.0.0/8'),
-  ),
-  time: v.optional(
-    strict('an object of time conditions', {
-      days: v.optional(
-        v.array(
-          v.picklist(WEEKDAYS, `expected a weekday: ${WEEKDAYS.join(', ')}`),
-          'expected an array of weekdays',
+  const CONDITIONS = strict('an object of conditions', {
+    ip: v.optional(
+      v.array(noWhitespace('a CIDR range'), 'expected an array of CIDR ranges such as 10.0.0.0/8'),
+    ),
+    time: v.optional(
+      strict('an object of time conditions', {
+        days: v.optional(
+          v.array(
+            v.picklist(WEEKDAYS, `expected a weekday: ${WEEKDAYS.join(', ')}`),
+            'expected an array of weekdays',
+          ),
+        ),
+        hours: v.optional(
+          strict('an object {from, to}', {
+            from: v.pipe(
+              v.string('expected "HH:MM"'),
+              v.regex(HH_MM, 'expected "HH:MM" (00:00-23:59)'),
+            ),
+            to: v.pipe(
+              v.string('expected "HH:MM"'),
+              v.regex(HH_MM_TO, 'expected "HH:MM" (00:00-24:00)'),
+            ),
+          }),
+        ),
+        timezone: v.optional(
+          v.pipe(
+            v.string('expected an IANA time zone such as Europe/Berlin'),
+            v.check(isTimeZone, 'expected an IANA time zone such as Europe/Berlin'),
+          ),
+        ),
+      }),
+    ),
+    claims: v.optional(
+      namedRecord(
+        'claim values',
+        v.union(
+          [
+            CLAIM_SCALAR,
+            v.array(CLAIM_SCALAR, 'expected an array of strings, numbers or booleans'),
+          ],
+          'expected a string, number, boolean, or an array of them',
         ),
       ),
-      hours: v.optional(
-        strict('an object {from, to}', {
-          from: v.pipe(
-            v.string('expected "HH:MM"'),
-            v.regex(HH_MM, 'expected "HH:MM" (00:00-23:59)'),
-          ),
-          to: v.pipe(
-            v.string('expected "HH:MM"'),
-            v.regex(HH_MM_TO, 'expected "HH:MM" (00:00-24:00)'),
-          ),
+    ),
+    country: v.optional(
+      v.array(
+        v.pipe(
+          v.string('expected an ISO 3166-1 alpha-2 code'),
+          v.regex(/^[A-Z]{2}$/, 'expected an upper-case ISO 3166-1 alpha-2 code such as DE'),
+        ),
+        'expected an array of country codes',
+      ),
+    ),
+  });
+
+  const GRANT_OBJECT = strict('a grant object {permission, expires?, when?}', {
+    permission: PERMISSION,
+    expires: v.optional(EXPIRES),
+    when: v.optional(CONDITIONS),
+  });
+
+  const GRANT = v.union(
+    [PERMISSION, GRANT_OBJECT],
+    'expected a permission string or an object {permission, expires?, when?}',
+  );
+
+  const GRANTS = v.array(GRANT, 'expected an array of grants');
+
+  const ROLE_NAME = nonEmptyString('a role name');
+
+  const ASSIGNMENT = v.union(
+    [
+      ROLE_NAME,
+      strict('a role assignment {role, expires?}', {
+        role: ROLE_NAME,
+        expires: v.optional(EXPIRES),
+      }),
+    ],
+    'expected a role name or an object {role, expires?}',
+  );
+
+  const SECTION_ENTRIES = {
+    users: v.optional(
+      namedRecord(
+        'users',
+        strict('a user {grants?, denies?}', {
+          grants: v.optional(GRANTS),
+          denies: v.optional(GRANTS),
         }),
       ),
-      timezone: v.optional(
-        v.pipe(
-          v.string('expected an IANA time zone such as Europe/Berlin'),
-          v.check(isTimeZone, 'expected an IANA time zone such as Europe/Berlin'),
-        ),
-      ),
-    }),
-  ),
-  claims: v.optional(
-    namedRecord(
-      'claim values',
-      v.union(
-        [CLAIM_SCALAR, v.array(CLAIM_SCALAR, 'expected an array of strings, numbers or booleans')],
-        'expected a string, number, boolean, or an array of them',
+    ),
+    roles: v.optional(
+      namedRecord(
+        'roles',
+        strict('a role {grants?, denies?, inherits?}', {
+          grants: v.optional(GRANTS),
+          denies: v.optional(GRANTS),
+          inherits: v.optional(v.array(ROLE_NAME, 'expected an array of role names')),
+        }),
       ),
     ),
-  ),
-  country: v.optional(
-    v.array(
-      v.pipe(
-        v.string('expected an ISO 3166-1 alpha-2 code'),
-        v.regex(/^[A-Z]{2}$/, 'expected an upper-case ISO 3166-1 alpha-2 code such as DE'),
-      ),
-      'expected an array of country codes',
+    user_roles: v.optional(
+      namedRecord('role assignments', v.array(ASSIGNMENT, 'expected an array of role assignments')),
     ),
-  ),
-});
+  };
 
-const GRANT_OBJECT = strict('a grant object {permission, expires?, when?}', {
-  permission: PERMISSION,
-  expires: v.optional(EXPIRES),
-  when: v.optional(CONDITIONS),
-});
+  const SECTION = strict('a tenant {users?, roles?, user_roles?}', SECTION_ENTRIES);
 
-const GRANT = v.union(
-  [PERMISSION, GRANT_OBJECT],
-  'expected a permission string or an object {permission, expires?, when?}',
-);
+  const FILE = strict('a permission file object {users?, roles?, user_roles?, tenants?}', {
+    ...SECTION_ENTRIES,
+    tenants: v.optional(namedRecord('tenants', SECTION)),
+  });
 
-const GRANTS = v.array(GRANT, 'expected an array of grants');
+  return { FILE, SECTION, GRANT, ASSIGNMENT };
+}
 
-const ROLE_NAME = nonEmptyString('a role name');
+type Schemas = ReturnType<typeof buildSchemas>;
+let schemas: Schemas | undefined;
 
-const ASSIGNMENT = v.union(
-  [
-    ROLE_NAME,
-    strict('a role assignment {role, expires?}', { role: ROLE_NAME, expires: v.optional(EXPIRES) }),
-  ],
-  'expected a role name or an object {role, expires?}',
-);
-
-const SECTION_ENTRIES = {
-  users: v.optional(
-    namedRecord(
-      'users',
-      strict('a user {grants?, denies?}', {
-        grants: v.optional(GRANTS),
-        denies: v.optional(GRANTS),
-      }),
-    ),
-  ),
-  roles: v.optional(
-    namedRecord(
-      'roles',
-      strict('a role {grants?, denies?, inherits?}', {
-        grants: v.optional(GRANTS),
-        denies: v.optional(GRANTS),
-        inherits: v.optional(v.array(ROLE_NAME, 'expected an array of role names')),
-      }),
-    ),
-  ),
-  user_roles: v.optional(
-    namedRecord('role assignments', v.array(ASSIGNMENT, 'expected an array of role assignments')),
-  ),
-};
-
-const FILE = strict('a permission file object {users?, roles?, user_roles?, tenants?}', {
-  ...SECTION_ENTRIES,
-  tenants: v.optional(
-    namedRecord('tenants', strict('a tenant {users?, roles?, user_roles?}', SECTION_ENTRIES)),
-  ),
-});
-
-type ParsedFile = v.InferOutput<typeof FILE>;
-type ParsedSection = v.InferOutput<ReturnType<typeof strict<typeof SECTION_ENTRIES>>>;
-type ParsedGrant = v.InferOutput<typeof GRANT>;
-type ParsedAssignment = v.InferOutput<typeof ASSIGNMENT>;
+type ParsedFile = v.InferOutput<Schemas['FILE']>;
+type ParsedSection = v.InferOutput<Schemas['SECTION']>;
+type ParsedGrant = v.InferOutput<Schemas['GRANT']>;
+type ParsedAssignment = v.InferOutput<Schemas['ASSIGNMENT']>;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -372,7 +390,8 @@ function fail(field: string, expected: string, source: string | undefined, cause
 }
 
 function validate(value: unknown, source: string | undefined): ParsedFile {
-  const result = v.safeParse(FILE, value, { abortEarly: true });
+  schemas ??= buildSchemas();
+  const result = v.safeParse(schemas.FILE, value, { abortEarly: true });
   if (result.success) return result.output;
   const first = result.issues[0];
   const { path, message } = mostSpecific(first);

@@ -17,7 +17,7 @@ import {
 } from '../../../src/delegation/index.ts';
 import { ExchangeError } from '../../../src/errors.ts';
 import { permissionMatches } from '../../../src/permissions/index.ts';
-import { compilePolicy, Gatehouse } from '../../../src/policy/index.ts';
+import { compilePolicy, delegatorLacks, Gatehouse } from '../../../src/policy/index.ts';
 import { MemoryStore } from '../../../src/stores/index.ts';
 import type { Grant } from '../../../src/types.ts';
 import {
@@ -139,7 +139,7 @@ describe('delegation properties', () => {
               scope: childScope.join(' '),
               audience: undefined,
               now: NOW,
-              delegatorLacks: (p, s) => gatehouse.delegatorLacks(p, s),
+              delegatorLacks: (p, s) => delegatorLacks(gatehouse, p, s),
             });
             expect(plan.claims.exp).toBeLessThanOrEqual(parent.expiresAt);
             childToken = await signDelegation(
