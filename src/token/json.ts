@@ -83,7 +83,7 @@ function colonsIn(text: string): number {
  * equality exactly when nothing repeats. Subtracting the colons of the strings that survived
  * parsing (names and values) leaves U = N + colons of literals a duplicate dropped ≥ N. So U === K
  * forces N === K: no duplicates. Anything else (a backslash, a dropped literal, a duplicate) falls
- * back to the scan.
+ * back to the scan. It relies on `value` being JSON.parse's own result (no reviver), unchanged.
  */
 function countedUnique(text: string, value: object): boolean {
   if (text.indexOf('\\') !== -1) return false;
