@@ -23,7 +23,7 @@ import {
   type RoleGraph,
 } from '../permissions/index.ts';
 import type { RevocationFollower, Refusal as RevocationRefusal } from '../revocation/follower.ts';
-import { CachedStore, ClaimsStore } from '../stores/index.ts';
+import { CachedStore, ClaimsStore, type RolesLookup, type UserLookup } from '../stores/index.ts';
 import { subjectStorageKey } from '../stores/keys.ts';
 import { maxRecordEntriesOption } from '../stores/records.ts';
 import {
@@ -95,6 +95,14 @@ export interface DecisionRequest {
 }
 
 type PermissionsHint = 'hit' | 'miss' | 'stale' | undefined;
+
+/** A principal's compiled permissions and where they came from (see permissionsFor). */
+interface LoadedPermissions {
+  readonly set: PermissionSet;
+  readonly permissionsHint: PermissionsHint;
+  /** Milliseconds since the epoch. */
+  readonly freshUntil: number;
+}
 
 const STATUS_FOR_TOKEN: Partial<Record<TokenErrorCode, 503>> = { keys_unavailable: 503 };
 
@@ -295,7 +303,8 @@ export class Gatehouse {
       });
     }
     const mode = requirement.kind === 'all' ? 'all' : 'any';
-    return await this.authorize(principal, required, mode, request, route.label, tokenHint);
+    const decision = this.authorize(principal, required, mode, request, route.label, tokenHint);
+    return decision instanceof Promise ? await decision : decision;
   }
 
   /**
@@ -334,21 +343,51 @@ export class Gatehouse {
     });
   }
 
-  private async authorize(
+  /** Synchronous when the permissions are (see permissionsFor): no promise per decision then. */
+  private authorize(
     principal: Principal,
     required: readonly string[],
     mode: 'all' | 'any',
     context: { ip?: string | undefined; country?: string | undefined },
     routeLabel: string | undefined,
     tokenHint: 'hit' | 'miss' | undefined,
-  ): Promise<Decision> {
+  ): Decision | Promise<Decision> {
     let view: DelegationView | null = null;
     if (this.delegated(principal)) {
       const found = this.delegation(principal);
       if ('refused' in found) return refusedDelegation(found, principal, routeLabel);
       view = found;
     }
-    const { set, permissionsHint, freshUntil } = await this.permissionsFor(principal);
+    const loaded = this.permissionsFor(principal);
+    if (loaded instanceof Promise) {
+      return loaded.then((ready) =>
+        this.authorizeWith(ready, view, principal, required, mode, context, routeLabel, tokenHint),
+      );
+    }
+    return this.authorizeWith(
+      loaded,
+      view,
+      principal,
+      required,
+      mode,
+      context,
+      routeLabel,
+      tokenHint,
+    );
+  }
+
+  private authorizeWith(
+    loaded: LoadedPermissions,
+    delegationView: DelegationView | null,
+    principal: Principal,
+    required: readonly string[],
+    mode: 'all' | 'any',
+    context: { ip?: string | undefined; country?: string | undefined },
+    routeLabel: string | undefined,
+    tokenHint: 'hit' | 'miss' | undefined,
+  ): Decision {
+    let view = delegationView;
+    const { set, permissionsHint, freshUntil } = loaded;
     const now = this.now();
     if (view?.standing !== undefined) {
       // The standing actor's ceiling is what the delegator's record grants it now.
@@ -447,47 +486,43 @@ export class Gatehouse {
   /**
    * Loads (through the cache) and compiles the principal's permissions; compiled once per record.
    * `freshUntil` (ms) is when the older of the user and role records it came from goes stale.
+   * Answers synchronously when both records are fresh in the cache (the steady state: no promise
+   * and no turn of the microtask queue per decision); only what is missing is awaited.
    */
-  private async permissionsFor(principal: Principal): Promise<{
-    set: PermissionSet;
-    permissionsHint: PermissionsHint;
-    freshUntil: number;
-  }> {
+  private permissionsFor(principal: Principal): LoadedPermissions | Promise<LoadedPermissions> {
     const store = this.store;
-    if (store instanceof ClaimsStore) {
-      // Claims records are rebuilt per request; the principal is what the token cache keeps stable.
-      const record = await store.getUser(principalKey(principal), principal);
-      const graph = this.policy.roleGraph;
-      const memo = this.compiled.get(principal);
-      const set =
-        memo && memo.graph === graph
-          ? memo.set
-          : this.compile(principal, graph, () =>
-              // Grants read from the token are labelled `claims` in explain output, not `direct`.
-              compilePermissions({
-                user: record && { ...record, grants: [] },
-                roles: graph,
-                now: this.now(),
-                extraGrants: record?.grants ?? [],
-                extraVia: 'claims',
-                maxEntries: this.maxRecordEntries,
-                source: { kind: store.kind, key: subjectStorageKey(principalKey(principal)) },
-              }),
-            );
-      if (set instanceof StoreError) throw set;
-      return { set, permissionsHint: undefined, freshUntil: Number.POSITIVE_INFINITY };
-    }
-
+    if (store instanceof ClaimsStore) return this.claimsPermissions(principal, store);
     const key = principalKey(principal);
-    // Fresh cache hits answer synchronously; only what is missing is awaited (in parallel).
-    let user = store.peekUser(key);
-    let roles = store.peekRoles(principal.tenant);
+    const user = store.peekUser(key);
+    const roles = store.peekRoles(principal.tenant);
     if (user === undefined || roles === undefined) {
-      [user, roles] = await Promise.all([
-        user ?? store.lookupUser(key, principal),
-        roles ?? store.lookupRoles(principal.tenant),
-      ]);
+      return this.loadPermissions(store, principal, key, user, roles);
     }
+    return this.permissionsFrom(principal, key, user, roles);
+  }
+
+  private async loadPermissions(
+    store: CachedStore,
+    principal: Principal,
+    key: SubjectKey,
+    peekedUser: UserLookup | undefined,
+    peekedRoles: RolesLookup | undefined,
+  ): Promise<LoadedPermissions> {
+    // In parallel: the user record and the tenant's roles are independent reads.
+    const [user, roles] = await Promise.all([
+      peekedUser ?? store.lookupUser(key, principal),
+      peekedRoles ?? store.lookupRoles(principal.tenant),
+    ]);
+    return this.permissionsFrom(principal, key, user, roles);
+  }
+
+  private permissionsFrom(
+    principal: Principal,
+    key: SubjectKey,
+    user: UserLookup,
+    roles: RolesLookup,
+  ): LoadedPermissions {
+    const store = this.store;
     const graph = this.roleGraph(roles.roles);
     const permissionsHint: PermissionsHint =
       user.cache === 'stale' || roles.cache === 'stale' ? 'stale' : user.cache;
@@ -509,6 +544,33 @@ export class Gatehouse {
           );
     if (set instanceof StoreError) throw set;
     return { set, permissionsHint, freshUntil };
+  }
+
+  private async claimsPermissions(
+    principal: Principal,
+    store: ClaimsStore,
+  ): Promise<LoadedPermissions> {
+    // Claims records are rebuilt per request; the principal is what the token cache keeps stable.
+    const record = await store.getUser(principalKey(principal), principal);
+    const graph = this.policy.roleGraph;
+    const memo = this.compiled.get(principal);
+    const set =
+      memo && memo.graph === graph
+        ? memo.set
+        : this.compile(principal, graph, () =>
+            // Grants read from the token are labelled `claims` in explain output, not `direct`.
+            compilePermissions({
+              user: record && { ...record, grants: [] },
+              roles: graph,
+              now: this.now(),
+              extraGrants: record?.grants ?? [],
+              extraVia: 'claims',
+              maxEntries: this.maxRecordEntries,
+              source: { kind: store.kind, key: subjectStorageKey(principalKey(principal)) },
+            }),
+          );
+    if (set instanceof StoreError) throw set;
+    return { set, permissionsHint: undefined, freshUntil: Number.POSITIVE_INFINITY };
   }
 
   /**
