@@ -71,7 +71,7 @@ export function createVerifierWith(
 
   async function verify(token: string): Promise<VerifyResult> {
     if (cache !== null && typeof token === 'string' && token !== missed) {
-      const hit = cache.get(token, now());
+      const hit = cache.get(token, now);
       if (hit !== undefined) return hit;
     }
     missed = undefined;
@@ -120,7 +120,7 @@ export function createVerifierWith(
 
   function cached(token: string): VerifyResult | undefined {
     if (cache === null || typeof token !== 'string') return undefined;
-    const hit = cache.get(token, now());
+    const hit = cache.get(token, now);
     if (hit === undefined) missed = token;
     return hit;
   }

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/errors.ts';
 import {
@@ -164,5 +165,45 @@ describe('permission templates', () => {
 describe('splitPath', () => {
   it('splits the root to no segments', () => {
     expect(splitPath('/')).toEqual([]);
+  });
+
+  /** The rule as first written (split, then one pattern per segment): the fast path must equal it. */
+  function reference(rawPath: string): string[] | null {
+    const q = rawPath.indexOf('?');
+    const path = q === -1 ? rawPath : rawPath.slice(0, q);
+    if (!path.startsWith('/') || !/^[\x21-\x7E]*$/.test(path)) return null;
+    if (path === '/') return [];
+    const parts = path.slice(1).split('/');
+    if (parts.at(-1) === '') parts.pop();
+    for (let i = 0; i < parts.length; i++) {
+      let part = parts[i]!;
+      if (part.includes('%')) {
+        try {
+          part = decodeURIComponent(part);
+        } catch {
+          return null;
+        }
+        if (/[^\x00-\x7E]/.test(part) && part.normalize('NFKC') !== part) return null;
+        parts[i] = part;
+      }
+      if (part === '' || part === '.' || part === '..' || /[/\\;\x00-\x1F\x7F]/.test(part)) {
+        return null;
+      }
+    }
+    return parts;
+  }
+
+  it('answers every path as the rule: segments, refusals, decoding', () => {
+    const piece = fc.constantFrom(
+      ...['/', '/', '/', 'a', 'b1', '.', '..', ';', '\\', '?', '%2e', '%2F', '%3b', '%5c', '%00'],
+      ...['%41', '%', '%zz', '%e2%80%a8', '%ef%bc%8e', 'é', ' ', '\t', '~', '*'],
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 10 }), (pieces) => {
+        const path = pieces.join('');
+        expect(splitPath(path), JSON.stringify(path)).toEqual(reference(path));
+      }),
+      { numRuns: 20_000 },
+    );
   });
 });
