@@ -5,12 +5,13 @@
  * with a new Workers project's tsconfig and answers in workerd (`wrangler dev`), and the CLI runs
  * without tsx or the repository's devDependencies.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LocalDynamo, startDynalite } from '../aws/support.ts';
 import { freePort, olderNode, stopProcessGroup } from '../support/processes.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -39,6 +40,28 @@ const installedVersion = (name: string) =>
 function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env) {
   const result = spawnSync(command, args, { cwd, env, encoding: 'utf8', timeout: 120_000 });
   return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
+}
+
+/** As run, without blocking this process: for a child that talks to a server running here. */
+function runAsync(
+  command: string,
+  args: string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      command,
+      args,
+      { cwd, env, encoding: 'utf8', timeout: 120_000 },
+      (error, stdout, stderr) =>
+        resolve({
+          status: error ? (typeof error.code === 'number' ? error.code : 1) : 0,
+          stdout,
+          stderr,
+        }),
+    );
+  });
 }
 
 function mustRun(command: string, args: string[], cwd: string) {
@@ -141,7 +164,12 @@ describe('the packed tarball', () => {
     ) as typeof repoPackage & { private?: boolean };
     expect(pkg.private).toBeUndefined();
     const code = Object.entries(pkg.exports).filter(([subpath]) => subpath !== './package.json');
-    expect(code.map(([subpath]) => subpath).sort()).toEqual(['.', './aws', './hono']);
+    expect(code.map(([subpath]) => subpath).sort()).toEqual([
+      '.',
+      './aws',
+      './aws/lambda',
+      './hono',
+    ]);
     for (const [, target] of code) {
       expect(target).toMatchObject({ types: expect.any(String), import: expect.any(String) });
       for (const file of Object.values(target as Record<string, string>)) {
@@ -387,5 +415,131 @@ export default app;
     expect(result.stderr).toMatch(
       /^gatehouse: needs Node\.js 22\.12 or newer; this is v\d+\.\d+\.\d+\n$/,
     );
+  });
+});
+
+describe('installed in a Lambda project', () => {
+  let lambdaApp = '';
+  let local: LocalDynamo | undefined;
+  const table = 'scratch-permissions';
+  const awsEnv = () => ({
+    ...process.env,
+    AWS_REGION: 'eu-west-1',
+    AWS_ACCESS_KEY_ID: 'local',
+    AWS_SECRET_ACCESS_KEY: 'local',
+    TABLE_NAME: table,
+    DYNAMODB_ENDPOINT: local!.endpoint,
+  });
+
+  beforeAll(async () => {
+    lambdaApp = join(dir, 'lambda');
+    mkdirSync(lambdaApp, { recursive: true });
+    writeFileSync(join(lambdaApp, 'policy.json'), JSON.stringify(policy));
+    writeFileSync(
+      join(lambdaApp, 'package.json'),
+      JSON.stringify({ name: 'scratch-lambda', private: true, type: 'module' }),
+    );
+    // The SDK as the Lambda runtime provides it (an optional peer of the package).
+    mustRun(
+      'npm',
+      [
+        'install',
+        '--prefer-offline',
+        '--no-audit',
+        '--no-fund',
+        join(dir, packed.filename),
+        `@aws-sdk/client-dynamodb@${installedVersion('@aws-sdk/client-dynamodb')}`,
+      ],
+      lambdaApp,
+    );
+    local = await startDynalite();
+  });
+
+  afterAll(async () => {
+    await local?.close();
+  });
+
+  it('the table, a grant with the CLI, then the authorizer handler from gatehouse-authz/aws/lambda decides', async () => {
+    writeFileSync(
+      join(lambdaApp, 'table.mjs'),
+      `import { createDynamoDBClient, createPermissionTable } from '${NAME}/aws/lambda';
+const client = createDynamoDBClient({ endpoint: process.env.DYNAMODB_ENDPOINT, requestTimeoutMs: 10_000 });
+await createPermissionTable(client, process.env.TABLE_NAME);
+client.destroy();
+`,
+    );
+    let result = await runAsync(process.execPath, ['table.mjs'], lambdaApp, awsEnv());
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+
+    result = await runAsync(
+      'npx',
+      [
+        '--no-install',
+        'gatehouse',
+        'grant',
+        'alice',
+        'read:posts',
+        '--policy',
+        'policy.json',
+        '--dynamodb',
+        '--table',
+        table,
+        '--endpoint',
+        local!.endpoint,
+      ],
+      lambdaApp,
+      awsEnv(),
+    );
+    expect(result.status).toBe(0);
+
+    // The handler a user's own Lambda exports, driven with API Gateway's documented event shapes.
+    writeFileSync(
+      join(lambdaApp, 'index.mjs'),
+      `import { readFileSync } from 'node:fs';
+import { createLambdaHandler } from '${NAME}/aws/lambda';
+
+const policy = JSON.parse(readFileSync(new URL('./policy.json', import.meta.url), 'utf8'));
+export const handler = createLambdaHandler({ policy, env: process.env });
+`,
+    );
+    writeFileSync(
+      join(lambdaApp, 'invoke.mjs'),
+      `import { handler } from './index.mjs';
+const arn = 'arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/posts/1';
+const rest = (token) => ({ type: 'TOKEN', authorizationToken: 'Bearer ' + token, methodArn: arn });
+const http = (token) => ({
+  version: '2.0', type: 'REQUEST', routeArn: arn, routeKey: 'GET /posts/{id}', rawPath: '/posts/1',
+  rawQueryString: '', headers: { authorization: 'Bearer ' + token },
+  requestContext: { stage: '$default', http: { method: 'GET', path: '/posts/1', sourceIp: '203.0.113.9' } },
+});
+const [alice, bob] = process.argv.slice(2);
+const effect = (answer) => answer.policyDocument.Statement.map((s) => s.Effect).join(',');
+const out = {
+  restAlice: effect(await handler(rest(alice))),
+  restBob: effect(await handler(rest(bob))),
+  httpAlice: (await handler(http(alice))).isAuthorized,
+  httpBob: (await handler(http(bob))).isAuthorized,
+  noToken: await handler(rest('')).then(() => 'answered', (error) => error.message),
+  configError: handler.configError?.message ?? null,
+};
+console.log(JSON.stringify(out));
+`,
+    );
+    result = await runAsync(
+      process.execPath,
+      ['invoke.mjs', await token('alice'), await token('bob')],
+      lambdaApp,
+      { ...awsEnv(), DECISION_LOG: 'off' },
+    );
+    expect(result.stderr).toBe('');
+    expect(JSON.parse(result.stdout.trim().split('\n').at(-1)!)).toEqual({
+      restAlice: 'Allow',
+      restBob: 'Deny',
+      httpAlice: true,
+      httpBob: false,
+      noToken: 'Unauthorized',
+      configError: null,
+    });
   });
 });

@@ -97,7 +97,12 @@ describe('doc snippets', () => {
   it('maps every code entry point of the package to an existing source file', () => {
     const paths = sourcePaths();
     expect(Object.keys(paths).sort()).toEqual(
-      ['gatehouse-authz', 'gatehouse-authz/aws', 'gatehouse-authz/hono'].sort(),
+      [
+        'gatehouse-authz',
+        'gatehouse-authz/aws',
+        'gatehouse-authz/aws/lambda',
+        'gatehouse-authz/hono',
+      ].sort(),
     );
     for (const [file] of Object.values(paths))
       expect(file !== undefined && existsSync(file)).toBe(true);
