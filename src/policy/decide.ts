@@ -43,7 +43,7 @@ import type {
 } from '../types.ts';
 import { CHECK_ISSUER } from './check.ts';
 import type { CompiledPolicy } from './policy.ts';
-import { fillTemplate, type RouteMatch } from './routes.ts';
+import { type CompiledRoute, fillTemplate, type RouteMatch } from './routes.ts';
 
 export interface GatehouseOptions {
   readonly policy: CompiledPolicy;
@@ -252,30 +252,10 @@ export class Gatehouse {
     const route = match.route;
     const tenantProblem = this.checkTenant(principal, match);
     if (tenantProblem) return tenantProblem;
-    let refused = this.admit(principal, {
-      session: true,
-      strict: route.strict,
-      consistency: request.consistency,
-    });
+    let gated = this.gate(principal, route, request.consistency);
     // Awaited only when the follower has to wait: the steady state stays synchronous.
-    if (refused !== null && 'then' in refused) refused = await refused;
-    if (refused !== null) return refusalDecision(refused, principal, route.label);
-    if (this.delegated(principal)) {
-      if (!route.delegated) {
-        return deny(403, 'delegation_refused', `Route ${route.label} refuses delegated callers.`, {
-          principal,
-          route: route.label,
-        });
-      }
-      const view = this.delegation(principal);
-      if ('refused' in view) return refusedDelegation(view, principal, route.label);
-      if (view.standing !== undefined && route.requirement.kind === 'authenticated') {
-        // No permission is checked here, but a revoked standing grant must still end the token.
-        const { set } = await this.permissionsFor(principal);
-        const resolved = withStanding(view, set, this.now());
-        if ('refused' in resolved) return refusedDelegation(resolved, principal, route.label);
-      }
-    }
+    if (gated instanceof Promise) gated = await gated;
+    if (gated !== null) return gated;
 
     if (route.requirement.kind === 'authenticated') {
       return {
@@ -305,6 +285,94 @@ export class Gatehouse {
     const mode = requirement.kind === 'all' ? 'all' : 'any';
     const decision = this.authorize(principal, required, mode, request, route.label, tokenHint);
     return decision instanceof Promise ? await decision : decision;
+  }
+
+  /**
+   * Verifies the bearer token and admits its caller as an `authenticated` route would, for code
+   * that only authenticates (Hono's `authorize: 'token'`): the revocation feed (sign-outs, revoked
+   * token ids, a consistency token) and, for a delegation token, the use-time rule's refusals
+   * (a revoked standing grant included). Never throws: every failure is a deny Decision.
+   */
+  async authenticate(request: {
+    readonly authorization?: string | null | undefined;
+    readonly consistency?: number | undefined;
+  }): Promise<Decision> {
+    let principal: Principal | undefined;
+    try {
+      const token = extractBearer(request.authorization);
+      const verified = this.verifier.cached?.(token) ?? (await this.verifier.verify(token));
+      principal = verified.principal;
+      let gated = this.gate(principal, undefined, request.consistency);
+      if (gated instanceof Promise) gated = await gated;
+      if (gated !== null) return gated;
+      return {
+        allow: true,
+        status: 200,
+        reason: 'authenticated_route',
+        principal,
+        explain: 'The token is valid and its caller is admitted; no permission was checked.',
+        cache: {
+          token: verified.cache,
+          maxAgeSeconds: secondsLeft(principal.expiresAt, this.now() / 1000),
+        },
+      };
+    } catch (error) {
+      return failure(error, principal);
+    }
+  }
+
+  /**
+   * What every verified caller passes before its route is decided, or null: the revocation feed,
+   * then for a delegation token the route's `delegated` flag and the use-time rule. `route`
+   * undefined is `authenticate`: any caller, only a token asked for. Synchronous unless the
+   * follower or a permission read has to be waited for.
+   */
+  private gate(
+    principal: Principal,
+    route: CompiledRoute | undefined,
+    consistency: number | undefined,
+  ): Decision | null | Promise<Decision | null> {
+    const refused = this.admit(principal, {
+      session: true,
+      strict: route?.strict,
+      consistency,
+    });
+    if (refused === null) return this.gateDelegation(principal, route);
+    if ('then' in refused) {
+      return refused.then((verdict) =>
+        verdict === null
+          ? this.gateDelegation(principal, route)
+          : refusalDecision(verdict, principal, route?.label),
+      );
+    }
+    return refusalDecision(refused, principal, route?.label);
+  }
+
+  private gateDelegation(
+    principal: Principal,
+    route: CompiledRoute | undefined,
+  ): Decision | null | Promise<Decision | null> {
+    if (!this.delegated(principal)) return null;
+    const label = route?.label;
+    if (route !== undefined && !route.delegated) {
+      return deny(403, 'delegation_refused', `Route ${route.label} refuses delegated callers.`, {
+        principal,
+        route: route.label,
+      });
+    }
+    const view = this.delegation(principal);
+    if ('refused' in view) return refusedDelegation(view, principal, label);
+    if (view.standing === undefined || (route && route.requirement.kind !== 'authenticated')) {
+      // A permission check follows (authorize), which resolves the standing actor's ceiling.
+      return null;
+    }
+    // No permission is checked, but a revoked standing grant must still end the token.
+    const standing = (loaded: LoadedPermissions): Decision | null => {
+      const resolved = withStanding(view, loaded.set, this.now());
+      return 'refused' in resolved ? refusedDelegation(resolved, principal, label) : null;
+    };
+    const loaded = this.permissionsFor(principal);
+    return loaded instanceof Promise ? loaded.then(standing) : standing(loaded);
   }
 
   /**

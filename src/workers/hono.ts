@@ -12,8 +12,9 @@
  * ```
  *
  * - `gatehouse()` with `authorize: 'routes'` (default) runs the whole decision against the
- *   policy's routes; with `authorize: 'token'` it only verifies the token (401 on failure) and
- *   leaves permission checks to `requirePermission`. Either way it answers 401 / 403 / 503 as
+ *   policy's routes; with `authorize: 'token'` it only authenticates (the token, the revocation
+ *   feed, a delegation token's use-time rule: 401 / 403 / 503 on failure) and leaves permission
+ *   checks to `requirePermission`. Either way it answers 401 / 403 / 503 as
  *   problem+json itself and puts `{ principal, decision, gatehouse }` on `c.get('gatehouse')`.
  * - `requirePermission(...)` needs the middleware before it (it reads the verified principal and
  *   the Gatehouse from the context); without it, it fails closed with 500. On a public route
@@ -23,11 +24,9 @@
  *   decision the middleware and `requirePermission` make is one line (edge `hono`).
  */
 import type { Context, MiddlewareHandler } from 'hono';
-import { TokenError } from '../errors.ts';
 import { clientContext, denyResponse, problemResponse } from '../http/responses.ts';
 import type { DecisionLogger } from '../logging/decision-log.ts';
 import type { Gatehouse } from '../policy/decide.ts';
-import { extractBearer } from '../token/index.ts';
 import type { Decision, Principal } from '../types.ts';
 
 /** What the middleware puts on the context under `gatehouse`. */
@@ -59,7 +58,10 @@ export interface GatehouseMiddlewareOptions {
    * memoised on first use, since bindings arrive with the first request).
    */
   readonly gatehouse: Gatehouse | ((c: Context) => Gatehouse);
-  /** `routes` (default): the whole decision against the policy; `token`: verify only. */
+  /**
+   * `routes` (default): the whole decision against the policy; `token`: authenticate only
+   * (Gatehouse.authenticate: a revoked or signed-out token is refused here too).
+   */
   readonly authorize?: 'routes' | 'token';
   /** Logs each decision (edge `hono`); default none. Build it once, at module scope. */
   readonly decisionLog?: DecisionLogger | undefined;
@@ -104,28 +106,25 @@ function keepFeedReading(c: Context, instance: Gatehouse): void {
   if (pending !== undefined) keepAlive(c, pending);
 }
 
-/** Verifies the request's bearer token: the principal, or the 401 / 503 answer. */
-async function verifyToken(
+/**
+ * Authenticates the request (Gatehouse.authenticate: the token, then the revocation feed and a
+ * delegation token's use-time rule): the principal, or the 401 / 403 / 503 answer. Refusals are
+ * logged; an admitted caller is logged by the permission check that follows, if any.
+ */
+async function authenticated(
   c: Context,
   instance: Gatehouse,
   authorization: string | null,
   logger: DecisionLogger | undefined,
 ): Promise<Principal | Response> {
   const startedAt = logger === undefined ? 0 : logger.start();
-  try {
-    const verifying = instance.verifier.verify(extractBearer(authorization));
-    keepAlive(
-      c,
-      verifying.catch(() => undefined),
-    );
-    return (await verifying).principal;
-  } catch (error) {
-    const code = error instanceof TokenError ? error.code : 'internal_error';
-    const status = code === 'keys_unavailable' || code === 'internal_error' ? 503 : 401;
-    const refused = { allow: false, status, reason: code, explain: '' } as Decision;
-    logged(c, logger, refused, authorization, startedAt);
-    return denyResponse(refused, authorization);
-  }
+  const authenticating = instance.authenticate({ authorization });
+  keepAlive(c, authenticating);
+  const decision = await authenticating;
+  keepFeedReading(c, instance);
+  if (decision.allow && decision.principal !== undefined) return decision.principal;
+  logged(c, logger, decision, authorization, startedAt);
+  return denyResponse(decision, authorization);
 }
 
 export function gatehouse(
@@ -144,7 +143,7 @@ export function gatehouse(
     const instance = resolve(c);
     const authorization = c.req.header('authorization') ?? null;
     if (mode === 'token') {
-      const verified = await verifyToken(c, instance, authorization, logger);
+      const verified = await authenticated(c, instance, authorization, logger);
       if (verified instanceof Response) return verified;
       c.set('gatehouse', {
         principal: verified,
@@ -209,7 +208,7 @@ export function requirePermission(
     if (principal === undefined) {
       // A public route let the request through without verifying a token; a permission needs
       // a verified caller, so verify the token now (401 without one, as on any protected route).
-      const verified = await verifyToken(c, state.gatehouse, authorization, state.decisionLog);
+      const verified = await authenticated(c, state.gatehouse, authorization, state.decisionLog);
       if (verified instanceof Response) return verified;
       principal = verified;
       c.set('gatehouse', { ...state, principal });

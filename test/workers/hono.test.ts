@@ -13,6 +13,7 @@ import {
 } from '../../src/delegation/index.ts';
 import { compilePolicy, Gatehouse } from '../../src/policy/index.ts';
 import { MemoryFeed, RevocationFollower } from '../../src/revocation/index.ts';
+import { subjectStorageKey } from '../../src/stores/keys.ts';
 import { type GatehouseEnv, gatehouse, requirePermission } from '../../src/workers/hono.ts';
 import { KvStore } from '../../src/workers/kv-store.ts';
 import { DEMO_DELEGATION_ISSUER, DEMO_ISSUER } from '../support/cases.ts';
@@ -121,6 +122,57 @@ describe('the revocation feed behind the middleware', () => {
       await pending;
     });
   }
+});
+
+describe('token-only mode honours the revocation feed', () => {
+  // A route behind `authorize: 'token'` and no requirePermission: the middleware alone decides
+  // whether the caller gets in, so a revoked token or a sign-out must stop it there.
+  async function tokenOnly() {
+    let clock = Date.now();
+    const now = () => clock;
+    const feed = new MemoryFeed({ now });
+    const follower = new RevocationFollower(feed, { now, log: () => {} });
+    const policy = compilePolicy(DEMO_POLICY, { env: { GATEHOUSE_DEV_SECRET: TEST_SECRET } });
+    const gh = new Gatehouse({ policy, store: new KvStore(env.PERMISSIONS), revocation: follower });
+    const hono = new Hono<GatehouseEnv>();
+    hono.use('*', gatehouse({ gatehouse: gh, authorize: 'token' }));
+    hono.get('/me', (c) => c.json({ subject: c.get('gatehouse').principal?.subject }));
+    const get = async (token: string) =>
+      (await hono.request('/me', { headers: bearer(token) })).status;
+    const later = () => {
+      clock += 1500; // past the follower's poll interval: the next request reads the feed
+    };
+    return { feed, get, later };
+  }
+
+  it('refuses a revoked token id', async () => {
+    const { feed, get, later } = await tokenOnly();
+    const token = await demoTokenFor('alice', { jti: 'revoked-1' });
+    const other = await demoTokenFor('alice', { jti: 'kept-1' });
+    expect(await get(token)).toBe(200);
+    await feed.append({
+      token: { jti: 'revoked-1', expiresAt: Math.floor(Date.now() / 1000) + 600 },
+    });
+    later();
+    await get(other); // the read the interval started
+    expect([await get(token), await get(other)]).toEqual([401, 200]);
+  });
+
+  it('refuses every token issued before a sign-out everywhere', async () => {
+    const { feed, get, later } = await tokenOnly();
+    const token = await demoTokenFor('alice');
+    expect(await get(token)).toBe(200);
+    await feed.append({
+      notBefore: {
+        key: subjectStorageKey({ subject: 'alice' }),
+        at: Math.floor(Date.now() / 1000) + 1,
+      },
+    });
+    later();
+    await get(await demoTokenFor('bob'));
+    expect(await get(token)).toBe(401);
+    expect(await get(await demoTokenFor('bob'))).toBe(200);
+  });
 });
 
 describe('requirePermission()', () => {

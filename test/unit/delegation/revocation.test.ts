@@ -243,3 +243,90 @@ describe('revocation at use reaches every party of a delegation chain', () => {
     }
   });
 });
+
+// For code that only authenticates (Hono's `authorize: 'token'`): the same gates an
+// `authenticated` route applies, with no route and no permission.
+describe('Gatehouse.authenticate', () => {
+  const authenticate = (g: Gatehouse, token: string | undefined) =>
+    g.authenticate({ authorization: token === undefined ? undefined : `Bearer ${token}` });
+
+  it('admits a valid token and refuses a missing or forged one', async () => {
+    const g = await build();
+    const token = await idp.mint({ sub: 'alice' });
+    const admitted = await authenticate(g, token);
+    expect([admitted.allow, admitted.status, admitted.reason]).toEqual([
+      true,
+      200,
+      'authenticated_route',
+    ]);
+    expect(admitted.principal?.subject).toBe('alice');
+    expect((await authenticate(g, undefined)).reason).toBe('token_missing');
+    const forged = `${token.slice(0, -4)}AAAA`;
+    expect((await authenticate(g, forged)).status).toBe(401);
+  });
+
+  it('refuses a signed-out session and a revoked token id', async () => {
+    const g = await build();
+    const old = await idp.mint({ sub: 'alice' });
+    const kept = await idp.mint({ sub: 'bob', jti: 'bob-1' });
+    const revoked = await idp.mint({ sub: 'bob', jti: 'bob-2' });
+    clock += 10_000;
+    await feed.append({
+      notBefore: { key: subjectStorageKey({ subject: 'alice' }), at: START / 1000 + 5 },
+    });
+    await feed.append({ token: { jti: 'bob-2', expiresAt: START / 1000 + 3600 } });
+    clock += 2_000;
+    const reasons = await Promise.all([old, kept, revoked].map((t) => authenticate(g, t)));
+    expect(reasons.map((d) => [d.status, d.reason])).toEqual([
+      [401, 'session_revoked'],
+      [200, 'authenticated_route'],
+      [401, 'token_revoked'],
+    ]);
+  });
+
+  it('refuses a delegation token once a party of it signs out', async () => {
+    const g = await build();
+    const token = await delegate(g);
+    expect((await authenticate(g, token)).allow).toBe(true);
+    clock += 5_000;
+    await feed.append({
+      notBefore: { key: subjectStorageKey({ subject: 'reporter' }), at: clock / 1000 },
+    });
+    clock += 2_000;
+    expect((await authenticate(g, token)).reason).toBe('session_revoked');
+  });
+
+  it('refuses a standing delegation once its standing grant is gone', async () => {
+    const g = await build();
+    const grant = {
+      permission: 'gatehouse.delegate:bob:read:posts:*',
+      expiresAt: START / 1000 + 86_400,
+    };
+    await backend.store.putUser({
+      subject: 'alice',
+      roles: [{ role: 'reader' }],
+      grants: [grant],
+      denies: [],
+    });
+    const out = await exchange(g, {
+      subject_token: 'alice',
+      subject_token_type: TOKEN_TYPE_STANDING,
+      actor_token: await idp.mint({ sub: 'bob' }),
+      actor_token_type: TOKEN_TYPE_JWT,
+      scope: 'read:posts:*',
+    });
+    expect(out.status).toBe(200);
+    const token = out.body.access_token as string;
+    expect((await authenticate(g, token)).allow).toBe(true);
+    await backend.store.putUser({
+      subject: 'alice',
+      roles: [{ role: 'reader' }],
+      grants: [],
+      denies: [],
+    });
+    await feed.append({ keys: [`user/${subjectStorageKey({ subject: 'alice' })}`] });
+    clock += 2_000;
+    const after = await authenticate(g, token);
+    expect([after.allow, after.status]).toEqual([false, 403]);
+  });
+});
