@@ -23,7 +23,7 @@ import type {
   APIGatewayTokenAuthorizerEvent,
 } from 'aws-lambda';
 import { narrowEntries, standingDenies, withStanding } from '../delegation/index.ts';
-import { ConfigError, TokenError } from '../errors.ts';
+import { ConfigError } from '../errors.ts';
 import { consoleJsonWriter, DecisionLogger } from '../logging/decision-log.ts';
 import { compilePermissions } from '../permissions/permission-set.ts';
 import { compileRoles } from '../permissions/roles.ts';
@@ -31,7 +31,6 @@ import type { Gatehouse } from '../policy/decide.ts';
 import { RouteTable } from '../policy/routes.ts';
 import { CachedStore } from '../stores/cache.ts';
 import { subjectStorageKey } from '../stores/keys.ts';
-import { extractBearer } from '../token/bearer.ts';
 import type { Decision, Principal, RoleRecord, UserRecord } from '../types.ts';
 import {
   MAX_RESOURCE_LENGTH,
@@ -507,21 +506,25 @@ async function principalPolicy(
 
 /**
  * Who the token names when the decision did not say: public routes and malformed paths are
- * answered before the token is read, but the cached answer is per token.
+ * answered before the token is read, but the cached answer is per token. Authenticated as an
+ * `authenticated` route would (Gatehouse.authenticate), not only verified: a revoked or
+ * signed-out token, or a delegation the use-time rule refuses, is an anonymous caller here, or
+ * its answer would hand it, for AuthorizerTtl, every route its subject held before.
  */
 async function identify(
   gatehouse: Gatehouse,
   parsed: ParsedEvent,
   decision: Decision,
 ): Promise<Principal | undefined> {
-  try {
-    return (await gatehouse.verifier.verify(extractBearer(parsed.authorization))).principal;
-  } catch (error) {
-    if (!(error instanceof TokenError) || error.code === 'keys_unavailable') throw error;
-    // A bad token on a malformed path: answer 401 now rather than cache a deny for it.
-    if (!decision.allow) throw unauthorized();
-    return undefined;
+  const authenticated = await gatehouse.authenticate({ authorization: parsed.authorization });
+  if (authenticated.allow) return authenticated.principal;
+  // Keys or the revocation feed unavailable: an authorizer failure, which is never cached.
+  if (authenticated.status === 503) {
+    throw new AuthorizerFailure(`authorizer failure (${authenticated.reason})`);
   }
+  // A bad token on a malformed path: answer 401 now rather than cache a deny for it.
+  if (!decision.allow) throw unauthorized();
+  return undefined;
 }
 
 /** The principal's statements, compiled from its store record and roles (memoised per record). */

@@ -307,6 +307,47 @@ describe('the Lambda authorizer following the feed', () => {
     expect(await allowed(await token('alice', { jti: 'other' }))).toBe(true);
   });
 
+  // Principal mode: API Gateway reuses one answer per token for every route. A revoked token sent
+  // to a public route must not come back with a policy for what its subject could do before.
+  it('gives a revoked or signed-out token on a public route no more than an anonymous caller (principal mode)', async () => {
+    const table = await demoTable(client);
+    const feed = new TrackedFeed(new DynamoDBFeed({ client, tableName: table }));
+    const admin = new PermissionAdmin({
+      store: new FeedRecordingStore(new DynamoDBAdminStore({ client, tableName: table }), feed),
+      policyRoles: [],
+      actor: 'test',
+      via: 'cli',
+      feed,
+    });
+    const handler = createLambdaHandler({
+      policy: DEMO_POLICY,
+      env: { TABLE_NAME: table, GATEHOUSE_DEV_SECRET: SECRET, AUTHORIZER_MODE: 'principal' },
+      client,
+      log: () => {},
+    });
+    const allowedRoutes = async (jwt: string, path: string) => {
+      const answer = (await handler(tokenEvent('GET', path, jwt))) as IamResponse;
+      return answer.policyDocument.Statement.flatMap((statement) =>
+        statement.Effect === 'Allow' && 'Resource' in statement ? [statement.Resource].flat() : [],
+      ).map(String);
+    };
+    const leaked = await token('alice', { jti: 'leaked-public' });
+    const old = await token('alice', { iat: Math.floor(Date.now() / 1000) - 10 });
+    // An unverifiable token on a public route is answered for an anonymous caller.
+    const forged = `${(await token('alice')).slice(0, -6)}AAAAAA`;
+    const anonymous = await allowedRoutes(forged, '/health');
+    expect(anonymous.some((r) => r.endsWith('/drafts'))).toBe(false);
+    expect((await allowedRoutes(leaked, '/health')).some((r) => r.endsWith('/drafts'))).toBe(true);
+
+    await admin.revokeToken('leaked-public', Math.floor(Date.now() / 1000) + 600);
+    await admin.revokeSessions({ subject: 'alice' });
+    await new Promise((resolve) => setTimeout(resolve, 1200)); // the follower's next read
+
+    expect(await allowedRoutes(leaked, '/health')).toEqual(anonymous);
+    expect(await allowedRoutes(old, '/health')).toEqual(anonymous);
+    await expect(handler(tokenEvent('GET', '/drafts', leaked))).rejects.toThrow('Unauthorized');
+  });
+
   it('answers a strict route only while the feed can be read', async () => {
     const state = { down: false };
     let offset = 0;
