@@ -400,6 +400,16 @@ export class Gatehouse {
     return follower.admit(principal, options);
   }
 
+  /**
+   * The tenant refusal for a verified caller on the route `method path` matches, or null: for a
+   * check in code (Hono's requirePermission) on a request the route decision did not tenant-check
+   * (a public route, or `authorize: 'token'`).
+   */
+  routeTenantRefusal(principal: Principal, method: string, path: string): Decision | null {
+    const match = this.policy.routes.match(method.toUpperCase(), path);
+    return match === null || match === 'malformed' ? null : this.checkTenant(principal, match);
+  }
+
   private checkTenant(principal: Principal, match: RouteMatch): Decision | null {
     const param = this.policy.tenantParam;
     if (param === undefined) return null;

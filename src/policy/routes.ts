@@ -121,6 +121,14 @@ export function compileRoute(input: RouteInput, index: number, field: string): C
     );
   }
   const delegated = input.delegated ?? true;
+  if (!delegated && requirement.kind === 'public') {
+    // A public route lets every request through, delegated or not: `delegated: false` there
+    // would look like a refusal nothing enforces.
+    throw new ConfigError(
+      `${field}.delegated`,
+      'expected no delegated: false on a public route (it lets every request through)',
+    );
+  }
   return {
     label: `${methodLabel} ${path}`,
     methods,

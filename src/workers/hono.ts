@@ -215,6 +215,14 @@ export function requirePermission(
     }
     const logger = state.decisionLog;
     const startedAt = logger === undefined ? 0 : logger.start();
+    // The route decision tenant-checks only routes it decided: on a public route or after
+    // `authorize: 'token'`, a path naming another tenant is refused here.
+    const path = new URL(c.req.url).pathname;
+    const tenantRefusal = state.gatehouse.routeTenantRefusal(principal, c.req.method, path);
+    if (tenantRefusal !== null) {
+      logged(c, logger, tenantRefusal, authorization, startedAt, path);
+      return denyResponse(tenantRefusal, authorization);
+    }
     const checking = state.gatehouse.check(principal, list, clientContext(c.req.raw), mode);
     keepAlive(c, checking);
     const decision = await checking;

@@ -13,10 +13,12 @@ import {
 } from '../../src/delegation/index.ts';
 import { compilePolicy, Gatehouse } from '../../src/policy/index.ts';
 import { MemoryFeed, RevocationFollower } from '../../src/revocation/index.ts';
+import { MemoryStore } from '../../src/stores/index.ts';
 import { subjectStorageKey } from '../../src/stores/keys.ts';
 import { type GatehouseEnv, gatehouse, requirePermission } from '../../src/workers/hono.ts';
 import { KvStore } from '../../src/workers/kv-store.ts';
 import { DEMO_DELEGATION_ISSUER, DEMO_ISSUER } from '../support/cases.ts';
+import { AUDIENCE, createTestIssuer } from '../support/issuer.ts';
 import { bearer, DEMO_POLICY, demoTokenFor, seedDemo, TEST_SECRET } from './helpers.ts';
 
 beforeEach(async () => {
@@ -268,4 +270,45 @@ describe('delegation through the Hono middleware', () => {
     expect(publish.status).toBe(403);
     expect(((await publish.json()) as { reason: string }).reason).toBe('outside_delegation');
   });
+});
+
+describe('requirePermission() and path tenants', () => {
+  // The route decision tenant-checks the routes it decides; a public route (or token-only mode)
+  // leaves the check in code to requirePermission, which must not let one tenant read another's.
+  it.each(['routes', 'token'] as const)(
+    'refuses another tenant’s path (%s mode)',
+    async (authorize) => {
+      const idp = await createTestIssuer();
+      const policy = compilePolicy({
+        version: 1,
+        issuers: [
+          {
+            issuer: idp.issuer,
+            audiences: [AUDIENCE],
+            algorithms: ['ES256'],
+            keys: { jwks: idp.jwks },
+            tenantClaim: 'tid',
+          },
+        ],
+        tenancy: { pathParam: 'tenant' },
+        routes: [{ method: 'GET', path: '/t/:tenant/docs', public: true }],
+      });
+      const store = new MemoryStore();
+      store.putUser({
+        subject: 'alice',
+        tenant: 'acme',
+        roles: [],
+        grants: [{ permission: 'read:docs' }],
+        denies: [],
+      });
+      const hono = new Hono<GatehouseEnv>();
+      hono.use('*', gatehouse({ gatehouse: new Gatehouse({ policy, store }), authorize }));
+      hono.get('/t/:tenant/docs', requirePermission('read:docs'), (c) => c.text('docs'));
+      const headers = bearer(await idp.mint({ sub: 'alice', tid: 'acme' }));
+      const own = await hono.request('/t/acme/docs', { headers });
+      const other = await hono.request('/t/globex/docs', { headers });
+      expect([own.status, other.status]).toEqual([200, 403]);
+      expect(((await other.json()) as { reason: string }).reason).toBe('tenant_mismatch');
+    },
+  );
 });

@@ -72,6 +72,11 @@ describe('policy validation names the field', () => {
     ],
     ['two requirement kinds', (d) => (d.routes[0].public = true), 'policy.routes[0]'],
     [
+      'delegated: false on a public route (nothing would enforce it)',
+      (d) => (d.routes[0] = { method: 'GET', path: '/health', public: true, delegated: false }),
+      'policy.routes[0].delegated',
+    ],
+    [
       'an unknown template parameter',
       (d) => (d.routes[0].require = ['read:posts:{slug}']),
       'policy.routes[0].require',
