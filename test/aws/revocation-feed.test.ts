@@ -61,7 +61,11 @@ function token(subject: string, claims: { iat?: number; jti?: string } = {}): Pr
     .sign(new TextEncoder().encode(SECRET));
 }
 
-async function setup(policy: unknown = DEMO_POLICY, lambdaClient: DynamoDBClient = client) {
+async function setup(
+  policy: unknown = DEMO_POLICY,
+  lambdaClient: DynamoDBClient = client,
+  env: Record<string, string> = {},
+) {
   const table = await demoTable(client);
   const feed = new TrackedFeed(new DynamoDBFeed({ client, tableName: table }));
   const admin = new PermissionAdmin({
@@ -73,7 +77,7 @@ async function setup(policy: unknown = DEMO_POLICY, lambdaClient: DynamoDBClient
   });
   const handler = createLambdaHandler({
     policy,
-    env: { TABLE_NAME: table, GATEHOUSE_DEV_SECRET: SECRET },
+    env: { TABLE_NAME: table, GATEHOUSE_DEV_SECRET: SECRET, ...env },
     client: lambdaClient,
     log: () => {},
   });
@@ -310,21 +314,7 @@ describe('the Lambda authorizer following the feed', () => {
   // Principal mode: API Gateway reuses one answer per token for every route. A revoked token sent
   // to a public route must not come back with a policy for what its subject could do before.
   it('gives a revoked or signed-out token on a public route no more than an anonymous caller (principal mode)', async () => {
-    const table = await demoTable(client);
-    const feed = new TrackedFeed(new DynamoDBFeed({ client, tableName: table }));
-    const admin = new PermissionAdmin({
-      store: new FeedRecordingStore(new DynamoDBAdminStore({ client, tableName: table }), feed),
-      policyRoles: [],
-      actor: 'test',
-      via: 'cli',
-      feed,
-    });
-    const handler = createLambdaHandler({
-      policy: DEMO_POLICY,
-      env: { TABLE_NAME: table, GATEHOUSE_DEV_SECRET: SECRET, AUTHORIZER_MODE: 'principal' },
-      client,
-      log: () => {},
-    });
+    const { admin, handler } = await setup(DEMO_POLICY, client, { AUTHORIZER_MODE: 'principal' });
     const allowedRoutes = async (jwt: string, path: string) => {
       const answer = (await handler(tokenEvent('GET', path, jwt))) as IamResponse;
       return answer.policyDocument.Statement.flatMap((statement) =>
