@@ -243,6 +243,13 @@ export class Gatehouse {
     const verified = this.verifier.cached?.(token) ?? (await this.verifier.verify(token));
     const principal = verified.principal;
     const tokenHint = verified.cache;
+    // Gated before any answer that carries the principal, denials included: AWS principal mode
+    // builds a cached policy for the principal of a no_route or tenant_mismatch deny, so a revoked
+    // or signed-out token must be refused here first (review of issue 11, finding 1).
+    let gated = this.gate(principal, match?.route, request.consistency);
+    // Awaited only when the follower has to wait: the steady state stays synchronous.
+    if (gated instanceof Promise) gated = await gated;
+    if (gated !== null) return gated;
 
     if (!match) {
       return deny(403, 'no_route', `No route matches ${method} ${pathOnly(request.path)}.`, {
@@ -252,10 +259,6 @@ export class Gatehouse {
     const route = match.route;
     const tenantProblem = this.checkTenant(principal, match);
     if (tenantProblem) return tenantProblem;
-    let gated = this.gate(principal, route, request.consistency);
-    // Awaited only when the follower has to wait: the steady state stays synchronous.
-    if (gated instanceof Promise) gated = await gated;
-    if (gated !== null) return gated;
 
     if (route.requirement.kind === 'authenticated') {
       return {
@@ -405,9 +408,28 @@ export class Gatehouse {
    * check in code (Hono's requirePermission) on a request the route decision did not tenant-check
    * (a public route, or `authorize: 'token'`).
    */
-  routeTenantRefusal(principal: Principal, method: string, path: string): Decision | null {
+  routeTenantRefusal(
+    principal: Principal,
+    method: string,
+    path: string,
+    named?: string | undefined,
+  ): Decision | null {
+    if (this.policy.tenantParam === undefined) return null;
+    // `named`: the tenant the application's own route read from the path (it may match no
+    // policy route at all), compared as the application will use it.
+    if (named !== undefined && named !== principal.tenant) {
+      return deny(403, 'tenant_mismatch', `The route names a tenant other than the caller's.`, {
+        principal,
+      });
+    }
     const match = this.policy.routes.match(method.toUpperCase(), path);
-    return match === null || match === 'malformed' ? null : this.checkTenant(principal, match);
+    if (match === 'malformed') {
+      // A path the guard cannot read unambiguously could hide the tenant it names.
+      return deny(400, 'malformed_request', 'The request path is malformed or ambiguous.', {
+        principal,
+      });
+    }
+    return match === null ? null : this.checkTenant(principal, match);
   }
 
   private checkTenant(principal: Principal, match: RouteMatch): Decision | null {

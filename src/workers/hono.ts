@@ -218,7 +218,13 @@ export function requirePermission(
     // The route decision tenant-checks only routes it decided: on a public route or after
     // `authorize: 'token'`, a path naming another tenant is refused here.
     const path = new URL(c.req.url).pathname;
-    const tenantRefusal = state.gatehouse.routeTenantRefusal(principal, c.req.method, path);
+    const param = state.gatehouse.policy.tenantParam;
+    const tenantRefusal = state.gatehouse.routeTenantRefusal(
+      principal,
+      c.req.method,
+      path,
+      param === undefined ? undefined : c.req.param(param),
+    );
     if (tenantRefusal !== null) {
       logged(c, logger, tenantRefusal, authorization, startedAt, path);
       return denyResponse(tenantRefusal, authorization);

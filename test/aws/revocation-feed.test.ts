@@ -313,7 +313,7 @@ describe('the Lambda authorizer following the feed', () => {
 
   // Principal mode: API Gateway reuses one answer per token for every route. A revoked token sent
   // to a public route must not come back with a policy for what its subject could do before.
-  it('gives a revoked or signed-out token on a public route no more than an anonymous caller (principal mode)', async () => {
+  it('gives a revoked or signed-out token no more than an anonymous caller, whatever route it names (principal mode)', async () => {
     const { admin, handler } = await setup(DEMO_POLICY, client, { AUTHORIZER_MODE: 'principal' });
     const allowedRoutes = async (jwt: string, path: string) => {
       const answer = (await handler(tokenEvent('GET', path, jwt))) as IamResponse;
@@ -336,6 +336,16 @@ describe('the Lambda authorizer following the feed', () => {
     expect(await allowedRoutes(leaked, '/health')).toEqual(anonymous);
     expect(await allowedRoutes(old, '/health')).toEqual(anonymous);
     await expect(handler(tokenEvent('GET', '/drafts', leaked))).rejects.toThrow('Unauthorized');
+    // Denials carry the principal too (no route, a method the route does not take): its cached
+    // answer would list every route its subject held, so the feed refuses the token first.
+    for (const [method, path] of [
+      ['GET', '/nope'],
+      ['DELETE', '/drafts'],
+    ] as const) {
+      for (const refused of [leaked, old]) {
+        await expect(handler(tokenEvent(method, path, refused))).rejects.toThrow('Unauthorized');
+      }
+    }
   });
 
   it('answers a strict route only while the feed can be read', async () => {

@@ -291,7 +291,10 @@ describe('requirePermission() and path tenants', () => {
           },
         ],
         tenancy: { pathParam: 'tenant' },
-        routes: [{ method: 'GET', path: '/t/:tenant/docs', public: true }],
+        routes: [
+          { method: 'GET', path: '/t/:tenant/docs', public: true },
+          { method: 'GET', path: '/static/*', public: true },
+        ],
       });
       const store = new MemoryStore();
       store.putUser({
@@ -304,11 +307,33 @@ describe('requirePermission() and path tenants', () => {
       const hono = new Hono<GatehouseEnv>();
       hono.use('*', gatehouse({ gatehouse: new Gatehouse({ policy, store }), authorize }));
       hono.get('/t/:tenant/docs', requirePermission('read:docs'), (c) => c.text('docs'));
+      // Application routes the policy does not list, or lists under a public wildcard.
+      hono.get('/other/:tenant/docs', requirePermission('read:docs'), (c) => c.text('docs'));
+      hono.get('/static/t/:tenant/docs', requirePermission('read:docs'), (c) => c.text('docs'));
       const headers = bearer(await idp.mint({ sub: 'alice', tid: 'acme' }));
-      const own = await hono.request('/t/acme/docs', { headers });
+      const status = async (path: string) => (await hono.request(path, { headers })).status;
+      expect(await status('/t/acme/docs')).toBe(200);
       const other = await hono.request('/t/globex/docs', { headers });
-      expect([own.status, other.status]).toEqual([200, 403]);
+      expect(other.status).toBe(403);
       expect(((await other.json()) as { reason: string }).reason).toBe('tenant_mismatch');
+      // The tenant as the application reads it (decoded), whatever the policy's table makes of it.
+      for (const path of [
+        '/t/globex%00/docs',
+        '/t/globex;x/docs',
+        '/t/acme%2F..%2Fglobex/docs',
+        '/t/%EF%BD%87lobex/docs',
+        '/other/globex/docs',
+        '/static/t/globex/docs',
+      ]) {
+        const refused = await status(path);
+        expect({ path, refused: refused === 400 || refused === 403 }).toEqual({
+          path,
+          refused: true,
+        });
+      }
+      // In routes mode the middleware refuses a path no policy route names (no_route).
+      expect(await status('/other/acme/docs')).toBe(authorize === 'token' ? 200 : 403);
+      expect(await status('/static/t/acme/docs')).toBe(200);
     },
   );
 });
