@@ -5,14 +5,14 @@
  * with a new Workers project's tsconfig and answers in workerd (`wrangler dev`), and the CLI runs
  * without tsx or the repository's devDependencies.
  */
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalDynamo, startDynalite } from '../aws/support.ts';
-import { freePort, olderNode, stopProcessGroup } from '../support/processes.ts';
+import { freePort, olderNode, startWranglerDev, stopProcessGroup } from '../support/processes.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 const repoPackage = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
@@ -312,46 +312,15 @@ export default app;
       ].join('\n'),
     );
     const port = await freePort();
-    let output = '';
-    worker = spawn(
-      process.execPath,
-      [
-        join(root, 'node_modules/wrangler/bin/wrangler.js'),
-        'dev',
-        '--ip',
-        '127.0.0.1',
-        '--port',
-        String(port),
-        '--persist-to',
-        join(dir, 'state'),
-        '--show-interactive-dev-session=false',
-      ],
-      {
-        cwd: app,
-        env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
-        detached: true,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    worker.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    worker.stderr?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
+    worker = await startWranglerDev({
+      cwd: app,
+      port,
+      args: ['--persist-to', join(dir, 'state')],
+      readyPath: '/me',
+      ready: () => true,
     });
     const base = `http://127.0.0.1:${port}`;
-    const deadline = Date.now() + 60_000;
-    let unauthenticated: Response;
-    for (;;) {
-      if (worker.exitCode !== null) throw new Error(`wrangler dev exited:\n${output}`);
-      if (Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${output}`);
-      try {
-        unauthenticated = await fetch(`${base}/me`);
-        break;
-      } catch {
-        await new Promise((resolve) => setTimeout(resolve, 250));
-      }
-    }
+    const unauthenticated = await fetch(`${base}/me`);
     expect(unauthenticated.status).toBe(401);
     expect(unauthenticated.headers.get('www-authenticate')).toMatch(/^Bearer/);
 

@@ -7,13 +7,13 @@
  *
  * Worker names carry the process id: the dev registry is shared by every session on the machine.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devIssuer, mintDevToken } from '../../src/cli/token.ts';
-import { freePort, stopProcessGroup } from '../support/processes.ts';
+import { freePort, startWranglerDev, stopProcessGroup } from '../support/processes.ts';
 import { cliAsync, pollUntilDenied } from '../support/revocation.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -27,7 +27,6 @@ const POLL_MS = 25;
 let dir = '';
 let child: ChildProcess | undefined;
 let base = '';
-let output = '';
 let policy: Record<string, unknown> = {};
 
 const bin = () => join(root, 'bin/gatehouse.mjs');
@@ -118,49 +117,20 @@ beforeAll(async () => {
 
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  child = spawn(
-    process.execPath,
-    [
-      join(root, 'node_modules/wrangler/bin/wrangler.js'),
-      'dev',
+  child = await startWranglerDev({
+    cwd: dir,
+    port,
+    args: [
       '-c',
       join(dir, 'wrangler.toml'),
       '-c',
       join(dir, 'wrangler.admin.toml'),
-      '--ip',
-      '127.0.0.1',
-      '--port',
-      String(port),
       '--persist-to',
       join(dir, 'state'),
       '--var',
       `GATEHOUSE_DEV_SECRET:${SECRET}`,
-      '--show-interactive-dev-session=false',
     ],
-    {
-      cwd: dir,
-      env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  child.stdout?.on('data', (c: Buffer) => {
-    output += c.toString();
   });
-  child.stderr?.on('data', (c: Buffer) => {
-    output += c.toString();
-  });
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${output}`);
-    try {
-      if ((await fetch(`${base}/health`)).status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
 });
 
 afterAll(async () => {

@@ -5,13 +5,13 @@
  * within the documented bound (docs/management.md): cache.ttlSeconds, plus polling slack.
  * Local KV has no edge cache, so KV's cacheTtl (part of the bound in production) is not in play.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devIssuer, mintDevToken } from '../../src/cli/token.ts';
-import { freePort, stopProcessGroup } from '../support/processes.ts';
+import { freePort, startWranglerDev, stopProcessGroup } from '../support/processes.ts';
 import { cliAsync, pollUntilDenied } from '../support/revocation.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -24,7 +24,6 @@ const SLACK_MS = 1500;
 let dir = '';
 let child: ChildProcess | undefined;
 let base = '';
-let output = '';
 let policy: Record<string, unknown> = {};
 
 const bin = () => join(root, 'bin/gatehouse.mjs');
@@ -84,48 +83,18 @@ beforeAll(async () => {
 
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  const wrangler = join(root, 'node_modules/wrangler/bin/wrangler.js');
-  child = spawn(
-    process.execPath,
-    [
-      wrangler,
-      'dev',
+  child = await startWranglerDev({
+    cwd: dir,
+    port,
+    args: [
       '--config',
       join(dir, 'wrangler.toml'),
-      '--ip',
-      '127.0.0.1',
-      '--port',
-      String(port),
       '--persist-to',
       join(dir, 'state'),
       '--var',
       `GATEHOUSE_DEV_SECRET:${SECRET}`,
-      '--show-interactive-dev-session=false',
     ],
-    {
-      cwd: dir,
-      env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  child.stdout?.on('data', (c: Buffer) => {
-    output += c.toString();
   });
-  child.stderr?.on('data', (c: Buffer) => {
-    output += c.toString();
-  });
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${output}`);
-    try {
-      if ((await fetch(`${base}/health`)).status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
 });
 
 afterAll(async () => {

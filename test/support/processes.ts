@@ -1,12 +1,12 @@
 /**
- * Child processes in tests: a free loopback port, stopping a detached process group, and an old
- * node to run entry points with.
+ * Child processes in tests: a free loopback port, `wrangler dev` started and waited for,
+ * stopping a detached process group, and an old node to run entry points with.
  */
-import { type ChildProcess, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import { isSupported } from '../../scripts/node22.mjs';
 
 export function freePort(): Promise<number> {
@@ -19,6 +19,63 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
     });
   });
+}
+
+const WRANGLER = resolve(import.meta.dirname, '../../node_modules/wrangler/bin/wrangler.js');
+
+/**
+ * `wrangler dev` on 127.0.0.1:`port` with `args` (configurations, persistence, vars) in its own
+ * process group (stop it with stopProcessGroup), resolved once `ready` says a response from
+ * `readyPath` is the Worker answering; rejects with wrangler's output if it exits or does not
+ * answer within 90 s.
+ */
+export async function startWranglerDev(options: {
+  readonly cwd: string;
+  readonly port: number;
+  readonly args: readonly string[];
+  readonly readyPath?: string;
+  readonly ready?: (response: Response) => boolean;
+}): Promise<ChildProcess> {
+  const { cwd, port, args, readyPath = '/health', ready = (r) => r.status === 200 } = options;
+  const child = spawn(
+    process.execPath,
+    [
+      WRANGLER,
+      'dev',
+      ...args,
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--show-interactive-dev-session=false',
+    ],
+    {
+      cwd,
+      env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let output = '';
+  const collect = (chunk: Buffer) => {
+    output += chunk.toString();
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${output}`);
+    if (Date.now() > deadline) {
+      await stopProcessGroup(child);
+      throw new Error(`wrangler dev did not start:\n${output}`);
+    }
+    try {
+      if (ready(await fetch(`http://127.0.0.1:${port}${readyPath}`))) return child;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 /** SIGTERM to the whole group (wrangler and its workerd), SIGKILL after 10 s; waits for exit. */
