@@ -41,6 +41,7 @@ import { DynamoDBFeed } from '../src/aws/revocation-feed.ts';
 import { TrackedFeed } from '../src/revocation/feed.ts';
 import { parsePermissionData } from '../src/stores/permission-data.ts';
 import { permissionKvEntries } from '../src/workers/kv-store.ts';
+import { writeWorkerPair } from '../test/support/worker-pair.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REVOCATIONS = Number(process.env.BENCH_REVOCATIONS ?? 20);
@@ -174,48 +175,12 @@ export async function startWorkers(
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-revoke-'));
   const name = `gatehouse-bench-${process.pid}`;
   writeFileSync(join(dir, 'entry.ts'), GUARD_ENTRY);
-  const common = [
-    'compatibility_date = "2026-11-01"',
-    '[alias]',
-    `"gatehouse:policy" = ${JSON.stringify(join(ROOT, 'demo/policy.json'))}`,
-    '[[kv_namespaces]]',
-    'binding = "PERMISSIONS"',
-    'id = "gatehouse-permissions-local"',
-  ];
-  writeFileSync(
-    join(dir, 'wrangler.toml'),
-    [
-      `name = "${name}"`,
-      `main = ${JSON.stringify(join(dir, 'entry.ts'))}`,
-      ...common,
-      '[vars]',
-      'ORIGIN = "echo"',
-      'DECISION_LOG = "off"',
-      '[[durable_objects.bindings]]',
-      'name = "REVOCATION"',
-      'class_name = "RevocationFeed"',
-      '[[migrations]]',
-      'tag = "revocation-feed-v1"',
-      'new_sqlite_classes = ["RevocationFeed"]',
-      '[[services]]',
-      'binding = "ADMIN"',
-      `service = "${name}-admin"`,
-    ].join('\n'),
-  );
-  writeFileSync(
-    join(dir, 'wrangler.admin.toml'),
-    [
-      `name = "${name}-admin"`,
-      `main = ${JSON.stringify(join(ROOT, 'handlers/admin-worker.ts'))}`,
-      ...common,
-      '[vars]',
-      'DECISION_LOG = "off"',
-      '[[durable_objects.bindings]]',
-      'name = "REVOCATION"',
-      'class_name = "RevocationFeed"',
-      `script_name = "${name}"`,
-    ].join('\n'),
-  );
+  writeWorkerPair(dir, {
+    name,
+    guardMain: join(dir, 'entry.ts'),
+    policy: join(ROOT, 'demo/policy.json'),
+    vars: { DECISION_LOG: 'off' },
+  });
   // Beside both configurations, so both Workers get the secret (--var reaches the first only).
   const vars = { GATEHOUSE_DEV_SECRET: SECRET, ...devVars };
   writeFileSync(

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devIssuer, mintDevToken } from '../../src/cli/token.ts';
 import { freePort, startWranglerDev, stopProcessGroup } from '../support/processes.ts';
 import { cliAsync, pollUntilDenied } from '../support/revocation.ts';
+import { writeWorkerPair } from '../support/worker-pair.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 const SECRET = 'revocation-feed-test-secret-0123456789abcdef';
@@ -67,45 +68,7 @@ beforeAll(async () => {
   policy = JSON.parse(readFileSync(join(root, 'demo/policy.json'), 'utf8'));
   delete policy.$schema;
   writeFileSync(join(dir, 'policy.json'), JSON.stringify(policy));
-  const common = [
-    'compatibility_date = "2026-11-01"',
-    '[alias]',
-    `"gatehouse:policy" = ${JSON.stringify(join(dir, 'policy.json'))}`,
-    '[[kv_namespaces]]',
-    'binding = "PERMISSIONS"',
-    'id = "gatehouse-permissions-local"',
-  ];
-  writeFileSync(
-    join(dir, 'wrangler.toml'),
-    [
-      `name = "${GUARD}"`,
-      `main = ${JSON.stringify(join(root, 'handlers/worker.ts'))}`,
-      ...common,
-      '[vars]',
-      'ORIGIN = "echo"',
-      '[[durable_objects.bindings]]',
-      'name = "REVOCATION"',
-      'class_name = "RevocationFeed"',
-      '[[migrations]]',
-      'tag = "revocation-feed-v1"',
-      'new_sqlite_classes = ["RevocationFeed"]',
-      '[[services]]',
-      'binding = "ADMIN"',
-      `service = "${GUARD}-admin"`,
-    ].join('\n'),
-  );
-  writeFileSync(
-    join(dir, 'wrangler.admin.toml'),
-    [
-      `name = "${GUARD}-admin"`,
-      `main = ${JSON.stringify(join(root, 'handlers/admin-worker.ts'))}`,
-      ...common,
-      '[[durable_objects.bindings]]',
-      'name = "REVOCATION"',
-      'class_name = "RevocationFeed"',
-      `script_name = "${GUARD}"`,
-    ].join('\n'),
-  );
+  writeWorkerPair(dir, { name: GUARD, policy: join(dir, 'policy.json') });
   // Seeded before the session starts: no feed to reach yet, so KV alone (and quietly).
   const seeded = spawnSync(
     process.execPath,
