@@ -16,7 +16,7 @@
  *
  * The guard's throughput figure (bench/worker.ts) is measured with the feed bound, as shipped.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
@@ -40,8 +40,7 @@ import { createLambdaHandler } from '../src/aws/lambda.ts';
 import { DynamoDBFeed } from '../src/aws/revocation-feed.ts';
 import { TrackedFeed } from '../src/revocation/feed.ts';
 import { parsePermissionData } from '../src/stores/permission-data.ts';
-import { permissionKvEntries } from '../src/workers/kv-store.ts';
-import { writeWorkerPair } from '../test/support/worker-pair.ts';
+import { seedDemoKv, writeWorkerPair } from '../test/support/worker-pair.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REVOCATIONS = Number(process.env.BENCH_REVOCATIONS ?? 20);
@@ -190,30 +189,7 @@ export async function startWorkers(
       .join(''),
   );
   // The demo data (carol the admin among it), as `npm start` seeds it.
-  const seed = join(dir, 'seed.json');
-  writeFileSync(
-    seed,
-    JSON.stringify(permissionKvEntries(readFileSync(join(ROOT, 'demo/permissions.json'), 'utf8'))),
-  );
-  const seeded = spawnSync(
-    process.execPath,
-    [
-      WRANGLER,
-      'kv',
-      'bulk',
-      'put',
-      seed,
-      '--binding',
-      'PERMISSIONS',
-      '--local',
-      '--persist-to',
-      join(dir, 'state'),
-      '-c',
-      join(dir, 'wrangler.toml'),
-    ],
-    { cwd: dir, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, encoding: 'utf8' },
-  );
-  if (seeded.status !== 0) throw new Error(`bench: seeding KV failed: ${seeded.stderr}`);
+  seedDemoKv({ persistTo: join(dir, 'state'), config: join(dir, 'wrangler.toml') });
   const port = await freePort();
   const child: ChildProcess = spawn(
     process.execPath,

@@ -35,7 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import * as jose from 'jose';
 import { generateIssuerKeySet } from '../src/delegation/keys.ts';
-import { permissionKvEntries } from '../src/workers/kv-store.ts';
+import { seedDemoKv } from '../test/support/worker-pair.ts';
 import { startWorkers } from './revocation.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -176,28 +176,7 @@ async function start(source: string): Promise<Running> {
   const entry = join(dir, 'entry.ts');
   writeFileSync(entry, source);
   const persist = join(dir, 'state');
-  const seed = join(dir, 'seed.json');
-  writeFileSync(
-    seed,
-    JSON.stringify(permissionKvEntries(readFileSync(join(ROOT, 'demo/permissions.json'), 'utf8'))),
-  );
-  const seeded = spawnSync(
-    process.execPath,
-    [
-      WRANGLER,
-      'kv',
-      'bulk',
-      'put',
-      seed,
-      '--binding',
-      'PERMISSIONS',
-      '--local',
-      '--persist-to',
-      persist,
-    ],
-    { cwd: ROOT, env: WRANGLER_ENV, encoding: 'utf8' },
-  );
-  if (seeded.status !== 0) throw new Error(`bench: seeding KV failed: ${seeded.stderr}`);
+  seedDemoKv({ persistTo: persist });
   debug(`seeded ${persist}`);
   const port = await freePort();
   const child: ChildProcess = spawn(

@@ -1,10 +1,13 @@
 /**
  * The guard and the admin Worker side by side under one `wrangler dev` (as `npm start` runs
  * them): their two configurations written into a scratch directory, sharing the policy alias,
- * the local KV namespace and the revocation feed's Durable Object (defined by the guard).
+ * the local KV namespace and the revocation feed's Durable Object (defined by the guard); and
+ * local KV seeded with the demo permissions, as `npm start` seeds it.
  */
-import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { permissionKvEntries } from '../../src/workers/kv-store.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -65,4 +68,38 @@ export function writeWorkerPair(dir: string, options: WorkerPairOptions): void {
       `script_name = "${name}"`,
     ].join('\n'),
   );
+}
+
+/**
+ * Writes demo/permissions.json into the local KV under `persistTo` (`wrangler kv bulk put`),
+ * quietly: no feed is running yet. `config` is the wrangler configuration naming the PERMISSIONS
+ * binding (default the repository's).
+ */
+export function seedDemoKv(options: {
+  readonly persistTo: string;
+  readonly config?: string;
+}): void {
+  const seed = join(dirname(options.persistTo), 'seed.json');
+  writeFileSync(
+    seed,
+    JSON.stringify(permissionKvEntries(readFileSync(join(ROOT, 'demo/permissions.json'), 'utf8'))),
+  );
+  const seeded = spawnSync(
+    process.execPath,
+    [
+      join(ROOT, 'node_modules/wrangler/bin/wrangler.js'),
+      'kv',
+      'bulk',
+      'put',
+      seed,
+      '--binding',
+      'PERMISSIONS',
+      '--local',
+      '--persist-to',
+      options.persistTo,
+      ...(options.config === undefined ? [] : ['-c', options.config]),
+    ],
+    { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, encoding: 'utf8' },
+  );
+  if (seeded.status !== 0) throw new Error(`seeding local KV failed: ${seeded.stderr}`);
 }
