@@ -402,6 +402,16 @@ async function main(): Promise<void> {
 
 const TABLE_HEAD = ['| figure | value | goal | met | notes |', '|---|---|---|---|---|'];
 
+/** The bench issuer with one key, as every policy here names it. */
+function benchIssuer(key: KeyMaterial) {
+  return {
+    issuer: ISSUER,
+    audiences: [AUDIENCE],
+    algorithms: [key.alg],
+    keys: { jwks: { keys: [key.jwk] } },
+  };
+}
+
 /**
  * A repeated delegated decision over the same decision with the delegator's own token: one
  * Gatehouse with a delegation section, alice's token and a delegation token for her (actor
@@ -414,14 +424,7 @@ async function benchDelegationRatio(
   const policy = compilePolicy(
     {
       version: 1,
-      issuers: [
-        {
-          issuer: ISSUER,
-          audiences: [AUDIENCE],
-          algorithms: [key.alg],
-          keys: { jwks: { keys: [key.jwk] } },
-        },
-      ],
+      issuers: [benchIssuer(key)],
       roles: { reader: { grants: ['read:posts'] } },
       routes: [{ method: 'GET', path: '/posts/:id', require: ['read:posts'] }],
       delegation: {
@@ -477,14 +480,7 @@ async function benchEvents(
   const policy = compilePolicy(
     {
       version: 1,
-      issuers: [
-        {
-          issuer: ISSUER,
-          audiences: [AUDIENCE],
-          algorithms: [key.alg],
-          keys: { jwks: { keys: [key.jwk] } },
-        },
-      ],
+      issuers: [benchIssuer(key)],
       roles: { writer: { grants: ['write:reports'] } },
       routes: [{ method: 'POST', path: '/reports', require: ['write:reports'] }],
       delegation: { issuer: 'https://gatehouse.bench.example/delegation' },
